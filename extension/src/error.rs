@@ -1,0 +1,283 @@
+//! Errors at the module boundaries, and the one place where an error becomes an HTTP status and body.
+//!
+//! - [`UpstreamError`]: what went wrong talking to Secrets Manager or SSM, keeping its meaning (not found, denied,
+//!   throttled, timed out, unreachable). It is `Clone` because one single-flight fetch answers many waiters.
+//! - [`ApiError`]: everything a request can fail with; [`ApiError::into_response`] is the only error-to-HTTP mapping.
+//!
+//! Bodies follow AWS's error style, `{"__type":"ResourceNotFoundException","message":"..."}`, built with serde so they
+//! are always valid JSON. No body or message ever carries a secret value: upstream messages are AWS's own, and our own
+//! bugs answer a generic 500 while their detail goes to the log.
+
+use bytes::Bytes;
+use http::{header, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::request::QueryError;
+
+/// A failed upstream call, classified by what the client should make of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// The secret or parameter (or the asked version) does not exist.
+    #[error("{code}: {message}")]
+    NotFound {
+        /// AWS error code, e.g. `ResourceNotFoundException`.
+        code: String,
+        /// AWS's message.
+        message: String,
+    },
+    /// IAM or KMS denied access.
+    #[error("{code}: {message}")]
+    AccessDenied {
+        /// AWS error code, e.g. `AccessDeniedException`.
+        code: String,
+        /// AWS's message.
+        message: String,
+    },
+    /// The upstream rejected the request as invalid (e.g. a malformed ARN).
+    #[error("{code}: {message}")]
+    InvalidRequest {
+        /// AWS error code.
+        code: String,
+        /// AWS's message.
+        message: String,
+    },
+    /// Throttled, still after the SDK's retries.
+    #[error("{code}: {message}")]
+    Throttled {
+        /// AWS error code.
+        code: String,
+        /// AWS's message.
+        message: String,
+    },
+    /// No answer within the configured timeout.
+    #[error("the upstream did not answer within {millis} ms")]
+    Timeout {
+        /// The configured timeout.
+        millis: u64,
+    },
+    /// No connection could be made, or it broke.
+    #[error("the upstream is unreachable: {detail}")]
+    Unreachable {
+        /// Connector detail (no secret: requests carry none).
+        detail: String,
+    },
+    /// The upstream answered with a 5xx or an unparseable response.
+    #[error("the upstream failed: {code}: {message}")]
+    ServerError {
+        /// AWS error code, or the HTTP status.
+        code: String,
+        /// AWS's message.
+        message: String,
+    },
+    /// Something that should not happen (a bug, or a failed task); details are logged, not served.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl UpstreamError {
+    /// Whether the failure is transient (a later call may succeed), as opposed to an answer about the secret itself.
+    /// Only transient failures may ever be papered over with a stale value.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Throttled { .. }
+                | Self::Timeout { .. }
+                | Self::Unreachable { .. }
+                | Self::ServerError { .. }
+        )
+    }
+
+    /// A short label for logs and metrics.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::NotFound { code, .. }
+            | Self::AccessDenied { code, .. }
+            | Self::InvalidRequest { code, .. }
+            | Self::Throttled { code, .. }
+            | Self::ServerError { code, .. } => code,
+            Self::Timeout { .. } => "Timeout",
+            Self::Unreachable { .. } => "Unreachable",
+            Self::Internal(_) => "InternalError",
+        }
+    }
+}
+
+/// Why a request to the localhost API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No token header.
+    #[error("the X-Aws-Parameters-Secrets-Token header is missing")]
+    MissingToken,
+    /// A token header that does not match.
+    #[error("the X-Aws-Parameters-Secrets-Token header is not valid")]
+    WrongToken,
+    /// More than one token header.
+    #[error("the X-Aws-Parameters-Secrets-Token header is given more than once")]
+    DuplicateToken,
+    /// The request came through a proxy (a sign of server-side request forgery).
+    #[error("requests with an X-Forwarded-For header are refused")]
+    Forwarded,
+    /// A method other than GET or HEAD.
+    #[error("only GET is supported")]
+    MethodNotAllowed,
+    /// An unknown path.
+    #[error("no such path; use /secretsmanager/get, /systemsmanager/parameters/get or /ping")]
+    UnknownPath,
+    /// A malformed query.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// Too many concurrent connections.
+    #[error("too many concurrent connections; retry shortly")]
+    Overloaded,
+    /// The upstream failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
+
+impl ApiError {
+    /// The HTTP status and AWS-style error type.
+    fn status_and_type(&self) -> (StatusCode, &str) {
+        match self {
+            Self::MissingToken => (
+                StatusCode::UNAUTHORIZED,
+                "MissingAuthenticationTokenException",
+            ),
+            Self::WrongToken => (StatusCode::FORBIDDEN, "InvalidAuthenticationTokenException"),
+            Self::DuplicateToken => (StatusCode::BAD_REQUEST, "InvalidRequestException"),
+            Self::Forwarded => (StatusCode::BAD_REQUEST, "ForwardedRequestException"),
+            Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowedException"),
+            Self::UnknownPath => (StatusCode::NOT_FOUND, "UnknownOperationException"),
+            Self::Query(_) => (StatusCode::BAD_REQUEST, "InvalidParameterException"),
+            Self::Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TooManyConnectionsException",
+            ),
+            Self::Upstream(u) => match u {
+                UpstreamError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code.as_str()),
+                UpstreamError::AccessDenied { code, .. } => (StatusCode::FORBIDDEN, code.as_str()),
+                UpstreamError::InvalidRequest { code, .. } => {
+                    (StatusCode::BAD_REQUEST, code.as_str())
+                }
+                UpstreamError::Throttled { code, .. } => {
+                    (StatusCode::TOO_MANY_REQUESTS, code.as_str())
+                }
+                UpstreamError::Timeout { .. } => {
+                    (StatusCode::GATEWAY_TIMEOUT, "UpstreamTimeoutException")
+                }
+                UpstreamError::Unreachable { .. } => {
+                    (StatusCode::BAD_GATEWAY, "UpstreamUnreachableException")
+                }
+                UpstreamError::ServerError { code, .. } => (StatusCode::BAD_GATEWAY, code.as_str()),
+                UpstreamError::Internal(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure")
+                }
+            },
+        }
+    }
+
+    /// The response for this error: the only place errors become HTTP.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let (status, kind) = self.status_and_type();
+        let message = match &self {
+            // Our own bug: the detail is for the log, the client gets a generic sentence.
+            Self::Upstream(UpstreamError::Internal(detail)) => {
+                tracing::error!(error = %detail, "internal error");
+                "internal error; see the extension's log".to_string()
+            }
+            Self::Upstream(UpstreamError::NotFound { message, .. })
+            | Self::Upstream(UpstreamError::AccessDenied { message, .. })
+            | Self::Upstream(UpstreamError::InvalidRequest { message, .. })
+            | Self::Upstream(UpstreamError::Throttled { message, .. }) => message.clone(),
+            other => other.to_string(),
+        };
+        let body = serde_json::json!({ "__type": kind, "message": message });
+        let mut builder = Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "application/json");
+        if matches!(self, Self::Overloaded) {
+            builder = builder
+                .header(header::CONNECTION, "close")
+                .header(header::RETRY_AFTER, "1");
+        }
+        builder
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"{}"))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(e: ApiError) -> u16 {
+        e.into_response().status().as_u16()
+    }
+
+    #[test]
+    fn statuses_follow_the_spec() {
+        let nf = UpstreamError::NotFound {
+            code: "ResourceNotFoundException".into(),
+            message: "m".into(),
+        };
+        assert_eq!(status(ApiError::MissingToken), 401);
+        assert_eq!(status(ApiError::WrongToken), 403);
+        assert_eq!(status(ApiError::MethodNotAllowed), 405);
+        assert_eq!(
+            status(ApiError::Query(QueryError::Missing("secretId"))),
+            400
+        );
+        assert_eq!(status(nf.clone().into()), 404);
+        assert_eq!(status(UpstreamError::Timeout { millis: 1 }.into()), 504);
+        assert_eq!(
+            status(UpstreamError::Unreachable { detail: "x".into() }.into()),
+            502
+        );
+        assert_eq!(
+            status(
+                UpstreamError::Throttled {
+                    code: "T".into(),
+                    message: "m".into()
+                }
+                .into()
+            ),
+            429
+        );
+        assert_eq!(
+            status(
+                UpstreamError::AccessDenied {
+                    code: "A".into(),
+                    message: "m".into()
+                }
+                .into()
+            ),
+            403
+        );
+        assert_eq!(status(UpstreamError::Internal("bug".into()).into()), 500);
+        assert!(!nf.is_transient());
+        assert!(UpstreamError::Timeout { millis: 1 }.is_transient());
+    }
+
+    #[test]
+    fn bodies_are_aws_style_json_and_internal_detail_is_hidden() {
+        let r =
+            ApiError::Upstream(UpstreamError::Internal("detail \"quoted\"".into())).into_response();
+        let body = http_body_util::BodyExt::collect(r.into_body());
+        let bytes = futures_executor_block_on(body);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(v["__type"], "InternalFailure");
+        assert!(!v["message"].as_str().unwrap_or_default().contains("quoted"));
+    }
+
+    fn futures_executor_block_on(
+        f: impl std::future::Future<
+            Output = Result<http_body_util::Collected<Bytes>, std::convert::Infallible>,
+        >,
+    ) -> Bytes {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+            .map(|c| c.to_bytes())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,89 @@
+//! secretcache: a Lambda external extension that serves Secrets Manager secrets and SSM parameters from a localhost
+//! cache, as a drop-in replacement for the AWS Parameters and Secrets Lambda Extension.
+//!
+//! Layout, one responsibility a module:
+//! - [`config`]: typed configuration from the environment, validated before anything binds;
+//! - [`request`]: strict parsing of query strings into cache keys;
+//! - [`cache`]: the bounded cache with single-flight, refresh-ahead and stale-on-error;
+//! - [`upstream`]: the AWS SDK clients and the success bodies;
+//! - [`server`]: the localhost HTTP server and its request checks;
+//! - [`lifecycle`]: the Lambda Extensions API lifecycle, and standalone mode;
+//! - [`error`]: errors, and the one mapping to HTTP;
+//! - [`secret`], [`metrics`], [`logging`]: the secret-holding type, counters, tracing set-up.
+
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod lifecycle;
+pub mod logging;
+pub mod metrics;
+pub mod request;
+pub mod secret;
+pub mod server;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::{Cache, Policy, SystemClock};
+use crate::config::Config;
+use crate::lifecycle::{Lifecycle, LifecycleError};
+use crate::metrics::Metrics;
+use crate::server::App;
+use crate::upstream::AwsUpstream;
+
+/// Runs the extension on an already-bound listener until shutdown.
+///
+/// The listener is bound by the caller *before* this registers with the Extensions API, so the function's init code
+/// can already read secrets.
+pub async fn run(config: Config, listener: TcpListener) -> Result<(), LifecycleError> {
+    let metrics = Arc::new(Metrics::default());
+    let upstream = AwsUpstream::new(&config).await;
+    let cache = Cache::new(
+        upstream,
+        SystemClock,
+        Policy::from(&config),
+        Arc::clone(&metrics),
+    );
+    let app = Arc::new(App {
+        cache: Arc::clone(&cache),
+        tokens: config.tokens.clone(),
+        metrics: Arc::clone(&metrics),
+    });
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(server::serve(
+        listener,
+        app,
+        config.max_client_connections,
+        shutdown.clone(),
+    ));
+    let lifecycle = Lifecycle {
+        cache,
+        metrics,
+        shutdown,
+        server,
+        prefetch: config.prefetch.clone(),
+        prefetch_timeout: config.prefetch_timeout,
+        snap_start: config.snap_start,
+    };
+    if config.runtime_api.is_some() {
+        lifecycle.lambda().await
+    } else {
+        lifecycle.standalone().await
+    }
+}
+
+impl From<&Config> for Policy {
+    fn from(c: &Config) -> Self {
+        Self {
+            secret_ttl: c.secrets.ttl,
+            parameter_ttl: c.ssm.ttl,
+            refresh_ahead_percent: c.refresh_ahead_percent,
+            max_stale: c.max_stale,
+            max_entries: c.cache_size,
+            max_bytes: c.cache_bytes,
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The Lambda lifecycle, and the standalone mode used outside Lambda.
+//!
+//! Lambda mode, in order:
+//! 1. the caller has already bound the listener and started serving, so the function's init code can call us;
+//! 2. register with the Extensions API for INVOKE and SHUTDOWN (`lambda-extension`'s `register()`);
+//! 3. prefetch the configured secrets, bounded in time (failures are logged, never fatal);
+//! 4. `run()`: its first `event/next` tells Lambda we are ready. On INVOKE we refresh what is near or past expiry (the
+//!    environment is frozen between invokes, so this is when background work can run). On SHUTDOWN we stop
+//!    accepting, drain within the event's deadline, and exit the process: the crate's loop never returns.
+//!
+//! Standalone mode (no `AWS_LAMBDA_RUNTIME_API`): prefetch, then serve until SIGTERM or SIGINT, then drain.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::{Cache, Clock, Upstream};
+use crate::metrics::Metrics;
+use crate::request::{Key, SecretKey, VersionSelector};
+
+/// Grace period for draining connections outside Lambda (Lambda's SHUTDOWN carries its own deadline).
+const STANDALONE_GRACE: Duration = Duration::from_secs(2);
+/// Time kept back from the SHUTDOWN deadline for exiting the process.
+const EXIT_MARGIN: Duration = Duration::from_millis(200);
+/// EMF metric lines are written at most this often while invocations run.
+const EMF_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What the lifecycle drives.
+#[derive(Debug)]
+pub struct Lifecycle<U, C> {
+    /// The cache, for prefetch and refreshes.
+    pub cache: Arc<Cache<U, C>>,
+    /// Counters, for the EMF line.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled to stop the server.
+    pub shutdown: CancellationToken,
+    /// The server task; it ends once every connection has drained.
+    pub server: JoinHandle<()>,
+    /// Secret ids to prefetch during init.
+    pub prefetch: Vec<String>,
+    /// Budget of that prefetch.
+    pub prefetch_timeout: Duration,
+    /// SnapStart: no prefetch before the snapshot, and everything cached is expired after restore.
+    pub snap_start: bool,
+}
+
+/// A lifecycle failure: registering or talking to the Extensions API.
+#[derive(Debug, thiserror::Error)]
+#[error("Lambda Extensions API: {0}")]
+pub struct LifecycleError(String);
+
+impl<U: Upstream, C: Clock> Lifecycle<U, C> {
+    /// Runs inside Lambda. Exits the process on SHUTDOWN.
+    pub async fn lambda(self) -> Result<(), LifecycleError> {
+        let Self {
+            cache,
+            metrics,
+            shutdown,
+            server,
+            prefetch,
+            prefetch_timeout,
+            snap_start,
+        } = self;
+        let server = Arc::new(tokio::sync::Mutex::new(Some(server)));
+        let state = Arc::new(std::sync::Mutex::new(InvokeState {
+            first: true,
+            last_emf: Instant::now(),
+        }));
+        let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
+        let processor = {
+            let (cache, metrics, shutdown, server) = (
+                Arc::clone(&cache),
+                Arc::clone(&metrics),
+                shutdown.clone(),
+                Arc::clone(&server),
+            );
+            service_fn(move |event: LambdaEvent| {
+                let (cache, metrics, shutdown, server, state, function_name) = (
+                    Arc::clone(&cache),
+                    Arc::clone(&metrics),
+                    shutdown.clone(),
+                    Arc::clone(&server),
+                    Arc::clone(&state),
+                    function_name.clone(),
+                );
+                async move {
+                    match event.next {
+                        NextEvent::Invoke(invoke) => {
+                            let (first, emit) = {
+                                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                                let first = std::mem::replace(&mut s.first, false);
+                                let emit = s.last_emf.elapsed() >= EMF_INTERVAL;
+                                if emit {
+                                    s.last_emf = Instant::now();
+                                }
+                                (first, emit)
+                            };
+                            if first && snap_start {
+                                // Restored from a snapshot: whatever was cached before it may be arbitrarily old.
+                                cache.invalidate_all();
+                            }
+                            let refreshed = cache.refresh_due().await;
+                            tracing::debug!(request_id = %invoke.request_id, refreshed, "invoke");
+                            if emit {
+                                println!("{}", metrics.emf(now_millis(), &function_name));
+                            }
+                        }
+                        NextEvent::Shutdown(event) => {
+                            tracing::info!(reason = %event.shutdown_reason, "shutdown");
+                            let deadline = deadline_from_epoch_millis(event.deadline_ms);
+                            drain(&shutdown, &server, deadline).await;
+                            println!("{}", metrics.emf(now_millis(), &function_name));
+                            std::process::exit(0);
+                        }
+                    }
+                    Ok::<(), lambda_extension::Error>(())
+                }
+            })
+        };
+        let registered = Extension::new()
+            .with_events(&["INVOKE", "SHUTDOWN"])
+            .with_events_processor(processor)
+            .register()
+            .await
+            .map_err(|e| LifecycleError(e.to_string()))?;
+        tracing::info!(function = %registered.function_name, "registered with the Extensions API");
+        if snap_start {
+            tracing::info!(
+                "SnapStart: no prefetch before the snapshot, so no secret is baked into it"
+            );
+        } else {
+            prefetch_bounded(&cache, prefetch, prefetch_timeout).await;
+        }
+        tokio::select! {
+            res = registered.run() => res.map_err(|e| LifecycleError(e.to_string())),
+            _ = terminate_signal() => {
+                drain(&shutdown, &server, tokio::time::Instant::now() + STANDALONE_GRACE).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs outside Lambda until SIGTERM or SIGINT.
+    pub async fn standalone(self) -> Result<(), LifecycleError> {
+        let Self {
+            cache,
+            shutdown,
+            server,
+            prefetch,
+            prefetch_timeout,
+            ..
+        } = self;
+        prefetch_bounded(&cache, prefetch, prefetch_timeout).await;
+        tracing::info!("ready (standalone: no AWS_LAMBDA_RUNTIME_API)");
+        terminate_signal().await;
+        tracing::info!("signal received; draining");
+        let server = tokio::sync::Mutex::new(Some(server));
+        drain(
+            &shutdown,
+            &server,
+            tokio::time::Instant::now() + STANDALONE_GRACE,
+        )
+        .await;
+        Ok(())
+    }
+}
+
+struct InvokeState {
+    first: bool,
+    last_emf: Instant,
+}
+
+async fn prefetch_bounded<U: Upstream, C: Clock>(
+    cache: &Arc<Cache<U, C>>,
+    ids: Vec<String>,
+    budget: Duration,
+) {
+    if ids.is_empty() {
+        return;
+    }
+    let keys = ids
+        .into_iter()
+        .map(|secret_id| {
+            Key::Secret(SecretKey {
+                secret_id,
+                selector: VersionSelector::Current,
+            })
+        })
+        .collect();
+    if tokio::time::timeout(budget, cache.prefetch(keys))
+        .await
+        .is_err()
+    {
+        // The fetches go on in the background and land in the cache when they finish.
+        tracing::warn!(
+            budget_ms = budget.as_millis() as u64,
+            "prefetch did not finish within its budget"
+        );
+    }
+}
+
+/// Stops accepting and waits for open connections to finish, at most until `deadline`.
+async fn drain(
+    shutdown: &CancellationToken,
+    server: &tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    deadline: tokio::time::Instant,
+) {
+    shutdown.cancel();
+    let Some(handle) = server.lock().await.take() else {
+        return;
+    };
+    let until = deadline.checked_sub(EXIT_MARGIN).unwrap_or(deadline);
+    if tokio::time::timeout_at(until, handle).await.is_err() {
+        tracing::warn!("connections still open at the shutdown deadline; exiting anyway");
+    }
+}
+
+/// Converts the event's wall-clock deadline (epoch milliseconds) to a monotonic instant.
+fn deadline_from_epoch_millis(deadline_ms: u64) -> tokio::time::Instant {
+    let left = deadline_ms.saturating_sub(now_millis());
+    // Lambda gives about 2 s; a missing or past deadline still gets a short, bounded drain.
+    let left = if left == 0 { 500 } else { left.min(10_000) };
+    tokio::time::Instant::now() + Duration::from_millis(left)
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn terminate_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::warn!(
+                "could not install signal handlers; only SHUTDOWN will stop the extension"
+            );
+            std::future::pending::<()>().await;
+        }
+    }
+}

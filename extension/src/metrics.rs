@@ -1,0 +1,262 @@
+//! Counters the cache keeps, rendered as Prometheus text (`GET /metrics`) and as a CloudWatch EMF log line.
+//!
+//! Plain atomics: recording is on the hit path, so it must cost a relaxed increment and nothing more. Upstream calls
+//! (rare) take a small mutex for the per-code error counts.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the upstream latency histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// The extension's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stale: AtomicU64,
+    entries: AtomicU64,
+    bytes: AtomicU64,
+    upstream: Mutex<Upstream>,
+}
+
+#[derive(Debug, Default)]
+struct Upstream {
+    /// Calls by kind (`secret`, `parameter`).
+    calls: BTreeMap<&'static str, u64>,
+    /// Errors by AWS error code (or Timeout/Unreachable).
+    errors: BTreeMap<String, u64>,
+    /// Cumulative counts per bucket, then +Inf.
+    buckets: [u64; BUCKETS.len() + 1],
+    latency_sum: f64,
+}
+
+/// A point-in-time copy of the counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Fresh cache hits.
+    pub hits: u64,
+    /// Lookups that needed the upstream.
+    pub misses: u64,
+    /// Stale values served because the upstream failed.
+    pub stale: u64,
+    /// Upstream calls made, all kinds.
+    pub upstream_calls: u64,
+    /// Upstream errors, all codes.
+    pub upstream_errors: u64,
+    /// Entries cached now.
+    pub entries: u64,
+    /// Bytes cached now.
+    pub bytes: u64,
+}
+
+impl Metrics {
+    /// A fresh cache hit.
+    pub fn hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A lookup that had to go upstream.
+    pub fn miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A stale value served.
+    pub fn stale(&self) {
+        self.stale.fetch_add(1, Ordering::Relaxed);
+    }
+    /// The cache's current size.
+    pub fn set_cache_size(&self, entries: u64, bytes: u64) {
+        self.entries.store(entries, Ordering::Relaxed);
+        self.bytes.store(bytes, Ordering::Relaxed);
+    }
+    /// One upstream call of `kind`, failed with `error` if any, that took `elapsed`.
+    pub fn upstream_call(&self, kind: &'static str, error: Option<&str>, elapsed: Duration) {
+        let mut u = self.upstream.lock().unwrap_or_else(|p| p.into_inner());
+        *u.calls.entry(kind).or_default() += 1;
+        if let Some(code) = error {
+            *u.errors.entry(code.to_owned()).or_default() += 1;
+        }
+        let secs = elapsed.as_secs_f64();
+        u.latency_sum += secs;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                u.buckets[i] += 1;
+            }
+        }
+        u.buckets[BUCKETS.len()] += 1;
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> Snapshot {
+        let u = self.upstream.lock().unwrap_or_else(|p| p.into_inner());
+        Snapshot {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            stale: self.stale.load(Ordering::Relaxed),
+            upstream_calls: u.calls.values().sum(),
+            upstream_errors: u.errors.values().sum(),
+            entries: self.entries.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Prometheus text exposition format, version 0.0.4.
+    pub fn prometheus(&self) -> String {
+        let s = self.snapshot();
+        let u = self.upstream.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::with_capacity(2048);
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        counter(
+            "secretcache_cache_hits_total",
+            "Lookups answered fresh from the cache.",
+            s.hits,
+        );
+        counter(
+            "secretcache_cache_misses_total",
+            "Lookups that needed the upstream.",
+            s.misses,
+        );
+        counter(
+            "secretcache_stale_served_total",
+            "Stale values served while the upstream failed.",
+            s.stale,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP secretcache_upstream_calls_total Upstream calls made."
+        );
+        let _ = writeln!(out, "# TYPE secretcache_upstream_calls_total counter");
+        for kind in ["secret", "parameter"] {
+            let v = u.calls.get(kind).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "secretcache_upstream_calls_total{{kind=\"{kind}\"}} {v}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP secretcache_upstream_errors_total Upstream errors by code."
+        );
+        let _ = writeln!(out, "# TYPE secretcache_upstream_errors_total counter");
+        for (code, v) in &u.errors {
+            let code: String = code
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let _ = writeln!(
+                out,
+                "secretcache_upstream_errors_total{{code=\"{code}\"}} {v}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP secretcache_upstream_latency_seconds Upstream call latency."
+        );
+        let _ = writeln!(out, "# TYPE secretcache_upstream_latency_seconds histogram");
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "secretcache_upstream_latency_seconds_bucket{{le=\"{bound}\"}} {}",
+                u.buckets[i]
+            );
+        }
+        let total = u.buckets[BUCKETS.len()];
+        let _ = writeln!(
+            out,
+            "secretcache_upstream_latency_seconds_bucket{{le=\"+Inf\"}} {total}"
+        );
+        let _ = writeln!(
+            out,
+            "secretcache_upstream_latency_seconds_sum {}",
+            u.latency_sum
+        );
+        let _ = writeln!(out, "secretcache_upstream_latency_seconds_count {total}");
+        for (name, help, v) in [
+            (
+                "secretcache_cache_entries",
+                "Entries cached now.",
+                s.entries,
+            ),
+            (
+                "secretcache_cache_bytes",
+                "Bytes of cached bodies now.",
+                s.bytes,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        out
+    }
+
+    /// One CloudWatch Embedded Metric Format line, so CloudWatch gets metrics from the log with no agent.
+    pub fn emf(&self, timestamp_millis: u64, function_name: &str) -> String {
+        let s = self.snapshot();
+        let names = [
+            ("CacheHits", s.hits),
+            ("CacheMisses", s.misses),
+            ("StaleServed", s.stale),
+            ("UpstreamCalls", s.upstream_calls),
+            ("UpstreamErrors", s.upstream_errors),
+            ("CacheEntries", s.entries),
+            ("CacheBytes", s.bytes),
+        ];
+        let mut doc = serde_json::json!({
+            "_aws": {
+                "Timestamp": timestamp_millis,
+                "CloudWatchMetrics": [{
+                    "Namespace": "secretcache",
+                    "Dimensions": [["FunctionName"]],
+                    "Metrics": names.iter().map(|(n, _)| serde_json::json!({
+                        "Name": n,
+                        "Unit": if n.ends_with("Bytes") { "Bytes" } else { "Count" },
+                    })).collect::<Vec<_>>(),
+                }],
+            },
+            "FunctionName": function_name,
+        });
+        for (n, v) in names {
+            doc[n] = v.into();
+        }
+        doc.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_and_emf_carry_the_counters() {
+        let m = Metrics::default();
+        m.hit();
+        m.hit();
+        m.miss();
+        m.upstream_call("secret", None, Duration::from_millis(20));
+        m.upstream_call(
+            "secret",
+            Some("ResourceNotFoundException"),
+            Duration::from_millis(3),
+        );
+        let text = m.prometheus();
+        assert!(text.contains("secretcache_cache_hits_total 2"), "{text}");
+        assert!(text.contains("secretcache_upstream_calls_total{kind=\"secret\"} 2"));
+        assert!(text
+            .contains("secretcache_upstream_errors_total{code=\"ResourceNotFoundException\"} 1"));
+        assert!(text.contains("secretcache_upstream_latency_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("secretcache_upstream_latency_seconds_bucket{le=\"+Inf\"} 2"));
+        let emf: serde_json::Value = serde_json::from_str(&m.emf(1, "f")).expect("json");
+        assert_eq!(emf["CacheHits"], 2);
+        assert_eq!(emf["UpstreamErrors"], 1);
+        assert_eq!(
+            emf["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "secretcache"
+        );
+    }
+}

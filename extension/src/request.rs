@@ -1,0 +1,415 @@
+//! Parsing of the localhost API's query strings into typed requests.
+//!
+//! Strict on purpose: a bad percent-encoding, a NUL byte, a duplicated parameter or two conflicting version selectors
+//! is a client error with a message, never a guess. Parameters we do not know are ignored, as the AWS extension does.
+//! `+` is kept literally (it is not a space): secret and parameter names may contain `+` but never a space.
+
+use std::borrow::Cow;
+
+/// What the cache stores values under: a secret or a parameter, with its version selector.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// A Secrets Manager secret.
+    Secret(SecretKey),
+    /// An SSM parameter.
+    Parameter(ParameterKey),
+}
+
+impl Key {
+    /// Approximate heap size, for the cache's byte budget.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Secret(k) => k.secret_id.len() + 32,
+            Self::Parameter(k) => k.name.len() + 32,
+        }
+    }
+
+    /// Never true; present because `len` is.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// `secret` or `parameter`, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Secret(_) => "secret",
+            Self::Parameter(_) => "parameter",
+        }
+    }
+}
+
+impl std::fmt::Display for Key {
+    /// Names and selectors only: never a value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Secret(k) => match &k.selector {
+                VersionSelector::Current => write!(f, "secret:{}", k.secret_id),
+                VersionSelector::Id(id) => write!(f, "secret:{}@id:{id}", k.secret_id),
+                VersionSelector::Stage(s) => write!(f, "secret:{}@stage:{s}", k.secret_id),
+            },
+            Self::Parameter(k) => write!(
+                f,
+                "parameter:{}{}",
+                k.name,
+                if k.with_decryption { "(decrypted)" } else { "" }
+            ),
+        }
+    }
+}
+
+/// The cache key and upstream request for one SSM parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ParameterKey {
+    /// Name or ARN, with a `:version` or `:label` selector appended when one was asked for.
+    pub name: String,
+    /// `withDecryption=true`: SecureString values are decrypted. Part of the key, since the value differs.
+    pub with_decryption: bool,
+}
+
+/// A parsed `GET /systemsmanager/parameters/get`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParameterRequest {
+    /// What to fetch.
+    pub key: ParameterKey,
+    /// `refreshNow=true`: bypass the cache.
+    pub refresh_now: bool,
+}
+
+impl ParameterRequest {
+    /// Parses the query of `GET /systemsmanager/parameters/get`.
+    pub fn parse(raw_query: &str) -> Result<Self, QueryError> {
+        let q = Query::parse(raw_query)?;
+        let name = q.required("name")?;
+        let version = q.get("version")?.filter(|v| !v.is_empty());
+        let label = q.get("label")?.filter(|v| !v.is_empty());
+        let name = match (version, label) {
+            (Some(_), Some(_)) => return Err(QueryError::Conflict("version", "label")),
+            (Some(v), None) => {
+                if v.parse::<u64>().is_err() {
+                    return Err(QueryError::Invalid {
+                        name: "version",
+                        expected: "a positive integer",
+                    });
+                }
+                format!("{name}:{v}")
+            }
+            (None, Some(l)) => format!("{name}:{l}"),
+            (None, None) => name.to_owned(),
+        };
+        Ok(Self {
+            key: ParameterKey {
+                name,
+                with_decryption: q.flag("withDecryption")?,
+            },
+            refresh_now: q.flag("refreshNow")?,
+        })
+    }
+}
+
+/// The cache key and upstream request for one secret: the id together with its version selector.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SecretKey {
+    /// Name or ARN.
+    pub secret_id: String,
+    /// Which version.
+    pub selector: VersionSelector,
+}
+
+/// Which version of a secret is asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum VersionSelector {
+    /// `AWSCURRENT`, the default.
+    Current,
+    /// `versionId=`.
+    Id(String),
+    /// `versionStage=` (other than AWSCURRENT).
+    Stage(String),
+}
+
+/// A parsed `GET /secretsmanager/get`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRequest {
+    /// What to fetch.
+    pub key: SecretKey,
+    /// `refreshNow=true`: bypass the cache.
+    pub refresh_now: bool,
+}
+
+/// A query string the API cannot serve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// A `%` not followed by two hex digits, or bytes that are not UTF-8.
+    #[error("the query string has an invalid percent-encoding in parameter {0:?}")]
+    BadEncoding(String),
+    /// A decoded value holds a NUL or another control character.
+    #[error("parameter {0} contains a control character")]
+    ControlCharacter(String),
+    /// The same parameter appears twice.
+    #[error("parameter {0} is given more than once")]
+    Duplicate(String),
+    /// A required parameter is absent or empty.
+    #[error("the required query parameter {0} is missing")]
+    Missing(&'static str),
+    /// Mutually exclusive parameters are both present.
+    #[error("{0} and {1} cannot be used together")]
+    Conflict(&'static str, &'static str),
+    /// A parameter's value is not one of those accepted.
+    #[error("parameter {name} must be {expected}")]
+    Invalid {
+        /// The parameter.
+        name: &'static str,
+        /// What is accepted.
+        expected: &'static str,
+    },
+}
+
+/// The longest value we accept: Secrets Manager ARNs are at most 2048 characters.
+const MAX_VALUE_LEN: usize = 2048;
+
+/// Decoded `name=value` pairs of a query string, checked for duplicates of the names we read.
+#[derive(Debug, Default)]
+pub struct Query<'a> {
+    pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+impl<'a> Query<'a> {
+    /// Splits and decodes `raw` (the part after `?`, without it).
+    pub fn parse(raw: &'a str) -> Result<Self, QueryError> {
+        let mut pairs = Vec::new();
+        for part in raw.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = part.split_once('=').unwrap_or((part, ""));
+            let name = decode(name).map_err(|()| QueryError::BadEncoding(lossy_name(name)))?;
+            let value = decode(value).map_err(|()| QueryError::BadEncoding(name.to_string()))?;
+            if value.chars().any(char::is_control) || name.chars().any(char::is_control) {
+                return Err(QueryError::ControlCharacter(lossy_name(&name)));
+            }
+            pairs.push((name, value));
+        }
+        Ok(Self { pairs })
+    }
+
+    /// The single value of `name`, if present; an error if it is given twice.
+    pub fn get(&self, name: &'static str) -> Result<Option<&str>, QueryError> {
+        let mut found = self.pairs.iter().filter(|(n, _)| n == name);
+        let first = found.next().map(|(_, v)| v.as_ref());
+        if found.next().is_some() {
+            return Err(QueryError::Duplicate(name.to_string()));
+        }
+        if first.is_some_and(|v| v.len() > MAX_VALUE_LEN) {
+            return Err(QueryError::Invalid {
+                name,
+                expected: "at most 2048 characters long",
+            });
+        }
+        Ok(first)
+    }
+
+    /// A boolean flag: absent is `false`; `true`/`false` in any case.
+    pub fn flag(&self, name: &'static str) -> Result<bool, QueryError> {
+        match self.get(name)? {
+            None => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(_) => Err(QueryError::Invalid {
+                name,
+                expected: "true or false",
+            }),
+        }
+    }
+
+    /// A required, non-empty value.
+    pub fn required(&self, name: &'static str) -> Result<&str, QueryError> {
+        match self.get(name)? {
+            Some(v) if !v.is_empty() => Ok(v),
+            _ => Err(QueryError::Missing(name)),
+        }
+    }
+}
+
+impl SecretRequest {
+    /// Parses the query of `GET /secretsmanager/get`.
+    pub fn parse(raw_query: &str) -> Result<Self, QueryError> {
+        let q = Query::parse(raw_query)?;
+        let secret_id = q.required("secretId")?.to_owned();
+        let version_id = q.get("versionId")?.filter(|v| !v.is_empty());
+        let version_stage = q.get("versionStage")?.filter(|v| !v.is_empty());
+        let selector = match (version_id, version_stage) {
+            (Some(_), Some(_)) => return Err(QueryError::Conflict("versionId", "versionStage")),
+            (Some(id), None) => VersionSelector::Id(id.to_owned()),
+            // AWSCURRENT is the default; one cache entry serves both spellings.
+            (None, Some("AWSCURRENT")) | (None, None) => VersionSelector::Current,
+            (None, Some(stage)) => VersionSelector::Stage(stage.to_owned()),
+        };
+        Ok(Self {
+            key: SecretKey {
+                secret_id,
+                selector,
+            },
+            refresh_now: q.flag("refreshNow")?,
+        })
+    }
+}
+
+/// Strict percent-decoding; `+` stays `+`.
+fn decode(s: &str) -> Result<Cow<'_, str>, ()> {
+    if !s.contains('%') {
+        return Ok(Cow::Borrowed(s));
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hi = bytes
+                .get(i + 1)
+                .and_then(|b| (*b as char).to_digit(16))
+                .ok_or(())?;
+            let lo = bytes
+                .get(i + 2)
+                .and_then(|b| (*b as char).to_digit(16))
+                .ok_or(())?;
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map(Cow::Owned).map_err(|_| ())
+}
+
+/// A parameter name fit for an error message: short and printable.
+fn lossy_name(name: &str) -> String {
+    name.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(q: &str) -> Result<SecretRequest, QueryError> {
+        SecretRequest::parse(q)
+    }
+
+    #[test]
+    fn plain_and_encoded_ids() {
+        let r = parse("secretId=db").expect("ok");
+        assert_eq!(r.key.secret_id, "db");
+        assert_eq!(r.key.selector, VersionSelector::Current);
+        assert!(!r.refresh_now);
+        let r = parse(
+            "secretId=arn%3Aaws%3Asecretsmanager%3Aus-east-1%3A1%3Asecret%3Adb-AbC&refreshNow=TRUE",
+        )
+        .expect("ok");
+        assert_eq!(
+            r.key.secret_id,
+            "arn:aws:secretsmanager:us-east-1:1:secret:db-AbC"
+        );
+        assert!(r.refresh_now);
+        assert_eq!(parse("secretId=a+b/c").expect("ok").key.secret_id, "a+b/c");
+    }
+
+    #[test]
+    fn selectors() {
+        assert_eq!(
+            parse("secretId=a&versionId=v1").expect("ok").key.selector,
+            VersionSelector::Id("v1".into())
+        );
+        assert_eq!(
+            parse("secretId=a&versionStage=AWSPENDING")
+                .expect("ok")
+                .key
+                .selector,
+            VersionSelector::Stage("AWSPENDING".into())
+        );
+        assert_eq!(
+            parse("secretId=a&versionStage=AWSCURRENT")
+                .expect("ok")
+                .key
+                .selector,
+            VersionSelector::Current
+        );
+        assert_eq!(
+            parse("secretId=a&versionId=v&versionStage=AWSCURRENT"),
+            Err(QueryError::Conflict("versionId", "versionStage"))
+        );
+    }
+
+    #[test]
+    fn client_errors() {
+        assert_eq!(parse(""), Err(QueryError::Missing("secretId")));
+        assert_eq!(parse("secretId="), Err(QueryError::Missing("secretId")));
+        assert_eq!(parse("secretid=a"), Err(QueryError::Missing("secretId")));
+        assert_eq!(
+            parse("secretId=a&secretId=b"),
+            Err(QueryError::Duplicate("secretId".into()))
+        );
+        assert!(matches!(
+            parse("secretId=%zz"),
+            Err(QueryError::BadEncoding(_))
+        ));
+        assert!(matches!(
+            parse("secretId=%4"),
+            Err(QueryError::BadEncoding(_))
+        ));
+        assert!(matches!(
+            parse("secretId=%ff%fe"),
+            Err(QueryError::BadEncoding(_))
+        ));
+        assert!(matches!(
+            parse("secretId=a%00b"),
+            Err(QueryError::ControlCharacter(_))
+        ));
+        assert!(matches!(
+            parse("secretId=a&refreshNow=yes"),
+            Err(QueryError::Invalid { .. })
+        ));
+        let long = format!("secretId={}", "a".repeat(5000));
+        assert!(matches!(parse(&long), Err(QueryError::Invalid { .. })));
+    }
+
+    #[test]
+    fn parameter_queries() {
+        let p = ParameterRequest::parse("name=%2Fapp%2Fx&withDecryption=true").expect("ok");
+        assert_eq!(p.key.name, "/app/x");
+        assert!(p.key.with_decryption);
+        assert_eq!(
+            ParameterRequest::parse("name=/a&version=3")
+                .expect("ok")
+                .key
+                .name,
+            "/a:3"
+        );
+        assert_eq!(
+            ParameterRequest::parse("name=/a&label=prod")
+                .expect("ok")
+                .key
+                .name,
+            "/a:prod"
+        );
+        assert_eq!(
+            ParameterRequest::parse("name=/a:4").expect("ok").key.name,
+            "/a:4"
+        );
+        assert!(matches!(
+            ParameterRequest::parse("name=/a&version=x"),
+            Err(QueryError::Invalid { .. })
+        ));
+        assert!(matches!(
+            ParameterRequest::parse("name=/a&version=1&label=l"),
+            Err(QueryError::Conflict(..))
+        ));
+        assert_eq!(
+            ParameterRequest::parse("version=1"),
+            Err(QueryError::Missing("name"))
+        );
+    }
+
+    #[test]
+    fn unknown_parameters_are_ignored() {
+        assert_eq!(
+            parse("secretId=a&foo=bar&&").expect("ok").key.secret_id,
+            "a"
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! The localhost HTTP server: routing, request checks, and the connection loop with its drain on shutdown.
+//!
+//! Parts:
+//! - [`App`] and [`handle`]: one request in, one response out, callable without a socket (tests do);
+//! - [`serve`]: accepts on an already-bound listener until the shutdown token is cancelled, then stops accepting,
+//!   asks every open connection to finish its current request, and waits for them all.
+//!
+//! Hardening, after the AWS Secrets Manager Agent: the listener is bound to 127.0.0.1 by the caller; every path but
+//! `/ping` needs the token header, compared in constant time; `X-Forwarded-For` is refused (a proxied request is a
+//! sign of SSRF); only GET (and HEAD) are served; connections are capped; a client that dribbles its headers is cut
+//! off after a timeout. The server knows nothing of the SDK: it sees the cache only.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cache::{Cache, Clock, Source, SystemClock, Upstream};
+use crate::config::AcceptedTokens;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::request::{Key, ParameterRequest, SecretRequest};
+
+/// The header that carries the execution environment's session token.
+pub const TOKEN_HEADER: &str = "x-aws-parameters-secrets-token";
+/// How a value was served: `hit`, `miss`, `refresh` or `stale`.
+pub const CACHE_HEADER: &str = "x-secretcache-cache";
+/// Present (`true`) when the value is past its TTL and served because the upstream failed.
+pub const STALE_HEADER: &str = "x-secretcache-stale";
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the request handler needs.
+pub struct App<U, C = SystemClock> {
+    /// The cache, in front of the upstream.
+    pub cache: Arc<Cache<U, C>>,
+    /// The values the token header may carry.
+    pub tokens: AcceptedTokens,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+impl<U, C> std::fmt::Debug for App<U, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Route {
+    Secret,
+    Parameter,
+    Metrics,
+}
+
+/// Answers one request. Every failure goes through [`ApiError::into_response`].
+pub async fn handle<U: Upstream, C: Clock, B>(
+    app: &App<U, C>,
+    req: Request<B>,
+) -> Response<Full<Bytes>> {
+    match route(app, &req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            if matches!(e, ApiError::WrongToken | ApiError::Forwarded) {
+                tracing::warn!(path = req.uri().path(), error = %e, "refused request");
+            } else {
+                tracing::debug!(path = req.uri().path(), error = %e, "request failed");
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn route<U: Upstream, C: Clock, B>(
+    app: &App<U, C>,
+    req: &Request<B>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    if req.headers().contains_key("x-forwarded-for") {
+        return Err(ApiError::Forwarded);
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let route = match req.uri().path() {
+        // Readiness checks need no token, as with the Agent.
+        "/ping" => {
+            return Ok(text(
+                StatusCode::OK,
+                "text/plain",
+                Bytes::from_static(b"healthy"),
+            ))
+        }
+        "/secretsmanager/get" => Route::Secret,
+        "/systemsmanager/parameters/get" | "/systemsmanager/parameters/get/" => Route::Parameter,
+        "/metrics" => Route::Metrics,
+        _ => {
+            check_token(&app.tokens, req)?;
+            return Err(ApiError::UnknownPath);
+        }
+    };
+    check_token(&app.tokens, req)?;
+    let query = req.uri().query().unwrap_or("");
+    let (key, refresh_now) = match route {
+        Route::Secret => {
+            let r = SecretRequest::parse(query)?;
+            (Key::Secret(r.key), r.refresh_now)
+        }
+        Route::Parameter => {
+            let r = ParameterRequest::parse(query)?;
+            (Key::Parameter(r.key), r.refresh_now)
+        }
+        Route::Metrics => {
+            return Ok(text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                Bytes::from(app.metrics.prometheus()),
+            ))
+        }
+    };
+    let (body, source) = app.cache.get(key.clone(), refresh_now).await?;
+    match source {
+        Source::Hit => tracing::debug!(key = %key, "cache hit"),
+        Source::Stale => {}
+        Source::Miss | Source::Refreshed => {
+            tracing::debug!(key = %key, source = source.as_str(), "served")
+        }
+    }
+    let mut resp = text(StatusCode::OK, "application/json", body.bytes());
+    resp.headers_mut()
+        .insert(CACHE_HEADER, HeaderValue::from_static(source.as_str()));
+    if source == Source::Stale {
+        resp.headers_mut()
+            .insert(STALE_HEADER, HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+fn check_token<B>(tokens: &AcceptedTokens, req: &Request<B>) -> Result<(), ApiError> {
+    let mut values = req.headers().get_all(TOKEN_HEADER).iter();
+    let Some(given) = values.next() else {
+        return Err(ApiError::MissingToken);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::DuplicateToken);
+    }
+    // Compare against every accepted value without stopping early, so timing says nothing about which one matched.
+    let matched = tokens
+        .values()
+        .iter()
+        .fold(subtle::Choice::from(0), |acc, t| {
+            acc | t.as_bytes().ct_eq(given.as_bytes())
+        });
+    if bool::from(matched) {
+        Ok(())
+    } else {
+        Err(ApiError::WrongToken)
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// Serves connections from `listener` until `shutdown` is cancelled, then drains them.
+///
+/// Returns when every connection has finished; the caller bounds that wait with the shutdown deadline.
+pub async fn serve<U: Upstream, C: Clock>(
+    listener: TcpListener,
+    app: Arc<App<U, C>>,
+    max_connections: usize,
+    shutdown: CancellationToken,
+) {
+    let tracker = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        // Over the cap, the connection is still answered, with a quick 503 and a close, so the client is told why.
+        let permit = Arc::clone(&permits).try_acquire_owned().ok();
+        let app = Arc::clone(&app);
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let over_limit = permit.is_none();
+            let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let app = Arc::clone(&app);
+                async move {
+                    let resp = if over_limit {
+                        ApiError::Overloaded.into_response()
+                    } else {
+                        handle(&app, req).await
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .keep_alive(!over_limit)
+                .max_buf_size(64 * 1024)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                res = conn.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    // Finish the request in progress, then close.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+}

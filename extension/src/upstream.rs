@@ -1,0 +1,404 @@
+//! The upstream client: Secrets Manager and SSM Parameter Store through the AWS SDK.
+//!
+//! Parts:
+//! - [`AwsUpstream::new`]: builds each SDK client once (rustls with ring, our timeouts, a pool of
+//!   `PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS`); endpoints honour `AWS_ENDPOINT_URL`,
+//!   `AWS_ENDPOINT_URL_SECRETS_MANAGER` and `AWS_ENDPOINT_URL_SSM` through `aws-config`.
+//! - the [`Upstream`] impl: one call per key, serialized straight into the response body that the cache keeps, in the
+//!   AWS extension's shape (PascalCase, nulls kept, RFC 3339 dates with milliseconds, base64 binary);
+//! - [`classify`]: an SDK error becomes an [`UpstreamError`] that keeps its meaning.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_secretsmanager::config::http::HttpResponse;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
+use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
+use aws_smithy_http_client::tls;
+use aws_smithy_types::DateTime;
+use base64::Engine as _;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::cache::Upstream;
+use crate::config::{Config, SourceConfig};
+use crate::error::UpstreamError;
+use crate::request::{Key, ParameterKey, SecretKey, VersionSelector};
+use crate::secret::SecretBody;
+
+/// Secrets Manager and SSM clients, built once and shared by every fetch.
+#[derive(Debug, Clone)]
+pub struct AwsUpstream {
+    secrets: aws_sdk_secretsmanager::Client,
+    ssm: aws_sdk_ssm::Client,
+    secrets_timeout: Duration,
+    ssm_timeout: Duration,
+    /// Bounds concurrent upstream calls, and so the connections they open, to the configured pool size.
+    permits: Arc<Semaphore>,
+}
+
+impl AwsUpstream {
+    /// Builds the clients from the environment's AWS configuration (region, credentials, endpoint overrides).
+    pub async fn new(config: &Config) -> Self {
+        let http = aws_smithy_http_client::Builder::new()
+            .pool_max_idle_per_host(config.max_connections)
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http)
+            .load()
+            .await;
+        let secrets = aws_sdk_secretsmanager::config::Builder::from(&sdk)
+            .timeout_config(timeouts(config.secrets))
+            .build();
+        let ssm = aws_sdk_ssm::config::Builder::from(&sdk)
+            .timeout_config(timeouts(config.ssm))
+            .build();
+        Self {
+            secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
+            ssm: aws_sdk_ssm::Client::from_conf(ssm),
+            secrets_timeout: config.secrets.timeout,
+            ssm_timeout: config.ssm.timeout,
+            permits: Arc::new(Semaphore::new(config.max_connections)),
+        }
+    }
+
+    async fn get_secret(&self, key: &SecretKey) -> Result<SecretBody, UpstreamError> {
+        let mut call = self.secrets.get_secret_value().secret_id(&key.secret_id);
+        call = match &key.selector {
+            VersionSelector::Current => call,
+            VersionSelector::Id(id) => call.version_id(id),
+            VersionSelector::Stage(stage) => call.version_stage(stage),
+        };
+        let out = call
+            .send()
+            .await
+            .map_err(|e| classify(e, self.secrets_timeout))?;
+        secret_body(&out)
+    }
+
+    async fn get_parameter(&self, key: &ParameterKey) -> Result<SecretBody, UpstreamError> {
+        let out = self
+            .ssm
+            .get_parameter()
+            .name(&key.name)
+            .with_decryption(key.with_decryption)
+            .send()
+            .await
+            .map_err(|e| classify(e, self.ssm_timeout))?;
+        parameter_body(&out)
+    }
+}
+
+impl Upstream for AwsUpstream {
+    async fn fetch(&self, key: &Key) -> Result<SecretBody, UpstreamError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| UpstreamError::Internal("upstream semaphore closed".into()))?;
+        match key {
+            Key::Secret(k) => self.get_secret(k).await,
+            Key::Parameter(k) => self.get_parameter(k).await,
+        }
+    }
+}
+
+fn timeouts(source: SourceConfig) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .operation_timeout(source.timeout)
+        .operation_attempt_timeout(source.timeout)
+        .connect_timeout(source.timeout.min(Duration::from_secs(2)))
+        .build()
+}
+
+/// Maps an SDK error to what it means for the client.
+pub fn classify<E: ProvideErrorMetadata>(
+    err: SdkError<E, HttpResponse>,
+    timeout: Duration,
+) -> UpstreamError {
+    let timeout = UpstreamError::Timeout {
+        millis: timeout.as_millis() as u64,
+    };
+    match err {
+        SdkError::TimeoutError(_) => timeout,
+        SdkError::DispatchFailure(f) if f.is_timeout() => timeout,
+        SdkError::DispatchFailure(f) => UpstreamError::Unreachable {
+            detail: f
+                .as_connector_error()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "dispatch failure".into()),
+        },
+        SdkError::ResponseError(_) => UpstreamError::ServerError {
+            code: "InvalidResponse".into(),
+            message: "the upstream sent a response that could not be parsed".into(),
+        },
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            let e = se.err();
+            classify_service(e.code(), e.message(), status)
+        }
+        SdkError::ConstructionFailure(_) => {
+            UpstreamError::Internal("could not construct the upstream request".into())
+        }
+        other => UpstreamError::Internal(format!("unexpected SDK error: {other}")),
+    }
+}
+
+/// Classifies an AWS error response by its code, falling back to its HTTP status.
+fn classify_service(code: Option<&str>, message: Option<&str>, status: u16) -> UpstreamError {
+    let code_s = code.unwrap_or("").to_owned();
+    let message = message.unwrap_or("").to_owned();
+    let with = |c: &str| {
+        if code_s.is_empty() {
+            c.to_owned()
+        } else {
+            code_s.clone()
+        }
+    };
+    match code.unwrap_or("") {
+        "ResourceNotFoundException" | "ParameterNotFound" | "ParameterVersionNotFound" => {
+            UpstreamError::NotFound {
+                code: code_s,
+                message,
+            }
+        }
+        "AccessDeniedException"
+        | "DecryptionFailure"
+        | "UnrecognizedClientException"
+        | "InvalidKeyId"
+        | "KMSAccessDeniedException" => UpstreamError::AccessDenied {
+            code: code_s,
+            message,
+        },
+        "ThrottlingException" | "TooManyRequestsException" | "ThrottledException" => {
+            UpstreamError::Throttled {
+                code: code_s,
+                message,
+            }
+        }
+        _ if status == 404 => UpstreamError::NotFound {
+            code: with("ResourceNotFoundException"),
+            message,
+        },
+        _ if status == 403 || status == 401 => UpstreamError::AccessDenied {
+            code: with("AccessDeniedException"),
+            message,
+        },
+        _ if status == 429 => UpstreamError::Throttled {
+            code: with("ThrottlingException"),
+            message,
+        },
+        _ if status >= 500 => UpstreamError::ServerError {
+            code: with(&status.to_string()),
+            message,
+        },
+        _ => UpstreamError::InvalidRequest {
+            code: with("InvalidRequestException"),
+            message,
+        },
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SecretJson<'a> {
+    #[serde(rename = "ARN")]
+    arn: Option<&'a str>,
+    created_date: Option<String>,
+    name: Option<&'a str>,
+    secret_binary: Option<String>,
+    secret_string: Option<&'a str>,
+    version_id: Option<&'a str>,
+    version_stages: Option<&'a [String]>,
+    result_metadata: Empty,
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ParameterJson<'a> {
+    parameter: Option<ParameterFields<'a>>,
+    result_metadata: Empty,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ParameterFields<'a> {
+    #[serde(rename = "ARN")]
+    arn: Option<&'a str>,
+    data_type: Option<&'a str>,
+    last_modified_date: Option<String>,
+    name: Option<&'a str>,
+    selector: Option<&'a str>,
+    source_result: Option<&'a str>,
+    r#type: Option<&'a str>,
+    value: Option<&'a str>,
+    version: i64,
+}
+
+/// Serializes a GetSecretValue result in the AWS extension's shape.
+pub fn secret_body(out: &GetSecretValueOutput) -> Result<SecretBody, UpstreamError> {
+    let json = SecretJson {
+        arn: out.arn(),
+        created_date: out.created_date().map(rfc3339_millis),
+        name: out.name(),
+        secret_binary: out
+            .secret_binary()
+            .map(|b| base64::engine::general_purpose::STANDARD.encode(b.as_ref())),
+        secret_string: out.secret_string(),
+        version_id: out.version_id(),
+        version_stages: out.version_stages.as_deref(),
+        result_metadata: Empty {},
+    };
+    to_body(&json, out.secret_string().map_or(0, str::len))
+}
+
+/// Serializes a GetParameter result in the AWS extension's shape.
+pub fn parameter_body(out: &GetParameterOutput) -> Result<SecretBody, UpstreamError> {
+    let p = out.parameter();
+    let json = ParameterJson {
+        parameter: p.map(|p| ParameterFields {
+            arn: p.arn(),
+            data_type: p.data_type(),
+            last_modified_date: p.last_modified_date().map(rfc3339_millis),
+            name: p.name(),
+            selector: p.selector(),
+            source_result: p.source_result(),
+            r#type: p.r#type().map(|t| t.as_str()),
+            value: p.value(),
+            version: p.version(),
+        }),
+        result_metadata: Empty {},
+    };
+    to_body(&json, p.and_then(|p| p.value()).map_or(0, str::len))
+}
+
+/// Serializes into a buffer sized up front, so the secret is not left behind in freed, reallocated memory.
+fn to_body(json: &impl Serialize, secret_len: usize) -> Result<SecretBody, UpstreamError> {
+    let mut buf = Vec::with_capacity(secret_len * 2 + 1024);
+    serde_json::to_writer(&mut buf, json).map_err(|e| {
+        UpstreamError::Internal(format!(
+            "could not serialize the response: {}",
+            e.classify() as u8
+        ))
+    })?;
+    Ok(SecretBody::new(buf))
+}
+
+/// RFC 3339 in UTC with milliseconds, e.g. `2022-11-16T08:22:40.499Z`, as the AWS extension writes dates.
+pub fn rfc3339_millis(t: &DateTime) -> String {
+    let secs = t.secs();
+    let millis = t.subsec_nanos() / 1_000_000;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_types::Blob;
+
+    #[test]
+    fn dates_have_milliseconds() {
+        let t = DateTime::from_secs_and_nanos(1_668_586_960, 499_000_000);
+        assert_eq!(rfc3339_millis(&t), "2022-11-16T08:22:40.499Z");
+        assert_eq!(
+            rfc3339_millis(&DateTime::from_secs(0)),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339_millis(&DateTime::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn secret_body_has_the_aws_shape() {
+        let out = GetSecretValueOutput::builder()
+            .arn("arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf")
+            .name("db")
+            .secret_string("{\"password\":\"p\"}")
+            .version_id("v1")
+            .version_stages("AWSCURRENT")
+            .created_date(DateTime::from_secs_and_nanos(1_668_586_960, 499_000_000))
+            .build();
+        let body = secret_body(&out).expect("body");
+        let text = String::from_utf8(body.bytes().to_vec()).expect("utf8");
+        assert_eq!(
+            text,
+            "{\"ARN\":\"arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf\",\
+             \"CreatedDate\":\"2022-11-16T08:22:40.499Z\",\"Name\":\"db\",\"SecretBinary\":null,\
+             \"SecretString\":\"{\\\"password\\\":\\\"p\\\"}\",\"VersionId\":\"v1\",\
+             \"VersionStages\":[\"AWSCURRENT\"],\"ResultMetadata\":{}}"
+        );
+        let bin = GetSecretValueOutput::builder()
+            .name("b")
+            .secret_binary(Blob::new(vec![0u8, 1, 2, 255]))
+            .build();
+        let v: serde_json::Value =
+            serde_json::from_slice(&secret_body(&bin).expect("body").bytes()).expect("json");
+        assert_eq!(v["SecretBinary"], "AAEC/w==");
+        assert!(v["SecretString"].is_null());
+    }
+
+    #[test]
+    fn service_errors_keep_their_meaning() {
+        assert!(matches!(
+            classify_service(Some("ResourceNotFoundException"), Some("m"), 400),
+            UpstreamError::NotFound { .. }
+        ));
+        assert!(matches!(
+            classify_service(Some("ParameterNotFound"), None, 400),
+            UpstreamError::NotFound { .. }
+        ));
+        assert!(matches!(
+            classify_service(Some("AccessDeniedException"), None, 400),
+            UpstreamError::AccessDenied { .. }
+        ));
+        assert!(matches!(
+            classify_service(Some("ThrottlingException"), None, 400),
+            UpstreamError::Throttled { .. }
+        ));
+        assert!(matches!(
+            classify_service(Some("InternalServiceError"), None, 500),
+            UpstreamError::ServerError { .. }
+        ));
+        assert!(matches!(
+            classify_service(None, None, 503),
+            UpstreamError::ServerError { .. }
+        ));
+        assert!(matches!(
+            classify_service(Some("InvalidParameterException"), None, 400),
+            UpstreamError::InvalidRequest { .. }
+        ));
+    }
+}
