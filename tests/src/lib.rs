@@ -1,0 +1,63 @@
+//! Whole-system test harness: real components, started per test and stopped on drop.
+//!
+//! - [`moto`]: a real AWS API emulator (moto server from the project's virtualenv) for Secrets Manager and SSM;
+//! - [`extension`]: the built `secretcache` binary, spawned standalone or under the Extensions API stand-in;
+//! - [`proxy`]: a counting and **fault-injecting** proxy between the extension and moto (counts are taken outside the
+//!   extension; faults are the ones moto cannot produce: timeouts, throttles, 500s, dropped connections);
+//! - [`extensions_api`]: a minimal Lambda Extensions API stand-in for lifecycle tests;
+//! - [`http`]: a tiny HTTP/1.1 client for talking to all of them.
+
+pub mod extension;
+pub mod extensions_api;
+pub mod http;
+pub mod moto;
+pub mod proxy;
+
+use std::path::PathBuf;
+
+/// The workspace root (where `Cargo.toml`, `.venv` and `target` live).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// Path of a binary built by this workspace, next to the running test's profile directory
+/// (`target/<profile>/deps/<test>` -> `target/<profile>/<name>`). `make test` builds them first.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(PathBuf::from)
+        .expect("target/<profile> directory");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace --bins` first (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// A random-enough token for one test run (not a credential anywhere real).
+pub fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("tok-{:016x}", h.finish())
+}

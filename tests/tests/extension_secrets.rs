@@ -1,0 +1,457 @@
+//! The extension against a real moto: success bodies, errors, TTL, refreshNow, single-flight, lifecycle.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_secretsmanager::primitives::Blob;
+use secretcache_tests::extension::{base_env, Standalone};
+use secretcache_tests::extensions_api::{epoch_millis, ExtensionsApi};
+use secretcache_tests::http;
+use secretcache_tests::moto::{Endpoint, Moto};
+use secretcache_tests::proxy::FaultInjectingProxy;
+
+const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
+
+/// Checks the RFC 3339 UTC milliseconds form, e.g. 2022-11-16T08:22:40.499Z.
+fn assert_rfc3339_millis(s: &str) {
+    let b = s.as_bytes();
+    assert_eq!(b.len(), 24, "{s}");
+    assert!(s.ends_with('Z') && b[10] == b'T' && b[19] == b'.', "{s}");
+}
+
+#[tokio::test]
+async fn string_secret_body_by_name_and_arn() {
+    let moto = Moto::start().await;
+    let sm = moto.sm_client().await;
+    let created = sm
+        .create_secret()
+        .name("app/db")
+        .secret_string(r#"{"username":"app","password":"pw-1"}"#)
+        .send()
+        .await
+        .expect("create");
+    let arn = created.arn().expect("arn").to_owned();
+    let ext = Standalone::spawn(&moto, &[]).await;
+
+    let r = ext.get_secret("secretId=app%2Fdb").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let v = r.json();
+    let keys: Vec<&str> = v
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "ARN",
+            "CreatedDate",
+            "Name",
+            "ResultMetadata",
+            "SecretBinary",
+            "SecretString",
+            "VersionId",
+            "VersionStages"
+        ]
+    );
+    assert_eq!(v["ARN"], arn.as_str());
+    assert_eq!(v["Name"], "app/db");
+    assert_eq!(v["SecretString"], r#"{"username":"app","password":"pw-1"}"#);
+    assert!(v["SecretBinary"].is_null());
+    assert_eq!(v["VersionId"], created.version_id().expect("version"));
+    assert_eq!(v["VersionStages"], serde_json::json!(["AWSCURRENT"]));
+    assert_eq!(v["ResultMetadata"], serde_json::json!({}));
+    assert_rfc3339_millis(v["CreatedDate"].as_str().expect("date"));
+    // The raw bytes keep the AWS extension's field order.
+    assert!(r.text().starts_with("{\"ARN\":"), "{}", r.text());
+
+    let by_arn = ext.get_secret(&format!("secretId={arn}")).await;
+    assert_eq!(by_arn.status, 200);
+    assert_eq!(by_arn.json()["SecretString"], v["SecretString"]);
+    // The second read of the name is a hit.
+    assert_eq!(
+        ext.get_secret("secretId=app/db")
+            .await
+            .header("x-secretcache-cache"),
+        Some("hit")
+    );
+}
+
+#[tokio::test]
+async fn binary_secret_is_base64_and_versions_are_selectable() {
+    let moto = Moto::start().await;
+    let sm = moto.sm_client().await;
+    sm.create_secret()
+        .name("bin")
+        .secret_binary(Blob::new(vec![0u8, 1, 2, 254, 255]))
+        .send()
+        .await
+        .expect("create");
+    let first = sm
+        .create_secret()
+        .name("multi")
+        .secret_string("v1")
+        .send()
+        .await
+        .expect("create");
+    let v1 = first.version_id().expect("v1").to_owned();
+    let second = sm
+        .put_secret_value()
+        .secret_id("multi")
+        .secret_string("v2")
+        .send()
+        .await
+        .expect("put");
+    let v2 = second.version_id().expect("v2").to_owned();
+    let ext = Standalone::spawn(&moto, &[]).await;
+
+    let b = ext.get_secret("secretId=bin").await.json();
+    assert_eq!(b["SecretBinary"], "AAEC/v8=");
+    assert!(b["SecretString"].is_null());
+
+    let cur = ext.get_secret("secretId=multi").await.json();
+    assert_eq!(cur["SecretString"], "v2");
+    assert_eq!(cur["VersionId"], v2.as_str());
+    let prev = ext
+        .get_secret("secretId=multi&versionStage=AWSPREVIOUS")
+        .await
+        .json();
+    assert_eq!(prev["SecretString"], "v1");
+    assert_eq!(prev["VersionStages"], serde_json::json!(["AWSPREVIOUS"]));
+    let by_id = ext
+        .get_secret(&format!("secretId=multi&versionId={v1}"))
+        .await
+        .json();
+    assert_eq!(by_id["SecretString"], "v1");
+    assert_eq!(by_id["VersionId"], v1.as_str());
+    let explicit_current = ext
+        .get_secret("secretId=multi&versionStage=AWSCURRENT")
+        .await;
+    assert_eq!(explicit_current.json()["SecretString"], "v2");
+}
+
+#[tokio::test]
+async fn errors_have_meaningful_statuses_and_json_bodies() {
+    let moto = Moto::start().await;
+    moto.sm_client()
+        .await
+        .create_secret()
+        .name("s")
+        .secret_string("top-secret-value")
+        .send()
+        .await
+        .expect("create");
+    let ext = Standalone::spawn(&moto, &[]).await;
+    let url = |q: &str| format!("{}/secretsmanager/get?{q}", ext.url());
+    let tok = ext.token();
+    let ok = [(TOKEN_HEADER, tok.as_str())];
+
+    let cases: Vec<(http::Response, u16, &str)> = vec![
+        (
+            http::get(&url("secretId=missing"), &ok).await.expect("req"),
+            404,
+            "ResourceNotFoundException",
+        ),
+        (
+            http::get(&url("versionStage=AWSCURRENT"), &ok)
+                .await
+                .expect("req"),
+            400,
+            "InvalidParameterException",
+        ),
+        (
+            http::get(&url("secretId=s&versionId=a&versionStage=b"), &ok)
+                .await
+                .expect("req"),
+            400,
+            "InvalidParameterException",
+        ),
+        (
+            http::get(&url("secretId=%zz"), &ok).await.expect("req"),
+            400,
+            "InvalidParameterException",
+        ),
+        (
+            http::get(&url("secretId=s"), &[]).await.expect("req"),
+            401,
+            "MissingAuthenticationTokenException",
+        ),
+        (
+            http::get(&url("secretId=s"), &[(TOKEN_HEADER, "wrong")])
+                .await
+                .expect("req"),
+            403,
+            "InvalidAuthenticationTokenException",
+        ),
+        (
+            http::request("POST", &url("secretId=s"), &ok, None)
+                .await
+                .expect("req"),
+            405,
+            "MethodNotAllowedException",
+        ),
+        (
+            http::get(
+                &url("secretId=s"),
+                &[
+                    (TOKEN_HEADER, tok.as_str()),
+                    ("X-Forwarded-For", "10.0.0.1"),
+                ],
+            )
+            .await
+            .expect("req"),
+            400,
+            "ForwardedRequestException",
+        ),
+        (
+            http::get(&format!("{}/nope", ext.url()), &ok)
+                .await
+                .expect("req"),
+            404,
+            "UnknownOperationException",
+        ),
+    ];
+    for (resp, status, kind) in cases {
+        assert_eq!(resp.status, status, "{}", resp.text());
+        let v = resp.json();
+        assert_eq!(v["__type"], kind, "{v}");
+        assert!(!v["message"].as_str().unwrap_or_default().is_empty(), "{v}");
+        assert!(!resp.text().contains("top-secret-value"));
+    }
+    // /ping needs no token; the process is still healthy after all of the above.
+    assert_eq!(
+        http::get(&format!("{}/ping", ext.url()), &[])
+            .await
+            .expect("ping")
+            .status,
+        200
+    );
+    assert_eq!(ext.get_secret("secretId=s").await.status, 200);
+    assert!(
+        !ext.logs().contains("top-secret-value"),
+        "a secret value reached the log"
+    );
+}
+
+#[tokio::test]
+async fn ttl_expiry_and_refresh_now_pick_up_a_new_value() {
+    let moto = Moto::start().await;
+    let sm = moto.sm_client().await;
+    sm.create_secret()
+        .name("rot")
+        .secret_string("old")
+        .send()
+        .await
+        .expect("create");
+    let proxy = FaultInjectingProxy::start(&moto).await;
+    let ext = Standalone::spawn(
+        &proxy,
+        &[
+            ("SECRETS_MANAGER_TTL", "1"),
+            ("PARAMETERS_SECRETS_EXTENSION_REFRESH_AHEAD", "0"),
+        ],
+    )
+    .await;
+
+    assert_eq!(
+        ext.get_secret("secretId=rot").await.json()["SecretString"],
+        "old"
+    );
+    sm.put_secret_value()
+        .secret_id("rot")
+        .secret_string("new")
+        .send()
+        .await
+        .expect("put");
+    // Within the TTL the cached value is served without an upstream call.
+    assert_eq!(
+        ext.get_secret("secretId=rot").await.json()["SecretString"],
+        "old"
+    );
+    assert_eq!(proxy.count("GetSecretValue"), 1);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let after = ext.get_secret("secretId=rot").await;
+    assert_eq!(after.json()["SecretString"], "new");
+    assert_eq!(after.header("x-secretcache-cache"), Some("miss"));
+    assert_eq!(proxy.count("GetSecretValue"), 2);
+
+    // refreshNow bypasses a fresh entry.
+    sm.put_secret_value()
+        .secret_id("rot")
+        .secret_string("newer")
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(
+        ext.get_secret("secretId=rot").await.json()["SecretString"],
+        "new"
+    );
+    let refreshed = ext.get_secret("secretId=rot&refreshNow=true").await;
+    assert_eq!(refreshed.json()["SecretString"], "newer");
+    assert_eq!(refreshed.header("x-secretcache-cache"), Some("refresh"));
+    assert_eq!(
+        ext.get_secret("secretId=rot").await.json()["SecretString"],
+        "newer"
+    );
+}
+
+#[tokio::test]
+async fn hundred_concurrent_cold_requests_make_one_upstream_call() {
+    let moto = Moto::start().await;
+    moto.sm_client()
+        .await
+        .create_secret()
+        .name("hot")
+        .secret_string("v")
+        .send()
+        .await
+        .expect("create");
+    let proxy = FaultInjectingProxy::start(&moto).await;
+    // A little upstream latency makes the requests overlap for certain.
+    proxy.set_fault(secretcache_tests::proxy::Fault::Delay(
+        Duration::from_millis(300),
+    ));
+    let ext = Standalone::spawn(&proxy, &[]).await;
+    let reqs = (0..100).map(|_| {
+        let (url, tok) = (ext.url(), ext.token());
+        tokio::spawn(async move {
+            http::get(
+                &format!("{url}/secretsmanager/get?secretId=hot"),
+                &[(TOKEN_HEADER, &tok)],
+            )
+            .await
+        })
+    });
+    for r in futures_join(reqs).await {
+        let r = r.expect("request");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["SecretString"], "v");
+    }
+    assert_eq!(
+        proxy.count("GetSecretValue"),
+        1,
+        "concurrent misses must share one upstream call"
+    );
+
+    // A burst of refreshNow is single-flighted too.
+    let reqs = (0..20).map(|_| {
+        let (url, tok) = (ext.url(), ext.token());
+        tokio::spawn(async move {
+            http::get(
+                &format!("{url}/secretsmanager/get?secretId=hot&refreshNow=true"),
+                &[(TOKEN_HEADER, &tok)],
+            )
+            .await
+        })
+    });
+    for r in futures_join(reqs).await {
+        assert_eq!(r.expect("request").status, 200);
+    }
+    assert_eq!(proxy.count("GetSecretValue"), 2);
+}
+
+async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for h in handles.collect::<Vec<_>>() {
+        out.push(h.await.expect("task"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn port_is_open_before_register_and_shutdown_exits_before_its_deadline() {
+    let moto = Moto::start().await;
+    moto.sm_client()
+        .await
+        .create_secret()
+        .name("pre")
+        .secret_string("p")
+        .send()
+        .await
+        .expect("create");
+    let proxy = FaultInjectingProxy::start(&moto).await;
+    let port = secretcache_tests::free_port();
+    let api = ExtensionsApi::start(port).await;
+    let token = secretcache_tests::random_token();
+    let mut env = base_env(&proxy.endpoint(), port, &token);
+    env.push(("AWS_LAMBDA_RUNTIME_API".into(), api.address()));
+    env.push(("AWS_LAMBDA_FUNCTION_NAME".into(), "test".into()));
+    env.push((
+        "PARAMETERS_SECRETS_EXTENSION_PREFETCH".into(),
+        "pre, absent".into(),
+    ));
+    let mut ext = Standalone::spawn_with_env(env, &[], port, token);
+
+    assert!(
+        api.wait_next_calls(1, Duration::from_secs(15)).await,
+        "never called next; logs:\n{}",
+        ext.logs()
+    );
+    let reg = api.registration().expect("registered");
+    assert!(
+        reg.port_open,
+        "the port must be open when register is called"
+    );
+    assert_eq!(reg.name, "secretcache");
+    assert_eq!(reg.events, ["INVOKE", "SHUTDOWN"]);
+    // The prefetch happened before the first next: the secret is already cached.
+    assert_eq!(
+        proxy.count("GetSecretValue"),
+        2,
+        "prefetch of both ids (one absent) before ready"
+    );
+    let r = ext.get_secret("secretId=pre").await;
+    assert_eq!(r.header("x-secretcache-cache"), Some("hit"));
+    assert!(
+        ext.logs().contains("prefetch failed"),
+        "the absent id is logged, not fatal"
+    );
+
+    api.invoke("req-1", Duration::from_secs(3));
+    assert!(api.wait_next_calls(2, Duration::from_secs(5)).await);
+
+    let deadline = api.shutdown(Duration::from_secs(2));
+    let status = ext.wait_exit(Duration::from_secs(5)).await.expect("exited");
+    let exited_at = epoch_millis();
+    assert!(status.success(), "{status:?}\n{}", ext.logs());
+    assert!(
+        exited_at <= deadline,
+        "exited {} ms after the deadline",
+        exited_at - deadline
+    );
+    assert!(api.errors().is_empty(), "{:?}", api.errors());
+}
+
+#[tokio::test]
+async fn bad_configuration_stops_startup_naming_the_variable() {
+    let moto = Moto::start().await;
+    let port = secretcache_tests::free_port();
+    let env = base_env(&moto.endpoint(), port, "t");
+    for (var, value) in [
+        ("SECRETS_MANAGER_TTL", "90000"),
+        ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "http"),
+    ] {
+        let started = Instant::now();
+        let mut ext = Standalone::spawn_with_env(env.clone(), &[(var, value)], port, "t".into());
+        let status = ext.wait_exit(Duration::from_secs(10)).await.expect("exits");
+        assert!(!status.success());
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let logs = ext.logs();
+        assert!(logs.contains(var) && logs.contains("expected"), "{logs}");
+    }
+    // A misspelt variable is a warning, not an error.
+    let ext = Standalone::spawn(
+        &moto,
+        &[("PARAMETERS_AND_SECRETS_EXTENSION_LOG_LEVEL", "debug")],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        ext.logs()
+            .contains("did you mean PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL"),
+        "{}",
+        ext.logs()
+    );
+}
