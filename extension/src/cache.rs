@@ -123,6 +123,8 @@ pub struct Cache<U, C = SystemClock> {
     store: moka::future::Cache<Key, Arc<Entry>>,
     inflight: Mutex<HashMap<Key, Flight>>,
     metrics: Arc<Metrics>,
+    /// Our own counts: moka's `entry_count` lags until its maintenance runs.
+    entries: AtomicU64,
     bytes: AtomicU64,
 }
 
@@ -130,7 +132,7 @@ impl<U, C> std::fmt::Debug for Cache<U, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
             .field("policy", &self.policy)
-            .field("entries", &self.store.entry_count())
+            .field("entries", &self.entries.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -155,13 +157,12 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
                 .time_to_live(backstop)
                 .eviction_listener(move |key: Arc<Key>, e: Arc<Entry>, _cause| {
                     if let Some(cache) = weak.upgrade() {
+                        // Called for every removal, replacements included, so it mirrors every insert.
+                        cache.entries.fetch_sub(1, Ordering::Relaxed);
                         cache
                             .bytes
                             .fetch_sub((e.body.len() + key.len()) as u64, Ordering::Relaxed);
-                        cache.metrics.set_cache_size(
-                            cache.store.entry_count(),
-                            cache.bytes.load(Ordering::Relaxed),
-                        );
+                        cache.publish_size();
                     }
                 })
                 .build();
@@ -172,6 +173,7 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
                 store,
                 inflight: Mutex::new(HashMap::new()),
                 metrics,
+                entries: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
             }
         })
@@ -273,7 +275,15 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
 
     /// Number of cached entries and their bytes.
     pub fn size(&self) -> (u64, u64) {
-        (self.store.entry_count(), self.bytes.load(Ordering::Relaxed))
+        (
+            self.entries.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    fn publish_size(&self) {
+        let (entries, bytes) = self.size();
+        self.metrics.set_cache_size(entries, bytes);
     }
 
     /// Runs moka's pending maintenance (evictions); for tests and metrics.
@@ -350,11 +360,11 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
             fetched_at: self.clock.now(),
         });
         if self.caching(key) {
+            self.entries.fetch_add(1, Ordering::Relaxed);
             self.bytes
                 .fetch_add((entry.body.len() + key.len()) as u64, Ordering::Relaxed);
             self.store.insert(key.clone(), Arc::clone(&entry)).await;
-            self.metrics
-                .set_cache_size(self.store.entry_count(), self.bytes.load(Ordering::Relaxed));
+            self.publish_size();
         }
         Ok(entry)
     }

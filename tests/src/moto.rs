@@ -87,3 +87,10 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .load()
         .await
 }
+
+impl Moto {
+    /// An SSM client pointed at this moto.
+    pub async fn ssm_client(&self) -> aws_sdk_ssm::Client {
+        aws_sdk_ssm::Client::new(&sdk_config(&self.endpoint()).await)
+    }
+}

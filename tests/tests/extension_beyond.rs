@@ -1,0 +1,525 @@
+//! Beyond the AWS extension: refresh-ahead, stale-on-error, SSM, the byte budget, metrics, SnapStart.
+//! Faults come from the fault-injecting proxy between the extension and the real moto.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_ssm::types::ParameterType;
+use secretcache_tests::extension::{base_env, Standalone};
+use secretcache_tests::extensions_api::ExtensionsApi;
+use secretcache_tests::http;
+use secretcache_tests::moto::{Endpoint, Moto};
+use secretcache_tests::proxy::{Fault, FaultInjectingProxy};
+
+const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
+
+async fn get_param(ext: &Standalone, query: &str) -> http::Response {
+    http::get(
+        &format!("{}/systemsmanager/parameters/get?{query}", ext.url()),
+        &[(TOKEN_HEADER, &ext.token())],
+    )
+    .await
+    .expect("request")
+}
+
+async fn metrics(ext: &Standalone) -> String {
+    http::get(
+        &format!("{}/metrics", ext.url()),
+        &[(TOKEN_HEADER, &ext.token())],
+    )
+    .await
+    .expect("metrics")
+    .text()
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+}
+
+#[tokio::test]
+async fn refresh_ahead_keeps_upstream_latency_out_of_every_request() {
+    let moto = Moto::start().await;
+    let sm = moto.sm_client().await;
+    sm.create_secret()
+        .name("ra")
+        .secret_string("v0")
+        .send()
+        .await
+        .expect("create");
+    let proxy = FaultInjectingProxy::start(&moto).await;
+    let ext = Standalone::spawn(
+        &proxy,
+        &[
+            ("SECRETS_MANAGER_TTL", "2"),
+            ("PARAMETERS_SECRETS_EXTENSION_REFRESH_AHEAD", "50"),
+        ],
+    )
+    .await;
+    assert_eq!(ext.get_secret("secretId=ra").await.status, 200);
+    // From now on every upstream call takes 500 ms; no request may ever wait for one.
+    proxy.set_fault(Fault::Delay(Duration::from_millis(500)));
+    let start = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut values = std::collections::BTreeSet::new();
+    let mut n = 0;
+    while start.elapsed() < Duration::from_secs(7) {
+        if n % 20 == 10 {
+            sm.put_secret_value()
+                .secret_id("ra")
+                .secret_string(format!("v{n}"))
+                .send()
+                .await
+                .expect("put");
+        }
+        let t = Instant::now();
+        let r = ext.get_secret("secretId=ra").await;
+        worst = worst.max(t.elapsed());
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            r.header("x-secretcache-cache"),
+            Some("hit"),
+            "request {n} was not a hit"
+        );
+        values.insert(
+            r.json()["SecretString"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        worst < Duration::from_millis(450),
+        "a request waited {worst:?}: the 500 ms upstream delay showed"
+    );
+    assert!(
+        proxy.count("GetSecretValue") >= 4,
+        "refreshes happened in the background across several TTLs"
+    );
+    assert!(values.len() >= 3, "new values were picked up: {values:?}");
+}
+
+#[tokio::test]
+async fn stale_on_error_rides_out_a_60s_outage_and_never_masks_not_found() {
+    let moto = Moto::start().await;
+    let sm = moto.sm_client().await;
+    sm.create_secret()
+        .name("st")
+        .secret_string("last-good")
+        .send()
+        .await
+        .expect("create");
+    let proxy = FaultInjectingProxy::start(&moto).await;
+    let ext = Standalone::spawn(
+        &proxy,
+        &[
+            ("SECRETS_MANAGER_TTL", "1"),
+            ("SECRETS_MANAGER_TIMEOUT_MILLIS", "500"),
+            ("PARAMETERS_SECRETS_EXTENSION_REFRESH_AHEAD", "0"),
+            ("PARAMETERS_SECRETS_EXTENSION_MAX_STALE", "120"),
+        ],
+    )
+    .await;
+    assert_eq!(ext.get_secret("secretId=st").await.status, 200);
+    // A not-yet-cached secret exists too, to show that misses still fail clearly during the outage.
+    sm.create_secret()
+        .name("never-cached")
+        .secret_string("x")
+        .send()
+        .await
+        .expect("create");
+
+    let faults = [
+        Fault::ServerError,
+        Fault::Throttle,
+        Fault::Drop,
+        Fault::Hang,
+    ];
+    let start = Instant::now();
+    let (mut failed, mut stale, mut total) = (0, 0, 0);
+    let mut i = 0;
+    while start.elapsed() < Duration::from_secs(60) {
+        // Rotate through every kind of transient failure during the outage.
+        proxy.set_fault(faults[(start.elapsed().as_secs() / 15) as usize % faults.len()]);
+        let r = ext.get_secret("secretId=st").await;
+        total += 1;
+        if r.status != 200 {
+            failed += 1;
+        } else {
+            assert_eq!(r.json()["SecretString"], "last-good");
+            if r.header("x-secretcache-stale") == Some("true") {
+                stale += 1;
+            }
+        }
+        if i % 50 == 0 {
+            let miss = ext.get_secret("secretId=never-cached").await;
+            assert!(
+                [429, 502, 504].contains(&miss.status),
+                "uncached during outage: {} {}",
+                miss.status,
+                miss.text()
+            );
+            let refresh = ext.get_secret("secretId=st&refreshNow=true").await;
+            assert_ne!(refresh.status, 200, "refreshNow must not serve stale");
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        failed, 0,
+        "{failed} of {total} requests failed during the outage"
+    );
+    assert!(
+        stale > total / 2,
+        "only {stale} of {total} were marked stale"
+    );
+
+    proxy.set_fault(Fault::None);
+    sm.put_secret_value()
+        .secret_id("st")
+        .secret_string("after")
+        .send()
+        .await
+        .expect("put");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = ext.get_secret("secretId=st").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json()["SecretString"],
+        "after",
+        "recovered once the upstream returned"
+    );
+    assert!(r.header("x-secretcache-stale").is_none());
+    assert!(ext.logs().contains("serving the last good value"));
+
+    // Not-found is never masked by a stale value.
+    sm.delete_secret()
+        .secret_id("st")
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .expect("delete");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(ext.get_secret("secretId=st").await.status, 404);
+    assert!(metric(&metrics(&ext).await, "secretcache_stale_served_total") >= stale);
+}
+
+#[tokio::test]
+async fn ssm_parameters_of_every_type_version_and_label() {
+    let moto = Moto::start().await;
+    let ssm = moto.ssm_client().await;
+    for (name, ty, value) in [
+        ("/app/plain", ParameterType::String, "hello"),
+        ("/app/list", ParameterType::StringList, "a,b,c"),
+        ("/app/secure", ParameterType::SecureString, "s3cr3t-value"),
+    ] {
+        ssm.put_parameter()
+            .name(name)
+            .r#type(ty)
+            .value(value)
+            .send()
+            .await
+            .expect("put");
+    }
+    ssm.put_parameter()
+        .name("/app/plain")
+        .r#type(ParameterType::String)
+        .value("hello-2")
+        .overwrite(true)
+        .send()
+        .await
+        .expect("put v2");
+    ssm.label_parameter_version()
+        .name("/app/plain")
+        .parameter_version(1)
+        .labels("stable")
+        .send()
+        .await
+        .expect("label");
+    let ext = Standalone::spawn(&moto, &[]).await;
+
+    let r = get_param(&ext, "name=%2Fapp%2Fplain").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["Parameter"]["Value"], "hello-2");
+    assert_eq!(v["Parameter"]["Type"], "String");
+    assert_eq!(v["Parameter"]["Version"], 2);
+    assert_eq!(v["Parameter"]["Name"], "/app/plain");
+    assert_eq!(v["ResultMetadata"], serde_json::json!({}));
+    let keys: Vec<&str> = v["Parameter"]
+        .as_object()
+        .expect("obj")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for k in [
+        "ARN",
+        "DataType",
+        "LastModifiedDate",
+        "Name",
+        "Selector",
+        "SourceResult",
+        "Type",
+        "Value",
+        "Version",
+    ] {
+        assert!(keys.contains(&k), "{k} missing: {v}");
+    }
+    assert_eq!(
+        get_param(&ext, "name=/app/plain&version=1").await.json()["Parameter"]["Value"],
+        "hello"
+    );
+    assert_eq!(
+        get_param(&ext, "name=/app/plain:1").await.json()["Parameter"]["Value"],
+        "hello"
+    );
+    assert_eq!(
+        get_param(&ext, "name=/app/plain&label=stable").await.json()["Parameter"]["Value"],
+        "hello"
+    );
+    // The trailing-slash path works too.
+    let slash = http::get(
+        &format!(
+            "{}/systemsmanager/parameters/get/?name=/app/list",
+            ext.url()
+        ),
+        &[(TOKEN_HEADER, &ext.token())],
+    )
+    .await
+    .expect("req");
+    assert_eq!(slash.json()["Parameter"]["Value"], "a,b,c");
+    assert_eq!(slash.json()["Parameter"]["Type"], "StringList");
+
+    let enc = get_param(&ext, "name=/app/secure").await.json();
+    assert_eq!(enc["Parameter"]["Type"], "SecureString");
+    assert_ne!(
+        enc["Parameter"]["Value"], "s3cr3t-value",
+        "without decryption the value stays encrypted"
+    );
+    let dec = get_param(&ext, "name=/app/secure&withDecryption=true")
+        .await
+        .json();
+    assert_eq!(dec["Parameter"]["Value"], "s3cr3t-value");
+
+    let missing = get_param(&ext, "name=/nope").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["__type"], "ParameterNotFound");
+    assert_eq!(get_param(&ext, "withDecryption=true").await.status, 400);
+    assert!(!ext.logs().contains("s3cr3t-value"));
+}
+
+#[tokio::test]
+async fn byte_budget_evicts_large_secrets() {
+    let moto = Moto::start().await;
+    let sm = moto.sm_client().await;
+    let big = "x".repeat(60 * 1024);
+    for i in 0..10 {
+        sm.create_secret()
+            .name(format!("big{i}"))
+            .secret_string(&big)
+            .send()
+            .await
+            .expect("create");
+    }
+    let budget = 256 * 1024;
+    let ext = Standalone::spawn(
+        &moto,
+        &[(
+            "PARAMETERS_SECRETS_EXTENSION_CACHE_BYTES",
+            &budget.to_string(),
+        )],
+    )
+    .await;
+    for i in 0..10 {
+        assert_eq!(
+            ext.get_secret(&format!("secretId=big{i}")).await.status,
+            200
+        );
+    }
+    // moka evicts asynchronously; give its maintenance a moment.
+    let mut text = String::new();
+    for _ in 0..50 {
+        ext.get_secret("secretId=big9").await;
+        text = metrics(&ext).await;
+        if metric(&text, "secretcache_cache_bytes") <= budget {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (bytes, entries) = (
+        metric(&text, "secretcache_cache_bytes"),
+        metric(&text, "secretcache_cache_entries"),
+    );
+    assert!(
+        bytes <= budget,
+        "{bytes} bytes cached over a {budget} budget"
+    );
+    assert!(
+        (1..=4).contains(&entries),
+        "{entries} entries of ~61 KiB in 256 KiB"
+    );
+}
+
+#[tokio::test]
+async fn metrics_match_what_the_proxy_saw() {
+    let moto = Moto::start().await;
+    let sm = moto.sm_client().await;
+    sm.create_secret()
+        .name("m1")
+        .secret_string("a")
+        .send()
+        .await
+        .expect("create");
+    sm.create_secret()
+        .name("m2")
+        .secret_string("b")
+        .send()
+        .await
+        .expect("create");
+    let proxy = FaultInjectingProxy::start(&moto).await;
+    let ext = Standalone::spawn(&proxy, &[]).await;
+    let mut hits = 0;
+    for q in [
+        "m1",
+        "m1",
+        "m2",
+        "m1",
+        "m2",
+        "missing",
+        "m2&refreshNow=true",
+        "m1",
+    ] {
+        let r = ext.get_secret(&format!("secretId={q}")).await;
+        if r.header("x-secretcache-cache") == Some("hit") {
+            hits += 1;
+        }
+    }
+    let text = metrics(&ext).await;
+    assert_eq!(
+        metric(&text, "secretcache_upstream_calls_total{kind=\"secret\"}"),
+        proxy.count("GetSecretValue")
+    );
+    assert_eq!(metric(&text, "secretcache_cache_hits_total"), hits);
+    assert_eq!(
+        metric(
+            &text,
+            "secretcache_upstream_errors_total{code=\"ResourceNotFoundException\"}"
+        ),
+        1
+    );
+    assert_eq!(metric(&text, "secretcache_cache_entries"), 2);
+    assert_eq!(
+        metric(&text, "secretcache_upstream_latency_seconds_count"),
+        proxy.count("GetSecretValue")
+    );
+    // /metrics needs the token.
+    assert_eq!(
+        http::get(&format!("{}/metrics", ext.url()), &[])
+            .await
+            .expect("req")
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn snap_start_prefetches_nothing_and_expires_everything_after_restore() {
+    let moto = Moto::start().await;
+    moto.sm_client()
+        .await
+        .create_secret()
+        .name("snap")
+        .secret_string("v")
+        .send()
+        .await
+        .expect("create");
+    let proxy = FaultInjectingProxy::start(&moto).await;
+    let port = secretcache_tests::free_port();
+    let api = ExtensionsApi::start(port).await;
+    let token = "container-token".to_string();
+    let mut env = base_env(&proxy.endpoint(), port, "unused");
+    env.retain(|(k, _)| k != "AWS_SESSION_TOKEN");
+    env.extend(
+        [
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", token.as_str()),
+            ("AWS_LAMBDA_RUNTIME_API", &api.address()),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start"),
+            ("PARAMETERS_SECRETS_EXTENSION_PREFETCH", "snap"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let ext = Standalone::spawn_with_env(env, &[], port, token);
+    assert!(
+        api.wait_next_calls(1, Duration::from_secs(15)).await,
+        "{}",
+        ext.logs()
+    );
+    assert_eq!(
+        proxy.count("GetSecretValue"),
+        0,
+        "nothing may be fetched into the snapshot"
+    );
+    // The function's init code reads it (before the snapshot)...
+    assert_eq!(ext.get_secret("secretId=snap").await.status, 200);
+    assert_eq!(
+        ext.get_secret("secretId=snap")
+            .await
+            .header("x-secretcache-cache"),
+        Some("hit")
+    );
+    // ...and after restore (the first INVOKE) the cached value is not trusted.
+    api.invoke("r1", Duration::from_secs(3));
+    assert!(api.wait_next_calls(2, Duration::from_secs(5)).await);
+    assert_eq!(
+        ext.get_secret("secretId=snap")
+            .await
+            .header("x-secretcache-cache"),
+        Some("miss")
+    );
+    assert_eq!(proxy.count("GetSecretValue"), 2);
+}
+
+#[tokio::test]
+async fn invoke_refreshes_what_expired_while_frozen() {
+    let moto = Moto::start().await;
+    let sm = moto.sm_client().await;
+    sm.create_secret()
+        .name("fz")
+        .secret_string("before")
+        .send()
+        .await
+        .expect("create");
+    let proxy = FaultInjectingProxy::start(&moto).await;
+    let port = secretcache_tests::free_port();
+    let api = ExtensionsApi::start(port).await;
+    let token = secretcache_tests::random_token();
+    let mut env = base_env(&proxy.endpoint(), port, &token);
+    env.push(("AWS_LAMBDA_RUNTIME_API".into(), api.address()));
+    env.push(("SECRETS_MANAGER_TTL".into(), "1".into()));
+    env.push(("PARAMETERS_SECRETS_EXTENSION_PREFETCH".into(), "fz".into()));
+    let ext = Standalone::spawn_with_env(env, &[], port, token);
+    assert!(
+        api.wait_next_calls(1, Duration::from_secs(15)).await,
+        "{}",
+        ext.logs()
+    );
+    sm.put_secret_value()
+        .secret_id("fz")
+        .secret_string("after")
+        .send()
+        .await
+        .expect("put");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The INVOKE event refreshes the expired entry before the extension is back on next.
+    api.invoke("r1", Duration::from_secs(3));
+    assert!(api.wait_next_calls(2, Duration::from_secs(5)).await);
+    assert_eq!(proxy.count("GetSecretValue"), 2);
+    let r = ext.get_secret("secretId=fz").await;
+    assert_eq!(r.header("x-secretcache-cache"), Some("hit"));
+    assert_eq!(r.json()["SecretString"], "after");
+}
