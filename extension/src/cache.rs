@@ -113,6 +113,39 @@ struct Entry {
     fetched_at: Instant,
 }
 
+/// Exponential backoff with jitter for a key whose upstream calls fail transiently.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    retry_at: Instant,
+}
+
+/// First retry after about this long; doubles per failure up to [`BACKOFF_MAX`].
+const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// Probes run in the background, so a short cap costs no request any latency and recovery is quick.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+impl Backoff {
+    /// The wait after `failures` consecutive failures: exponential, capped, with "equal jitter" (half fixed, half
+    /// random) so that many environments failing together do not retry in lockstep.
+    fn delay(failures: u32, key: &Key) -> Duration {
+        let exp = BACKOFF_BASE
+            .saturating_mul(1 << failures.saturating_sub(1).min(16))
+            .min(BACKOFF_MAX);
+        let half = exp / 2;
+        half + half.mul_f64(jitter(key))
+    }
+}
+
+/// A number in [0, 1) that differs between calls and keys; no need for a cryptographic source.
+fn jitter(key: &Key) -> f64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    key.hash(&mut h);
+    Instant::now().hash(&mut h);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 type Flight = Shared<BoxFuture<'static, Result<Arc<Entry>, UpstreamError>>>;
 
 /// The cache. Cheap to share behind an `Arc`.
@@ -122,6 +155,8 @@ pub struct Cache<U, C = SystemClock> {
     policy: Policy,
     store: moka::future::Cache<Key, Arc<Entry>>,
     inflight: Mutex<HashMap<Key, Flight>>,
+    /// Keys whose last upstream call failed transiently, and when to try again.
+    backoff: Mutex<HashMap<Key, Backoff>>,
     metrics: Arc<Metrics>,
     /// Our own counts: moka's `entry_count` lags until its maintenance runs.
     entries: AtomicU64,
@@ -172,6 +207,7 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
                 policy,
                 store,
                 inflight: Mutex::new(HashMap::new()),
+                backoff: Mutex::new(HashMap::new()),
                 metrics,
                 entries: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
@@ -210,9 +246,23 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
             return Ok((entry.body.clone(), Source::Hit));
         }
         self.metrics.miss();
+        let stale_allowed = age < ttl + self.policy.max_stale;
+        if stale_allowed {
+            if let Some(retry_due) = self.backoff_state(&key) {
+                // The upstream failed for this key moments ago: answer at once with the last good value instead of
+                // making every request wait for another timeout, and probe the upstream in the background only once
+                // the backoff has passed.
+                if retry_due {
+                    self.refresh_in_background(key.clone());
+                }
+                tracing::debug!(key = %key, "upstream in backoff; serving the last good value");
+                self.metrics.stale();
+                return Ok((entry.body.clone(), Source::Stale));
+            }
+        }
         match self.fetch(key.clone()).await {
             Ok(fresh) => Ok((fresh.body.clone(), Source::Miss)),
-            Err(e) if e.is_transient() && age < ttl + self.policy.max_stale => {
+            Err(e) if e.is_transient() && stale_allowed => {
                 tracing::warn!(
                     key = %key,
                     error = %e,
@@ -291,6 +341,30 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
         self.store.run_pending_tasks().await;
     }
 
+    /// `None` when the key is not in backoff; otherwise whether its retry is due.
+    fn backoff_state(&self, key: &Key) -> Option<bool> {
+        let backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        backoff.get(key).map(|b| self.clock.now() >= b.retry_at)
+    }
+
+    fn record_outcome(&self, key: &Key, error: Option<&UpstreamError>) {
+        let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        match error {
+            None => {
+                backoff.remove(key);
+            }
+            Some(e) if e.is_transient() => {
+                let failures = backoff.get(key).map_or(1, |b| b.failures.saturating_add(1));
+                let retry_at = self.clock.now() + Backoff::delay(failures, key);
+                backoff.insert(key.clone(), Backoff { failures, retry_at });
+            }
+            // An answer about the secret itself (not found, denied) ends any backoff: it is not an outage.
+            Some(_) => {
+                backoff.remove(key);
+            }
+        }
+    }
+
     fn caching(&self, key: &Key) -> bool {
         self.policy.max_entries > 0 && !self.policy.ttl(key).is_zero()
     }
@@ -347,6 +421,7 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
             result.as_ref().err().map(UpstreamError::code),
             elapsed,
         );
+        self.record_outcome(key, result.as_ref().err());
         let body = match result {
             Ok(body) => body,
             Err(e) => {
@@ -537,6 +612,10 @@ mod tests {
                 message: "m".into(),
             }),
         );
+        // The upstream is in backoff, so the deletion is learnt from the next probe; from then on it is never masked.
+        clock.advance(Duration::from_secs(1));
+        let _ = cache.get(key("a"), false).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(
             cache.get(key("a"), false).await.is_err(),
             "not-found is never masked"
@@ -547,6 +626,55 @@ mod tests {
             cache.get(key("a"), false).await.is_err(),
             "beyond max_stale"
         );
+    }
+
+    #[tokio::test]
+    async fn during_an_outage_stale_answers_do_not_wait_and_retries_back_off() {
+        let (up, clock, cache) = setup(Policy {
+            max_stale: Duration::from_secs(600),
+            ..policy()
+        });
+        set(&up, Ok("good"));
+        text(&cache, "a", false).await;
+        clock.advance(Duration::from_secs(101));
+        set(&up, Err(UpstreamError::Timeout { millis: 1 }));
+        assert_eq!(text(&cache, "a", false).await.1, Source::Stale);
+        assert_eq!(up.calls.load(Ordering::SeqCst), 2);
+        // Within the backoff: stale at once, no upstream call.
+        for _ in 0..10 {
+            assert_eq!(text(&cache, "a", false).await.1, Source::Stale);
+        }
+        assert_eq!(up.calls.load(Ordering::SeqCst), 2);
+        // Once the backoff has passed, one background probe; the answer is still immediate.
+        clock.advance(Duration::from_secs(1));
+        set(&up, Ok("healed"));
+        assert_eq!(
+            text(&cache, "a", false).await,
+            ("good".into(), Source::Stale)
+        );
+        for _ in 0..100 {
+            if up.calls.load(Ordering::SeqCst) == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            text(&cache, "a", false).await,
+            ("healed".into(), Source::Hit)
+        );
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        let k = key("a");
+        for failures in 1..40 {
+            let d = Backoff::delay(failures, &k);
+            let exp = BACKOFF_BASE
+                .saturating_mul(1 << (failures - 1).min(16))
+                .min(BACKOFF_MAX);
+            assert!(d >= exp / 2 && d <= exp, "{failures}: {d:?}");
+        }
     }
 
     #[tokio::test]
