@@ -8,7 +8,7 @@ MOTO_VERSION := 5.2.5
 CFN_LINT_VERSION := 1.58.0
 CARGO ?= cargo
 
-.PHONY: all venv build test lint unit run deploy-check fmt clean
+.PHONY: all venv build test lint unit run deploy-check fmt clean reliability fuzz
 
 all: test
 
@@ -40,6 +40,19 @@ deploy-check: venv
 # Starts moto with a demo secret and the extension, shows it serving, and runs until Ctrl-C.
 run: venv build
 	VENV=$(VENV) bash tests/scripts/run-local.sh
+
+# The full reliability suite (load, faults, a 60 s outage, hostile input, connection exhaustion, lifecycle faults)
+# against release builds; prints a table. Its fast subset runs in `make test`.
+reliability: venv
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -p secretcache-tests --bin reliability
+
+# Fuzzes the query and config parsers for FUZZ_SECONDS each (nightly + cargo-fuzz); crashes become regression inputs.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+	bash extension/fuzz/run.sh $(FUZZ_SECONDS)
 
 fmt:
 	$(CARGO) fmt --all

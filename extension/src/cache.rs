@@ -120,6 +120,10 @@ struct Backoff {
     retry_at: Instant,
 }
 
+/// How long a read of an expired (but stale-allowed) entry waits for the upstream before it is answered with the
+/// last good value. Healthy Secrets Manager calls take tens of milliseconds.
+const STALE_GRACE: Duration = Duration::from_millis(250);
+
 /// First retry after about this long; doubles per failure up to [`BACKOFF_MAX`].
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// Probes run in the background, so a short cap costs no request any latency and recovery is quick.
@@ -260,7 +264,23 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
                 return Ok((entry.body.clone(), Source::Stale));
             }
         }
-        match self.fetch(key.clone()).await {
+        let flight = self.flight(key.clone());
+        let result = if stale_allowed {
+            // Stale-if-slow: a failing upstream often fails by timing out, so do not wait the whole timeout to find
+            // out. Past the grace the last good value is served; the fetch goes on in its own task and fills the
+            // cache when it succeeds.
+            tokio::select! {
+                r = flight => r,
+                _ = tokio::time::sleep(STALE_GRACE) => {
+                    tracing::debug!(key = %key, "upstream slow; serving the last good value meanwhile");
+                    self.metrics.stale();
+                    return Ok((entry.body.clone(), Source::Stale));
+                }
+            }
+        } else {
+            flight.await
+        };
+        match result {
             Ok(fresh) => Ok((fresh.body.clone(), Source::Miss)),
             Err(e) if e.is_transient() && stale_allowed => {
                 tracing::warn!(
@@ -663,6 +683,32 @@ mod tests {
             text(&cache, "a", false).await,
             ("healed".into(), Source::Hit)
         );
+    }
+
+    #[tokio::test]
+    async fn a_slow_upstream_gets_stale_after_the_grace_and_the_refresh_lands_later() {
+        let (up, clock, cache) = setup(Policy {
+            max_stale: Duration::from_secs(600),
+            ..policy()
+        });
+        set(&up, Ok("old"));
+        text(&cache, "a", false).await;
+        clock.advance(Duration::from_secs(101));
+        set(&up, Ok("new"));
+        *up.delay.lock().expect("lock") = Duration::from_millis(600);
+        let t = Instant::now();
+        assert_eq!(
+            text(&cache, "a", false).await,
+            ("old".into(), Source::Stale)
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(550),
+            "{:?}",
+            t.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(text(&cache, "a", false).await, ("new".into(), Source::Hit));
+        assert_eq!(up.calls.load(Ordering::SeqCst), 2);
     }
 
     #[test]

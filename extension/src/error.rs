@@ -120,6 +120,9 @@ pub enum ApiError {
     /// A method other than GET or HEAD.
     #[error("only GET is supported")]
     MethodNotAllowed,
+    /// A request target longer than any valid request needs.
+    #[error("the request URI is longer than {0} bytes")]
+    UriTooLong(usize),
     /// An unknown path.
     #[error("no such path; use /secretsmanager/get, /systemsmanager/parameters/get or /ping")]
     UnknownPath,
@@ -146,6 +149,7 @@ impl ApiError {
             Self::DuplicateToken => (StatusCode::BAD_REQUEST, "InvalidRequestException"),
             Self::Forwarded => (StatusCode::BAD_REQUEST, "ForwardedRequestException"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowedException"),
+            Self::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "InvalidRequestException"),
             Self::UnknownPath => (StatusCode::NOT_FOUND, "UnknownOperationException"),
             Self::Query(_) => (StatusCode::BAD_REQUEST, "InvalidParameterException"),
             Self::Overloaded => (

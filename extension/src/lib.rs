@@ -9,11 +9,13 @@
 //! - [`server`]: the localhost HTTP server and its request checks;
 //! - [`lifecycle`]: the Lambda Extensions API lifecycle, and standalone mode;
 //! - [`error`]: errors, and the one mapping to HTTP;
-//! - [`secret`], [`metrics`], [`logging`]: the secret-holding type, counters, tracing set-up.
+//! - [`secret`], [`metrics`], [`logging`]: the secret-holding type, counters, tracing set-up;
+//! - [`fuzzing`]: property checks shared by the fuzz targets and their regression tests.
 
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;

@@ -38,6 +38,11 @@ pub const TOKEN_HEADER: &str = "x-aws-parameters-secrets-token";
 pub const CACHE_HEADER: &str = "x-secretcache-cache";
 /// Present (`true`) when the value is past its TTL and served because the upstream failed.
 pub const STALE_HEADER: &str = "x-secretcache-stale";
+/// The longest request target served: an ARN is at most 2048 bytes, so twice that, percent-encoded, is ample.
+const MAX_URI_LEN: usize = 8 * 1024;
+/// hyper's read buffer: large enough that an oversized URI reaches our handler and gets a JSON 414, instead of
+/// hyper's bodyless 431; small enough to bound memory per connection.
+const MAX_BUF: usize = 96 * 1024;
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -89,6 +94,9 @@ async fn route<U: Upstream, C: Clock, B>(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     if req.headers().contains_key("x-forwarded-for") {
         return Err(ApiError::Forwarded);
+    }
+    if req.uri().path().len() + req.uri().query().map_or(0, str::len) > MAX_URI_LEN {
+        return Err(ApiError::UriTooLong(MAX_URI_LEN));
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(ApiError::MethodNotAllowed);
@@ -223,7 +231,7 @@ pub async fn serve<U: Upstream, C: Clock>(
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
                 .keep_alive(!over_limit)
-                .max_buf_size(64 * 1024)
+                .max_buf_size(MAX_BUF)
                 .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {

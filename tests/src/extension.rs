@@ -105,6 +105,25 @@ impl Standalone {
         panic!("secretcache did not become ready; logs:\n{}", self.logs());
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Resident memory in KiB, from `/proc/<pid>/status`.
+    pub fn rss_kib(&self) -> Option<u64> {
+        self.pid().and_then(crate::rss_kib)
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, `TERM`, ...) with the `kill` command.
+    pub fn signal(&self, name: &str) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args([&format!("-{name}"), &pid.to_string()])
+                .status();
+        }
+    }
+
     /// The port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

@@ -12,6 +12,8 @@ pub mod extensions_api;
 pub mod http;
 pub mod moto;
 pub mod proxy;
+pub mod raw;
+pub mod reliability;
 
 use std::path::PathBuf;
 
@@ -31,15 +33,19 @@ pub fn free_port() -> u16 {
         .expect("a free port on 127.0.0.1")
 }
 
-/// Path of a binary built by this workspace, next to the running test's profile directory
-/// (`target/<profile>/deps/<test>` -> `target/<profile>/<name>`). `make test` builds them first.
+/// Path of a binary built by this workspace in the running executable's profile directory
+/// (`target/<profile>/deps/<test>` or `target/<profile>/<bin>` -> `target/<profile>/<name>`). `make test` builds
+/// them first.
 pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current test executable");
-    let profile_dir = exe
+    let mut profile_dir = exe
         .parent()
-        .and_then(|deps| deps.parent())
         .map(PathBuf::from)
         .expect("target/<profile> directory");
+    // Test binaries live in target/<profile>/deps; `cargo run` binaries in target/<profile>.
+    if profile_dir.ends_with("deps") {
+        profile_dir.pop();
+    }
     let path = profile_dir.join(name);
     assert!(
         path.exists(),
@@ -60,4 +66,13 @@ pub fn random_token() -> String {
             .unwrap_or(0),
     );
     format!("tok-{:016x}", h.finish())
+}
+
+/// Resident memory of a process in KiB, from `/proc/<pid>/status`.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

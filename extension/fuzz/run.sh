@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# make fuzz: runs each cargo-fuzz target for a set time (seconds, $1, default 60) on the nightly toolchain.
+# Saved regression inputs seed the corpus; any crash is copied into regressions/ (so the stable test
+# extension/tests/fuzz_regressions.rs replays it from then on) and the run fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-60}
+status=0
+for pair in query_parser:query config_parser:config; do
+  target=${pair%%:*}; dir=${pair##*:}
+  mkdir -p "fuzz/corpus/$target"
+  echo "== fuzzing $target for ${secs}s"
+  if ! cargo +nightly fuzz run "$target" "fuzz/corpus/$target" "fuzz/regressions/$dir" -- \
+      -max_total_time="$secs" -max_len=4096 -print_final_stats=1; then
+    status=1
+  fi
+  for crash in fuzz/artifacts/"$target"/crash-* fuzz/artifacts/"$target"/oom-* fuzz/artifacts/"$target"/timeout-*; do
+    [ -e "$crash" ] || continue
+    cp "$crash" "fuzz/regressions/$dir/"
+    echo "saved $(basename "$crash") as a regression input in extension/fuzz/regressions/$dir/"
+    status=1
+  done
+done
+exit $status

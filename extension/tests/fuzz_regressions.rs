@@ -1,0 +1,28 @@
+//! Replays every input saved under extension/fuzz/regressions (crashes found by `make fuzz` land there) through
+//! the same checks the fuzz targets run.
+
+use std::path::Path;
+
+fn replay(dir: &str, check: fn(&[u8])) -> usize {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions")
+        .join(dir);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("entry").path();
+        let data = std::fs::read(&path).expect("read");
+        check(&data);
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn saved_query_inputs_do_not_break_the_parser() {
+    assert!(replay("query", secretcache::fuzzing::check_query) > 0);
+}
+
+#[test]
+fn saved_config_inputs_do_not_break_the_parser() {
+    assert!(replay("config", secretcache::fuzzing::check_config) > 0);
+}

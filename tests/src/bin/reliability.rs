@@ -1,0 +1,36 @@
+//! `make reliability`: every scenario at full scale, one after another, then a table of requests sent, failed,
+//! p99 latency and max RSS. Raw rows go to target/reliability/results.json. Exits non-zero if any row fails.
+
+use secretcache_tests::reliability::{self, Scale};
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> std::process::ExitCode {
+    let scale = Scale::full();
+    let mut rows = Vec::new();
+    eprintln!("1/5 load ({} requests)", scale.load_requests);
+    rows.push(reliability::load(scale).await);
+    eprintln!("2/5 upstream faults (outage {} s)", scale.outage.as_secs());
+    rows.extend(reliability::upstream_faults(scale).await);
+    eprintln!("3/5 hostile input");
+    rows.push(reliability::hostile_input().await);
+    eprintln!("4/5 connection exhaustion");
+    rows.push(reliability::connection_exhaustion(scale).await);
+    eprintln!("5/5 lifecycle faults");
+    rows.extend(reliability::lifecycle_faults().await);
+    let (scanned, leaks) = rows
+        .iter()
+        .fold((0, 0), |(s, l), r| (s + r.scanned, l + r.leaks));
+    println!("{}", reliability::table(&rows));
+    println!("Secrecy: {scanned} log lines and bodies scanned for the secret values used; {leaks} found.");
+    let dir = secretcache_tests::workspace_root().join("target/reliability");
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(json) = serde_json::to_string_pretty(&rows) {
+        let _ = std::fs::write(dir.join("results.json"), json);
+    }
+    if rows.iter().all(|r| r.passed()) && leaks == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        eprintln!("FAILED: see the rows with failures above");
+        std::process::ExitCode::FAILURE
+    }
+}
