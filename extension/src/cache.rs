@@ -222,29 +222,29 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
     /// Looks `key` up, fetching upstream when it is missing, expired, or `refresh_now` is set.
     pub async fn get(
         self: &Arc<Self>,
-        key: Key,
+        key: &Key,
         refresh_now: bool,
     ) -> Result<(SecretBody, Source), UpstreamError> {
         if refresh_now {
-            let entry = self.fetch(key).await?;
+            let entry = self.fetch(key.clone()).await?;
             return Ok((entry.body.clone(), Source::Refreshed));
         }
-        let ttl = self.policy.ttl(&key);
-        let cached = if self.caching(&key) {
-            self.store.get(&key).await
+        let ttl = self.policy.ttl(key);
+        let cached = if self.caching(key) {
+            self.store.get(key).await
         } else {
             None
         };
         let Some(entry) = cached else {
             self.metrics.miss();
-            let entry = self.fetch(key).await?;
+            let entry = self.fetch(key.clone()).await?;
             return Ok((entry.body.clone(), Source::Miss));
         };
         let age = self.clock.now().saturating_duration_since(entry.fetched_at);
         if age < ttl {
             if age >= ttl - self.policy.refresh_ahead(ttl) {
                 // Refresh-ahead: start the refresh and answer from the cache without waiting for it.
-                self.refresh_in_background(key);
+                self.refresh_in_background(key.clone());
             }
             self.metrics.hit();
             return Ok((entry.body.clone(), Source::Hit));
@@ -252,7 +252,7 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
         self.metrics.miss();
         let stale_allowed = age < ttl + self.policy.max_stale;
         if stale_allowed {
-            if let Some(retry_due) = self.backoff_state(&key) {
+            if let Some(retry_due) = self.backoff_state(key) {
                 // The upstream failed for this key moments ago: answer at once with the last good value instead of
                 // making every request wait for another timeout, and probe the upstream in the background only once
                 // the backoff has passed.
@@ -550,7 +550,7 @@ mod tests {
     }
 
     async fn text(c: &TestCache, k: &str, refresh: bool) -> (String, Source) {
-        let (b, s) = c.get(key(k), refresh).await.expect("value");
+        let (b, s) = c.get(&key(k), refresh).await.expect("value");
         (String::from_utf8(b.bytes().to_vec()).expect("utf8"), s)
     }
 
@@ -573,7 +573,7 @@ mod tests {
         *up.delay.lock().expect("lock") = Duration::from_millis(50);
         let gets = (0..100).map(|_| {
             let c = Arc::clone(&cache);
-            tokio::spawn(async move { c.get(key("a"), false).await.map(|(_, s)| s) })
+            tokio::spawn(async move { c.get(&key("a"), false).await.map(|(_, s)| s) })
         });
         for r in futures_util::future::join_all(gets).await {
             assert!(r.expect("join").is_ok());
@@ -581,7 +581,7 @@ mod tests {
         assert_eq!(up.calls.load(Ordering::SeqCst), 1);
         let refreshes = (0..20).map(|_| {
             let c = Arc::clone(&cache);
-            tokio::spawn(async move { c.get(key("a"), true).await.map(|(_, s)| s) })
+            tokio::spawn(async move { c.get(&key("a"), true).await.map(|(_, s)| s) })
         });
         for r in futures_util::future::join_all(refreshes).await {
             assert_eq!(r.expect("join").expect("ok"), Source::Refreshed);
@@ -622,7 +622,7 @@ mod tests {
             ("good".into(), Source::Stale)
         );
         assert!(
-            cache.get(key("a"), true).await.is_err(),
+            cache.get(&key("a"), true).await.is_err(),
             "refreshNow must not serve stale"
         );
         set(
@@ -634,16 +634,16 @@ mod tests {
         );
         // The upstream is in backoff, so the deletion is learnt from the next probe; from then on it is never masked.
         clock.advance(Duration::from_secs(1));
-        let _ = cache.get(key("a"), false).await;
+        let _ = cache.get(&key("a"), false).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(
-            cache.get(key("a"), false).await.is_err(),
+            cache.get(&key("a"), false).await.is_err(),
             "not-found is never masked"
         );
         set(&up, Err(UpstreamError::Timeout { millis: 1 }));
         clock.advance(Duration::from_secs(40));
         assert!(
-            cache.get(key("a"), false).await.is_err(),
+            cache.get(&key("a"), false).await.is_err(),
             "beyond max_stale"
         );
     }

@@ -137,7 +137,7 @@ async fn route<U: Upstream, C: Clock, B>(
             ))
         }
     };
-    let (body, source) = app.cache.get(key.clone(), refresh_now).await?;
+    let (body, source) = app.cache.get(&key, refresh_now).await?;
     match source {
         Source::Hit => tracing::debug!(key = %key, "cache hit"),
         Source::Stale => {}
