@@ -455,3 +455,30 @@ async fn bad_configuration_stops_startup_naming_the_variable() {
         ext.logs()
     );
 }
+
+#[tokio::test]
+async fn json_log_format_gives_one_json_object_a_line_without_secrets() {
+    let moto = Moto::start().await;
+    moto.sm_client()
+        .await
+        .create_secret()
+        .name("j")
+        .secret_string("json-log-canary")
+        .send()
+        .await
+        .expect("create");
+    let ext = Standalone::spawn(&moto, &[("AWS_LAMBDA_LOG_FORMAT", "json")]).await;
+    assert_eq!(ext.get_secret("secretId=j").await.status, 200);
+    assert_eq!(ext.get_secret("secretId=j").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let logs = ext.logs();
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(lines.len() >= 3, "{logs}");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+    }
+    assert!(logs.contains("\"message\":\"cache hit\""), "{logs}");
+    assert!(!logs.contains("json-log-canary"));
+}
