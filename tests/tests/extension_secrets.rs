@@ -482,3 +482,46 @@ async fn json_log_format_gives_one_json_object_a_line_without_secrets() {
     assert!(logs.contains("\"message\":\"cache hit\""), "{logs}");
     assert!(!logs.contains("json-log-canary"));
 }
+
+#[tokio::test]
+async fn service_specific_endpoint_variables_are_honoured() {
+    let moto = Moto::start().await;
+    moto.sm_client()
+        .await
+        .create_secret()
+        .name("ep")
+        .secret_string("v")
+        .send()
+        .await
+        .expect("create");
+    moto.ssm_client()
+        .await
+        .put_parameter()
+        .name("/ep")
+        .value("p")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .expect("put");
+    // No AWS_ENDPOINT_URL at all: only the per-service variables point at moto.
+    let ext = Standalone::spawn(
+        &moto,
+        &[
+            ("AWS_ENDPOINT_URL", ""),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto.endpoint()),
+            ("AWS_ENDPOINT_URL_SSM", &moto.endpoint()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        ext.get_secret("secretId=ep").await.json()["SecretString"],
+        "v"
+    );
+    let p = http::get(
+        &format!("{}/systemsmanager/parameters/get?name=/ep", ext.url()),
+        &[(TOKEN_HEADER, &ext.token())],
+    )
+    .await
+    .expect("req");
+    assert_eq!(p.json()["Parameter"]["Value"], "p");
+}
