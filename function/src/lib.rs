@@ -1,1 +1,22 @@
+//! The `/items` Lambda function: an items API on PostgreSQL (or SQLite locally), with its database credentials read
+//! over localhost from the secretcache extension.
+//!
+//! Modules, one responsibility each:
+//! - [`config`]: typed configuration, read once through a small [`config::Env`] seam;
+//! - [`secret`]: the redacting [`secret::Secret`] type for passwords and tokens;
+//! - [`credentials`]: the credential provider (`DATABASE_URL` > `DB_SECRET_ARN` through the extension > legacy
+//!   `DATABASE_*` > SQLite outside Lambda);
+//! - [`db`]: the one pool per execution environment, TLS, migrations, and recovery from a rotated password;
+//! - [`store`]: the items queries, the same SQL on both databases;
+//! - [`handlers`]: routing and validation, callable without a socket;
+//! - [`error`]: the single mapping from errors to HTTP status and JSON body.
 
+pub mod config;
+pub mod credentials;
+pub mod db;
+pub mod error;
+pub mod handlers;
+pub mod secret;
+pub mod store;
+
+pub use handlers::{handle, App};

@@ -1,0 +1,672 @@
+//! Typed configuration, read once from the environment at cold start.
+//!
+//! Parts:
+//! - [`Env`]: the tiny seam over the environment. Production passes [`ProcessEnv`]; tests pass a `HashMap`, so no test
+//!   ever calls `set_var`.
+//! - [`Config::from_env`]: parses every value into a type. A malformed value is a [`ConfigError`] that names the
+//!   variable and what it accepts; it stops the cold start, because a function running on a guess is worse.
+//! - [`DatabaseSource`]: where the database credentials come from, resolved in the seed note's priority order:
+//!   `DATABASE_URL`, then `DB_SECRET_ARN` (through the extension), then the legacy `DATABASE_*` variables, then SQLite
+//!   at `DATABASE_PATH`, the last **only outside Lambda**. Inside Lambda with nothing configured the source is
+//!   [`DatabaseSource::Missing`], which every request answers with a 503 naming `DB_SECRET_ARN`: the silent fallback
+//!   to a SQLite file that does not exist in Lambda was the original bug.
+//! - [`Config::warnings`]: variables that look like misspellings of ours, logged once tracing is up.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::secret::Secret;
+
+/// Full connection URL (`postgres://...` or `sqlite:...`); the override for tests and local runs.
+pub const DATABASE_URL: &str = "DATABASE_URL";
+/// Secret name or ARN holding the RDS JSON; read through the extension.
+pub const DB_SECRET_ARN: &str = "DB_SECRET_ARN";
+/// Database host (legacy, and the fallback when the secret has no `host`).
+pub const DATABASE_HOST: &str = "DATABASE_HOST";
+/// Database port, 1-65535 (legacy, and the fallback when the secret has no `port`).
+pub const DATABASE_PORT: &str = "DATABASE_PORT";
+/// Database name (legacy, and the fallback when the secret has no `dbname`).
+pub const DATABASE_NAME: &str = "DATABASE_NAME";
+/// User name for the legacy variables.
+pub const DATABASE_USER: &str = "DATABASE_USER";
+/// Password for the legacy variables.
+pub const DATABASE_PASSWORD: &str = "DATABASE_PASSWORD";
+/// SQLite file for local runs; never used inside Lambda.
+pub const DATABASE_PATH: &str = "DATABASE_PATH";
+/// PostgreSQL TLS mode: disable, allow, prefer, require (default), verify-ca or verify-full.
+pub const DATABASE_SSLMODE: &str = "DATABASE_SSLMODE";
+/// PEM bundle of the CAs that verify-ca / verify-full trust (for RDS: the RDS global bundle).
+pub const DATABASE_SSL_ROOT_CERT: &str = "DATABASE_SSL_ROOT_CERT";
+/// Most connections one execution environment holds, 1-20.
+pub const DATABASE_POOL_MAX_CONNECTIONS: &str = "DATABASE_POOL_MAX_CONNECTIONS";
+/// How long a request waits for a pooled connection, in milliseconds.
+pub const DATABASE_ACQUIRE_TIMEOUT_MS: &str = "DATABASE_ACQUIRE_TIMEOUT_MS";
+/// Longest life of one connection, in seconds; bounds how long a connection opened with an old password lives on.
+pub const DATABASE_POOL_MAX_LIFETIME_SECS: &str = "DATABASE_POOL_MAX_LIFETIME_SECS";
+/// How long, in milliseconds, a login rejected during a rotation keeps being retried before the request gets a 503.
+pub const DATABASE_ROTATION_GRACE_MS: &str = "DATABASE_ROTATION_GRACE_MS";
+/// Timeout of one call to the extension, in milliseconds.
+pub const DB_SECRET_TIMEOUT_MS: &str = "DB_SECRET_TIMEOUT_MS";
+/// How long, in milliseconds, a cold start waits for an extension that is not answering yet.
+pub const DB_SECRET_STARTUP_WAIT_MS: &str = "DB_SECRET_STARTUP_WAIT_MS";
+/// The extension's port (the AWS extension's variable, so both read the same value).
+pub const PARAMETERS_SECRETS_EXTENSION_HTTP_PORT: &str = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT";
+/// The execution environment's session token: what the extension's token header must carry.
+pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+/// The token under SnapStart, where `AWS_SESSION_TOKEN` is absent.
+pub const AWS_CONTAINER_AUTHORIZATION_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
+/// Set by Lambda in every execution environment: the sign that we run inside Lambda.
+pub const AWS_LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
+
+/// Every variable of ours, for the misspelling check.
+pub const KNOWN_VARIABLES: &[&str] = &[
+    DATABASE_URL,
+    DB_SECRET_ARN,
+    DATABASE_HOST,
+    DATABASE_PORT,
+    DATABASE_NAME,
+    DATABASE_USER,
+    DATABASE_PASSWORD,
+    DATABASE_PATH,
+    DATABASE_SSLMODE,
+    DATABASE_SSL_ROOT_CERT,
+    DATABASE_POOL_MAX_CONNECTIONS,
+    DATABASE_ACQUIRE_TIMEOUT_MS,
+    DATABASE_POOL_MAX_LIFETIME_SECS,
+    DATABASE_ROTATION_GRACE_MS,
+    DB_SECRET_TIMEOUT_MS,
+    DB_SECRET_STARTUP_WAIT_MS,
+];
+
+/// The SQLite file used outside Lambda when nothing else is configured.
+pub const DEFAULT_DATABASE_PATH: &str = "./data/collections.db";
+/// The extension's default port, as for the AWS extension.
+pub const DEFAULT_EXTENSION_PORT: u16 = 2773;
+/// PostgreSQL's default port.
+pub const DEFAULT_POSTGRES_PORT: u16 = 5432;
+
+/// The environment, as far as configuration needs it.
+pub trait Env {
+    /// The value of `name`, if it is set and valid Unicode.
+    fn var(&self, name: &str) -> Option<String>;
+    /// Every variable name that is set (for the misspelling check).
+    fn names(&self) -> Vec<String>;
+}
+
+/// The real process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+    fn names(&self) -> Vec<String> {
+        std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .collect()
+    }
+}
+
+impl Env for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+    fn names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
+    }
+}
+
+/// A value that cannot be used, named by its variable. The message never repeats the value, since some of these
+/// variables hold a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The value does not parse, or is out of range.
+    #[error("{name} is invalid: expected {expected}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// What it accepts.
+        expected: &'static str,
+    },
+    /// A group of variables is only partly set.
+    #[error("{0}")]
+    Incomplete(&'static str),
+}
+
+/// PostgreSQL TLS modes, with libpq's names and meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain TCP.
+    Disable,
+    /// Plain first, TLS if the server insists.
+    Allow,
+    /// TLS if the server offers it.
+    Prefer,
+    /// TLS, without verifying the certificate (libpq's meaning). Our default.
+    Require,
+    /// TLS, with the certificate verified against the CA bundle.
+    VerifyCa,
+    /// TLS, with the certificate and the host name verified.
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(value: &str) -> Option<Self> {
+        Some(match value.trim().to_ascii_lowercase().as_str() {
+            "disable" => Self::Disable,
+            "allow" => Self::Allow,
+            "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" | "verify_ca" => Self::VerifyCa,
+            "verify-full" | "verify_full" => Self::VerifyFull,
+            _ => return None,
+        })
+    }
+}
+
+/// TLS settings for PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// `DATABASE_SSLMODE`, when it was set. Unset means `require`, unless a `DATABASE_URL` names its own `sslmode`.
+    pub mode: Option<SslMode>,
+    /// `DATABASE_SSL_ROOT_CERT`: the CA bundle for verify-ca / verify-full. Without one, the webpki roots are used.
+    pub root_cert: Option<PathBuf>,
+}
+
+/// Pool sizing. Lambda scales by execution environments, not by connections, so each environment keeps few.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Most open connections.
+    pub max_connections: u32,
+    /// How long a request waits for one.
+    pub acquire_timeout: Duration,
+    /// Longest life of one connection.
+    pub max_lifetime: Duration,
+    /// How long a rejected login keeps being retried during a rotation.
+    pub rotation_grace: Duration,
+}
+
+/// How to reach the extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionConfig {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// The token header's value; `None` when neither token variable is set.
+    pub token: Option<Secret>,
+    /// Timeout of one call.
+    pub timeout: Duration,
+    /// How long a cold start waits for the extension to answer at all.
+    pub startup_wait: Duration,
+}
+
+/// Where the database and its credentials come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseSource {
+    /// `DATABASE_URL`, PostgreSQL or SQLite. Held as a secret because it may carry a password.
+    Url(Secret),
+    /// `DB_SECRET_ARN`, read through the extension. The `DATABASE_*` values fill what the secret leaves out
+    /// (RDS-managed master secrets hold only `username` and `password`).
+    SecretsManager {
+        /// The secret's name or ARN.
+        secret_id: String,
+        /// `DATABASE_HOST`.
+        host: Option<String>,
+        /// `DATABASE_PORT`.
+        port: Option<u16>,
+        /// `DATABASE_NAME`.
+        dbname: Option<String>,
+    },
+    /// The legacy variables, all from the environment.
+    Legacy(StaticCredentials),
+    /// SQLite at this file (outside Lambda only).
+    Sqlite(PathBuf),
+    /// Inside Lambda with nothing usable configured: every request is a 503 naming `variable`.
+    Missing {
+        /// The variable to set.
+        variable: &'static str,
+        /// Why, in words (never a value).
+        detail: String,
+    },
+}
+
+/// A complete set of PostgreSQL credentials. `Debug` shows everything but the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticCredentials {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Database name.
+    pub dbname: String,
+    /// Role name.
+    pub username: String,
+    /// Password (redacted in `Debug`).
+    pub password: Secret,
+}
+
+/// Everything the function reads from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where the database is.
+    pub database: DatabaseSource,
+    /// PostgreSQL TLS.
+    pub tls: TlsConfig,
+    /// Pool sizing.
+    pub pool: PoolConfig,
+    /// The extension.
+    pub extension: ExtensionConfig,
+    /// Whether we run inside Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set).
+    pub in_lambda: bool,
+    /// Set variables that look like misspellings of ours.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Reads and validates everything.
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let get = |name: &str| env.var(name).filter(|v| !v.trim().is_empty());
+        let in_lambda = get(AWS_LAMBDA_FUNCTION_NAME).is_some();
+
+        let port = match get(DATABASE_PORT) {
+            Some(v) => Some(parse_num::<u16>(
+                &v,
+                1,
+                u16::MAX,
+                DATABASE_PORT,
+                "a port, 1-65535",
+            )?),
+            None => None,
+        };
+        let host = get(DATABASE_HOST);
+        let dbname = get(DATABASE_NAME);
+        let database = if let Some(url) = get(DATABASE_URL) {
+            let lower = url.trim_start().to_ascii_lowercase();
+            if !(lower.starts_with("postgres://")
+                || lower.starts_with("postgresql://")
+                || lower.starts_with("sqlite:"))
+            {
+                return Err(ConfigError::Invalid {
+                    name: DATABASE_URL,
+                    expected: "a postgres://, postgresql:// or sqlite: URL",
+                });
+            }
+            DatabaseSource::Url(Secret::new(url))
+        } else if let Some(secret_id) = get(DB_SECRET_ARN) {
+            DatabaseSource::SecretsManager {
+                secret_id: secret_id.trim().to_owned(),
+                host,
+                port,
+                dbname,
+            }
+        } else if let Some(host) = host {
+            match (get(DATABASE_USER), get(DATABASE_PASSWORD)) {
+                (Some(username), Some(password)) => DatabaseSource::Legacy(StaticCredentials {
+                    host,
+                    port: port.unwrap_or(DEFAULT_POSTGRES_PORT),
+                    // libpq's default: the database named after the role.
+                    dbname: dbname.unwrap_or_else(|| username.clone()),
+                    username,
+                    password: Secret::new(password),
+                }),
+                _ if in_lambda => DatabaseSource::Missing {
+                    variable: DB_SECRET_ARN,
+                    detail: "DATABASE_HOST is set but DATABASE_USER and DATABASE_PASSWORD are not; \
+                             set DB_SECRET_ARN to the database secret"
+                        .to_owned(),
+                },
+                _ => {
+                    return Err(ConfigError::Incomplete(
+                        "DATABASE_HOST is set but DATABASE_USER and DATABASE_PASSWORD are not; set both, \
+                         or DB_SECRET_ARN, or unset DATABASE_HOST to use SQLite locally",
+                    ))
+                }
+            }
+        } else if in_lambda {
+            DatabaseSource::Missing {
+                variable: DB_SECRET_ARN,
+                detail: "no database is configured: set DB_SECRET_ARN to the database secret \
+                         (SQLite is for local runs only)"
+                    .to_owned(),
+            }
+        } else {
+            DatabaseSource::Sqlite(PathBuf::from(
+                get(DATABASE_PATH).unwrap_or_else(|| DEFAULT_DATABASE_PATH.to_owned()),
+            ))
+        };
+
+        let tls = TlsConfig {
+            mode: match get(DATABASE_SSLMODE) {
+                Some(v) => Some(SslMode::parse(&v).ok_or(ConfigError::Invalid {
+                    name: DATABASE_SSLMODE,
+                    expected: "disable, allow, prefer, require, verify-ca or verify-full",
+                })?),
+                None => None,
+            },
+            root_cert: get(DATABASE_SSL_ROOT_CERT).map(PathBuf::from),
+        };
+
+        let pool = PoolConfig {
+            max_connections: opt_num(
+                get(DATABASE_POOL_MAX_CONNECTIONS),
+                2,
+                1,
+                20,
+                DATABASE_POOL_MAX_CONNECTIONS,
+                "a number of connections, 1-20",
+            )?,
+            acquire_timeout: Duration::from_millis(opt_num(
+                get(DATABASE_ACQUIRE_TIMEOUT_MS),
+                5_000,
+                100,
+                60_000,
+                DATABASE_ACQUIRE_TIMEOUT_MS,
+                "milliseconds, 100-60000",
+            )?),
+            max_lifetime: Duration::from_secs(opt_num(
+                get(DATABASE_POOL_MAX_LIFETIME_SECS),
+                1_800,
+                1,
+                86_400,
+                DATABASE_POOL_MAX_LIFETIME_SECS,
+                "seconds, 1-86400",
+            )?),
+            rotation_grace: Duration::from_millis(opt_num(
+                get(DATABASE_ROTATION_GRACE_MS),
+                3_000,
+                0,
+                30_000,
+                DATABASE_ROTATION_GRACE_MS,
+                "milliseconds, 0-30000",
+            )?),
+        };
+
+        let extension = ExtensionConfig {
+            port: opt_num(
+                get(PARAMETERS_SECRETS_EXTENSION_HTTP_PORT),
+                DEFAULT_EXTENSION_PORT,
+                1,
+                u16::MAX,
+                PARAMETERS_SECRETS_EXTENSION_HTTP_PORT,
+                "a port, 1-65535",
+            )?,
+            token: get(AWS_SESSION_TOKEN)
+                .or_else(|| get(AWS_CONTAINER_AUTHORIZATION_TOKEN))
+                .map(Secret::new),
+            timeout: Duration::from_millis(opt_num(
+                get(DB_SECRET_TIMEOUT_MS),
+                3_000,
+                50,
+                60_000,
+                DB_SECRET_TIMEOUT_MS,
+                "milliseconds, 50-60000",
+            )?),
+            startup_wait: Duration::from_millis(opt_num(
+                get(DB_SECRET_STARTUP_WAIT_MS),
+                2_000,
+                0,
+                10_000,
+                DB_SECRET_STARTUP_WAIT_MS,
+                "milliseconds, 0-10000",
+            )?),
+        };
+
+        Ok(Self {
+            database,
+            tls,
+            pool,
+            extension,
+            in_lambda,
+            warnings: misspellings(&env.names()),
+        })
+    }
+}
+
+fn parse_num<T>(
+    value: &str,
+    min: T,
+    max: T,
+    name: &'static str,
+    expected: &'static str,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd,
+{
+    match value.trim().parse::<T>() {
+        Ok(n) if n >= min && n <= max => Ok(n),
+        _ => Err(ConfigError::Invalid { name, expected }),
+    }
+}
+
+fn opt_num<T>(
+    value: Option<String>,
+    default: T,
+    min: T,
+    max: T,
+    name: &'static str,
+    expected: &'static str,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd,
+{
+    match value {
+        Some(v) => parse_num(&v, min, max, name, expected),
+        None => Ok(default),
+    }
+}
+
+/// Set variables in our namespaces (`DATABASE_*`, `DB_*`) that we do not read, with the closest name we do read.
+/// A misspelt `DB_SECRET_ARN` would otherwise fall through silently to the next credential source.
+fn misspellings(names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = names
+        .iter()
+        .filter(|n| n.starts_with("DATABASE_") || n.starts_with("DB_") || n.starts_with("DB-"))
+        .filter(|n| !KNOWN_VARIABLES.contains(&n.as_str()))
+        .map(|n| {
+            let closest = KNOWN_VARIABLES
+                .iter()
+                .min_by_key(|k| edit_distance(n, k))
+                .copied()
+                .unwrap_or(DB_SECRET_ARN);
+            format!("{n} is not a variable this function reads; did you mean {closest}?")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn nothing_outside_lambda_is_sqlite_at_the_default_path() {
+        let c = Config::from_env(&env(&[])).expect("config");
+        assert_eq!(
+            c.database,
+            DatabaseSource::Sqlite(PathBuf::from(DEFAULT_DATABASE_PATH))
+        );
+        assert!(!c.in_lambda);
+        assert_eq!(c.pool.max_connections, 2);
+        assert_eq!(c.extension.port, 2773);
+        assert_eq!(c.tls.mode, None);
+    }
+
+    #[test]
+    fn nothing_inside_lambda_is_missing_and_names_db_secret_arn() {
+        let c = Config::from_env(&env(&[(AWS_LAMBDA_FUNCTION_NAME, "items")])).expect("config");
+        match c.database {
+            DatabaseSource::Missing { variable, .. } => assert_eq!(variable, DB_SECRET_ARN),
+            other => panic!("expected Missing, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_seeds_broken_lambda_config_is_missing_not_sqlite() {
+        // Host, port and name without user or password: what the function had when it fell back to SQLite.
+        let c = Config::from_env(&env(&[
+            (AWS_LAMBDA_FUNCTION_NAME, "items"),
+            (DATABASE_HOST, "db.example"),
+            (DATABASE_PORT, "5432"),
+            (DATABASE_NAME, "collections"),
+        ]))
+        .expect("config");
+        assert!(matches!(
+            c.database,
+            DatabaseSource::Missing {
+                variable: DB_SECRET_ARN,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn partial_legacy_outside_lambda_is_an_error() {
+        let e = Config::from_env(&env(&[(DATABASE_HOST, "db.example")])).expect_err("error");
+        assert!(e.to_string().contains("DATABASE_USER"));
+    }
+
+    #[test]
+    fn priority_is_url_then_secret_then_legacy() {
+        let all = [
+            (DATABASE_URL, "postgres://u:p@h/d"),
+            (DB_SECRET_ARN, "arn:secret"),
+            (DATABASE_HOST, "h"),
+            (DATABASE_USER, "u"),
+            (DATABASE_PASSWORD, "p"),
+        ];
+        let c = Config::from_env(&env(&all)).expect("config");
+        assert!(matches!(c.database, DatabaseSource::Url(_)));
+        let c = Config::from_env(&env(&all[1..])).expect("config");
+        assert!(matches!(c.database, DatabaseSource::SecretsManager { .. }));
+        let c = Config::from_env(&env(&all[2..])).expect("config");
+        match c.database {
+            DatabaseSource::Legacy(s) => {
+                assert_eq!(s.dbname, "u");
+                assert_eq!(s.port, 5432);
+            }
+            other => panic!("expected Legacy, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn secret_source_keeps_the_fallbacks() {
+        let c = Config::from_env(&env(&[
+            (
+                DB_SECRET_ARN,
+                " arn:aws:secretsmanager:us-east-1:1:secret:db ",
+            ),
+            (DATABASE_HOST, "h"),
+            (DATABASE_PORT, "6432"),
+            (DATABASE_NAME, "collections"),
+        ]))
+        .expect("config");
+        assert_eq!(
+            c.database,
+            DatabaseSource::SecretsManager {
+                secret_id: "arn:aws:secretsmanager:us-east-1:1:secret:db".into(),
+                host: Some("h".into()),
+                port: Some(6432),
+                dbname: Some("collections".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_never_echo_it() {
+        for (name, value) in [
+            (DATABASE_PORT, "00"),
+            (DATABASE_PORT, "abc"),
+            (DATABASE_SSLMODE, "sure"),
+            (DATABASE_POOL_MAX_CONNECTIONS, "00"),
+            (DATABASE_POOL_MAX_CONNECTIONS, "21"),
+            (PARAMETERS_SECRETS_EXTENSION_HTTP_PORT, "70000"),
+            (DATABASE_URL, "mysql://root:hunter2@h/d"),
+        ] {
+            let e = Config::from_env(&env(&[(name, value)])).expect_err(name);
+            let msg = e.to_string();
+            assert!(msg.contains(name), "{msg}");
+            assert!(!msg.contains(value), "{msg}");
+        }
+    }
+
+    #[test]
+    fn sslmode_and_token_parse() {
+        let c = Config::from_env(&env(&[
+            (DATABASE_SSLMODE, "Verify-Full"),
+            (DATABASE_SSL_ROOT_CERT, "/opt/ca.pem"),
+            (AWS_CONTAINER_AUTHORIZATION_TOKEN, "snap"),
+        ]))
+        .expect("config");
+        assert_eq!(c.tls.mode, Some(SslMode::VerifyFull));
+        assert_eq!(c.tls.root_cert, Some(PathBuf::from("/opt/ca.pem")));
+        assert_eq!(c.extension.token.as_ref().map(Secret::expose), Some("snap"));
+        let c = Config::from_env(&env(&[
+            (AWS_SESSION_TOKEN, "session"),
+            (AWS_CONTAINER_AUTHORIZATION_TOKEN, "snap"),
+        ]))
+        .expect("config");
+        assert_eq!(
+            c.extension.token.as_ref().map(Secret::expose),
+            Some("session")
+        );
+    }
+
+    #[test]
+    fn misspelt_variables_are_warned_about() {
+        let c = Config::from_env(&env(&[
+            ("DB_SECRET_ARM", "x"),
+            ("DATABASE_SSL_MODE", "require"),
+        ]))
+        .expect("config");
+        assert_eq!(c.warnings.len(), 2);
+        assert!(
+            c.warnings[0].contains("did you mean DATABASE_SSLMODE"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(
+            c.warnings[1].contains("did you mean DB_SECRET_ARN"),
+            "{:?}",
+            c.warnings
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_passwords() {
+        let c = Config::from_env(&env(&[
+            (DATABASE_HOST, "h"),
+            (DATABASE_USER, "u"),
+            (DATABASE_PASSWORD, "hunter2"),
+            (AWS_SESSION_TOKEN, "tok-secret"),
+        ]))
+        .expect("config");
+        let dbg = format!("{c:?}");
+        assert!(
+            !dbg.contains("hunter2") && !dbg.contains("tok-secret"),
+            "{dbg}"
+        );
+    }
+}

@@ -1,0 +1,347 @@
+//! The HTTP handlers: routing, query and body validation, and the JSON responses.
+//!
+//! [`handle`] takes the shared [`App`] and one `lambda_http` request (API Gateway HTTP API v2 or Function URL), so
+//! tests call it directly with a fixture event and no socket. Routes:
+//! - `GET /items?limit=&offset=`: a page; `limit` 1-100 (default 50), `offset` >= 0 (default 0);
+//! - `GET /items/{id}`: one item, or a 404;
+//! - `POST /items`: a JSON body `{"name": ..., "description": ...}`, validated; 201 with a `Location` header;
+//! - `DELETE /items/{id}`: 204, or a 404;
+//! - `GET /health`: a database round trip.
+//!
+//! Errors are returned as [`ApiError`] and turned into responses in one place (`error.rs`).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use http::{header, HeaderValue, Method, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::config::{Config, ConfigError};
+use crate::db::Database;
+use crate::error::{json_response, ApiError};
+use crate::store::{self, NewItem};
+
+/// Default page size.
+pub const DEFAULT_LIMIT: i64 = 50;
+/// Largest page size.
+pub const MAX_LIMIT: i64 = 100;
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Longest item name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Longest description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 2000;
+
+/// What every invocation shares: built once per execution environment.
+#[derive(Debug)]
+pub struct App {
+    db: Database,
+}
+
+impl App {
+    /// The application for `config`. Nothing connects until the first request.
+    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+        Ok(Self {
+            db: Database::new(config)?,
+        })
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+}
+
+/// Handles one request; never fails, since every error becomes a response.
+pub async fn handle(app: &App, request: Request) -> Response<Body> {
+    let method = request.method().clone();
+    // Boxed as `dyn Future + Send` so that Send is proven here, for this lifetime, rather than for every lifetime
+    // at `lambda_http::run`, where rustc cannot prove it for sqlx's executor futures (rust-lang/rust#102211).
+    let routed: Pin<Box<dyn Future<Output = Result<Response<Body>, ApiError>> + Send + '_>> =
+        Box::pin(route(app, &request));
+    let response = match routed.await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    };
+    // The path is not logged: it can carry ids a client considers private, and the route says enough.
+    tracing::info!(
+        method = %method,
+        status = response.status().as_u16(),
+        "request handled"
+    );
+    response
+}
+
+async fn route(app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+    let path = route_path(request);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = request.method();
+    match segments.as_slice() {
+        ["health"] => match *method {
+            Method::GET | Method::HEAD => health(app).await,
+            _ => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
+        },
+        ["items"] => match *method {
+            Method::GET | Method::HEAD => list(app, request).await,
+            Method::POST => create(app, request).await,
+            _ => Err(ApiError::MethodNotAllowed {
+                allow: "GET, HEAD, POST",
+            }),
+        },
+        ["items", id] => {
+            let id = parse_id(id)?;
+            match *method {
+                Method::GET | Method::HEAD => get(app, id).await,
+                Method::DELETE => delete(app, id).await,
+                _ => Err(ApiError::MethodNotAllowed {
+                    allow: "GET, HEAD, DELETE",
+                }),
+            }
+        }
+        _ => Err(ApiError::NoRoute(format!("{method} {path}"))),
+    }
+}
+
+/// The path without an API Gateway stage prefix (lambda_http puts `/{stage}` in front for named stages).
+fn route_path(request: &Request) -> String {
+    let path = request.uri().path();
+    let stage = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.as_deref(),
+        _ => None,
+    };
+    match stage.filter(|s| *s != "$default" && !s.is_empty()) {
+        Some(stage) => {
+            let prefix = format!("/{stage}");
+            match path.strip_prefix(&prefix) {
+                Some(rest) if rest.is_empty() || rest.starts_with('/') => rest.to_owned(),
+                _ => path.to_owned(),
+            }
+        }
+        None => path.to_owned(),
+    }
+}
+
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::BadRequest("the item id must be a positive integer".to_owned()))
+}
+
+/// Parses `limit` and `offset`. Absent means the default; present but empty, or anything out of range, is a 400.
+pub fn parse_paging(limit: Option<&str>, offset: Option<&str>) -> Result<(i64, i64), ApiError> {
+    let limit = match limit {
+        None => DEFAULT_LIMIT,
+        Some(v) => v
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("limit must be an integer from 1 to {MAX_LIMIT}"))
+            })?,
+    };
+    let offset = match offset {
+        None => 0,
+        Some(v) => v
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|o| *o >= 0)
+            .ok_or_else(|| {
+                ApiError::BadRequest("offset must be an integer of 0 or more".to_owned())
+            })?,
+    };
+    Ok((limit, offset))
+}
+
+async fn list(app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+    let query = request.query_string_parameters_ref();
+    let (limit, offset) = parse_paging(
+        query.and_then(|q| q.first("limit")),
+        query.and_then(|q| q.first("offset")),
+    )?;
+    let page = app
+        .db
+        .run(move |backend| store::list(backend, limit, offset))
+        .await?;
+    Ok(json_response(StatusCode::OK, &page))
+}
+
+async fn get(app: &App, id: i64) -> Result<Response<Body>, ApiError> {
+    match app.db.run(move |backend| store::get(backend, id)).await? {
+        Some(item) => Ok(json_response(StatusCode::OK, &item)),
+        None => Err(ApiError::NotFound(format!("item {id} does not exist"))),
+    }
+}
+
+async fn delete(app: &App, id: i64) -> Result<Response<Body>, ApiError> {
+    if app
+        .db
+        .run(move |backend| store::delete(backend, id))
+        .await?
+    {
+        let mut response = Response::new(Body::Empty);
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        Ok(response)
+    } else {
+        Err(ApiError::NotFound(format!("item {id} does not exist")))
+    }
+}
+
+async fn health(app: &App) -> Result<Response<Body>, ApiError> {
+    let backend = app.db.backend().await?;
+    let kind = backend.kind();
+    app.db.run(store::ping).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"status": "ok", "database": kind}),
+    ))
+}
+
+/// The body of `POST /items`. Unknown fields are refused, so a misspelt field is an error rather than lost data.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateItem {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// Validates a `POST /items` body.
+pub fn validate_new_item(body: &[u8]) -> Result<NewItem, ApiError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest(
+            "a JSON body {\"name\": ...} is required".to_owned(),
+        ));
+    }
+    let parsed: CreateItem = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let name = parsed.name.trim().to_owned();
+    if name.is_empty() {
+        return Err(ApiError::BadRequest("name must not be empty".to_owned()));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "name must be at most {MAX_NAME_CHARS} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "name must not contain control characters".to_owned(),
+        ));
+    }
+    let description = parsed.description.filter(|d| !d.trim().is_empty());
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "description must be at most {MAX_DESCRIPTION_CHARS} characters"
+        )));
+    }
+    Ok(NewItem { name, description })
+}
+
+async fn create(app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+    if let Some(content_type) = request.headers().get(header::CONTENT_TYPE) {
+        let essence = content_type
+            .to_str()
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if essence != "application/json" {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+    }
+    let new_item = validate_new_item(request.body().as_ref())?;
+    let item = app
+        .db
+        .run(move |backend| store::create(backend, new_item.clone()))
+        .await?;
+    let mut response = json_response(StatusCode::CREATED, &item);
+    if let Ok(location) = HeaderValue::from_str(&format!("/items/{}", item.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_defaults_and_bounds() {
+        assert_eq!(parse_paging(None, None).ok(), Some((50, 0)));
+        assert_eq!(parse_paging(Some("1"), Some("0")).ok(), Some((1, 0)));
+        assert_eq!(parse_paging(Some("100"), Some("7")).ok(), Some((100, 7)));
+        for (l, o) in [
+            (Some("0"), None),
+            (Some("101"), None),
+            (Some("-1"), None),
+            (Some("ten"), None),
+            (Some(""), None),
+            (None, Some("-1")),
+            (None, Some("x")),
+        ] {
+            let e = parse_paging(l, o).expect_err("400");
+            assert_eq!(e.status(), 400);
+        }
+    }
+
+    #[test]
+    fn new_items_are_validated() {
+        let ok = validate_new_item(br#"{"name":"  Mug ","description":"blue"}"#).expect("valid");
+        assert_eq!(ok.name, "Mug");
+        assert_eq!(ok.description.as_deref(), Some("blue"));
+        for bad in [
+            &b""[..],
+            b"   ",
+            b"[]",
+            b"{}",
+            br#"{"name":""}"#,
+            br#"{"name":"   "}"#,
+            br#"{"name":"a\u0007"}"#,
+            br#"{"name":"x","colour":"red"}"#,
+            br#"{"name":5}"#,
+        ] {
+            let e = validate_new_item(bad).expect_err("invalid");
+            assert_eq!(e.status(), 400, "{}", String::from_utf8_lossy(bad));
+        }
+        let long = format!(r#"{{"name":"{}"}}"#, "x".repeat(201));
+        assert_eq!(
+            validate_new_item(long.as_bytes())
+                .map(|_| ())
+                .expect_err("long")
+                .status(),
+            400
+        );
+        let huge = vec![b' '; MAX_BODY_BYTES + 1];
+        assert_eq!(
+            validate_new_item(&huge)
+                .map(|_| ())
+                .expect_err("huge")
+                .status(),
+            413
+        );
+    }
+
+    #[test]
+    fn ids_must_be_positive_integers() {
+        assert_eq!(parse_id("7").ok(), Some(7));
+        for bad in ["0", "-3", "abc", "1.5", ""] {
+            assert!(parse_id(bad).is_err(), "{bad}");
+        }
+    }
+}

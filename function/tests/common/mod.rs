@@ -1,0 +1,260 @@
+//! Test support shared by the function's own tests and the whole-system tests in `tests/` (which include this file
+//! by path): real API Gateway HTTP API v2 and Function URL events from `fixtures/`, adjusted per request, and one
+//! CRUD-and-paging scenario that runs unchanged on SQLite and PostgreSQL.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use http::StatusCode;
+use items_function::config::Config;
+use items_function::App;
+use serde_json::{json, Value};
+
+const GET_ITEMS: &str = include_str!("../fixtures/apigw_v2_get_items.json");
+const POST_ITEMS: &str = include_str!("../fixtures/apigw_v2_post_items.json");
+const NAMED_STAGE: &str = include_str!("../fixtures/apigw_v2_named_stage.json");
+const FUNCTION_URL_DELETE: &str = include_str!("../fixtures/function_url_delete_item.json");
+
+/// A fixture event by file name, as JSON.
+pub fn fixture(name: &str) -> Value {
+    let text = match name {
+        "apigw_v2_get_items" => GET_ITEMS,
+        "apigw_v2_post_items" => POST_ITEMS,
+        "apigw_v2_named_stage" => NAMED_STAGE,
+        "function_url_delete_item" => FUNCTION_URL_DELETE,
+        other => panic!("no fixture {other}"),
+    };
+    serde_json::from_str(text).expect("fixture is JSON")
+}
+
+/// An event for `method` on `path_and_query`, built from the closest real fixture (POST from the HTTP API POST
+/// event, DELETE from the Function URL event, everything else from the HTTP API GET event).
+pub fn event(method: &str, path_and_query: &str, body: Option<&str>) -> Value {
+    let mut e = fixture(match method {
+        "POST" => "apigw_v2_post_items",
+        "DELETE" => "function_url_delete_item",
+        _ => "apigw_v2_get_items",
+    });
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    e["rawPath"] = json!(path);
+    e["rawQueryString"] = json!(query);
+    e["queryStringParameters"] = Value::Null;
+    e["requestContext"]["http"]["method"] = json!(method);
+    e["requestContext"]["http"]["path"] = json!(path);
+    e["body"] = body.map_or(Value::Null, |b| json!(b));
+    e
+}
+
+/// The event as the `lambda_http` request the runtime would hand the handler.
+pub fn request(event: &Value) -> lambda_http::Request {
+    lambda_http::request::from_str(&event.to_string()).expect("lambda_http parses the event")
+}
+
+/// A response, with its body as JSON (`Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+/// Calls the handler with `event`.
+pub async fn call_event(app: &App, event: &Value) -> Reply {
+    let response = items_function::handle(app, request(event)).await;
+    let text = String::from_utf8_lossy(response.body().as_ref()).into_owned();
+    Reply {
+        status: response.status(),
+        headers: response.headers().clone(),
+        body: if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).expect("JSON body")
+        },
+        text,
+    }
+}
+
+/// Calls the handler with `method path` and an optional body.
+pub async fn call(app: &App, method: &str, path: &str, body: Option<&str>) -> Reply {
+    call_event(app, &event(method, path, body)).await
+}
+
+/// An app from `pairs`, as if they were the whole environment.
+pub fn app(pairs: &[(&str, &str)]) -> App {
+    let env: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    App::new(&Config::from_env(&env).expect("valid config")).expect("app")
+}
+
+fn ids(page: &Value) -> Vec<i64> {
+    page["items"]
+        .as_array()
+        .expect("items array")
+        .iter()
+        .map(|i| i["id"].as_i64().expect("id"))
+        .collect()
+}
+
+/// The whole API against an empty database: create, page, get, delete, and every 400/404/405.
+pub async fn crud_and_paging(app: &App, database: &str) {
+    let r = call(app, "GET", "/health", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body, json!({"status": "ok", "database": database}));
+
+    // The seed note's exact request, on an empty table.
+    let r = call(app, "GET", "/items?limit=50&offset=0", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body,
+        json!({"items": [], "limit": 50, "offset": 0, "total": 0, "next_offset": null})
+    );
+    assert_eq!(r.headers["content-type"], "application/json");
+
+    // The POST fixture's own body.
+    let r = call_event(app, &fixture("apigw_v2_post_items")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["name"], "Teapot");
+    assert_eq!(r.body["description"], "short and stout");
+    let teapot = r.body["id"].as_i64().expect("id");
+    assert_eq!(r.headers["location"], format!("/items/{teapot}"));
+
+    let mut created = vec![teapot];
+    for n in 2..=5 {
+        let body = json!({"name": format!("  item {n} ☕ "), "description": null}).to_string();
+        let r = call(app, "POST", "/items", Some(&body)).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        assert_eq!(
+            r.body["name"],
+            format!("item {n} ☕"),
+            "names are trimmed, Unicode kept"
+        );
+        assert_eq!(r.body["description"], Value::Null);
+        created.push(r.body["id"].as_i64().expect("id"));
+    }
+    assert!(
+        created.windows(2).all(|w| w[0] < w[1]),
+        "ids ascend: {created:?}"
+    );
+
+    // Default page.
+    let r = call(app, "GET", "/items", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(ids(&r.body), created);
+    assert_eq!(
+        (r.body["limit"].as_i64(), r.body["total"].as_i64()),
+        (Some(50), Some(5))
+    );
+    assert_eq!(r.body["next_offset"], Value::Null);
+
+    // Paging by two: follow next_offset to the end.
+    let mut seen = Vec::new();
+    let mut offset = Some(0);
+    let mut pages = 0;
+    while let Some(o) = offset {
+        let r = call(app, "GET", &format!("/items?limit=2&offset={o}"), None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["total"], 5);
+        assert!(ids(&r.body).len() <= 2);
+        seen.extend(ids(&r.body));
+        offset = r.body["next_offset"].as_i64();
+        pages += 1;
+        assert!(pages <= 3, "paging must end");
+    }
+    assert_eq!(seen, created);
+    assert_eq!(pages, 3);
+
+    // Past the end: an empty page, not an error.
+    let r = call(app, "GET", "/items?limit=10&offset=100", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["items"], json!([]));
+    assert_eq!(r.body["next_offset"], Value::Null);
+
+    // Get one.
+    let r = call(app, "GET", &format!("/items/{teapot}"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.body,
+        json!({"id": teapot, "name": "Teapot", "description": "short and stout"})
+    );
+
+    // Delete through the Function URL fixture.
+    let mut e = fixture("function_url_delete_item");
+    e["rawPath"] = json!(format!("/items/{teapot}"));
+    e["requestContext"]["http"]["path"] = json!(format!("/items/{teapot}"));
+    let r = call_event(app, &e).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    assert!(r.text.is_empty());
+    let r = call_event(app, &e).await;
+    assert_eq!(r.status, 404, "deleting twice: {}", r.text);
+    assert_eq!(r.body["error"], "not_found");
+    let r = call(app, "GET", &format!("/items/{teapot}"), None).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.body["message"], format!("item {teapot} does not exist"));
+    let r = call(app, "GET", "/items", None).await;
+    assert_eq!(r.body["total"], 4);
+
+    // A named stage: the stage prefix is not part of the route.
+    let r = call_event(app, &fixture("apigw_v2_named_stage")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    client_errors(app).await;
+}
+
+/// Every 4xx, each with a JSON body that says what to fix.
+pub async fn client_errors(app: &App) {
+    for (method, path, body, status, needle) in [
+        ("GET", "/items?limit=0", None, 400, "limit"),
+        ("GET", "/items?limit=101", None, 400, "limit"),
+        ("GET", "/items?limit=ten", None, 400, "limit"),
+        ("GET", "/items?limit=", None, 400, "limit"),
+        ("GET", "/items?offset=-1", None, 400, "offset"),
+        ("GET", "/items?offset=x", None, 400, "offset"),
+        ("GET", "/items/abc", None, 400, "id"),
+        ("GET", "/items/0", None, 400, "id"),
+        ("GET", "/items/999999999", None, 404, "999999999"),
+        ("DELETE", "/items/999999999", None, 404, "999999999"),
+        ("POST", "/items", None, 400, "required"),
+        ("POST", "/items", Some("{not json"), 400, "invalid JSON"),
+        ("POST", "/items", Some(r#"{"name":""}"#), 400, "name"),
+        (
+            "POST",
+            "/items",
+            Some(r#"{"description":"x"}"#),
+            400,
+            "name",
+        ),
+        (
+            "POST",
+            "/items",
+            Some(r#"{"name":"x","price":3}"#),
+            400,
+            "price",
+        ),
+        ("PUT", "/items", None, 405, "allowed"),
+        ("PATCH", "/items/1", None, 405, "allowed"),
+        ("GET", "/nope", None, 404, "no route"),
+        ("GET", "/items/1/2", None, 404, "no route"),
+    ] {
+        let r = call(app, method, path, body).await;
+        assert_eq!(r.status, status, "{method} {path}: {}", r.text);
+        let message = r.body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(needle),
+            "{method} {path}: {message:?} should mention {needle:?}"
+        );
+    }
+    let long = json!({"name": "x".repeat(201)}).to_string();
+    let r = call(app, "POST", "/items", Some(&long)).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+
+    let mut e = event("POST", "/items", Some(r#"{"name":"x"}"#));
+    e["headers"]["content-type"] = json!("text/plain");
+    let r = call_event(app, &e).await;
+    assert_eq!(r.status, 415, "{}", r.text);
+}

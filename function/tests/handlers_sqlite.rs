@@ -1,0 +1,118 @@
+//! The handlers, called without a socket with real API Gateway v2 / Function URL events, on SQLite files; and the
+//! missing-configuration-in-Lambda case, which must be a clear 503 and must not create a SQLite file.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{app, call, crud_and_paging};
+
+/// A fresh folder under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("items-fn-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn crud_and_paging_on_sqlite_at_database_path() {
+    let dir = TempDir::new("path");
+    // A folder that does not exist yet: a local run creates it, as the default ./data/collections.db needs.
+    let file = dir.0.join("data").join("collections.db");
+    let path = file.to_string_lossy().into_owned();
+    let app = app(&[("DATABASE_PATH", &path)]);
+    assert!(
+        !file.exists(),
+        "nothing touches the disk before the first request"
+    );
+    crud_and_paging(&app, "sqlite").await;
+    assert!(file.exists());
+}
+
+#[tokio::test]
+async fn crud_and_paging_on_a_sqlite_database_url() {
+    let dir = TempDir::new("url");
+    let url = format!("sqlite://{}", dir.0.join("items.db").display());
+    let app = app(&[("DATABASE_URL", &url)]);
+    crud_and_paging(&app, "sqlite").await;
+}
+
+#[tokio::test]
+async fn data_survives_a_new_execution_environment() {
+    let dir = TempDir::new("reopen");
+    let path = dir.0.join("c.db").to_string_lossy().into_owned();
+    let first = app(&[("DATABASE_PATH", &path)]);
+    let r = call(&first, "POST", "/items", Some(r#"{"name":"kept"}"#)).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    drop(first);
+    // Migrations run again at the second cold start and must be a no-op.
+    let second = app(&[("DATABASE_PATH", &path)]);
+    let r = call(&second, "GET", "/items", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["items"][0]["name"], "kept");
+}
+
+#[tokio::test]
+async fn in_lambda_without_configuration_every_route_is_a_503_naming_db_secret_arn() {
+    let dir = TempDir::new("lambda");
+    let file = dir.0.join("data").join("collections.db");
+    let path = file.to_string_lossy().into_owned();
+    // The seed note's broken Lambda environment: host, port and name, no credentials, no secret.
+    let app = app(&[
+        (
+            "AWS_LAMBDA_FUNCTION_NAME",
+            "CollectionsCompute-dev-APILambda",
+        ),
+        (
+            "DATABASE_HOST",
+            "collections.abc.us-east-1.rds.amazonaws.com",
+        ),
+        ("DATABASE_PORT", "5432"),
+        ("DATABASE_NAME", "collections"),
+        ("DATABASE_PATH", &path),
+    ]);
+    for (method, route) in [
+        ("GET", "/items?limit=50&offset=0"),
+        ("GET", "/items/1"),
+        ("POST", "/items"),
+        ("DELETE", "/items/1"),
+        ("GET", "/health"),
+    ] {
+        let body = (method == "POST").then_some(r#"{"name":"x"}"#);
+        let r = call(&app, method, route, body).await;
+        assert_eq!(r.status, 503, "{method} {route}: {}", r.text);
+        assert_eq!(r.body["error"], "database_not_configured");
+        assert_eq!(r.body["missing"], "DB_SECRET_ARN");
+        assert!(
+            r.body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("DB_SECRET_ARN"),
+            "{}",
+            r.text
+        );
+    }
+    assert!(
+        !file.exists(),
+        "no SQLite file may be created inside Lambda"
+    );
+    assert!(
+        !file.parent().map(|p| p.exists()).unwrap_or(false),
+        "nor its folder"
+    );
+}
