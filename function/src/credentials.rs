@@ -368,8 +368,8 @@ pub enum CredentialProvider {
     Static(StaticCredentials),
     /// `DB_SECRET_ARN` through the extension.
     Extension {
-        /// The client, built once.
-        client: ExtensionClient,
+        /// The client, built once (boxed: it is much larger than the other variant).
+        client: Box<ExtensionClient>,
         /// The secret's name or ARN.
         secret_id: String,
         /// What fills the secret's gaps.

@@ -155,7 +155,8 @@ enum Target {
         detail: String,
     },
     Sqlite {
-        options: SqliteConnectOptions,
+        /// Boxed: SQLite's options are several times larger than the other variants.
+        options: Box<SqliteConnectOptions>,
         /// The folder to create first (`None` for in-memory databases).
         folder: Option<PathBuf>,
         in_memory: bool,
@@ -225,7 +226,7 @@ impl Database {
                         options.get_filename().parent().map(Path::to_path_buf)
                     };
                     Target::Sqlite {
-                        options: options.create_if_missing(true),
+                        options: Box::new(options.create_if_missing(true)),
                         folder,
                         in_memory,
                     }
@@ -249,7 +250,7 @@ impl Database {
                 port,
                 dbname,
             } => Target::Postgres(CredentialProvider::Extension {
-                client: ExtensionClient::new(&config.extension),
+                client: Box::new(ExtensionClient::new(&config.extension)),
                 secret_id: secret_id.clone(),
                 fallbacks: Fallbacks {
                     host: host.clone(),
@@ -356,7 +357,7 @@ impl Database {
                         .max_lifetime(None);
                 }
                 let pool = pool_options
-                    .connect_with(options.clone().disable_statement_logging())
+                    .connect_with((**options).clone().disable_statement_logging())
                     .await?;
                 let mut conn = pool.acquire().await?;
                 // `run_direct` rather than `run`: `run`'s `Acquire` bound is not general enough for the future to be
@@ -512,7 +513,7 @@ fn sqlite_file(path: &Path) -> Target {
         .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(Duration::from_secs(5));
     Target::Sqlite {
-        options,
+        options: Box::new(options),
         folder: path.parent().map(Path::to_path_buf),
         in_memory: false,
     }

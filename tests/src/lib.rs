@@ -11,6 +11,7 @@ pub mod extension;
 pub mod extensions_api;
 pub mod http;
 pub mod moto;
+pub mod postgres;
 pub mod proxy;
 pub mod raw;
 pub mod reliability;

@@ -1,0 +1,411 @@
+//! A throwaway PostgreSQL cluster from the machine's server binaries, on a free port, for the `/items` tests.
+//!
+//! What it sets up, and why:
+//! - `initdb` as the `postgres` user when the tests run as root (the server refuses to run as root), in a temporary
+//!   folder chowned to that user;
+//! - `scram-sha-256` for every login and **`hostssl` only** in `pg_hba.conf`, so a client that does not speak TLS,
+//!   or does not know the password, is refused exactly as RDS would;
+//! - a test CA and a leaf certificate for `127.0.0.1` / `localhost`, made with `openssl`. rustls rejects a lone
+//!   self-signed certificate as `CaUsedAsEndEntity`, so `verify-full` needs the two.
+//!
+//! Starting takes about 3 s on the test machine, so a test binary starts one, [`PgCluster::shared`], and gives each
+//! test its own role and database ([`PgCluster::create_app_database`]). A cluster that is dropped stops at once; the
+//! shared one lives in a static, which is never dropped, so a small watchdog process stops it and removes its folder
+//! as soon as the test process has exited.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+use sqlx::{ConnectOptions, Connection};
+use tokio::sync::OnceCell;
+
+/// Where Debian's PostgreSQL 15 server binaries live.
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// The address the cluster listens on (and the certificate names).
+pub const HOST: &str = "127.0.0.1";
+
+/// A running cluster; stopped and removed on drop.
+#[derive(Debug)]
+pub struct PgCluster {
+    dir: PathBuf,
+    port: u16,
+    superuser_password: String,
+    as_postgres: bool,
+}
+
+/// A role and a database of its own, for one test.
+#[derive(Debug, Clone)]
+pub struct AppDatabase {
+    /// The database name.
+    pub dbname: String,
+    /// The role that owns it.
+    pub username: String,
+    /// The role's password now.
+    pub password: String,
+    /// The cluster's port.
+    pub port: u16,
+}
+
+impl AppDatabase {
+    /// A `postgres://` URL with the password in it (no `sslmode`: the function's default applies).
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://{}:{}@{HOST}:{}/{}",
+            self.username, self.password, self.port, self.dbname
+        )
+    }
+
+    /// The RDS secret JSON Secrets Manager would hold for this database.
+    pub fn secret_json(&self) -> String {
+        serde_json::json!({
+            "username": self.username,
+            "password": self.password,
+            "host": HOST,
+            "port": self.port,
+            "dbname": self.dbname,
+            "engine": "postgres",
+        })
+        .to_string()
+    }
+}
+
+static SHARED: OnceCell<PgCluster> = OnceCell::const_new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique(tag: &str) -> String {
+    format!(
+        "{tag}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl PgCluster {
+    /// The cluster shared by every test of this binary, started on first use.
+    pub async fn shared() -> &'static PgCluster {
+        SHARED
+            .get_or_init(|| async {
+                tokio::task::spawn_blocking(|| PgCluster::start(true))
+                    .await
+                    .expect("start PostgreSQL")
+            })
+            .await
+    }
+
+    /// Starts a new cluster (blocking, about 3 s). With `watchdog`, a helper process stops it once this process
+    /// exits, for clusters that live in a static and are never dropped.
+    pub fn start(watchdog: bool) -> PgCluster {
+        let bin = Path::new(PG_BIN);
+        assert!(
+            bin.join("initdb").exists(),
+            "{PG_BIN}/initdb is missing; install postgresql-15 (make deps does)"
+        );
+        let as_postgres = running_as_root();
+        let dir = std::env::temp_dir().join(format!("secretcache-pg-{}", unique("c")));
+        std::fs::create_dir_all(&dir).expect("cluster folder");
+        let superuser_password = format!("su-{}", crate::random_token());
+        std::fs::write(dir.join("pwfile"), &superuser_password).expect("pwfile");
+        make_certificates(&dir);
+        let mut cluster = PgCluster {
+            dir,
+            port: 0,
+            superuser_password,
+            as_postgres,
+        };
+        if as_postgres {
+            run(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&cluster.dir),
+                "chown the cluster folder to postgres",
+            );
+        }
+        let data = cluster.dir.join("data");
+        run(
+            cluster
+                .pg_command("initdb")
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "postgres", "--auth=scram-sha-256", "-E", "UTF8"])
+                .args(["--no-locale", "--no-sync", "--no-instructions"])
+                .arg(format!("--pwfile={}", cluster.dir.join("pwfile").display())),
+            "initdb",
+        );
+        // hostssl only: plain TCP and the Unix socket are both refused.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "hostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n",
+        )
+        .expect("pg_hba.conf");
+
+        let mut last_log = String::new();
+        for _attempt in 0..3 {
+            cluster.port = crate::free_port();
+            let conf = format!(
+                "port = {port}\nlisten_addresses = '{HOST}'\nunix_socket_directories = '{dir}'\n\
+                 ssl = on\nssl_cert_file = '{dir}/server.crt'\nssl_key_file = '{dir}/server.key'\n\
+                 password_encryption = 'scram-sha-256'\nmax_connections = 60\nfsync = off\n\
+                 synchronous_commit = off\nfull_page_writes = off\nlog_min_messages = warning\n",
+                port = cluster.port,
+                dir = cluster.dir.display()
+            );
+            std::fs::write(data.join("postgresql.auto.conf"), conf).expect("postgresql.auto.conf");
+            if as_postgres {
+                run(
+                    Command::new("chown")
+                        .args(["-R", "postgres:postgres"])
+                        .arg(&cluster.dir),
+                    "chown the cluster folder to postgres",
+                );
+            }
+            let status = cluster
+                .pg_command("pg_ctl")
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(cluster.dir.join("server.log"))
+                .args(["-w", "-t", "30", "start"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("pg_ctl start");
+            if status.success() {
+                if watchdog {
+                    cluster.spawn_watchdog();
+                }
+                return cluster;
+            }
+            // Most likely the port was taken between free_port() and the bind: try another.
+            last_log = std::fs::read_to_string(cluster.dir.join("server.log")).unwrap_or_default();
+        }
+        panic!("PostgreSQL did not start:\n{last_log}");
+    }
+
+    fn pg_command(&self, program: &str) -> Command {
+        let path = Path::new(PG_BIN).join(program);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn stop_command(&self) -> String {
+        let pg_ctl = format!(
+            "{PG_BIN}/pg_ctl -D '{}' stop -m immediate",
+            self.dir.join("data").display()
+        );
+        if self.as_postgres {
+            format!("runuser -u postgres -- {pg_ctl}")
+        } else {
+            pg_ctl
+        }
+    }
+
+    fn spawn_watchdog(&self) {
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; rm -rf '{dir}'",
+            pid = std::process::id(),
+            stop = self.stop_command(),
+            dir = self.dir.display()
+        );
+        // Not waited for on purpose: it must outlive this process.
+        let _ = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The test CA's certificate (PEM), for `verify-ca` / `verify-full`.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// The server's log so far.
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Superuser connect options (TLS required, certificate verified against the test CA).
+    pub fn superuser_options(&self, dbname: &str) -> PgConnectOptions {
+        PgConnectOptions::new_without_pgpass()
+            .host(HOST)
+            .port(self.port)
+            .username("postgres")
+            .password(&self.superuser_password)
+            .database(dbname)
+            .ssl_mode(PgSslMode::VerifyFull)
+            .ssl_root_cert(self.ca_cert())
+            .disable_statement_logging()
+    }
+
+    /// Runs `sql` (one or more statements) as the superuser on the `postgres` database.
+    pub async fn admin(&self, sql: &str) {
+        let mut conn = sqlx::PgConnection::connect_with(&self.superuser_options("postgres"))
+            .await
+            .unwrap_or_else(|e| panic!("superuser connection: {e}\n{}", self.server_log()));
+        sqlx::raw_sql(sql)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("admin SQL failed: {e}"));
+        let _ = conn.close().await;
+    }
+
+    /// A new role with a random password, and a database it owns.
+    pub async fn create_app_database(&self, tag: &str) -> AppDatabase {
+        let name = unique(tag).to_ascii_lowercase();
+        let app = AppDatabase {
+            dbname: format!("db_{name}"),
+            username: format!("app_{name}"),
+            password: new_password(),
+            port: self.port,
+        };
+        self.admin(&format!(
+            "CREATE ROLE {} LOGIN PASSWORD '{}'",
+            app.username, app.password
+        ))
+        .await;
+        self.admin(&format!(
+            "CREATE DATABASE {} OWNER {}",
+            app.dbname, app.username
+        ))
+        .await;
+        app
+    }
+
+    /// `ALTER ROLE ... PASSWORD`: existing sessions carry on, new logins need the new password.
+    pub async fn set_password(&self, username: &str, password: &str) {
+        self.admin(&format!("ALTER ROLE {username} PASSWORD '{password}'"))
+            .await;
+    }
+
+    /// How many sessions `username` has open now.
+    pub async fn sessions_of(&self, username: &str) -> i64 {
+        let mut conn = sqlx::PgConnection::connect_with(&self.superuser_options("postgres"))
+            .await
+            .expect("superuser connection");
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE usename = $1")
+            .bind(username)
+            .fetch_one(&mut conn)
+            .await
+            .expect("count sessions");
+        let _ = conn.close().await;
+        n
+    }
+}
+
+/// A fresh password made of characters that need no quoting in SQL or URLs.
+pub fn new_password() -> String {
+    format!(
+        "pw-{}-{}",
+        crate::random_token(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .args(["-c", &self.stop_command()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A CA, and a server certificate it signed for `127.0.0.1` and `localhost` (ECDSA P-256: quick to make).
+fn make_certificates(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(
+        Command::new("openssl")
+            .current_dir(dir)
+            .args(["req", "-x509"])
+            .args(ec)
+            .args(["-keyout", "ca.key", "-out", "ca.crt", "-days", "3"])
+            .args(["-subj", "/CN=secretcache test CA"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]),
+        "openssl: test CA",
+    );
+    run(
+        Command::new("openssl")
+            .current_dir(dir)
+            .arg("req")
+            .args(ec)
+            .args(["-keyout", "server.key", "-out", "server.csr"])
+            .args(["-subj", "/CN=localhost"]),
+        "openssl: server key",
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("server.ext");
+    run(
+        Command::new("openssl")
+            .current_dir(dir)
+            .args([
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+            ])
+            .args(["-CAcreateserial", "-out", "server.crt", "-days", "3"])
+            .args(["-extfile", "server.ext"]),
+        "openssl: sign the server certificate",
+    );
+    // PostgreSQL refuses a key that others can read.
+    run(
+        Command::new("chmod")
+            .args(["600"])
+            .arg(dir.join("server.key")),
+        "chmod server.key",
+    );
+}
