@@ -259,8 +259,13 @@ pub async fn client_errors(app: &App) {
     assert_eq!(r.status, 415, "{}", r.text);
 }
 
+/// Starts capturing logs (see [`captured_logs`]); call it first thing in a test, before anything logs.
+pub fn capture_logs() {
+    let _ = captured_logs();
+}
+
 /// Everything this test process logs through `tracing`, at DEBUG and above, from every crate (sqlx, hyper, ours),
-/// so a test can assert that no password ever reached a log line. Installed once per test binary.
+/// so a test can assert that no password ever reached a log line. Installed once per test binary, on first call.
 pub fn captured_logs() -> String {
     use std::sync::{Arc, Mutex, OnceLock};
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
