@@ -122,7 +122,7 @@ impl PgCluster {
         let bin = Path::new(PG_BIN);
         assert!(
             bin.join("initdb").exists(),
-            "{PG_BIN}/initdb is missing; install postgresql-15 (make deps does)"
+            "{PG_BIN}/initdb is missing; install the Debian package postgresql-15"
         );
         let as_postgres = running_as_root();
         let dir = std::env::temp_dir().join(format!("secretcache-pg-{}", unique("c")));
