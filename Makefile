@@ -8,7 +8,8 @@ MOTO_VERSION := 5.2.5
 CFN_LINT_VERSION := 1.58.0
 CARGO ?= cargo
 
-.PHONY: all venv build test lint unit run deploy-check fmt clean reliability fuzz
+
+.PHONY: all venv pg build test lint unit run deploy-check fmt clean reliability fuzz
 
 all: test
 
@@ -21,6 +22,14 @@ $(VENV)/.installed-$(MOTO_VERSION)-$(CFN_LINT_VERSION):
 
 venv: $(VENV)/.installed-$(MOTO_VERSION)-$(CFN_LINT_VERSION)
 
+# The whole-system tests start a throwaway PostgreSQL 15 cluster from the server binaries; install them if absent.
+PG_BIN ?= /usr/lib/postgresql/15/bin
+pg:
+	@if [ ! -x $(PG_BIN)/initdb ]; then \
+	  echo "installing postgresql-15 (server binaries for the test cluster)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 openssl >/dev/null; \
+	fi
+
 build:
 	$(CARGO) build --workspace --bins
 
@@ -30,7 +39,7 @@ lint:
 
 # Formatting, clippy, then every test: unit tests, and whole-system tests that spawn the built binaries against
 # moto and a throwaway PostgreSQL (the tests start both themselves).
-test: venv lint build
+test: venv pg lint build
 	$(CARGO) test --workspace
 	@if [ -f deploy/check.sh ]; then $(MAKE) --no-print-directory deploy-check; fi
 
@@ -38,7 +47,7 @@ deploy-check: venv
 	VENV=$(VENV) bash deploy/check.sh
 
 # Starts moto with a demo secret and the extension, shows it serving, and runs until Ctrl-C.
-run: venv build
+run: venv pg build
 	VENV=$(VENV) bash tests/scripts/run-local.sh
 
 # The full reliability suite (load, faults, a 60 s outage, hostile input, connection exhaustion, lifecycle faults)
