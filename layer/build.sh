@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Builds the two deliverables for Lambda's provided.al2023 runtime (Amazon Linux 2023, glibc 2.34):
+#   layer/dist/secretcache-layer-<arch>.zip   extensions/secretcache (mode 755), nothing else
+#   layer/dist/items-function-<arch>.zip      bootstrap (mode 755)
+# then runs layer/check.sh on them, so a zip that Lambda would refuse to start never leaves this script.
+#
+# Why cargo-lambda with zig (both from PyPI, in the project's virtualenv): ring and the bundled SQLite compile C, so
+# a cross build needs a C toolchain for the target. Zig is one, for every target, and it links against the glibc
+# version we name (`<triple>.2.34`), so the binaries run on AL2023 whatever glibc this machine has. musl would avoid
+# glibc altogether but its allocator is slow under the extension's concurrency, and it needs its own C toolchain.
+#
+# Usage: bash layer/build.sh [x86_64|arm64]    (VENV=.venv by default)
+set -euo pipefail
+
+arch="${1:-x86_64}"
+case "$arch" in
+  x86_64) triple=x86_64-unknown-linux-gnu ;;
+  arm64) triple=aarch64-unknown-linux-gnu ;;
+  *)
+    echo "layer/build.sh: ARCH must be x86_64 or arm64, not '$arch'" >&2
+    exit 2
+    ;;
+esac
+glibc=2.34
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="${VENV:-.venv}"
+case "$venv" in /*) ;; *) venv="$root/$venv" ;; esac
+# cargo-lambda finds zig through `python3 -m ziglang`, so the virtualenv's python must come first.
+export PATH="$venv/bin:$PATH"
+if ! command -v cargo-lambda >/dev/null 2>&1; then
+  echo "layer/build.sh: cargo-lambda is not in $venv; run 'make venv' first (make package does)" >&2
+  exit 1
+fi
+if ! rustup target list --installed | grep -qx "$triple"; then
+  rustup target add "$triple"
+fi
+
+out="$root/target/lambda/$arch"
+start=$(date +%s)
+cargo lambda build --release --target "$triple.$glibc" -p secretcache -p items-function --bins \
+  --lambda-dir "$out"
+echo "layer/build.sh: compiled for $arch in $(($(date +%s) - start)) s"
+
+dist="$root/layer/dist"
+stage="$(mktemp -d)"
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$dist" "$stage/layer/extensions" "$stage/function"
+install -m 755 "$out/secretcache/bootstrap" "$stage/layer/extensions/secretcache"
+install -m 755 "$out/items-function/bootstrap" "$stage/function/bootstrap"
+
+# Reproducible zips: a fixed timestamp, no extra attributes (-X), no directory entries (-D). Lambda creates the
+# folders itself when it extracts a layer into /opt.
+layer_zip="$dist/secretcache-layer-$arch.zip"
+function_zip="$dist/items-function-$arch.zip"
+rm -f "$layer_zip" "$function_zip"
+touch -d '2000-01-01 00:00:00 UTC' "$stage/layer/extensions/secretcache" "$stage/function/bootstrap"
+(cd "$stage/layer" && zip -q -X -D -9 "$layer_zip" extensions/secretcache)
+(cd "$stage/function" && zip -q -X -D -9 "$function_zip" bootstrap)
+
+bash "$root/layer/check.sh" "$arch" "$layer_zip" "$function_zip"
+for z in "$layer_zip" "$function_zip"; do
+  echo "layer/build.sh: $(basename "$z"): $(stat -c %s "$z") bytes ($(du -h "$z" | cut -f1))"
+done

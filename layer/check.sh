@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Fails when a zip would not run on Lambda's provided.al2023 for <arch>:
+# - the zip holds exactly the expected member, with mode 755 (the layer: extensions/secretcache; the function:
+#   bootstrap); anything else in a layer lands in every function's /opt;
+# - the member is a 64-bit ELF for <arch> (the ELF header's machine, which is what the kernel checks);
+# - it needs no glibc symbol version newer than 2.34 (AL2023's glibc): a GLIBC_2.35 need fails only when Lambda
+#   first starts it, with "version `GLIBC_2.35' not found";
+# - it links nothing beyond glibc's own libraries (no OpenSSL: AL2023's would be the wrong version).
+#
+# Usage: bash layer/check.sh <x86_64|arm64> <layer.zip> <function.zip>
+set -euo pipefail
+
+arch="$1" layer_zip="$2" function_zip="$3"
+case "$arch" in
+  x86_64) machine='Advanced Micro Devices X86-64' ;;
+  arm64) machine='AArch64' ;;
+  *)
+    echo "layer/check.sh: unknown arch '$arch'" >&2
+    exit 2
+    ;;
+esac
+max_glibc=2.34
+failed=0
+fail() {
+  echo "layer/check.sh: FAIL: $*" >&2
+  failed=1
+}
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# check <zip> <member>
+check() {
+  local zip="$1" member="$2" before="$failed"
+  failed=0
+  if [ ! -f "$zip" ]; then
+    fail "$zip is missing"
+    return
+  fi
+  local members
+  members="$(zipinfo -1 "$zip")"
+  if [ "$members" != "$member" ]; then
+    fail "$zip must hold exactly '$member', but holds: $(echo "$members" | tr '\n' ' ')"
+  fi
+  local mode
+  mode="$(zipinfo -l "$zip" "$member" 2>/dev/null | awk -v m="$member" '$NF == m {print $1}')"
+  if [ "$mode" != "-rwxr-xr-x" ]; then
+    fail "$member in $zip has mode '$mode', not -rwxr-xr-x (755)"
+  fi
+  local bin="$work/$(basename "$zip").bin"
+  unzip -p "$zip" "$member" >"$bin"
+
+  local header
+  header="$(readelf -h "$bin" 2>/dev/null || true)"
+  if ! grep -q 'Class:[[:space:]]*ELF64' <<<"$header"; then
+    fail "$member in $zip is not a 64-bit ELF binary ($(file -b "$bin"))"
+    return
+  fi
+  local got
+  got="$(awk -F: '/Machine:/ {gsub(/^[ \t]+/, "", $2); print $2}' <<<"$header")"
+  if [ "$got" != "$machine" ]; then
+    fail "$member in $zip is built for '$got', not $arch ($machine)"
+  fi
+
+  # The version needs (.gnu.version_r) list every GLIBC_x.y the dynamic linker will demand.
+  local newest
+  newest="$(readelf -V --wide "$bin" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)"
+  if [ -n "$newest" ] && [ "$(printf '%s\n%s\n' "$newest" "$max_glibc" | sort -V | tail -n1)" != "$max_glibc" ]; then
+    fail "$member in $zip needs GLIBC_$newest; provided.al2023 has glibc $max_glibc"
+  fi
+
+  local lib
+  for lib in $(readelf -d "$bin" | awk '/\(NEEDED\)/ {gsub(/[][]/, "", $NF); print $NF}'); do
+    case "$lib" in
+      libc.so.6 | libm.so.6 | libgcc_s.so.1 | libpthread.so.0 | libdl.so.2 | librt.so.1 | ld-linux*.so.*) ;;
+      *) fail "$member in $zip links $lib, which is not part of glibc" ;;
+    esac
+  done
+  if [ "$failed" = 0 ]; then
+    echo "layer/check.sh: ok: $(basename "$zip"): $member, $arch, needs glibc <= ${newest:-none}, mode 755"
+  fi
+  failed=$((failed | before))
+}
+
+check "$layer_zip" extensions/secretcache
+check "$function_zip" bootstrap
+exit "$failed"
