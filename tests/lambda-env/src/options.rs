@@ -1,0 +1,175 @@
+//! What an environment is made of (zips, function settings, user variables) and the variables Lambda sets for
+//! every process in it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The settings of one local execution environment. [`Options::new`] gives Lambda's defaults.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Layer zips, extracted in order into the `/opt`-like directory.
+    pub layers: Vec<PathBuf>,
+    /// The function zip, extracted into the `/var/task`-like directory.
+    pub function: PathBuf,
+    /// `AWS_LAMBDA_FUNCTION_NAME`.
+    pub function_name: String,
+    /// `_HANDLER` (`bootstrap` for provided.al2023).
+    pub handler: String,
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, in MB (reported, not enforced).
+    pub memory_mb: u32,
+    /// The function timeout: each invoke's `deadlineMs`.
+    pub timeout: Duration,
+    /// `AWS_REGION`.
+    pub region: String,
+    /// The account id in ARNs.
+    pub account_id: String,
+    /// The function's environment variables, and the execution role's credentials
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`). They override Lambda's defaults except the runtime API
+    /// address, `LAMBDA_TASK_ROOT` and `_HANDLER`.
+    pub env: Vec<(String, String)>,
+    /// `AWS_SESSION_TOKEN`; a random one when `None`.
+    pub session_token: Option<String>,
+    /// Freeze every process (SIGSTOP) between invokes, as Lambda does.
+    pub freeze: bool,
+    /// Lambda's init limit.
+    pub init_timeout: Duration,
+    /// How long SHUTDOWN gives the processes when an external extension is registered.
+    pub shutdown_timeout: Duration,
+    /// Echo every log line to stderr.
+    pub echo_logs: bool,
+}
+
+impl Options {
+    /// Lambda's defaults for `function` with `layers`: 128 MB, a 3 s timeout, freezing on, 10 s init, 2 s shutdown.
+    pub fn new(function: impl Into<PathBuf>, layers: Vec<PathBuf>) -> Self {
+        Self {
+            layers,
+            function: function.into(),
+            function_name: "function".to_owned(),
+            handler: "bootstrap".to_owned(),
+            memory_mb: 128,
+            timeout: Duration::from_secs(3),
+            region: "us-east-1".to_owned(),
+            account_id: "123456789012".to_owned(),
+            env: Vec::new(),
+            session_token: None,
+            freeze: true,
+            init_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(2),
+            echo_logs: false,
+        }
+    }
+
+    /// Adds (or replaces) a variable.
+    pub fn var(mut self, key: &str, value: &str) -> Self {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// `arn:aws:lambda:<region>:<account>:function:<name>`.
+    pub fn function_arn(&self) -> String {
+        format!(
+            "arn:aws:lambda:{}:{}:function:{}",
+            self.region, self.account_id, self.function_name
+        )
+    }
+}
+
+/// Where things are, for the environment variables.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The `/opt`-like directory.
+    pub opt: PathBuf,
+    /// The `/var/task`-like directory.
+    pub task: PathBuf,
+    /// The `/tmp`-like directory.
+    pub tmp: PathBuf,
+}
+
+/// Every variable Lambda sets for an OS-only runtime (provided.al2023), with the paths moved into the sandbox,
+/// then the user's. `PATH` keeps the host's too, since the host is the "OS" here.
+pub fn lambda_vars(
+    options: &Options,
+    paths: &Paths,
+    runtime_api: &str,
+    session_token: &str,
+    log_stream: &str,
+) -> Vec<(String, String)> {
+    let (opt, task) = (paths.opt.display(), paths.task.display());
+    let host_path =
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned());
+    let mut vars: Vec<(String, String)> = [
+        ("_HANDLER", options.handler.clone()),
+        ("AWS_REGION", options.region.clone()),
+        ("AWS_DEFAULT_REGION", options.region.clone()),
+        ("AWS_LAMBDA_FUNCTION_NAME", options.function_name.clone()),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            options.memory_mb.to_string(),
+        ),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{}", options.function_name),
+        ),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", log_stream.to_owned()),
+        ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()),
+        ("AWS_SESSION_TOKEN", session_token.to_owned()),
+        ("AWS_XRAY_CONTEXT_MISSING", "LOG_ERROR".to_owned()),
+        ("AWS_XRAY_DAEMON_ADDRESS", "169.254.79.129:2000".to_owned()),
+        ("LAMBDA_TASK_ROOT", task.to_string()),
+        ("LAMBDA_RUNTIME_DIR", task.to_string()),
+        ("LANG", "en_US.UTF-8".to_owned()),
+        ("TZ", ":UTC".to_owned()),
+        ("PATH", format!("{opt}/bin:{host_path}")),
+        (
+            "LD_LIBRARY_PATH",
+            format!("{task}:{task}/lib:{opt}/lib:/lib64:/usr/lib64"),
+        ),
+        ("TMPDIR", paths.tmp.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    const FIXED: [&str; 3] = ["AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "_HANDLER"];
+    for (k, v) in &options.env {
+        if FIXED.contains(&k.as_str()) {
+            continue;
+        }
+        vars.retain(|(existing, _)| existing != k);
+        vars.push((k.clone(), v.clone()));
+    }
+    vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_variables_override_defaults_but_not_the_runtime_api() {
+        let options = Options::new("f.zip", vec![])
+            .var("AWS_REGION", "eu-west-1")
+            .var("AWS_LAMBDA_RUNTIME_API", "evil:1")
+            .var("DB_SECRET_ARN", "db");
+        let paths = Paths {
+            opt: "/o".into(),
+            task: "/t".into(),
+            tmp: "/x".into(),
+        };
+        let vars = lambda_vars(&options, &paths, "127.0.0.1:9001", "tok", "s");
+        let get = |k: &str| {
+            vars.iter()
+                .filter(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("AWS_REGION"), ["eu-west-1"]);
+        assert_eq!(get("AWS_LAMBDA_RUNTIME_API"), ["127.0.0.1:9001"]);
+        assert_eq!(get("DB_SECRET_ARN"), ["db"]);
+        assert_eq!(get("LAMBDA_TASK_ROOT"), ["/t"]);
+        assert_eq!(get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"), ["128"]);
+    }
+}

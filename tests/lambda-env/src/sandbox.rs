@@ -1,0 +1,128 @@
+//! The execution environment's file system: the layers extracted into an `/opt`-like directory and the function
+//! into a `/var/task`-like one, under a temporary root removed on drop.
+//!
+//! Extraction uses Info-ZIP's `unzip`, which restores the Unix modes stored in the zip as Lambda does, so a
+//! `bootstrap` zipped without its executable bit fails here as it would in Lambda.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::options::Paths;
+
+/// Why the sandbox could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// A zip is missing.
+    #[error("{0} does not exist (build it with `make package`)")]
+    Missing(PathBuf),
+    /// The file system refused.
+    #[error("preparing {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// `unzip` failed.
+    #[error("unzip {zip} failed: {detail}")]
+    Unzip {
+        /// The zip.
+        zip: PathBuf,
+        /// What unzip said.
+        detail: String,
+    },
+}
+
+/// The directories of one environment.
+#[derive(Debug)]
+pub struct Sandbox {
+    root: PathBuf,
+    /// The directories inside it.
+    pub paths: Paths,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+impl Sandbox {
+    /// Makes a fresh root and extracts `layers` (in order, later ones overwriting) and `function` into it.
+    pub fn new(layers: &[PathBuf], function: &Path) -> Result<Self, SandboxError> {
+        let root = std::env::temp_dir().join(format!("lambda-env-{}", crate::ids::hex(12)));
+        let paths = Paths {
+            opt: root.join("opt"),
+            task: root.join("var/task"),
+            tmp: root.join("tmp"),
+        };
+        let sandbox = Sandbox { root, paths };
+        for dir in [&sandbox.paths.opt, &sandbox.paths.task, &sandbox.paths.tmp] {
+            std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        for layer in layers {
+            unzip(layer, &sandbox.paths.opt)?;
+        }
+        unzip(function, &sandbox.paths.task)?;
+        Ok(sandbox)
+    }
+
+    /// The executables in `opt/extensions`, by file name, in the order Lambda starts them (alphabetical).
+    pub fn extensions(&self) -> Result<Vec<(String, PathBuf)>, SandboxError> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.paths.opt.join("extensions");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(SandboxError::Io { path: dir, source }),
+        };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let executable = std::fs::metadata(&path)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false);
+            if executable {
+                found.push((entry.file_name().to_string_lossy().into_owned(), path));
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// The runtime's entry point: `bootstrap` in the task root, else in `/opt`, as for OS-only runtimes.
+    pub fn bootstrap(&self) -> Option<PathBuf> {
+        [
+            self.paths.task.join("bootstrap"),
+            self.paths.opt.join("bootstrap"),
+        ]
+        .into_iter()
+        .find(|p| p.is_file())
+    }
+}
+
+fn unzip(zip: &Path, into: &Path) -> Result<(), SandboxError> {
+    if !zip.is_file() {
+        return Err(SandboxError::Missing(zip.to_path_buf()));
+    }
+    let out = Command::new("unzip")
+        .args(["-q", "-o"])
+        .arg(zip)
+        .arg("-d")
+        .arg(into)
+        .output()
+        .map_err(|source| SandboxError::Io {
+            path: zip.to_path_buf(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(SandboxError::Unzip {
+            zip: zip.to_path_buf(),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! The control plane's shared state: what the Runtime API and the Extensions API know about the processes, and
+//! what the lifecycle code waits on.
+//!
+//! Both APIs are long polls. A process "waiting on next" holds an open request here; delivering an event answers
+//! it, or queues the event when the process has not asked yet. The lifecycle code never sleeps in a loop: every
+//! change calls [`Shared::notify`], and [`Shared::wait_until`] re-checks its condition on each change.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, Notify};
+
+/// The lifecycle phase, as the platform sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Starting extensions and the runtime.
+    Init,
+    /// Between invokes (frozen, by default).
+    Idle,
+    /// An invoke is in flight.
+    Invoke,
+    /// SHUTDOWN was sent.
+    Shutdown,
+    /// Nothing runs.
+    Stopped,
+}
+
+impl Phase {
+    /// The phase's name in log tags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Init => "init",
+            Self::Idle => "idle",
+            Self::Invoke => "invoke",
+            Self::Shutdown => "shutdown",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// A registered extension.
+#[derive(Debug)]
+pub struct Agent {
+    /// `Lambda-Extension-Identifier`.
+    pub id: String,
+    /// `Lambda-Extension-Name` (the executable's file name).
+    pub name: String,
+    /// The events it registered for (`INVOKE`, `SHUTDOWN`).
+    pub events: Vec<String>,
+    /// Events delivered before it asked for them.
+    pub queue: VecDeque<serde_json::Value>,
+    /// Its parked `event/next`, if any.
+    pub waiter: Option<oneshot::Sender<serde_json::Value>>,
+    /// When it last called `event/next`.
+    pub last_next: Option<Instant>,
+}
+
+impl Agent {
+    /// Whether it is parked on `event/next` with nothing left to take.
+    pub fn is_waiting(&self) -> bool {
+        self.queue.is_empty() && self.waiter.as_ref().is_some_and(|w| !w.is_closed())
+    }
+
+    /// Answers its `event/next` with `event`, or queues it.
+    pub fn deliver(&mut self, event: serde_json::Value) {
+        match self.waiter.take() {
+            Some(waiter) => {
+                if let Err(event) = waiter.send(event) {
+                    // It hung up while parked; it gets the event on its next call.
+                    self.queue.push_back(event);
+                }
+            }
+            None => self.queue.push_back(event),
+        }
+    }
+}
+
+/// One invocation for the runtime, with the headers the Runtime API sends along.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// `Lambda-Runtime-Aws-Request-Id`.
+    pub request_id: String,
+    /// `Lambda-Runtime-Deadline-Ms`.
+    pub deadline_ms: u64,
+    /// `Lambda-Runtime-Invoked-Function-Arn`.
+    pub invoked_function_arn: String,
+    /// `Lambda-Runtime-Trace-Id`.
+    pub trace_id: String,
+    /// The event.
+    pub body: Bytes,
+}
+
+/// How the runtime finished an invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `invocation/{id}/response`.
+    Response(Bytes),
+    /// `invocation/{id}/error`, or a platform error (timeout, crash).
+    Error {
+        /// `Lambda-Runtime-Function-Error-Type`, or the platform's error type.
+        error_type: String,
+        /// The error document.
+        body: Bytes,
+    },
+}
+
+/// The runtime's side of the Runtime API.
+#[derive(Debug, Default)]
+pub struct Runtime {
+    /// Its parked `invocation/next`.
+    pub waiter: Option<oneshot::Sender<Invocation>>,
+    /// An invocation delivered before it asked.
+    pub queued: Option<Invocation>,
+    /// The invocation in flight and where its outcome goes.
+    pub current: Option<(String, oneshot::Sender<Outcome>)>,
+}
+
+impl Runtime {
+    /// Whether it is parked on `invocation/next` with nothing left to take.
+    pub fn is_waiting(&self) -> bool {
+        self.queued.is_none() && self.waiter.as_ref().is_some_and(|w| !w.is_closed())
+    }
+
+    /// Answers its `invocation/next`, or queues the invocation.
+    pub fn deliver(&mut self, invocation: Invocation) {
+        match self.waiter.take() {
+            Some(waiter) => {
+                if let Err(invocation) = waiter.send(invocation) {
+                    self.queued = Some(invocation);
+                }
+            }
+            None => self.queued = Some(invocation),
+        }
+    }
+}
+
+/// An error a process reported through `init/error` or `exit/error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedError {
+    /// `runtime`, or the extension's name.
+    pub source: String,
+    /// `init/error` or `exit/error`.
+    pub kind: &'static str,
+    /// The `...-Function-Error-Type` header.
+    pub error_type: String,
+}
+
+/// A process that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// Its pid.
+    pub pid: u32,
+    /// `runtime`, or the extension's name.
+    pub name: String,
+    /// How it ended (`exit status: 0`, `signal: 9 (SIGKILL)`, ...).
+    pub status: String,
+    /// When it was reaped.
+    pub at: Instant,
+}
+
+/// Everything the two APIs and the lifecycle share.
+#[derive(Debug)]
+pub struct State {
+    /// The current phase.
+    pub phase: Phase,
+    /// Registration is accepted only during init, before the runtime starts.
+    pub registration_open: bool,
+    /// The extension executables started in this init (their file names).
+    pub expected_extensions: Vec<String>,
+    /// Registered extensions.
+    pub agents: Vec<Agent>,
+    /// The runtime.
+    pub runtime: Runtime,
+    /// `init/error` and `exit/error` reports.
+    pub errors: Vec<ReportedError>,
+    /// Processes that ended.
+    pub exits: Vec<Exit>,
+    /// Function name, version and handler, for the register response.
+    pub function_name: String,
+    /// See `function_name`.
+    pub function_version: String,
+    /// See `function_name`.
+    pub handler: String,
+    /// The account id, for extensions that accept the `accountId` feature.
+    pub account_id: String,
+}
+
+/// The state behind a mutex, and the change notification.
+#[derive(Debug)]
+pub struct Shared {
+    state: Mutex<State>,
+    changed: Notify,
+}
+
+impl Shared {
+    /// Wraps `state`.
+    pub fn new(state: State) -> Self {
+        Self {
+            state: Mutex::new(state),
+            changed: Notify::new(),
+        }
+    }
+
+    /// Locks the state. No code here panics while holding it with the state half-changed, so a poisoned lock is
+    /// still consistent.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes everyone waiting in [`Shared::wait_until`].
+    pub fn notify(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until `check` gives a value, or `deadline` passes (then `None`).
+    pub async fn wait_until<T>(
+        &self,
+        deadline: tokio::time::Instant,
+        mut check: impl FnMut(&State) -> Option<T>,
+    ) -> Option<T> {
+        loop {
+            // Created before the check: a `Notified` sees every `notify_waiters` from its creation on.
+            let notified = self.changed.notified();
+            if let Some(value) = check(&self.lock()) {
+                return Some(value);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return check(&self.lock());
+            }
+        }
+    }
+}
