@@ -1,0 +1,414 @@
+//! End-to-end: the **real zips** from `make package` (layer and function) in the local Lambda environment
+//! (`lambda-env`), against the real moto behind the counting proxy and a throwaway TLS PostgreSQL.
+//!
+//! These are the claims the layer is built on, checked where they matter: in Lambda's lifecycle, with freezing on.
+//! `make test` builds the zips first; a test run without them fails with the command that makes them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lambda_env::{front_door, InvokeStatus, LambdaEnv, Options, Outcome};
+use secretcache_tests::moto::{Endpoint, Moto};
+use secretcache_tests::postgres::{AppDatabase, PgCluster};
+use secretcache_tests::proxy::FaultInjectingProxy;
+use secretcache_tests::{free_port, http, workspace_root};
+
+/// The architecture of this machine, in the zips' naming.
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "x86_64",
+    }
+}
+
+/// A zip from `make package`, or `$LAMBDA_ZIP_DIR` when set.
+fn zip(stem: &str) -> PathBuf {
+    let dir = std::env::var_os("LAMBDA_ZIP_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("layer/dist"));
+    let path = dir.join(format!("{stem}-{}.zip", host_arch()));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make package` first (`make test` does)",
+        path.display()
+    );
+    path
+}
+
+/// Everything one scenario runs against.
+struct Stack {
+    _moto: Moto,
+    proxy: FaultInjectingProxy,
+    sm: aws_sdk_secretsmanager::Client,
+    db: AppDatabase,
+    arn: String,
+    env: Arc<LambdaEnv>,
+    front: String,
+    _front_task: tokio::task::JoinHandle<()>,
+}
+
+impl Stack {
+    /// moto holding the database secret, the proxy, a database of its own, and the environment running
+    /// `function` with the layer, its front door on a free port.
+    async fn start(tag: &str, function: PathBuf, extra: &[(&str, &str)]) -> Stack {
+        let moto = Moto::start().await;
+        let proxy = FaultInjectingProxy::start(&moto).await;
+        let sm = moto.sm_client().await;
+        let db = PgCluster::shared().await.create_app_database(tag).await;
+        let arn = sm
+            .create_secret()
+            .name(format!("{tag}/db"))
+            .secret_string(db.secret_json())
+            .send()
+            .await
+            .expect("create the secret")
+            .arn
+            .expect("an ARN");
+        let mut options = Options::new(function, vec![zip("secretcache-layer")]);
+        options.function_name = "items".to_owned();
+        options.timeout = Duration::from_secs(15);
+        options = options
+            .var("AWS_ACCESS_KEY_ID", "testing")
+            .var("AWS_SECRET_ACCESS_KEY", "testing")
+            .var("AWS_ENDPOINT_URL", &proxy.endpoint())
+            .var("DB_SECRET_ARN", &arn)
+            .var("PARAMETERS_SECRETS_EXTENSION_PREFETCH", &arn)
+            .var(
+                "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+                &free_port().to_string(),
+            )
+            .var("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "debug");
+        for (k, v) in extra {
+            options = options.var(k, v);
+        }
+        let env = LambdaEnv::start(options)
+            .await
+            .expect("the environment starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let front = format!("http://{}", listener.local_addr().expect("addr"));
+        let front_task = tokio::spawn(front_door::serve(
+            Arc::clone(&env),
+            listener,
+            std::future::pending(),
+        ));
+        Stack {
+            _moto: moto,
+            proxy,
+            sm,
+            db,
+            arn,
+            env,
+            front,
+            _front_task: front_task,
+        }
+    }
+
+    /// A GET through the front door; returns once the whole invoke is over (post-runtime included).
+    async fn get(&self, path: &str) -> http::Response {
+        let r = http::get(&format!("{}{path}", self.front), &[])
+            .await
+            .expect("the front door answers");
+        self.env.settled().await;
+        r
+    }
+
+    fn logs(&self) -> String {
+        self.env
+            .logs()
+            .iter()
+            .map(|l| format!("[{}] {} | {}\n", l.phase, l.source, l.text))
+            .collect()
+    }
+
+    /// Fails if any log line holds `secret`.
+    fn assert_not_logged(&self, secret: &str) {
+        let leaks: Vec<_> = self
+            .env
+            .logs()
+            .into_iter()
+            .filter(|l| l.text.contains(secret))
+            .collect();
+        assert!(leaks.is_empty(), "the secret was logged: {leaks:#?}");
+    }
+}
+
+/// The kernel's state letter for `pid` (`T` = stopped), from `/proc/<pid>/stat`.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces; the state follows the last `)`.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_start_then_50_warm_invokes_make_one_upstream_call_and_log_no_secret() {
+    let stack = Stack::start("e2ewarm", zip("items-function"), &[]).await;
+    let init = stack
+        .env
+        .init_result()
+        .expect("init ran")
+        .unwrap_or_else(|e| panic!("{e}\n{}", stack.logs()));
+    assert_eq!(init.extensions, ["secretcache"]);
+    assert!(init.duration < Duration::from_secs(10), "{init:?}");
+
+    // The extension fetched the secret during init, before the function's first request.
+    let key = format!("key=secret:{}", stack.arn);
+    let logs = stack.env.logs();
+    assert!(
+        logs.iter().any(|l| l.source == "secretcache"
+            && l.phase == "init"
+            && l.text.contains("fetched from upstream")
+            && l.text.contains(&key)),
+        "no upstream fetch during init:\n{}",
+        stack.logs()
+    );
+    assert_eq!(stack.proxy.count("GetSecretValue"), 1);
+
+    // Cold start: the first /items is a 200, and the function's credential read was a cache hit.
+    let first = stack.get("/items?limit=5").await;
+    assert_eq!(first.status, 200, "{}\n{}", first.text(), stack.logs());
+    assert!(first.json()["items"].is_array(), "{}", first.text());
+    assert!(
+        stack.env.logs().iter().any(|l| l.source == "secretcache"
+            && l.text.contains("cache hit")
+            && l.text.contains(&key)),
+        "the function's read was not served from the cache:\n{}",
+        stack.logs()
+    );
+    let reports = stack.env.reports();
+    assert!(
+        reports[0].init_duration.is_some(),
+        "the cold start's REPORT carries Init Duration"
+    );
+
+    // Frozen between invokes.
+    for (name, pid) in stack.env.processes().await {
+        assert_eq!(process_state(pid), Some('T'), "{name} is not frozen");
+    }
+
+    let started = Instant::now();
+    for i in 0..50 {
+        let r = stack.get(&format!("/items?limit=5&offset={i}")).await;
+        assert_eq!(r.status, 200, "warm invoke {i}: {}", r.text());
+        assert!(!r.text().contains(&stack.db.password));
+    }
+    let warm = started.elapsed();
+    assert_eq!(
+        stack.proxy.count("GetSecretValue"),
+        1,
+        "51 invokes must cost exactly one GetSecretValue, counted outside the extension"
+    );
+    let reports = stack.env.reports();
+    assert_eq!(reports.len(), 51);
+    assert!(reports.iter().all(|r| r.status == InvokeStatus::Success));
+    assert!(reports[1..].iter().all(|r| r.init_duration.is_none()));
+    let worst_post = reports
+        .iter()
+        .map(|r| r.post_runtime_duration)
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "init {:?}; 50 warm invokes in {warm:?}; worst post-runtime {worst_post:?}; first: {}",
+        init.duration, reports[0]
+    );
+
+    let shutdown = stack.env.shutdown().await;
+    assert!(shutdown.all_exited_in_time(), "{shutdown}");
+    stack.assert_not_logged(&stack.db.password);
+}
+
+/// A custom runtime, as in Lambda's own custom-runtime tutorial (a shell `bootstrap` and curl): each invoke reads
+/// `DB_SECRET_ARN` through the extension and answers with what it got. It stands in for the function here so the
+/// test sees exactly the value the extension served inside an invoke.
+const PROBE_BOOTSTRAP: &str = r#"#!/bin/sh
+set -eu
+api="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
+headers="${TMPDIR:-/tmp}/probe-headers"
+while true; do
+  curl -sS -D "$headers" -o /dev/null "$api/invocation/next"
+  id=$(grep -i '^lambda-runtime-aws-request-id:' "$headers" | cut -d' ' -f2 | tr -d '\r')
+  curl -sS -H "X-Aws-Parameters-Secrets-Token: $AWS_SESSION_TOKEN" \
+    "http://127.0.0.1:${PARAMETERS_SECRETS_EXTENSION_HTTP_PORT}/secretsmanager/get?secretId=${DB_SECRET_ARN}" \
+    -o "${TMPDIR:-/tmp}/probe-body"
+  curl -sS -X POST "$api/invocation/$id/response" --data-binary "@${TMPDIR:-/tmp}/probe-body" -o /dev/null
+done
+"#;
+
+fn probe_zip() -> (tempdir::Dir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir::Dir::new("probe");
+    let bootstrap = dir.0.join("bootstrap");
+    std::fs::write(&bootstrap, PROBE_BOOTSTRAP).expect("write bootstrap");
+    std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let zip = dir.0.join("probe.zip");
+    let status = std::process::Command::new("zip")
+        .current_dir(&dir.0)
+        .args(["-q", "-X", "probe.zip", "bootstrap"])
+        .status()
+        .expect("run zip");
+    assert!(status.success());
+    (dir, zip)
+}
+
+mod tempdir {
+    /// A temporary directory, removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new(tag: &str) -> Dir {
+            let p = std::env::temp_dir()
+                .join(format!("e2e-{tag}-{}", secretcache_tests::random_token()));
+            std::fs::create_dir_all(&p).expect("temp dir");
+            Dir(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_frozen_gap_longer_than_the_ttl_the_next_invoke_gets_the_new_value() {
+    let (_dir, probe) = probe_zip();
+    let stack = Stack::start("e2efreeze", probe, &[("SECRETS_MANAGER_TTL", "2")]).await;
+    let secret_string = |outcome: &Outcome| -> String {
+        match outcome {
+            Outcome::Response(body) => serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["SecretString"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| panic!("not GetSecretValue: {}", String::from_utf8_lossy(body))),
+            Outcome::Error { body, .. } => {
+                panic!(
+                    "invoke failed: {}\n{}",
+                    String::from_utf8_lossy(body),
+                    stack.logs()
+                )
+            }
+        }
+    };
+    let first = stack.env.invoke("{}".into()).await.expect("invoke");
+    assert_eq!(
+        secret_string(&first.outcome),
+        stack.db.secret_json(),
+        "{}",
+        stack.logs()
+    );
+    assert_eq!(stack.proxy.count("GetSecretValue"), 1);
+
+    let rotated = format!(
+        "{{\"password\":\"{}\"}}",
+        secretcache_tests::postgres::new_password()
+    );
+    stack
+        .sm
+        .put_secret_value()
+        .secret_id(&stack.arn)
+        .secret_string(&rotated)
+        .send()
+        .await
+        .expect("PutSecretValue");
+    // Frozen for longer than the TTL: nothing in the extension may run meanwhile.
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    for (name, pid) in stack.env.processes().await {
+        assert_eq!(process_state(pid), Some('T'), "{name} is not frozen");
+    }
+    assert_eq!(
+        stack.proxy.count("GetSecretValue"),
+        1,
+        "nothing ran while frozen"
+    );
+
+    let second = stack.env.invoke("{}".into()).await.expect("invoke");
+    assert_eq!(secret_string(&second.outcome), rotated, "{}", stack.logs());
+    assert_eq!(
+        stack.proxy.count("GetSecretValue"),
+        2,
+        "one fetch for the expired value, however the INVOKE refresh and the read race"
+    );
+    let third = stack.env.invoke("{}".into()).await.expect("invoke");
+    assert_eq!(secret_string(&third.outcome), rotated);
+    assert_eq!(stack.proxy.count("GetSecretValue"), 2);
+    stack.assert_not_logged(&rotated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_both_processes_before_the_deadline() {
+    let stack = Stack::start("e2eshutdown", zip("items-function"), &[]).await;
+    assert_eq!(stack.get("/items").await.status, 200, "{}", stack.logs());
+    let pids = stack.env.processes().await;
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let started = Instant::now();
+    let report = stack.env.shutdown().await;
+    let took = started.elapsed();
+    assert_eq!(report.limit, Duration::from_secs(2));
+    assert_eq!(report.processes.len(), 2, "{report}");
+    assert!(report.all_exited_in_time(), "{report}\n{}", stack.logs());
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    for (name, pid) in pids {
+        assert!(
+            !matches!(process_state(pid), Some(s) if s != 'Z'),
+            "{name} ({pid}) is still alive"
+        );
+    }
+    assert!(
+        stack.env.logs().iter().any(|l| l.source == "secretcache"
+            && l.phase == "shutdown"
+            && l.text.contains("shutdown")),
+        "{}",
+        stack.logs()
+    );
+    eprintln!("{report}");
+    stack.assert_not_logged(&stack.db.password);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_original_bug_without_the_layer_and_db_secret_arn_is_a_clear_503_not_a_sqlite_500() {
+    // The seed note's configuration before the fix: no layer, no DB_SECRET_ARN, host/port/name only.
+    let mut options = Options::new(zip("items-function"), vec![]);
+    options.function_name = "items".to_owned();
+    options = options
+        .var(
+            "DATABASE_HOST",
+            "collections.abc.us-east-1.rds.amazonaws.com",
+        )
+        .var("DATABASE_PORT", "5432")
+        .var("DATABASE_NAME", "collections");
+    let env = LambdaEnv::start(options).await.expect("start");
+    let init = env.init_result().expect("init ran").expect("init succeeds");
+    assert!(init.extensions.is_empty());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let front = format!("http://{}", listener.local_addr().expect("addr"));
+    let _task = tokio::spawn(front_door::serve(
+        Arc::clone(&env),
+        listener,
+        std::future::pending(),
+    ));
+
+    let r = http::get(&format!("{front}/items?limit=5"), &[])
+        .await
+        .expect("answer");
+    let logs: Vec<_> = env.logs();
+    assert_eq!(r.status, 503, "{}\n{logs:#?}", r.text());
+    assert_eq!(r.json()["missing"], "DB_SECRET_ARN", "{}", r.text());
+    assert!(
+        logs.iter()
+            .any(|l| l.source == "runtime" && l.text.contains("DB_SECRET_ARN")),
+        "a log line names the variable: {logs:#?}"
+    );
+    let task = &env.paths().task;
+    assert!(
+        !task.join("data").exists(),
+        "no SQLite file may be created in Lambda"
+    );
+    let report = env.shutdown().await;
+    assert_eq!(
+        report.limit,
+        Duration::ZERO,
+        "no extension: no shutdown budget"
+    );
+}
