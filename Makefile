@@ -6,21 +6,33 @@ VENV ?= .venv
 PYTHON ?= python3
 MOTO_VERSION := 5.2.5
 CFN_LINT_VERSION := 1.58.0
+# cargo-lambda cross-builds the Lambda zips with zig (pulled in as ziglang) against glibc 2.34 (layer/build.sh).
+CARGO_LAMBDA_VERSION := 1.9.2
+ZIGLANG_VERSION := 0.17.1
+VENV_STAMP := $(VENV)/.installed-$(MOTO_VERSION)-$(CFN_LINT_VERSION)-$(CARGO_LAMBDA_VERSION)-$(ZIGLANG_VERSION)
+# The zips' architecture: x86_64 or arm64 (cross-built on either machine).
+ARCH ?= x86_64
 CARGO ?= cargo
 
 
-.PHONY: all venv pg build test lint unit run deploy-check fmt clean reliability fuzz
+.PHONY: all venv pg package build test lint unit run deploy-check fmt clean reliability fuzz
 
 all: test
 
 # The virtualenv is rebuilt only when the pinned versions change.
-$(VENV)/.installed-$(MOTO_VERSION)-$(CFN_LINT_VERSION):
+$(VENV_STAMP):
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)' 'cfn-lint==$(CFN_LINT_VERSION)'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)' 'cfn-lint==$(CFN_LINT_VERSION)' \
+	  'cargo-lambda==$(CARGO_LAMBDA_VERSION)' 'ziglang==$(ZIGLANG_VERSION)'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-venv: $(VENV)/.installed-$(MOTO_VERSION)-$(CFN_LINT_VERSION)
+venv: $(VENV_STAMP)
+
+# The layer zip and the function zip for provided.al2023 in layer/dist/, checked for glibc <= 2.34 and the
+# architecture (layer/check.sh). Release profile: about 5.5 min from scratch on 2 cores, seconds when up to date.
+package: venv
+	VENV=$(VENV) bash layer/build.sh $(ARCH)
 
 # The whole-system tests start a throwaway PostgreSQL 15 cluster from the server binaries; install them if absent.
 PG_BIN ?= /usr/lib/postgresql/15/bin
@@ -39,15 +51,16 @@ lint:
 
 # Formatting, clippy, then every test: unit tests, and whole-system tests that spawn the built binaries against
 # moto and a throwaway PostgreSQL (the tests start both themselves).
-test: venv pg lint build
+test: venv pg lint build package
 	$(CARGO) test --workspace
 	@if [ -f deploy/check.sh ]; then $(MAKE) --no-print-directory deploy-check; fi
 
 deploy-check: venv
 	VENV=$(VENV) bash deploy/check.sh
 
-# Starts moto with a demo secret and the extension, shows it serving, and runs until Ctrl-C.
-run: venv pg build
+# The zips in the local Lambda environment, with moto holding the database secret and a throwaway TLS PostgreSQL;
+# shows one upstream fetch at init, cache hits after, /items answering 200; serves until Ctrl-C.
+run: venv pg package
 	VENV=$(VENV) bash tests/scripts/run-local.sh
 
 # The full reliability suite (load, faults, a 60 s outage, hostile input, connection exhaustion, lifecycle faults)
