@@ -1,0 +1,154 @@
+//! `make bench`: what the extension costs on every invocation and at cold start, measured side by side with a
+//! minimal hyper server (the physical limit) and, optionally, a compatible peer, **in one run**.
+//!
+//! Parts:
+//! - [`host`]: CPUs, pinning with `taskset`, CPU time and RSS from `/proc`;
+//! - [`targets`]: the processes under test (baseline, ours, peer);
+//! - [`load`]: the keep-alive, closed-loop load generator (hyper client);
+//! - [`scenarios`]: items 1–7 of the issue, each returning table rows;
+//! - [`stats`] and [`report`]: medians of repeats, paired ratios, the Markdown table and the JSON.
+//!
+//! Every figure is the median of several repeats with their min and max, and each has a ratio to the baseline
+//! measured in the same run (paired repeat by repeat). Nothing here asserts on timing: this is a measurement, not a
+//! test, so a noisy shared machine cannot fail a build with it.
+
+pub mod host;
+pub mod load;
+pub mod report;
+pub mod scenarios;
+pub mod stats;
+pub mod targets;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Environment variable: seconds of each measured load window.
+pub const SECONDS_VAR: &str = "BENCH_SECONDS";
+/// Environment variable: seconds of warm-up before each window.
+pub const WARMUP_VAR: &str = "BENCH_WARMUP_SECONDS";
+/// Environment variable: repeats of every measurement.
+pub const REPEATS_VAR: &str = "BENCH_REPEATS";
+
+/// How long and how often to measure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// Measured window of each load point.
+    pub seconds: f64,
+    /// Warm-up before each window (same connections, not measured).
+    pub warmup_seconds: f64,
+    /// Repeats of every measurement (each load point, each cold start, each memory fill).
+    pub repeats: usize,
+    /// Keep-alive connections of the load points.
+    pub connections: Vec<usize>,
+    /// Concurrent cold requests for the single-flight check.
+    pub burst: usize,
+    /// Secrets cached for the memory figures, and their size.
+    pub memory_secrets: Vec<usize>,
+    /// Bytes of each secret used for the memory figures.
+    pub memory_secret_bytes: usize,
+}
+
+/// A setting that could not be read from the environment.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}={value:?} is not valid: expected {accepted}")]
+pub struct SettingError {
+    var: &'static str,
+    value: String,
+    accepted: &'static str,
+}
+
+impl Settings {
+    /// Defaults sized so that `make bench` (three targets at most) fits in about five minutes on two CPUs.
+    pub fn defaults() -> Settings {
+        Settings {
+            seconds: 3.0,
+            warmup_seconds: 0.5,
+            repeats: 5,
+            connections: vec![1, 8, 64],
+            burst: 1000,
+            memory_secrets: vec![100, 1000],
+            memory_secret_bytes: 4096,
+        }
+    }
+
+    /// Defaults overridden by `BENCH_SECONDS`, `BENCH_WARMUP_SECONDS` and `BENCH_REPEATS`.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingError> {
+        let mut s = Settings::defaults();
+        let seconds = |var: &'static str, lo: f64, hi: f64| -> Result<Option<f64>, SettingError> {
+            get(var)
+                .map(|v| match v.trim().parse::<f64>() {
+                    Ok(x) if (lo..=hi).contains(&x) => Ok(x),
+                    _ => Err(SettingError {
+                        var,
+                        value: v,
+                        accepted: if var == WARMUP_VAR {
+                            "seconds from 0 to 60"
+                        } else {
+                            "seconds from 0.1 to 600"
+                        },
+                    }),
+                })
+                .transpose()
+        };
+        if let Some(x) = seconds(SECONDS_VAR, 0.1, 600.0)? {
+            s.seconds = x;
+        }
+        if let Some(x) = seconds(WARMUP_VAR, 0.0, 60.0)? {
+            s.warmup_seconds = x;
+        }
+        if let Some(v) = get(REPEATS_VAR) {
+            s.repeats = match v.trim().parse::<usize>() {
+                Ok(n) if (1..=50).contains(&n) => n,
+                _ => {
+                    return Err(SettingError {
+                        var: REPEATS_VAR,
+                        value: v,
+                        accepted: "an integer from 1 to 50",
+                    })
+                }
+            };
+        }
+        Ok(s)
+    }
+
+    /// The measured window.
+    pub fn window(&self) -> Duration {
+        Duration::from_secs_f64(self.seconds)
+    }
+
+    /// The warm-up.
+    pub fn warmup(&self) -> Duration {
+        Duration::from_secs_f64(self.warmup_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn settings_default_and_override() {
+        let s = Settings::from_env(env(&[])).expect("defaults");
+        assert_eq!(s.repeats, 5);
+        let s = Settings::from_env(env(&[(SECONDS_VAR, "10"), (REPEATS_VAR, "3")])).expect("set");
+        assert_eq!((s.seconds, s.repeats), (10.0, 3));
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable() {
+        let e = Settings::from_env(env(&[(REPEATS_VAR, "0")])).expect_err("0 repeats");
+        assert!(e.to_string().contains(REPEATS_VAR), "{e}");
+        let e = Settings::from_env(env(&[(SECONDS_VAR, "ten")])).expect_err("not a number");
+        assert!(e.to_string().contains(SECONDS_VAR), "{e}");
+    }
+}

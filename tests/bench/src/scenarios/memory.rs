@@ -1,0 +1,180 @@
+//! Item 5: resident memory (`VmRSS`) of a fresh process, idle and then with N secrets of 4 KiB cached.
+//!
+//! The baseline is the minimal server's idle RSS, plus, for the filled rows, the raw bytes of the secret values: the
+//! least any cache holding them could use. Every secret is read once to fill the cache, and once more to check that
+//! it is now served from the cache (ours says so in `x-secretcache-cache`).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{get_secret, Fixture};
+use crate::host::rss_kib;
+use crate::report::{Cell, Row};
+use crate::targets::{spawn_baseline, spawn_ours, PeerCmd};
+use crate::Settings;
+
+/// Time for allocator and cache maintenance to settle before RSS is read.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Reads `ids` through the server, eight at a time; returns how many were not 200.
+async fn read_all(port: u16, token: &str, ids: &[String]) -> Result<u64, String> {
+    let ids = Arc::new(ids.to_vec());
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (ids, next, token) = (Arc::clone(&ids), Arc::clone(&next), token.to_owned());
+            tokio::spawn(async move {
+                let mut failed = 0u64;
+                while let Some(id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    match get_secret(port, &token, id).await {
+                        Ok((200, _, _)) => {}
+                        _ => failed += 1,
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let mut failed = 0;
+    for w in workers {
+        failed += w.await.map_err(|e| format!("reader task: {e}"))?;
+    }
+    Ok(failed)
+}
+
+fn rss_mib(pid: Option<u32>) -> Result<f64, String> {
+    pid.and_then(rss_kib)
+        .map(|k| k as f64 / 1024.0)
+        .ok_or_else(|| "could not read VmRSS".to_owned())
+}
+
+/// RSS samples of one target: idle, then after each fill step.
+#[derive(Debug, Default, serde::Serialize)]
+struct Samples {
+    idle_mib: Vec<f64>,
+    /// `[fill step][repeat]`.
+    filled_mib: Vec<Vec<f64>>,
+    failed_reads: u64,
+    /// Second reads of ours not answered from the cache.
+    not_hits: u64,
+}
+
+/// Runs item 5.
+pub async fn run(
+    fx: &Fixture,
+    settings: &Settings,
+    peer: Option<&PeerCmd>,
+    peer_log: &PathBuf,
+) -> Result<(Vec<Row>, serde_json::Value), String> {
+    let steps = &settings.memory_secrets;
+    let mut base = Samples {
+        filled_mib: vec![Vec::new(); steps.len()],
+        ..Samples::default()
+    };
+    let mut mine = Samples {
+        filled_mib: vec![Vec::new(); steps.len()],
+        ..Samples::default()
+    };
+    let mut theirs = Samples {
+        filled_mib: vec![Vec::new(); steps.len()],
+        ..Samples::default()
+    };
+    let payload_mib = |n: usize| (n * settings.memory_secret_bytes) as f64 / (1024.0 * 1024.0);
+    for _ in 0..settings.repeats {
+        let b = spawn_baseline(64, None).await?;
+        tokio::time::sleep(SETTLE).await;
+        let idle = rss_mib(b.pid())?;
+        base.idle_mib.push(idle);
+        for (i, &n) in steps.iter().enumerate() {
+            base.filled_mib[i].push(idle + payload_mib(n));
+        }
+        drop(b);
+
+        let ours = spawn_ours(&fx.moto, None).await?;
+        let (port, token) = (ours.port(), ours.token());
+        measure(fx, steps, ours.pid(), port, &token, &mut mine).await?;
+        // The second read of each must be a hit, or the figure above is not "N cached secrets".
+        for id in fx
+            .memory_ids
+            .iter()
+            .take(steps.iter().copied().max().unwrap_or(0))
+        {
+            match get_secret(port, &token, id).await? {
+                (200, _, Some(s)) if s == "hit" => {}
+                _ => mine.not_hits += 1,
+            }
+        }
+        drop(ours);
+
+        if let Some(cmd) = peer {
+            let token = secretcache_tests::random_token();
+            let p = cmd.spawn(&fx.moto, &token, &[], None, peer_log).await?;
+            measure(fx, steps, p.pid(), p.port(), &token, &mut theirs).await?;
+        }
+    }
+    let mut rows = vec![Row::new(
+        5,
+        "memory: RSS idle",
+        "MiB",
+        Cell::of(&base.idle_mib),
+        Cell::of(&mine.idle_mib),
+        Cell::of(&theirs.idle_mib),
+    )
+    .note("baseline: the minimal server, idle")];
+    for (i, &n) in steps.iter().enumerate() {
+        let mut note = format!(
+            "baseline: its idle RSS + the values' {:.2} MiB",
+            payload_mib(n)
+        );
+        if mine.failed_reads + theirs.failed_reads + mine.not_hits > 0 {
+            note.push_str(&format!(
+                "; failed reads ours {} peer {}, second reads not hits {}",
+                mine.failed_reads, theirs.failed_reads, mine.not_hits
+            ));
+        }
+        rows.push(
+            Row::new(
+                5,
+                &format!(
+                    "memory: RSS with {n} cached secrets of {} KiB",
+                    settings.memory_secret_bytes / 1024
+                ),
+                "MiB",
+                Cell::of(&base.filled_mib[i]),
+                Cell::of(&mine.filled_mib[i]),
+                Cell::of(&theirs.filled_mib[i]),
+            )
+            .note(note),
+        );
+    }
+    let raw = serde_json::json!({
+        "baseline": base,
+        "secretcache": mine,
+        "peer": if peer.is_some() { serde_json::to_value(&theirs).unwrap_or_default() } else { serde_json::Value::Null },
+    });
+    Ok((rows, raw))
+}
+
+/// Idle RSS, then RSS after reading the first `n` memory secrets for each `n` in `steps`.
+async fn measure(
+    fx: &Fixture,
+    steps: &[usize],
+    pid: Option<u32>,
+    port: u16,
+    token: &str,
+    into: &mut Samples,
+) -> Result<(), String> {
+    tokio::time::sleep(SETTLE).await;
+    into.idle_mib.push(rss_mib(pid)?);
+    let mut done = 0;
+    for (i, &n) in steps.iter().enumerate() {
+        let n = n.min(fx.memory_ids.len());
+        into.failed_reads += read_all(port, token, &fx.memory_ids[done..n]).await?;
+        done = n;
+        tokio::time::sleep(SETTLE).await;
+        into.filled_mib[i].push(rss_mib(pid)?);
+    }
+    Ok(())
+}

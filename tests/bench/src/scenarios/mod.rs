@@ -1,0 +1,132 @@
+//! The measurements of issue 6, items 1–7, each a function returning table rows.
+//!
+//! Parts:
+//! - [`Fixture`]: moto with the secrets every scenario reads, created once per run;
+//! - [`hit`]: items 1–3, cache-hit throughput and latency against the baseline and the peer;
+//! - [`cold`]: item 4, spawn-to-ready, the first uncached request, and single-flight under a cold burst;
+//! - [`memory`]: item 5, RSS idle and with cached secrets;
+//! - [`size`]: item 6, the stripped binary and the layer zip;
+//! - [`function`]: item 7, the `/items` function's overhead through the local Lambda environment.
+
+pub mod cold;
+pub mod function;
+pub mod hit;
+pub mod memory;
+pub mod size;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secretcache_tests::moto::Moto;
+
+/// The secret read by the hit load: database credentials, as the `/items` function keeps them.
+pub const HIT_SECRET: &str = "bench/items/db";
+/// Read once per fresh process for the first-request latency.
+pub const COLD_FIRST_SECRET: &str = "bench/cold/first";
+/// Read by the concurrent cold burst.
+pub const COLD_BURST_SECRET: &str = "bench/cold/burst";
+/// The header carrying the token.
+pub const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
+
+/// moto, holding every secret the run reads.
+#[derive(Debug)]
+pub struct Fixture {
+    /// The emulator (stopped on drop).
+    pub moto: Moto,
+    /// Ids of the secrets cached for the memory figures.
+    pub memory_ids: Vec<String>,
+    /// How long creating them took (reported, so a slow start is explained).
+    pub setup: Duration,
+}
+
+/// Printable characters from a fixed-seed generator: incompressible enough, and the same in every run.
+pub fn filler(len: usize, seed: u64) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            char::from(ALPHABET[((x >> 33) % ALPHABET.len() as u64) as usize])
+        })
+        .collect()
+}
+
+impl Fixture {
+    /// Starts moto and creates the secrets: one for hits, two for the cold path, and `count` of `bytes` each.
+    pub async fn prepare(count: usize, bytes: usize) -> Result<Fixture, String> {
+        let start = Instant::now();
+        let moto = Moto::start().await;
+        let sm = moto.sm_client().await;
+        let hit = format!(
+            r#"{{"engine":"postgres","host":"items-db.cluster-c1a2b3c4d5e6.us-east-1.rds.amazonaws.com","port":5432,"dbname":"items","username":"items_app","password":"{}"}}"#,
+            filler(32, 1)
+        );
+        let mut named = vec![
+            (HIT_SECRET.to_owned(), hit),
+            (COLD_FIRST_SECRET.to_owned(), filler(64, 2)),
+            (COLD_BURST_SECRET.to_owned(), filler(64, 3)),
+        ];
+        let memory_ids: Vec<String> = (0..count).map(|i| format!("bench/mem/{i:04}")).collect();
+        named.extend(
+            memory_ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.clone(), filler(bytes, 100 + i as u64))),
+        );
+        let named = Arc::new(named);
+        let next = Arc::new(AtomicUsize::new(0));
+        // moto answers a few requests at a time; eight in flight keeps it busy without queueing much.
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let (sm, named, next) = (sm.clone(), Arc::clone(&named), Arc::clone(&next));
+                tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((name, value)) = named.get(i) else {
+                            return Ok::<(), String>(());
+                        };
+                        sm.create_secret()
+                            .name(name)
+                            .secret_string(value)
+                            .send()
+                            .await
+                            .map_err(|e| format!("create secret {name} in moto: {e}"))?;
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.await
+                .map_err(|e| format!("secret creation task: {e}"))??;
+        }
+        Ok(Fixture {
+            moto,
+            memory_ids,
+            setup: start.elapsed(),
+        })
+    }
+}
+
+/// `GET /secretsmanager/get?secretId=<id>` on `port` with `token`; the status and body length.
+pub async fn get_secret(
+    port: u16,
+    token: &str,
+    id: &str,
+) -> Result<(u16, usize, Option<String>), String> {
+    let url = format!("http://127.0.0.1:{port}/secretsmanager/get?secretId={id}");
+    let r = secretcache_tests::http::get(&url, &[(TOKEN_HEADER, token)])
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let source = r.header("x-secretcache-cache").map(str::to_owned);
+    Ok((r.status, r.body.len(), source))
+}
+
+/// Milliseconds of a duration, as the table shows them.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
