@@ -69,6 +69,15 @@ reliability: venv
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p secretcache-tests --bin reliability
 
+# The benchmarks (README "Benchmarks"): hit throughput and latency, cold path, memory, size and the /items overhead,
+# each beside a minimal hyper server measured in the same run, on release builds and the packaged zips. Prints a
+# Markdown table; raw numbers go to target/bench/. BENCH_PEER_CMD adds a peer column; BENCH_SECONDS and
+# BENCH_REPEATS change the run length. No timing is asserted anywhere: this measures, it does not test.
+.PHONY: bench
+bench: venv pg package
+	$(CARGO) build --release -p secretcache -p secretcache-bench
+	$(CARGO) run --quiet --release -p secretcache-bench --bin secretcache-bench
+
 # Fuzzes the query and config parsers for FUZZ_SECONDS each (nightly + cargo-fuzz); crashes become regression inputs.
 FUZZ_SECONDS ?= 60
 fuzz:
