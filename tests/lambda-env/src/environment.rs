@@ -567,6 +567,11 @@ impl LambdaEnv {
                 )
                 .await;
         }
+        // Everything they wrote before ending belongs in the log before the report is read.
+        let drain_until = tokio::time::Instant::now() + Duration::from_secs(1);
+        for p in &mut life.procs {
+            p.drain_logs(drain_until).await;
+        }
         {
             let state = self.shared.lock();
             for p in &life.procs {

@@ -22,7 +22,8 @@ pub struct LogLine {
     pub at: SystemTime,
     /// `lambda` for the platform, `runtime` for the function, or the extension's file name.
     pub source: String,
-    /// The phase it was read in: `init`, `idle`, `invoke`, `shutdown` or `stopped`.
+    /// The phase it was read in: `init`, `idle`, `invoke`, `shutdown` or `stopped`. Lines are read as they come, so
+    /// one written just before a phase ended may carry the next phase's tag.
     pub phase: &'static str,
     /// The line, without its newline.
     pub text: String,

@@ -36,12 +36,26 @@ pub struct Proc {
     /// Its pid, which is also its process group id.
     pub pid: u32,
     watcher: JoinHandle<()>,
+    captures: Vec<JoinHandle<()>>,
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
         // The watcher owns the child with kill_on_drop, so aborting it kills the process.
         self.watcher.abort();
+        for c in &self.captures {
+            c.abort();
+        }
+    }
+}
+
+impl Proc {
+    /// Waits until everything the process wrote has been logged (its output reached end of file), at most until
+    /// `deadline`. Call it after the process ended, so that no line it wrote is missing from the log.
+    pub async fn drain_logs(&mut self, deadline: tokio::time::Instant) {
+        for c in &mut self.captures {
+            let _ = tokio::time::timeout_at(deadline, c).await;
+        }
     }
 }
 
@@ -68,11 +82,12 @@ pub fn spawn(
     let pid = child
         .id()
         .ok_or_else(|| std::io::Error::other("the process ended before its pid was read"))?;
+    let mut captures = Vec::new();
     if let Some(out) = child.stdout.take() {
-        capture(out, name.to_owned(), logs.clone());
+        captures.push(capture(out, name.to_owned(), logs.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        capture(err, name.to_owned(), logs.clone());
+        captures.push(capture(err, name.to_owned(), logs.clone()));
     }
     let (watch_name, shared) = (name.to_owned(), Arc::clone(shared));
     let watcher = tokio::spawn(async move {
@@ -93,6 +108,7 @@ pub fn spawn(
         role,
         pid,
         watcher,
+        captures,
     })
 }
 
@@ -107,13 +123,17 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
-fn capture(stream: impl AsyncRead + Unpin + Send + 'static, source: String, logs: LogBook) {
+fn capture(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    source: String,
+    logs: LogBook,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             logs.push(&source, &line);
         }
-    });
+    })
 }
 
 /// A signal the platform sends.
