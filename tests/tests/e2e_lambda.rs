@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lambda_env::{front_door, InvokeStatus, LambdaEnv, Options, Outcome};
+use lambda_env::{front_door, InvokeStatus, LambdaEnv, LogLine, Options, Outcome};
 use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::postgres::{AppDatabase, PgCluster};
 use secretcache_tests::proxy::FaultInjectingProxy;
@@ -135,6 +135,24 @@ impl Stack {
     }
 }
 
+/// Waits (at most 5 s) until a log line matches `pred`: output is read as it comes, so a line the process has
+/// written may reach the log a moment later.
+async fn wait_for_log(env: &LambdaEnv, what: &str, pred: impl Fn(&LogLine) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if env.logs().iter().any(&pred) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dump: String = env
+        .logs()
+        .iter()
+        .map(|l| format!("[{}] {} | {}\n", l.phase, l.source, l.text))
+        .collect();
+    panic!("{what}:\n{dump}");
+}
+
 /// The kernel's state letter for `pid` (`T` = stopped), from `/proc/<pid>/stat`.
 fn process_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -153,30 +171,27 @@ async fn cold_start_then_50_warm_invokes_make_one_upstream_call_and_log_no_secre
     assert_eq!(init.extensions, ["secretcache"]);
     assert!(init.duration < Duration::from_secs(10), "{init:?}");
 
-    // The extension fetched the secret during init, before the function's first request.
+    // The extension fetched the secret during init: `start` returns when init is over, and nothing but the
+    // extension's prefetch can have called upstream by then.
     let key = format!("key=secret:{}", stack.arn);
-    let logs = stack.env.logs();
-    assert!(
-        logs.iter().any(|l| l.source == "secretcache"
-            && l.phase == "init"
+    wait_for_log(&stack.env, "no upstream fetch", |l| {
+        l.source == "secretcache"
             && l.text.contains("fetched from upstream")
-            && l.text.contains(&key)),
-        "no upstream fetch during init:\n{}",
-        stack.logs()
-    );
+            && l.text.contains(&key)
+    })
+    .await;
     assert_eq!(stack.proxy.count("GetSecretValue"), 1);
 
     // Cold start: the first /items is a 200, and the function's credential read was a cache hit.
     let first = stack.get("/items?limit=5").await;
     assert_eq!(first.status, 200, "{}\n{}", first.text(), stack.logs());
     assert!(first.json()["items"].is_array(), "{}", first.text());
-    assert!(
-        stack.env.logs().iter().any(|l| l.source == "secretcache"
-            && l.text.contains("cache hit")
-            && l.text.contains(&key)),
-        "the function's read was not served from the cache:\n{}",
-        stack.logs()
-    );
+    wait_for_log(
+        &stack.env,
+        "the function's read was not served from the cache",
+        |l| l.source == "secretcache" && l.text.contains("cache hit") && l.text.contains(&key),
+    )
+    .await;
     let reports = stack.env.reports();
     assert!(
         reports[0].init_duration.is_some(),
@@ -335,6 +350,58 @@ async fn after_a_frozen_gap_longer_than_the_ttl_the_next_invoke_gets_the_new_val
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_function_survives_a_rotation_that_happens_while_it_is_frozen() {
+    let stack = Stack::start(
+        "e2erotate",
+        zip("items-function"),
+        &[("SECRETS_MANAGER_TTL", "2")],
+    )
+    .await;
+    let first = stack.get("/items").await;
+    assert_eq!(first.status, 200, "{}\n{}", first.text(), stack.logs());
+    let old_password = stack.db.password.clone();
+
+    // While the environment is frozen: the password changes in the database and then in the secret, and the
+    // database drops the function's idle connections (as a restart or an idle timeout would).
+    let pg = PgCluster::shared().await;
+    let new_password = secretcache_tests::postgres::new_password();
+    pg.set_password(&stack.db.username, &new_password).await;
+    let mut rotated = stack.db.clone();
+    rotated.password = new_password.clone();
+    stack
+        .sm
+        .put_secret_value()
+        .secret_id(&stack.arn)
+        .secret_string(rotated.secret_json())
+        .send()
+        .await
+        .expect("PutSecretValue");
+    pg.admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{}'",
+        stack.db.username
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+
+    for i in 0..5 {
+        let r = stack.get("/items?limit=1").await;
+        assert_eq!(
+            r.status,
+            200,
+            "request {i} after the thaw: {}\n{}",
+            r.text(),
+            stack.logs()
+        );
+    }
+    assert!(
+        pg.sessions_of(&stack.db.username).await >= 1,
+        "it logged in again, with the new password"
+    );
+    stack.assert_not_logged(&old_password);
+    stack.assert_not_logged(&new_password);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_both_processes_before_the_deadline() {
     let stack = Stack::start("e2eshutdown", zip("items-function"), &[]).await;
     assert_eq!(stack.get("/items").await.status, 200, "{}", stack.logs());
@@ -354,9 +421,11 @@ async fn shutdown_ends_both_processes_before_the_deadline() {
         );
     }
     assert!(
-        stack.env.logs().iter().any(|l| l.source == "secretcache"
-            && l.phase == "shutdown"
-            && l.text.contains("shutdown")),
+        stack
+            .env
+            .logs()
+            .iter()
+            .any(|l| l.source == "secretcache" && l.text.contains("shutdown reason=spindown")),
         "{}",
         stack.logs()
     );
@@ -395,11 +464,10 @@ async fn the_original_bug_without_the_layer_and_db_secret_arn_is_a_clear_503_not
     let logs: Vec<_> = env.logs();
     assert_eq!(r.status, 503, "{}\n{logs:#?}", r.text());
     assert_eq!(r.json()["missing"], "DB_SECRET_ARN", "{}", r.text());
-    assert!(
-        logs.iter()
-            .any(|l| l.source == "runtime" && l.text.contains("DB_SECRET_ARN")),
-        "a log line names the variable: {logs:#?}"
-    );
+    wait_for_log(&env, "no log line names the variable", |l| {
+        l.source == "runtime" && l.text.contains("ERROR") && l.text.contains("DB_SECRET_ARN")
+    })
+    .await;
     let task = &env.paths().task;
     assert!(
         !task.join("data").exists(),
