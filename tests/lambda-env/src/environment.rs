@@ -80,6 +80,18 @@ pub struct LambdaEnv {
 impl Drop for LambdaEnv {
     fn drop(&mut self) {
         self.api_task.abort();
+        // Dropping a Proc kills the process itself; this also reaches whatever it started (its process group).
+        if let Ok(life) = self.life.try_lock() {
+            // A group that already ended is skipped: its id may belong to someone else by now.
+            let ended: Vec<u32> = self.shared.lock().exits.iter().map(|e| e.pid).collect();
+            for p in life.procs.iter().filter(|p| !ended.contains(&p.pid)) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-s", "KILL", "--", &format!("-{}", p.pid)])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
     }
 }
 

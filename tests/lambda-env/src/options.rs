@@ -88,7 +88,8 @@ pub struct Paths {
 }
 
 /// Every variable Lambda sets for an OS-only runtime (provided.al2023), with the paths moved into the sandbox,
-/// then the user's. `PATH` keeps the host's too, since the host is the "OS" here.
+/// then the user's. `PATH` keeps the host's too, since the host is the "OS" here. The X-Ray daemon variables are
+/// left out on purpose: they name a link-local address that nothing here may send to.
 pub fn lambda_vars(
     options: &Options,
     paths: &Paths,
@@ -117,8 +118,6 @@ pub fn lambda_vars(
         ("AWS_LAMBDA_LOG_STREAM_NAME", log_stream.to_owned()),
         ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()),
         ("AWS_SESSION_TOKEN", session_token.to_owned()),
-        ("AWS_XRAY_CONTEXT_MISSING", "LOG_ERROR".to_owned()),
-        ("AWS_XRAY_DAEMON_ADDRESS", "169.254.79.129:2000".to_owned()),
         ("LAMBDA_TASK_ROOT", task.to_string()),
         ("LAMBDA_RUNTIME_DIR", task.to_string()),
         ("LANG", "en_US.UTF-8".to_owned()),
