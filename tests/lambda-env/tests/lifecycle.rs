@@ -9,7 +9,8 @@ use std::time::Duration;
 use lambda_env::{InvokeStatus, LambdaEnv, Options, Outcome};
 
 /// An external extension: registers for INVOKE and SHUTDOWN, logs every event, exits on SHUTDOWN, and can sleep
-/// after an INVOKE (`EXT_POST_SLEEP`) or before registering (`EXT_REGISTER_SLEEP`).
+/// after an INVOKE (`EXT_POST_SLEEP`) or before registering (`EXT_REGISTER_SLEEP`), or report `exit/error` and end
+/// on its first INVOKE (`EXT_EXIT_ERROR`).
 const EXTENSION: &str = r#"#!/bin/sh
 set -eu
 api="http://${AWS_LAMBDA_RUNTIME_API}/2020-01-01/extension"
@@ -21,6 +22,11 @@ while true; do
   event=$(curl -sS -H "Lambda-Extension-Identifier: $id" "$api/event/next")
   echo "event $event"
   case "$event" in *SHUTDOWN*) exit 0 ;; esac
+  if [ -n "${EXT_EXIT_ERROR:-}" ]; then
+    curl -sS -o /dev/null -X POST "$api/exit/error" -H "Lambda-Extension-Identifier: $id" \
+      -H "Lambda-Extension-Function-Error-Type: Extension.TestExit" -d '{}'
+    exit 1
+  fi
   if [ -n "${EXT_POST_SLEEP:-}" ]; then sleep "$EXT_POST_SLEEP"; fi
 done
 "#;
@@ -243,4 +249,30 @@ async fn a_process_alive_at_the_shutdown_deadline_gets_sigkill() {
     assert!(runtime.killed, "{report}");
     assert!(!extension.killed, "{report}");
     assert!(!report.all_exited_in_time());
+}
+
+#[tokio::test]
+async fn an_extension_exit_error_fails_the_invoke_and_the_next_one_starts_a_new_environment() {
+    let z = zips("exiterr");
+    let env = LambdaEnv::start(options(&z, &[("EXT_EXIT_ERROR", "1")]))
+        .await
+        .expect("start");
+    assert_eq!(env.processes().await.len(), 2);
+    let invoked = env.invoke("{}".into()).await.expect("invoke runs");
+    assert!(
+        matches!(invoked.report.status, InvokeStatus::Error(_)),
+        "{}\n{}",
+        invoked.report,
+        dump(&env)
+    );
+    assert!(env.processes().await.is_empty(), "the environment is reset");
+    // The next invoke starts a fresh init (and fails the same way, since the extension always does).
+    let again = env.invoke("{}".into()).await.expect("invoke runs");
+    assert!(again.report.init_duration.is_some(), "{}", again.report);
+    let inits = env
+        .logs()
+        .iter()
+        .filter(|l| l.text.starts_with("INIT_START"))
+        .count();
+    assert_eq!(inits, 2);
 }
