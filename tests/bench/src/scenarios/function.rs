@@ -237,7 +237,7 @@ async fn measured(
             Cell::Absent,
         )
         .note(format!(
-            "{note}; includes lambda-env's thaw, one `kill -CONT` process per Lambda process (about 2 ms each), \
+            "{note}; includes lambda-env's thaw, which forks one `kill -CONT` per Lambda process, \
              so the extension's process adds that here; Lambda's own freezer does not"
         )),
         Row::new(
