@@ -65,7 +65,7 @@ run: venv pg package
 
 # The full reliability suite (load, faults, a 60 s outage, hostile input, connection exhaustion, lifecycle faults)
 # against release builds; prints a table. Its fast subset runs in `make test`.
-reliability: venv
+reliability: venv pg package
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p secretcache-tests --bin reliability
 

@@ -56,6 +56,28 @@ pub fn bin_path(name: &str) -> PathBuf {
     path
 }
 
+/// This machine's architecture in the zips' naming (`x86_64` or `arm64`).
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "x86_64",
+    }
+}
+
+/// A zip from `make package` for this machine (`layer/dist/<stem>-<arch>.zip`), or from `$LAMBDA_ZIP_DIR` when set.
+pub fn lambda_zip(stem: &str) -> PathBuf {
+    let dir = std::env::var_os("LAMBDA_ZIP_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("layer/dist"));
+    let path = dir.join(format!("{stem}-{}.zip", host_arch()));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make package` first (`make test` does)",
+        path.display()
+    );
+    path
+}
+
 /// A random-enough token for one test run (not a credential anywhere real).
 pub fn random_token() -> String {
     use std::hash::{BuildHasher, Hasher};

@@ -12,28 +12,11 @@ use lambda_env::{front_door, InvokeStatus, LambdaEnv, LogLine, Options, Outcome}
 use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::postgres::{AppDatabase, PgCluster};
 use secretcache_tests::proxy::FaultInjectingProxy;
-use secretcache_tests::{free_port, http, workspace_root};
+use secretcache_tests::{free_port, http};
 
-/// The architecture of this machine, in the zips' naming.
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "aarch64" => "arm64",
-        _ => "x86_64",
-    }
-}
-
-/// A zip from `make package`, or `$LAMBDA_ZIP_DIR` when set.
+/// A zip from `make package` (or `$LAMBDA_ZIP_DIR`) for this machine.
 fn zip(stem: &str) -> PathBuf {
-    let dir = std::env::var_os("LAMBDA_ZIP_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("layer/dist"));
-    let path = dir.join(format!("{stem}-{}.zip", host_arch()));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `make package` first (`make test` does)",
-        path.display()
-    );
-    path
+    secretcache_tests::lambda_zip(stem)
 }
 
 /// Everything one scenario runs against.

@@ -36,6 +36,11 @@ async fn upstream_faults_never_fail_a_cached_read() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_under_load_fails_no_items_request() {
+    check(&[reliability::rotation_under_load(Scale::fast()).await]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_matrix() {
     let row = reliability::hostile_input().await;
     assert!(row.sent >= 41, "the matrix has at least 40 cases");

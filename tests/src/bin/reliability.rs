@@ -7,15 +7,20 @@ use secretcache_tests::reliability::{self, Scale};
 async fn main() -> std::process::ExitCode {
     let scale = Scale::full();
     let mut rows = Vec::new();
-    eprintln!("1/5 load ({} requests)", scale.load_requests);
+    eprintln!("1/6 load ({} requests)", scale.load_requests);
     rows.push(reliability::load(scale).await);
-    eprintln!("2/5 upstream faults (outage {} s)", scale.outage.as_secs());
+    eprintln!("2/6 upstream faults (outage {} s)", scale.outage.as_secs());
     rows.extend(reliability::upstream_faults(scale).await);
-    eprintln!("3/5 hostile input");
+    eprintln!(
+        "3/6 rotation under load ({} s of /items through the zips)",
+        scale.rotation_run.as_secs()
+    );
+    rows.push(reliability::rotation_under_load(scale).await);
+    eprintln!("4/6 hostile input");
     rows.push(reliability::hostile_input().await);
-    eprintln!("4/5 connection exhaustion");
+    eprintln!("5/6 connection exhaustion");
     rows.push(reliability::connection_exhaustion(scale).await);
-    eprintln!("5/5 lifecycle faults");
+    eprintln!("6/6 lifecycle faults");
     rows.extend(reliability::lifecycle_faults().await);
     let (scanned, leaks) = rows
         .iter()
