@@ -94,7 +94,7 @@ impl ParameterRequest {
                 format!("{name}:{v}")
             }
             (None, Some(l)) => format!("{name}:{l}"),
-            (None, None) => name.to_owned(),
+            (None, None) => name.into_owned(),
         };
         Ok(Self {
             key: ParameterKey {
@@ -166,47 +166,58 @@ pub enum QueryError {
 /// The longest value we accept: Secrets Manager ARNs are at most 2048 characters.
 const MAX_VALUE_LEN: usize = 2048;
 
-/// Decoded `name=value` pairs of a query string, checked for duplicates of the names we read.
+/// A query string checked once, whole: every name and value percent-decodes to UTF-8 without control characters.
+/// Lookups then scan it again rather than collecting the pairs, so a request allocates nothing here unless a value
+/// is percent-encoded (queries are short: a handful of parameters, at most 8 KiB).
 #[derive(Debug, Default)]
 pub struct Query<'a> {
-    pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    raw: &'a str,
+}
+
+/// The raw `name=value` pairs of `raw`, empty ones skipped.
+fn raw_pairs(raw: &str) -> impl Iterator<Item = (&str, &str)> {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
 }
 
 impl<'a> Query<'a> {
-    /// Splits and decodes `raw` (the part after `?`, without it).
+    /// Checks `raw` (the part after `?`, without it).
     pub fn parse(raw: &'a str) -> Result<Self, QueryError> {
-        let mut pairs = Vec::new();
-        for part in raw.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = part.split_once('=').unwrap_or((part, ""));
+        for (name, value) in raw_pairs(raw) {
             let name = decode(name).map_err(|()| QueryError::BadEncoding(lossy_name(name)))?;
             let value = decode(value).map_err(|()| QueryError::BadEncoding(name.to_string()))?;
             if value.chars().any(char::is_control) || name.chars().any(char::is_control) {
                 return Err(QueryError::ControlCharacter(lossy_name(&name)));
             }
-            pairs.push((name, value));
         }
-        Ok(Self { pairs })
+        Ok(Self { raw })
     }
 
-    /// The single value of `name`, if present; an error if it is given twice.
-    pub fn get(&self, name: &'static str) -> Result<Option<&str>, QueryError> {
-        let mut found = self.pairs.iter().filter(|(n, _)| n == name);
-        let first = found.next().map(|(_, v)| v.as_ref());
+    /// The single decoded value of `name`, if present; an error if it is given twice.
+    pub fn get(&self, name: &'static str) -> Result<Option<Cow<'a, str>>, QueryError> {
+        let mut found = raw_pairs(self.raw).filter(|(n, _)| decode(n).is_ok_and(|n| n == name));
+        let first = found.next();
         if found.next().is_some() {
             return Err(QueryError::Duplicate(name.to_string()));
         }
-        if first.is_some_and(|v| v.len() > MAX_VALUE_LEN) {
+        let Some((_, value)) = first else {
+            return Ok(None);
+        };
+        // `parse` checked every value already; decoding cannot fail here, but is not assumed to.
+        let value = decode(value).map_err(|()| QueryError::BadEncoding(name.to_string()))?;
+        if value.len() > MAX_VALUE_LEN {
             return Err(QueryError::Invalid {
                 name,
                 expected: "at most 2048 characters long",
             });
         }
-        Ok(first)
+        Ok(Some(value))
     }
 
     /// A boolean flag: absent is `false`; `true`/`false` in any case.
     pub fn flag(&self, name: &'static str) -> Result<bool, QueryError> {
-        match self.get(name)? {
+        match self.get(name)?.as_deref() {
             None => Ok(false),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
             Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
@@ -218,7 +229,7 @@ impl<'a> Query<'a> {
     }
 
     /// A required, non-empty value.
-    pub fn required(&self, name: &'static str) -> Result<&str, QueryError> {
+    pub fn required(&self, name: &'static str) -> Result<Cow<'a, str>, QueryError> {
         match self.get(name)? {
             Some(v) if !v.is_empty() => Ok(v),
             _ => Err(QueryError::Missing(name)),
@@ -230,15 +241,16 @@ impl SecretRequest {
     /// Parses the query of `GET /secretsmanager/get`.
     pub fn parse(raw_query: &str) -> Result<Self, QueryError> {
         let q = Query::parse(raw_query)?;
-        let secret_id = q.required("secretId")?.to_owned();
+        let secret_id = q.required("secretId")?.into_owned();
         let version_id = q.get("versionId")?.filter(|v| !v.is_empty());
         let version_stage = q.get("versionStage")?.filter(|v| !v.is_empty());
         let selector = match (version_id, version_stage) {
             (Some(_), Some(_)) => return Err(QueryError::Conflict("versionId", "versionStage")),
-            (Some(id), None) => VersionSelector::Id(id.to_owned()),
+            (Some(id), None) => VersionSelector::Id(id.into_owned()),
             // AWSCURRENT is the default; one cache entry serves both spellings.
-            (None, Some("AWSCURRENT")) | (None, None) => VersionSelector::Current,
-            (None, Some(stage)) => VersionSelector::Stage(stage.to_owned()),
+            (None, None) => VersionSelector::Current,
+            (None, Some(stage)) if stage == "AWSCURRENT" => VersionSelector::Current,
+            (None, Some(stage)) => VersionSelector::Stage(stage.into_owned()),
         };
         Ok(Self {
             key: SecretKey {

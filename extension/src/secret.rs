@@ -30,7 +30,16 @@ impl Drop for Wiped {
 
 impl SecretBody {
     /// Takes ownership of `bytes`; they are zeroized once no clone refers to them any more.
-    pub fn new(bytes: Vec<u8>) -> Self {
+    ///
+    /// A buffer with spare capacity (a serializer's estimate) is copied into one of the exact size and wiped, so a
+    /// cached value holds no slack: the cache keeps these for hours, and `shrink_to_fit` would free the old buffer
+    /// without wiping it.
+    pub fn new(mut bytes: Vec<u8>) -> Self {
+        if bytes.capacity() > bytes.len() {
+            let exact = bytes.as_slice().to_vec();
+            bytes.zeroize();
+            bytes = exact;
+        }
         Self(Bytes::from_owner(Wiped(bytes)))
     }
 
@@ -67,5 +76,14 @@ mod tests {
         assert!(!d.contains("hunter2"), "{d}");
         assert_eq!(b.len(), 26);
         assert_eq!(&b.bytes()[..], b"{\"SecretString\":\"hunter2\"}");
+    }
+
+    #[test]
+    fn a_buffer_with_slack_is_kept_at_its_exact_size() {
+        let mut v = Vec::with_capacity(4096);
+        v.extend_from_slice(b"{\"SecretString\":\"hunter2\"}");
+        let b = SecretBody::new(v);
+        assert_eq!(&b.bytes()[..], b"{\"SecretString\":\"hunter2\"}");
+        assert_eq!(b.len(), 26);
     }
 }

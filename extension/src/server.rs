@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -38,6 +38,11 @@ pub const TOKEN_HEADER: &str = "x-aws-parameters-secrets-token";
 pub const CACHE_HEADER: &str = "x-secretcache-cache";
 /// Present (`true`) when the value is past its TTL and served because the upstream failed.
 pub const STALE_HEADER: &str = "x-secretcache-stale";
+// The same names, parsed once: a lookup or insert by `&str` would validate and lower-case the name on every request.
+static TOKEN_NAME: HeaderName = HeaderName::from_static(TOKEN_HEADER);
+static CACHE_NAME: HeaderName = HeaderName::from_static(CACHE_HEADER);
+static STALE_NAME: HeaderName = HeaderName::from_static(STALE_HEADER);
+static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// The longest request target served: an ARN is at most 2048 bytes, so twice that, percent-encoded, is ample.
 const MAX_URI_LEN: usize = 8 * 1024;
 /// hyper's read buffer: large enough that an oversized URI reaches our handler and gets a JSON 414, instead of
@@ -92,7 +97,7 @@ async fn route<U: Upstream, C: Clock, B>(
     app: &App<U, C>,
     req: &Request<B>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    if req.headers().contains_key("x-forwarded-for") {
+    if req.headers().contains_key(&FORWARDED_FOR) {
         return Err(ApiError::Forwarded);
     }
     if req.uri().path().len() + req.uri().query().map_or(0, str::len) > MAX_URI_LEN {
@@ -146,17 +151,19 @@ async fn route<U: Upstream, C: Clock, B>(
         }
     }
     let mut resp = text(StatusCode::OK, "application/json", body.bytes());
-    resp.headers_mut()
-        .insert(CACHE_HEADER, HeaderValue::from_static(source.as_str()));
+    resp.headers_mut().insert(
+        CACHE_NAME.clone(),
+        HeaderValue::from_static(source.as_str()),
+    );
     if source == Source::Stale {
         resp.headers_mut()
-            .insert(STALE_HEADER, HeaderValue::from_static("true"));
+            .insert(STALE_NAME.clone(), HeaderValue::from_static("true"));
     }
     Ok(resp)
 }
 
 fn check_token<B>(tokens: &AcceptedTokens, req: &Request<B>) -> Result<(), ApiError> {
-    let mut values = req.headers().get_all(TOKEN_HEADER).iter();
+    let mut values = req.headers().get_all(&TOKEN_NAME).iter();
     let Some(given) = values.next() else {
         return Err(ApiError::MissingToken);
     };
