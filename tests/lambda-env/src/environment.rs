@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::logs::{LogBook, LogLine, PLATFORM};
 use crate::options::{lambda_vars, Options, Paths};
-use crate::process::{peak_rss_kib, signal_group, spawn, Proc, Role, Signal};
+use crate::process::{peak_rss_kib, signal_group, signal_group_now, spawn, Proc, Role, Signal};
 use crate::report::{
     InitFailure, InitReport, InvokeReport, InvokeStatus, ProcessEnd, ShutdownReport,
 };
@@ -85,11 +85,7 @@ impl Drop for LambdaEnv {
             // A group that already ended is skipped: its id may belong to someone else by now.
             let ended: Vec<u32> = self.shared.lock().exits.iter().map(|e| e.pid).collect();
             for p in life.procs.iter().filter(|p| !ended.contains(&p.pid)) {
-                let _ = std::process::Command::new("kill")
-                    .args(["-s", "KILL", "--", &format!("-{}", p.pid)])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status();
+                signal_group_now(p.pid, Signal::Kill);
             }
         }
     }
