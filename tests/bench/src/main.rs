@@ -107,9 +107,8 @@ async fn run(settings: Settings) -> Result<Report, String> {
     let header = vec![
         format!("Machine: {}.", machine.describe()),
         format!(
-            "Load: {window} (the issue asks for 10 s per point; shorter windows with more repeats keep `make bench` \
-             within about 5 minutes on 2 CPUs). Closed loop, keep-alive, hyper client on one thread. Cold path and \
-             memory: {} fresh processes each.",
+            "Load: {window}. Closed loop, keep-alive, hyper client on one thread. Cold path and memory: {} fresh \
+             processes each.",
             settings.repeats
         ),
         format!(

@@ -237,8 +237,7 @@ async fn measured(
             Cell::Absent,
         )
         .note(format!(
-            "{note}; includes lambda-env's thaw, which forks one `kill -CONT` per Lambda process, \
-             so the extension's process adds that here; Lambda's own freezer does not"
+            "{note}; includes lambda-env's freeze and thaw (one killpg per process)"
         )),
         Row::new(
             7,
