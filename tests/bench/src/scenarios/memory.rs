@@ -1,4 +1,6 @@
-//! Item 5: resident memory (`VmRSS`) of a fresh process, idle and then with N secrets of 4 KiB cached.
+//! Item 5: resident memory (`VmRSS`) of a fresh process, idle and then with N secrets of 4 KiB cached; and the part of
+//! it that is heap (`RssAnon`): the rest is the binary's own pages, file-backed and shared with the page cache, so
+//! `VmRSS` of a bigger binary starts higher without that being memory it allocates.
 //!
 //! The baseline is the minimal server's idle RSS, plus, for the filled rows, the raw bytes of the secret values: the
 //! least any cache holding them could use. Every secret is read once to fill the cache, and once more to check that
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{get_secret, Fixture};
-use crate::host::rss_kib;
+use crate::host::{rss_anon_kib, rss_kib};
 use crate::report::{Cell, Row};
 use crate::targets::{spawn_baseline, spawn_ours, PeerCmd};
 use crate::Settings;
@@ -50,10 +52,20 @@ fn rss_mib(pid: Option<u32>) -> Result<f64, String> {
         .ok_or_else(|| "could not read VmRSS".to_owned())
 }
 
+fn anon_mib(pid: Option<u32>) -> Result<f64, String> {
+    pid.and_then(rss_anon_kib)
+        .map(|k| k as f64 / 1024.0)
+        .ok_or_else(|| "could not read RssAnon".to_owned())
+}
+
 /// RSS samples of one target: idle, then after each fill step.
 #[derive(Debug, Default, serde::Serialize)]
 struct Samples {
     idle_mib: Vec<f64>,
+    /// Heap part (`RssAnon`) of `idle_mib`.
+    idle_anon_mib: Vec<f64>,
+    /// Heap part after the largest fill step.
+    full_anon_mib: Vec<f64>,
     /// `[fill step][repeat]`.
     filled_mib: Vec<Vec<f64>>,
     failed_reads: u64,
@@ -86,10 +98,14 @@ pub async fn run(
         let b = spawn_baseline(64, None).await?;
         tokio::time::sleep(SETTLE).await;
         let idle = rss_mib(b.pid())?;
+        let idle_anon = anon_mib(b.pid())?;
         base.idle_mib.push(idle);
+        base.idle_anon_mib.push(idle_anon);
         for (i, &n) in steps.iter().enumerate() {
             base.filled_mib[i].push(idle + payload_mib(n));
         }
+        base.full_anon_mib
+            .push(idle_anon + payload_mib(steps.iter().copied().max().unwrap_or(0)));
         drop(b);
 
         let ours = spawn_ours(&fx.moto, None).await?;
@@ -149,6 +165,32 @@ pub async fn run(
             .note(note),
         );
     }
+    let most = steps.iter().copied().max().unwrap_or(0);
+    rows.push(
+        Row::new(
+            5,
+            "memory: heap (RssAnon) idle",
+            "MiB",
+            Cell::of(&base.idle_anon_mib),
+            Cell::of(&mine.idle_anon_mib),
+            Cell::of(&theirs.idle_anon_mib),
+        )
+        .note("the allocated part of RSS; the rest is the binary's file-backed pages"),
+    );
+    rows.push(
+        Row::new(
+            5,
+            &format!("memory: heap (RssAnon) with {most} cached secrets"),
+            "MiB",
+            Cell::of(&base.full_anon_mib),
+            Cell::of(&mine.full_anon_mib),
+            Cell::of(&theirs.full_anon_mib),
+        )
+        .note(format!(
+            "baseline: its idle heap + the values' {:.2} MiB",
+            payload_mib(most)
+        )),
+    );
     let raw = serde_json::json!({
         "baseline": base,
         "secretcache": mine,
@@ -168,6 +210,7 @@ async fn measure(
 ) -> Result<(), String> {
     tokio::time::sleep(SETTLE).await;
     into.idle_mib.push(rss_mib(pid)?);
+    into.idle_anon_mib.push(anon_mib(pid)?);
     let mut done = 0;
     for (i, &n) in steps.iter().enumerate() {
         let n = n.min(fx.memory_ids.len());
@@ -176,5 +219,6 @@ async fn measure(
         tokio::time::sleep(SETTLE).await;
         into.filled_mib[i].push(rss_mib(pid)?);
     }
+    into.full_anon_mib.push(anon_mib(pid)?);
     Ok(())
 }
