@@ -707,6 +707,7 @@ async fn shutdown_in_flight() -> Outcome {
         "{}",
         ext.logs()
     );
+    let rss = RssSampler::start(ext.pid());
     proxy.set_fault(Fault::Delay(Duration::from_millis(800)));
     let requests: Vec<_> = (0..20)
         .map(|i| {
@@ -745,7 +746,7 @@ async fn shutdown_in_flight() -> Outcome {
         sent: 20,
         failed,
         p99_ms: p99(&mut lat),
-        max_rss_kib: 0,
+        max_rss_kib: rss.max(),
         rule: "each completes or fails cleanly, and the process exits, before the 2 s deadline"
             .into(),
         scanned: logs.lines().count() as u64,
@@ -791,13 +792,14 @@ async fn freeze_across_expiry() -> Outcome {
     let r = ext.get_secret("secretId=fz").await;
     let took = t.elapsed();
     let ok = back && r.status == 200 && r.json()["SecretString"] == "canary-freeze-2";
+    let rss = ext.rss_kib().unwrap_or(0);
     let logs = ext.logs();
     Outcome {
         scenario: "8c. freeze (SIGSTOP) across expiry, thaw, INVOKE".into(),
         sent: 1,
         failed: u64::from(!ok),
         p99_ms: took.as_secs_f64() * 1000.0,
-        max_rss_kib: 0,
+        max_rss_kib: rss,
         rule: "the read after thaw gets the value written while frozen".into(),
         scanned: logs.lines().count() as u64,
         leaks: leaks_in(&logs, &["canary-freeze-1".into(), "canary-freeze-2".into()]),
