@@ -94,7 +94,7 @@ impl ParameterRequest {
                 format!("{name}:{v}")
             }
             (None, Some(l)) => format!("{name}:{l}"),
-            (None, None) => name.into_owned(),
+            (None, None) => name.to_owned(),
         };
         Ok(Self {
             key: ParameterKey {
@@ -166,58 +166,70 @@ pub enum QueryError {
 /// The longest value we accept: Secrets Manager ARNs are at most 2048 characters.
 const MAX_VALUE_LEN: usize = 2048;
 
-/// A query string checked once, whole: every name and value percent-decodes to UTF-8 without control characters.
-/// Lookups then scan it again rather than collecting the pairs, so a request allocates nothing here unless a value
-/// is percent-encoded (queries are short: a handful of parameters, at most 8 KiB).
+/// The parameters the API reads; any other is checked and then ignored, as the AWS extension ignores it.
+const KNOWN: [&str; 8] = [
+    "secretId",
+    "versionId",
+    "versionStage",
+    "refreshNow",
+    "name",
+    "version",
+    "label",
+    "withDecryption",
+];
+
+/// A query string, checked and split in one pass: every name and value percent-decodes to UTF-8 without control
+/// characters, and the parameters we read are kept (decoded, borrowed from the request unless they were
+/// percent-encoded), so a lookup is an index and a request allocates nothing here in the common case.
 #[derive(Debug, Default)]
 pub struct Query<'a> {
-    raw: &'a str,
-}
-
-/// The raw `name=value` pairs of `raw`, empty ones skipped.
-fn raw_pairs(raw: &str) -> impl Iterator<Item = (&str, &str)> {
-    raw.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
+    values: [Option<Cow<'a, str>>; KNOWN.len()],
+    /// Bit `i` is set when `KNOWN[i]` was given more than once.
+    duplicated: u8,
 }
 
 impl<'a> Query<'a> {
-    /// Checks `raw` (the part after `?`, without it).
+    /// Splits and decodes `raw` (the part after `?`, without it).
     pub fn parse(raw: &'a str) -> Result<Self, QueryError> {
-        for (name, value) in raw_pairs(raw) {
+        let mut q = Self::default();
+        for part in raw.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = part.split_once('=').unwrap_or((part, ""));
             let name = decode(name).map_err(|()| QueryError::BadEncoding(lossy_name(name)))?;
             let value = decode(value).map_err(|()| QueryError::BadEncoding(name.to_string()))?;
-            if value.chars().any(char::is_control) || name.chars().any(char::is_control) {
+            if has_control(&value) || has_control(&name) {
                 return Err(QueryError::ControlCharacter(lossy_name(&name)));
             }
+            if let Some(i) = KNOWN.iter().position(|k| *k == name) {
+                match q.values[i] {
+                    Some(_) => q.duplicated |= 1 << i,
+                    None => q.values[i] = Some(value),
+                }
+            }
         }
-        Ok(Self { raw })
+        Ok(q)
     }
 
-    /// The single decoded value of `name`, if present; an error if it is given twice.
-    pub fn get(&self, name: &'static str) -> Result<Option<Cow<'a, str>>, QueryError> {
-        let mut found = raw_pairs(self.raw).filter(|(n, _)| decode(n).is_ok_and(|n| n == name));
-        let first = found.next();
-        if found.next().is_some() {
-            return Err(QueryError::Duplicate(name.to_string()));
-        }
-        let Some((_, value)) = first else {
+    /// The single value of `name`, if present; an error if it is given twice.
+    pub fn get(&self, name: &'static str) -> Result<Option<&str>, QueryError> {
+        let Some(i) = KNOWN.iter().position(|k| *k == name) else {
             return Ok(None);
         };
-        // `parse` checked every value already; decoding cannot fail here, but is not assumed to.
-        let value = decode(value).map_err(|()| QueryError::BadEncoding(name.to_string()))?;
-        if value.len() > MAX_VALUE_LEN {
+        if self.duplicated & (1 << i) != 0 {
+            return Err(QueryError::Duplicate(name.to_string()));
+        }
+        let value = self.values[i].as_deref();
+        if value.is_some_and(|v| v.len() > MAX_VALUE_LEN) {
             return Err(QueryError::Invalid {
                 name,
                 expected: "at most 2048 characters long",
             });
         }
-        Ok(Some(value))
+        Ok(value)
     }
 
     /// A boolean flag: absent is `false`; `true`/`false` in any case.
     pub fn flag(&self, name: &'static str) -> Result<bool, QueryError> {
-        match self.get(name)?.as_deref() {
+        match self.get(name)? {
             None => Ok(false),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
             Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
@@ -229,7 +241,7 @@ impl<'a> Query<'a> {
     }
 
     /// A required, non-empty value.
-    pub fn required(&self, name: &'static str) -> Result<Cow<'a, str>, QueryError> {
+    pub fn required(&self, name: &'static str) -> Result<&str, QueryError> {
         match self.get(name)? {
             Some(v) if !v.is_empty() => Ok(v),
             _ => Err(QueryError::Missing(name)),
@@ -237,20 +249,30 @@ impl<'a> Query<'a> {
     }
 }
 
+/// Whether `s` holds a control character (C0, DEL or C1), checked on bytes: C1 characters are the only ones
+/// encoded with a leading 0xC2 followed by 0x80..=0x9F.
+fn has_control(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        c < 0x20
+            || c == 0x7F
+            || (c == 0xC2 && b.get(i + 1).is_some_and(|n| (0x80..=0x9F).contains(n)))
+    })
+}
+
 impl SecretRequest {
     /// Parses the query of `GET /secretsmanager/get`.
     pub fn parse(raw_query: &str) -> Result<Self, QueryError> {
         let q = Query::parse(raw_query)?;
-        let secret_id = q.required("secretId")?.into_owned();
+        let secret_id = q.required("secretId")?.to_owned();
         let version_id = q.get("versionId")?.filter(|v| !v.is_empty());
         let version_stage = q.get("versionStage")?.filter(|v| !v.is_empty());
         let selector = match (version_id, version_stage) {
             (Some(_), Some(_)) => return Err(QueryError::Conflict("versionId", "versionStage")),
-            (Some(id), None) => VersionSelector::Id(id.into_owned()),
+            (Some(id), None) => VersionSelector::Id(id.to_owned()),
             // AWSCURRENT is the default; one cache entry serves both spellings.
-            (None, None) => VersionSelector::Current,
-            (None, Some(stage)) if stage == "AWSCURRENT" => VersionSelector::Current,
-            (None, Some(stage)) => VersionSelector::Stage(stage.into_owned()),
+            (None, Some("AWSCURRENT")) | (None, None) => VersionSelector::Current,
+            (None, Some(stage)) => VersionSelector::Stage(stage.to_owned()),
         };
         Ok(Self {
             key: SecretKey {
@@ -415,6 +437,24 @@ mod tests {
             ParameterRequest::parse("version=1"),
             Err(QueryError::Missing("name"))
         );
+    }
+
+    #[test]
+    fn the_byte_check_for_control_characters_agrees_with_char_is_control() {
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            let s = format!("a{c}b");
+            assert_eq!(has_control(&s), c.is_control(), "U+{:04X}", c as u32);
+        }
+    }
+
+    #[test]
+    fn a_parameter_named_twice_is_a_duplicate_even_when_one_is_encoded() {
+        assert_eq!(
+            parse("secretId=a&secret%49d=b"),
+            Err(QueryError::Duplicate("secretId".into()))
+        );
+        // An unknown parameter may repeat: it is ignored, as the AWS extension ignores it.
+        assert!(parse("secretId=a&x=1&x=2").is_ok());
     }
 
     #[test]
