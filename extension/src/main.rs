@@ -19,8 +19,12 @@ fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
     tracing::debug!(config = ?config, "effective configuration");
+    // One worker per CPU this process may use (the affinity mask and the cgroup CPU quota both count), at most two:
+    // two workers sharing one CPU take turns by preemption, and a hit queued behind the other worker waits a whole
+    // scheduler slice (4 ms).
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(2));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
     {
