@@ -113,8 +113,8 @@ async fn run(settings: Settings) -> Result<Report, String> {
         ),
         format!(
             "Hit body: {} bytes (a database-credentials secret in the AWS extension's GetSecretValue shape). \
-             Baseline: a minimal hyper HTTP/1.1 server (tokio, 2 workers, like ours) answering a fixed body of that \
-             size, run alongside.",
+             Baseline: a minimal hyper HTTP/1.1 server (tokio, 2 workers) answering a fixed body of that size, run \
+             alongside (ours, pinned to one CPU, runs one worker).",
             hit.body_len
         ),
         "Each cell: median (min–max) of the repeats. × baseline: ours ÷ baseline per paired repeat, median \
