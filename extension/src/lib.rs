@@ -42,7 +42,13 @@ use crate::upstream::AwsUpstream;
 /// can already read secrets.
 pub async fn run(config: Config, listener: TcpListener) -> Result<(), LifecycleError> {
     let metrics = Arc::new(Metrics::default());
-    let upstream = AwsUpstream::new(&config).await;
+    // The SDK clients are built in the background: registration (and so the function's init) need not wait for them,
+    // and a read that comes first waits for the same build.
+    let upstream = AwsUpstream::new(&config);
+    tokio::spawn({
+        let upstream = upstream.clone();
+        async move { upstream.warm_up().await }
+    });
     let cache = Cache::new(
         upstream,
         SystemClock,

@@ -1,8 +1,10 @@
 //! The upstream client: Secrets Manager and SSM Parameter Store through the AWS SDK.
 //!
 //! Parts:
-//! - [`AwsUpstream::new`]: builds each SDK client once (rustls with ring, our timeouts, a pool of
-//!   `PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS`); endpoints honour `AWS_ENDPOINT_URL`,
+//! - [`AwsUpstream::new`]: returns at once; each SDK client is built once, on first use or by
+//!   [`AwsUpstream::warm_up`] (rustls with ring, our timeouts, a pool of `PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS`).
+//!   Building them loads the AWS configuration and the system's root certificates, a few milliseconds that would
+//!   otherwise delay registration and so the start of the function's init. Endpoints honour `AWS_ENDPOINT_URL`,
 //!   `AWS_ENDPOINT_URL_SECRETS_MANAGER` and `AWS_ENDPOINT_URL_SSM` through `aws-config`.
 //! - the [`Upstream`] impl: one call per key, serialized straight into the response body that the cache keeps, in the
 //!   AWS extension's shape (PascalCase, nulls kept, RFC 3339 dates with milliseconds, base64 binary);
@@ -21,7 +23,7 @@ use aws_smithy_http_client::tls;
 use aws_smithy_types::DateTime;
 use base64::Engine as _;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::cache::Upstream;
 use crate::config::{Config, SourceConfig};
@@ -29,47 +31,80 @@ use crate::error::UpstreamError;
 use crate::request::{Key, ParameterKey, SecretKey, VersionSelector};
 use crate::secret::SecretBody;
 
-/// Secrets Manager and SSM clients, built once and shared by every fetch.
+/// Secrets Manager and SSM clients, built once and shared by every fetch. Clones share them.
 #[derive(Debug, Clone)]
 pub struct AwsUpstream {
-    secrets: aws_sdk_secretsmanager::Client,
-    ssm: aws_sdk_ssm::Client,
-    secrets_timeout: Duration,
-    ssm_timeout: Duration,
+    clients: Arc<OnceCell<Clients>>,
+    max_connections: usize,
+    secrets_config: SourceConfig,
+    ssm_config: SourceConfig,
     /// Bounds concurrent upstream calls, and so the connections they open, to the configured pool size.
     permits: Arc<Semaphore>,
 }
 
+#[derive(Debug)]
+struct Clients {
+    secrets: aws_sdk_secretsmanager::Client,
+    ssm: aws_sdk_ssm::Client,
+}
+
 impl AwsUpstream {
-    /// Builds the clients from the environment's AWS configuration (region, credentials, endpoint overrides).
-    pub async fn new(config: &Config) -> Self {
-        let http = aws_smithy_http_client::Builder::new()
-            .pool_max_idle_per_host(config.max_connections)
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .load()
-            .await;
-        let secrets = aws_sdk_secretsmanager::config::Builder::from(&sdk)
-            .timeout_config(timeouts(config.secrets))
-            .build();
-        let ssm = aws_sdk_ssm::config::Builder::from(&sdk)
-            .timeout_config(timeouts(config.ssm))
-            .build();
+    /// An upstream for `config`; the clients are built from the environment's AWS configuration (region,
+    /// credentials, endpoint overrides) on first use.
+    pub fn new(config: &Config) -> Self {
         Self {
-            secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
-            ssm: aws_sdk_ssm::Client::from_conf(ssm),
-            secrets_timeout: config.secrets.timeout,
-            ssm_timeout: config.ssm.timeout,
+            clients: Arc::new(OnceCell::new()),
+            max_connections: config.max_connections,
+            secrets_config: config.secrets,
+            ssm_config: config.ssm,
             permits: Arc::new(Semaphore::new(config.max_connections)),
         }
     }
 
+    /// Builds the clients now, if no fetch has yet. Concurrent callers and fetches wait for the one build.
+    pub async fn warm_up(&self) {
+        let started = std::time::Instant::now();
+        self.clients().await;
+        tracing::debug!(
+            millis = started.elapsed().as_millis() as u64,
+            "upstream clients ready"
+        );
+    }
+
+    async fn clients(&self) -> &Clients {
+        self.clients
+            .get_or_init(|| async {
+                let http = aws_smithy_http_client::Builder::new()
+                    .pool_max_idle_per_host(self.max_connections)
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https();
+                let sdk = aws_config::defaults(BehaviorVersion::latest())
+                    .http_client(http)
+                    .load()
+                    .await;
+                let secrets = aws_sdk_secretsmanager::config::Builder::from(&sdk)
+                    .timeout_config(timeouts(self.secrets_config))
+                    .build();
+                let ssm = aws_sdk_ssm::config::Builder::from(&sdk)
+                    .timeout_config(timeouts(self.ssm_config))
+                    .build();
+                Clients {
+                    secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
+                    ssm: aws_sdk_ssm::Client::from_conf(ssm),
+                }
+            })
+            .await
+    }
+
     async fn get_secret(&self, key: &SecretKey) -> Result<SecretBody, UpstreamError> {
-        let mut call = self.secrets.get_secret_value().secret_id(&key.secret_id);
+        let mut call = self
+            .clients()
+            .await
+            .secrets
+            .get_secret_value()
+            .secret_id(&key.secret_id);
         call = match &key.selector {
             VersionSelector::Current => call,
             VersionSelector::Id(id) => call.version_id(id),
@@ -78,19 +113,21 @@ impl AwsUpstream {
         let out = call
             .send()
             .await
-            .map_err(|e| classify(e, self.secrets_timeout))?;
+            .map_err(|e| classify(e, self.secrets_config.timeout))?;
         secret_body(&out)
     }
 
     async fn get_parameter(&self, key: &ParameterKey) -> Result<SecretBody, UpstreamError> {
         let out = self
+            .clients()
+            .await
             .ssm
             .get_parameter()
             .name(&key.name)
             .with_decryption(key.with_decryption)
             .send()
             .await
-            .map_err(|e| classify(e, self.ssm_timeout))?;
+            .map_err(|e| classify(e, self.ssm_config.timeout))?;
         parameter_body(&out)
     }
 }
