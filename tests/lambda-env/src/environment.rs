@@ -22,7 +22,9 @@ use tokio::task::JoinHandle;
 
 use crate::logs::{LogBook, LogLine, PLATFORM};
 use crate::options::{lambda_vars, Options, Paths};
-use crate::process::{peak_rss_kib, signal_group, signal_group_now, spawn, Proc, Role, Signal};
+use crate::process::{
+    peak_rss_kib, signal_group, signal_group_now, spawn, wait_stopped, Proc, Role, Signal,
+};
 use crate::report::{
     InitFailure, InitReport, InvokeReport, InvokeStatus, ProcessEnd, ShutdownReport,
 };
@@ -621,8 +623,19 @@ impl LambdaEnv {
             return;
         }
         let ended: Vec<u32> = self.shared.lock().exits.iter().map(|e| e.pid).collect();
-        for p in life.procs.iter().filter(|p| !ended.contains(&p.pid)) {
-            signal_group(p.pid, signal).await;
+        let live: Vec<u32> = life
+            .procs
+            .iter()
+            .map(|p| p.pid)
+            .filter(|pid| !ended.contains(pid))
+            .collect();
+        for &pid in &live {
+            signal_group(pid, signal).await;
+        }
+        if signal == Signal::Stop {
+            for &pid in &live {
+                wait_stopped(pid).await;
+            }
         }
     }
 }

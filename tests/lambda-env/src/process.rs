@@ -166,6 +166,25 @@ pub async fn signal_group(pgid: u32, signal: Signal) {
     signal_group_now(pgid, signal);
 }
 
+/// Waits (at most 1 s) until `pid` is stopped, or gone. `killpg` returns once the signal is queued; the process stops
+/// when it next runs. Lambda's freezer reports a sandbox frozen only once it is, and so does this.
+pub async fn wait_stopped(pid: u32) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(1);
+    while Instant::now() < deadline {
+        match process_state(pid) {
+            Some('T') | Some('t') | Some('Z') | Some('X') | None => return,
+            _ => tokio::time::sleep(std::time::Duration::from_micros(200)).await,
+        }
+    }
+}
+
+/// The kernel's state letter for `pid` (`T` = stopped), from `/proc/<pid>/stat`.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces; the state follows the last `)`.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
 /// [`signal_group`], for callers that cannot wait (a `Drop`).
 pub fn signal_group_now(pgid: u32, signal: Signal) {
     if let Ok(pgid) = i32::try_from(pgid) {
