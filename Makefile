@@ -78,6 +78,18 @@ bench: venv pg package
 	$(CARGO) build --release -p secretcache -p secretcache-bench
 	$(CARGO) run --quiet --release -p secretcache-bench --bin secretcache-bench
 
+# `make bench` with the AWS Secrets Manager Agent (crates.io `aws_secretsmanager_agent`, built once into
+# target/peers/, about 7 minutes on 2 cores) as the peer column, started by tests/bench/peers/.
+AWS_AGENT_VERSION := 2.1.0
+AWS_AGENT := target/peers/bin/aws_secretsmanager_agent
+.PHONY: bench-aws-agent
+$(AWS_AGENT):
+	CARGO_TARGET_DIR=target/peers/build $(CARGO) install --locked --quiet --root target/peers \
+	  aws_secretsmanager_agent@$(AWS_AGENT_VERSION)
+bench-aws-agent: $(AWS_AGENT)
+	BENCH_PEER_CMD='$(CURDIR)/tests/bench/peers/aws-secretsmanager-agent.sh $(CURDIR)/$(AWS_AGENT)' \
+	  BENCH_PEER_BIN='$(CURDIR)/$(AWS_AGENT)' $(MAKE) --no-print-directory bench
+
 # Fuzzes the query and config parsers for FUZZ_SECONDS each (nightly + cargo-fuzz); crashes become regression inputs.
 FUZZ_SECONDS ?= 60
 fuzz:

@@ -56,7 +56,9 @@ async fn run(settings: Settings) -> Result<Report, String> {
     let peer = PeerCmd::from_env();
     let out_dir = secretcache_tests::workspace_root().join("target/bench");
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("create {}: {e}", out_dir.display()))?;
+    // This run's peer output only: every peer start in this run appends to it.
     let peer_log = out_dir.join("peer.log");
+    let _ = std::fs::remove_file(&peer_log);
     eprintln!("bench: {}", machine.describe());
 
     let max_secrets = settings.memory_secrets.iter().copied().max().unwrap_or(0);
@@ -97,7 +99,7 @@ async fn run(settings: Settings) -> Result<Report, String> {
     let mut rows = hit.rows;
     rows.extend(cold_rows);
     rows.extend(mem_rows);
-    rows.extend(scenarios::size::run());
+    rows.extend(scenarios::size::run(&out_dir)?);
     rows.extend(function_rows);
 
     let window = format!(

@@ -111,13 +111,13 @@ async fn cold_start(
     let token = secretcache_tests::random_token();
     let start = Instant::now();
     // Held until the end of this function: dropping either kills the process.
-    let (_ours, _peer, port) = match peer {
+    let (_ours, _peer, port, port_ready) = match peer {
         None => {
             let mut env = base_env(&proxy.endpoint(), port, &token);
             env.push(("AWS_LAMBDA_RUNTIME_API".into(), api.address()));
             let ext = Standalone::spawn_with_env(env, &[LOG_LEVEL], port, token.clone());
-            wait_ping(port, start, READY_WITHIN).await?;
-            (Some(ext), None, port)
+            let port_ready = wait_ping(port, start, READY_WITHIN).await?;
+            (Some(ext), None, port, port_ready)
         }
         Some((cmd, log)) => {
             let address = api.address();
@@ -130,8 +130,8 @@ async fn cold_start(
                     log,
                 )
                 .await?;
-            let port = p.port();
-            (None, Some(p), port)
+            let (port, port_ready) = (p.port(), p.spawn_to_ready);
+            (None, Some(p), port, port_ready)
         }
     };
     let grace = if peer.is_some() {
@@ -143,7 +143,13 @@ async fn cold_start(
     if !registered && peer.is_none() {
         return Err("ours did not register with the stub Extensions API".to_owned());
     }
-    into.ready_ms.push(ms(start.elapsed()));
+    // Ready is when both happened; a peer that never registers (the AWS Secrets Manager Agent is not a Lambda
+    // extension) is ready when its port answers, not when the grace for registering runs out.
+    into.ready_ms.push(ms(if registered {
+        start.elapsed().max(port_ready)
+    } else {
+        port_ready
+    }));
     into.registered.push(registered);
     into.registered_with_port_open
         .push(api.registration().is_some_and(|r| r.port_open));
