@@ -212,6 +212,8 @@ impl<'a> Query<'a> {
     /// The single value of `name`, if present; an error if it is given twice.
     pub fn get(&self, name: &'static str) -> Result<Option<&str>, QueryError> {
         let Some(i) = KNOWN.iter().position(|k| *k == name) else {
+            // Only `KNOWN` names are kept by `parse`: asking for another is a bug here, not bad input.
+            debug_assert!(false, "`{name}` is not in KNOWN");
             return Ok(None);
         };
         if self.duplicated & (1 << i) != 0 {

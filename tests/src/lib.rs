@@ -78,6 +78,28 @@ pub fn lambda_zip(stem: &str) -> PathBuf {
     path
 }
 
+/// The `/items` function zip with the secretcache layer, for the local Lambda environment, set up as
+/// deploy/template.yaml sets it up: function `items`, its database secret `db_secret_arn` read through the extension
+/// (which prefetches it during init) on a free port, and AWS calls to `endpoint` with test credentials.
+pub fn items_with_layer(
+    function: impl Into<PathBuf>,
+    endpoint: &str,
+    db_secret_arn: &str,
+) -> lambda_env::Options {
+    let mut options = lambda_env::Options::new(function, vec![lambda_zip("secretcache-layer")]);
+    options.function_name = "items".to_owned();
+    options
+        .var("AWS_ACCESS_KEY_ID", "testing")
+        .var("AWS_SECRET_ACCESS_KEY", "testing")
+        .var("AWS_ENDPOINT_URL", endpoint)
+        .var("DB_SECRET_ARN", db_secret_arn)
+        .var("PARAMETERS_SECRETS_EXTENSION_PREFETCH", db_secret_arn)
+        .var(
+            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+            &free_port().to_string(),
+        )
+}
+
 /// A random-enough token for one test run (not a credential anywhere real).
 pub fn random_token() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -91,11 +113,13 @@ pub fn random_token() -> String {
     format!("tok-{:016x}", h.finish())
 }
 
-/// Resident memory of a process in KiB, from `/proc/<pid>/status`.
+/// Resident memory of a process in KiB (`VmRSS` of `/proc/<pid>/status`).
 pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    lambda_env::process::status_kib(pid, "VmRSS")
+}
+
+/// The heap part of a process's resident memory in KiB (`RssAnon` of `/proc/<pid>/status`): the rest of `VmRSS` is
+/// file-backed pages, mostly the binary's own.
+pub fn rss_anon_kib(pid: u32) -> Option<u64> {
+    lambda_env::process::status_kib(pid, "RssAnon")
 }

@@ -814,7 +814,7 @@ async fn freeze_across_expiry() -> Outcome {
 /// which the database already wants the new password and AWSCURRENT still holds the old one: the function must find
 /// the AWSPENDING value through the extension, without failing a request.
 pub async fn rotation_under_load(scale: Scale) -> Outcome {
-    use lambda_env::{front_door, LambdaEnv, Options};
+    use lambda_env::{front_door, LambdaEnv};
 
     use crate::postgres::{new_password, PgCluster};
 
@@ -832,24 +832,11 @@ pub async fn rotation_under_load(scale: Scale) -> Outcome {
         .expect("create the database secret")
         .arn
         .expect("an ARN");
-    let mut options = Options::new(
-        crate::lambda_zip("items-function"),
-        vec![crate::lambda_zip("secretcache-layer")],
-    );
-    options.function_name = "items".to_owned();
+    let mut options =
+        crate::items_with_layer(crate::lambda_zip("items-function"), &moto.endpoint(), &arn)
+            .var("SECRETS_MANAGER_TTL", "3")
+            .var("DATABASE_POOL_MAX_LIFETIME_SECS", "1");
     options.timeout = Duration::from_secs(10);
-    let options = options
-        .var("AWS_ACCESS_KEY_ID", "testing")
-        .var("AWS_SECRET_ACCESS_KEY", "testing")
-        .var("AWS_ENDPOINT_URL", &moto.endpoint())
-        .var("DB_SECRET_ARN", &arn)
-        .var("PARAMETERS_SECRETS_EXTENSION_PREFETCH", &arn)
-        .var(
-            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
-            &crate::free_port().to_string(),
-        )
-        .var("SECRETS_MANAGER_TTL", "3")
-        .var("DATABASE_POOL_MAX_LIFETIME_SECS", "1");
     let env = LambdaEnv::start(options)
         .await
         .expect("the local Lambda environment starts");

@@ -8,11 +8,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lambda_env::process::process_state;
 use lambda_env::{front_door, InvokeStatus, LambdaEnv, LogLine, Options, Outcome};
 use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::postgres::{AppDatabase, PgCluster};
 use secretcache_tests::proxy::FaultInjectingProxy;
-use secretcache_tests::{free_port, http};
+use secretcache_tests::{http, items_with_layer};
 
 /// A zip from `make package` (or `$LAMBDA_ZIP_DIR`) for this machine.
 fn zip(stem: &str) -> PathBuf {
@@ -48,20 +49,9 @@ impl Stack {
             .expect("create the secret")
             .arn
             .expect("an ARN");
-        let mut options = Options::new(function, vec![zip("secretcache-layer")]);
-        options.function_name = "items".to_owned();
-        options.timeout = Duration::from_secs(15);
-        options = options
-            .var("AWS_ACCESS_KEY_ID", "testing")
-            .var("AWS_SECRET_ACCESS_KEY", "testing")
-            .var("AWS_ENDPOINT_URL", &proxy.endpoint())
-            .var("DB_SECRET_ARN", &arn)
-            .var("PARAMETERS_SECRETS_EXTENSION_PREFETCH", &arn)
-            .var(
-                "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
-                &free_port().to_string(),
-            )
+        let mut options = items_with_layer(function, &proxy.endpoint(), &arn)
             .var("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "debug");
+        options.timeout = Duration::from_secs(15);
         for (k, v) in extra {
             options = options.var(k, v);
         }
@@ -134,13 +124,6 @@ async fn wait_for_log(env: &LambdaEnv, what: &str, pred: impl Fn(&LogLine) -> bo
         .map(|l| format!("[{}] {} | {}\n", l.phase, l.source, l.text))
         .collect();
     panic!("{what}:\n{dump}");
-}
-
-/// The kernel's state letter for `pid` (`T` = stopped), from `/proc/<pid>/stat`.
-fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces; the state follows the last `)`.
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

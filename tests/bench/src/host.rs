@@ -146,20 +146,6 @@ pub fn cpu_ns(pid: u32) -> Option<u64> {
     Some(total)
 }
 
-/// Resident memory of `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    secretcache_tests::rss_kib(pid)
-}
-
-/// The heap part of a process's resident memory in KiB (`RssAnon` of `/proc/<pid>/status`).
-pub fn rss_anon_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 /// Size of a file in bytes.
 pub fn file_size(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.len())

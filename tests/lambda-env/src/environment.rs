@@ -22,9 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::logs::{LogBook, LogLine, PLATFORM};
 use crate::options::{lambda_vars, Options, Paths};
-use crate::process::{
-    peak_rss_kib, signal_group, signal_group_now, spawn, wait_stopped, Proc, Role, Signal,
-};
+use crate::process::{peak_rss_kib, signal_group, spawn, wait_stopped, Proc, Role, Signal};
 use crate::report::{
     InitFailure, InitReport, InvokeReport, InvokeStatus, ProcessEnd, ShutdownReport,
 };
@@ -87,7 +85,7 @@ impl Drop for LambdaEnv {
             // A group that already ended is skipped: its id may belong to someone else by now.
             let ended: Vec<u32> = self.shared.lock().exits.iter().map(|e| e.pid).collect();
             for p in life.procs.iter().filter(|p| !ended.contains(&p.pid)) {
-                signal_group_now(p.pid, Signal::Kill);
+                signal_group(p.pid, Signal::Kill);
             }
         }
     }
@@ -555,7 +553,7 @@ impl LambdaEnv {
         self.shared.notify();
         if has_extensions {
             for p in life.procs.iter().filter(|p| p.role == Role::Runtime) {
-                signal_group(p.pid, Signal::Term).await;
+                signal_group(p.pid, Signal::Term);
             }
         }
         let pids: Vec<u32> = life.procs.iter().map(|p| p.pid).collect();
@@ -567,7 +565,7 @@ impl LambdaEnv {
         let in_time = self.shared.wait_until(deadline, all_ended).await.is_some();
         if !in_time {
             for p in &life.procs {
-                signal_group(p.pid, Signal::Kill).await;
+                signal_group(p.pid, Signal::Kill);
             }
             let _ = self
                 .shared
@@ -603,7 +601,7 @@ impl LambdaEnv {
     async fn kill_all(&self, life: &mut Life) {
         for p in &life.procs {
             // SIGKILL works on stopped processes too, and reaches what they started.
-            signal_group(p.pid, Signal::Kill).await;
+            signal_group(p.pid, Signal::Kill);
         }
         life.procs.clear();
         life.alive = false;
@@ -630,7 +628,7 @@ impl LambdaEnv {
             .filter(|pid| !ended.contains(pid))
             .collect();
         for &pid in &live {
-            signal_group(pid, signal).await;
+            signal_group(pid, signal);
         }
         if signal == Signal::Stop {
             for &pid in &live {

@@ -161,11 +161,6 @@ impl Signal {
     }
 }
 
-/// Sends `signal` to the process group `pgid`. A group that already ended is not an error.
-pub async fn signal_group(pgid: u32, signal: Signal) {
-    signal_group_now(pgid, signal);
-}
-
 /// Waits (at most 1 s) until `pid` is stopped, or gone. `killpg` returns once the signal is queued; the process stops
 /// when it next runs. Lambda's freezer reports a sandbox frozen only once it is, and so does this.
 pub async fn wait_stopped(pid: u32) {
@@ -178,29 +173,31 @@ pub async fn wait_stopped(pid: u32) {
     }
 }
 
-/// The kernel's state letter for `pid` (`T` = stopped), from `/proc/<pid>/stat`.
-fn process_state(pid: u32) -> Option<char> {
+/// The kernel's state letter for `pid` (`T` = stopped, `Z` = exited, not yet reaped), from `/proc/<pid>/stat`.
+pub fn process_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold spaces; the state follows the last `)`.
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
-/// [`signal_group`], for callers that cannot wait (a `Drop`).
-pub fn signal_group_now(pgid: u32, signal: Signal) {
+/// Sends `signal` to the process group `pgid`: one system call, so it does not wait. A group that already ended is
+/// not an error.
+pub fn signal_group(pgid: u32, signal: Signal) {
     if let Ok(pgid) = i32::try_from(pgid) {
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), signal.nix());
     }
 }
 
-/// Peak resident memory (`VmHWM`) of `pid` in KiB, from `/proc`.
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, `RssAnon`, ...), in KiB.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Peak resident memory (`VmHWM`) of `pid` in KiB, from `/proc`; 0 once it is gone.
 pub fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    status_kib(pid, "VmHWM").unwrap_or(0)
 }

@@ -143,10 +143,11 @@ async fn cold_start(
     if !registered && peer.is_none() {
         return Err("ours did not register with the stub Extensions API".to_owned());
     }
-    // Ready is when both happened; a peer that never registers (the AWS Secrets Manager Agent is not a Lambda
-    // extension) is ready when its port answers, not when the grace for registering runs out.
+    // The port answered first (both branches wait for it), so ready is when registration came too. A peer that never
+    // registers (the AWS Secrets Manager Agent is not a Lambda extension) is ready when its port answered, not when
+    // the grace for registering ran out.
     into.ready_ms.push(ms(if registered {
-        start.elapsed().max(port_ready)
+        start.elapsed()
     } else {
         port_ready
     }));

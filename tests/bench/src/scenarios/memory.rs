@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{get_secret, Fixture};
-use crate::host::{rss_anon_kib, rss_kib};
 use crate::report::{Cell, Row};
 use crate::targets::{spawn_baseline, spawn_ours, PeerCmd};
 use crate::Settings;
+use secretcache_tests::{rss_anon_kib, rss_kib};
 
 /// Time for allocator and cache maintenance to settle before RSS is read.
 const SETTLE: Duration = Duration::from_millis(300);
