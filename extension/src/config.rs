@@ -3,11 +3,19 @@
 //! The variable names are the AWS Parameters and Secrets Lambda Extension's own, so that a function's configuration
 //! keeps working after its layer is swapped for ours. Our additions share the `PARAMETERS_SECRETS_EXTENSION_` prefix.
 //!
+//! **No value stops start-up.** The extension is shared by every function that attaches the layer, and an extension
+//! that exits during init fails the whole function (`Extension.Crash`), so:
+//! - a value the AWS extension documents as valid is honoured, clamped where that extension clamps; where we
+//!   deliberately go further (a TTL above 300 s) a [`Notice`] says so once;
+//! - an empty value means unset (CDK code often writes `process.env.X || ''`);
+//! - booleans accept what Go's `strconv.ParseBool` accepts, as the AWS extension (written in Go) does;
+//! - anything else falls back to the default with a [`ConfigError`] that names the variable, the value (never for a
+//!   token) and what was used instead; `main` logs each as one ERROR line and `/metrics` counts them.
+//!
 //! Parts:
 //! - [`Env`]: the tiny seam over the environment (production reads the process, tests pass a `HashMap`);
-//! - [`Config::from_env`]: parse and validate every value; a bad one is a [`ConfigError`] naming the variable and the
-//!   accepted range;
-//! - [`Config::warnings`]: variables that look like misspellings of ours, to be logged once tracing is up.
+//! - [`Config::from_env`]: parse every value; never fails;
+//! - [`Diagnostics`]: what parsing found (errors, notices, likely misspellings), logged once tracing is up.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,7 +23,7 @@ use std::time::Duration;
 
 /// HTTP port of the localhost cache.
 pub const HTTP_PORT: &str = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT";
-/// `true`/`false`: whether values are cached at all.
+/// Boolean: whether values are cached at all.
 pub const CACHE_ENABLED: &str = "PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED";
 /// Maximum number of cached entries; 0 disables the cache.
 pub const CACHE_SIZE: &str = "PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE";
@@ -55,8 +63,14 @@ pub const AWS_CONTAINER_AUTHORIZATION_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION
 pub const AWS_LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 /// `json` switches the log format to JSON lines.
 pub const AWS_LAMBDA_LOG_FORMAT: &str = "AWS_LAMBDA_LOG_FORMAT";
+/// The SDK's endpoint override for every service.
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+/// The SDK's endpoint override for Secrets Manager.
+pub const AWS_ENDPOINT_URL_SECRETS_MANAGER: &str = "AWS_ENDPOINT_URL_SECRETS_MANAGER";
+/// The SDK's endpoint override for SSM.
+pub const AWS_ENDPOINT_URL_SSM: &str = "AWS_ENDPOINT_URL_SSM";
 
-/// Every variable we read, for the misspelling check.
+/// Every variable of ours, for the misspelling check.
 pub const KNOWN_VARIABLES: &[&str] = &[
     HTTP_PORT,
     CACHE_ENABLED,
@@ -78,10 +92,18 @@ pub const KNOWN_VARIABLES: &[&str] = &[
 /// Our default upstream timeout where the AWS extension's default (0) would mean "wait forever": an upstream call
 /// without a deadline can hang an invocation until the function times out.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
-/// The longest TTL we accept: a day. (The AWS extension stops at 300 s.)
+/// The AWS extension's longest TTL; it clamps larger values to this.
+pub const AWS_MAX_TTL_SECS: u64 = 300;
+/// The longest TTL we honour: a day. Larger values are clamped to it.
 pub const MAX_TTL_SECS: u64 = 86_400;
+/// The AWS extension's largest cache.
+pub const AWS_MAX_CACHE_SIZE: u64 = 1_000;
+/// The largest cache we honour; larger values are clamped to it.
+pub const MAX_CACHE_SIZE: u64 = 1_000_000;
 /// Lambda gives extensions 10 s of init in total; the prefetch must leave room for registering and the runtime.
 pub const MAX_PREFETCH_TIMEOUT_MILLIS: u64 = 9_000;
+/// The default port, the AWS extension's.
+pub const DEFAULT_PORT: u16 = 2773;
 
 /// Read access to environment variables.
 ///
@@ -99,7 +121,8 @@ pub struct ProcessEnv;
 
 impl Env for ProcessEnv {
     fn get(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
+        // A value that is not Unicode cannot be any of ours; it is treated as set but unusable.
+        std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
     }
     fn names(&self) -> Vec<String> {
         std::env::vars_os()
@@ -117,22 +140,46 @@ impl Env for HashMap<String, String> {
     }
 }
 
-/// A value that failed to parse: names the variable, what was given and what is accepted.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A variable holds a value outside its accepted range.
-    #[error("{name}={value:?} is invalid: expected {expected}")]
-    Invalid {
-        /// The variable.
-        name: &'static str,
-        /// What was given (never a secret: tokens are not parsed here).
-        value: String,
-        /// The accepted range, in words.
-        expected: &'static str,
-    },
-    /// Neither token variable is set, so no request could ever be authorised.
-    #[error("neither {AWS_SESSION_TOKEN} nor {AWS_CONTAINER_AUTHORIZATION_TOKEN} is set: requests could not be authenticated (set one to the value clients send in X-Aws-Parameters-Secrets-Token)")]
-    NoToken,
+/// A value that could not be used, and what was used instead. `main` logs each as one ERROR line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}={value} is not valid (expected {expected}); using {used} instead")]
+pub struct ConfigError {
+    /// The variable.
+    pub name: &'static str,
+    /// What was given, quoted; `<redacted>` for token variables.
+    pub value: String,
+    /// What is accepted, in words.
+    pub expected: &'static str,
+    /// The value used instead, in words.
+    pub used: String,
+}
+
+/// What reading the environment found besides the values: logged once, after tracing is set up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnostics {
+    /// Values that could not be used (ERROR lines; counted as `config_errors`).
+    pub errors: Vec<ConfigError>,
+    /// Values honoured beyond the AWS extension's limits, or clamped (one INFO or WARN line each).
+    pub notices: Vec<Notice>,
+    /// Set variables that look like misspellings of ours (WARN lines).
+    pub misspellings: Vec<String>,
+}
+
+/// Something worth one log line about a value that was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Honoured, but the AWS extension would not have (we deliberately go further).
+    BeyondAws(String),
+    /// Accepted and clamped to our limit, as the AWS extension clamps to its own.
+    Clamped(String),
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BeyondAws(s) | Self::Clamped(s) => f.write_str(s),
+        }
+    }
 }
 
 /// How much the extension logs.
@@ -150,6 +197,19 @@ pub enum LogLevel {
     None,
 }
 
+impl LogLevel {
+    /// The name for a log line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+            Self::None => "none",
+        }
+    }
+}
+
 /// Cache and upstream settings for one source (Secrets Manager or SSM).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SourceConfig {
@@ -157,6 +217,17 @@ pub struct SourceConfig {
     pub ttl: Duration,
     /// Deadline of one upstream operation, retries included.
     pub timeout: Duration,
+}
+
+/// The endpoint override a service uses, from the SDK's variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// No override: the service's regional endpoint.
+    Default,
+    /// A valid URL from the named variable (the SDK reads it itself).
+    Url(&'static str),
+    /// The named variable holds something that is not an http(s) URL: every call answers 502 naming it.
+    Invalid(&'static str),
 }
 
 /// The token values a request may carry. Its `Debug` redacts them: they are credentials.
@@ -180,10 +251,10 @@ impl fmt::Debug for AcceptedTokens {
     }
 }
 
-/// The whole configuration, validated.
+/// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Port on 127.0.0.1.
+    /// Port on 127.0.0.1 (and `[::1]`).
     pub port: u16,
     /// Maximum cached entries; 0 when caching is disabled.
     pub cache_size: u64,
@@ -199,6 +270,10 @@ pub struct Config {
     pub secrets: SourceConfig,
     /// SSM Parameter Store settings.
     pub ssm: SourceConfig,
+    /// Secrets Manager's endpoint override.
+    pub secrets_endpoint: Endpoint,
+    /// SSM's endpoint override.
+    pub ssm_endpoint: Endpoint,
     /// Secret ids to fetch during init.
     pub prefetch: Vec<String>,
     /// Budget of the init prefetch.
@@ -215,47 +290,232 @@ pub struct Config {
     pub cache_bytes: u64,
     /// Running under SnapStart.
     pub snap_start: bool,
+    /// What parsing found; logged by `main`.
+    pub diagnostics: Diagnostics,
+}
+
+/// What a number above its range means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Above {
+    /// A limit of ours (or of AWS's, which clamps): honour the largest value we accept.
+    Clamp,
+    /// Not a value of this kind at all (a port above 65535): the default, with an error.
+    Invalid,
+}
+
+/// Reads variables and keeps what it finds wrong. Every method returns a usable value.
+struct Reader<'e, E> {
+    env: &'e E,
+    diagnostics: Diagnostics,
+}
+
+impl<'e, E: Env> Reader<'e, E> {
+    /// The value of `name`, trimmed; empty means unset.
+    fn raw(&self, name: &str) -> Option<String> {
+        self.env
+            .get(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn error(&mut self, name: &'static str, value: &str, expected: &'static str, used: String) {
+        self.diagnostics.errors.push(ConfigError {
+            name,
+            value: format!("{value:?}"),
+            expected,
+            used,
+        });
+    }
+
+    /// A whole number. Values in `valid` are honoured; with [`Above::Clamp`], larger ones are clamped to `valid`'s
+    /// end with a notice (as the AWS extension clamps its TTLs); anything else is the default with an error.
+    fn number(
+        &mut self,
+        name: &'static str,
+        default: u64,
+        valid: std::ops::RangeInclusive<u64>,
+        above: Above,
+        expected: &'static str,
+    ) -> u64 {
+        let Some(raw) = self.raw(name) else {
+            return default;
+        };
+        match parse_whole(&raw) {
+            Some(v) if valid.contains(&v) => v,
+            Some(v) if v > *valid.end() && above == Above::Clamp => {
+                self.diagnostics.notices.push(Notice::Clamped(format!(
+                    "{name}={v} is above the largest value we honour; using {}",
+                    valid.end()
+                )));
+                *valid.end()
+            }
+            _ => {
+                self.error(name, &raw, expected, default.to_string());
+                default
+            }
+        }
+    }
+
+    /// A boolean as Go's `strconv.ParseBool` reads it.
+    fn boolean(&mut self, name: &'static str, default: bool) -> bool {
+        let Some(raw) = self.raw(name) else {
+            return default;
+        };
+        parse_bool(&raw).unwrap_or_else(|| {
+            self.error(
+                name,
+                &raw,
+                "1, t, T, TRUE, true, True, 0, f, F, FALSE, false or False",
+                default.to_string(),
+            );
+            default
+        })
+    }
+
+    /// A TTL in seconds: 0-300 as for AWS, up to a day ours (with a notice), above that clamped to a day.
+    fn ttl(&mut self, name: &'static str) -> Duration {
+        let secs = self.number(
+            name,
+            AWS_MAX_TTL_SECS,
+            0..=MAX_TTL_SECS,
+            Above::Clamp,
+            "whole seconds, 0 (no caching) to 86400",
+        );
+        if secs > AWS_MAX_TTL_SECS {
+            self.diagnostics.notices.push(Notice::BeyondAws(format!(
+                "{name}={secs}: the AWS extension stops at {AWS_MAX_TTL_SECS} s; secretcache honours up to \
+                 {MAX_TTL_SECS} s"
+            )));
+        }
+        Duration::from_secs(secs)
+    }
+
+    /// An upstream timeout: any whole number of milliseconds, as the AWS extension documents; 0 is our default.
+    fn timeout(&mut self, name: &'static str) -> Duration {
+        let default = DEFAULT_UPSTREAM_TIMEOUT.as_millis() as u64;
+        let ms = self.number(
+            name,
+            default,
+            0..=u64::MAX,
+            Above::Clamp,
+            "a whole number of milliseconds (0 means secretcache's default of 3000)",
+        );
+        Duration::from_millis(if ms == 0 { default } else { ms })
+    }
+
+    fn log_level(&mut self) -> LogLevel {
+        // Ours wins; Lambda's advanced logging controls apply when ours is unset (FATAL maps to error).
+        let (name, raw) = match self.raw(LOG_LEVEL) {
+            Some(v) => (LOG_LEVEL, v),
+            None => match self.raw(AWS_LAMBDA_LOG_LEVEL) {
+                Some(v) => (AWS_LAMBDA_LOG_LEVEL, v),
+                None => return LogLevel::Info,
+            },
+        };
+        match raw.to_ascii_lowercase().as_str() {
+            "debug" | "trace" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "warn" | "warning" => LogLevel::Warn,
+            "error" | "fatal" => LogLevel::Error,
+            "none" | "off" => LogLevel::None,
+            _ => {
+                self.error(
+                    name,
+                    &raw,
+                    "one of debug, info, warn, error, none (any case)",
+                    "info".to_owned(),
+                );
+                LogLevel::Info
+            }
+        }
+    }
+
+    /// The endpoint override for one service: its own variable wins over `AWS_ENDPOINT_URL`, as in the SDK.
+    fn endpoint(&mut self, specific: &'static str) -> Endpoint {
+        let name = if self.raw(specific).is_some() {
+            specific
+        } else if self.raw(AWS_ENDPOINT_URL).is_some() {
+            AWS_ENDPOINT_URL
+        } else {
+            return Endpoint::Default;
+        };
+        let raw = self.raw(name).unwrap_or_default();
+        if is_http_url(&raw) {
+            Endpoint::Url(name)
+        } else {
+            // Reported once per variable, however many services it affects.
+            if !self.diagnostics.errors.iter().any(|e| e.name == name) {
+                self.error(
+                    name,
+                    &raw,
+                    "an http:// or https:// URL",
+                    "no override; every call of the services it governs answers 502 until it is fixed"
+                        .to_owned(),
+                );
+            }
+            Endpoint::Invalid(name)
+        }
+    }
 }
 
 impl Config {
-    /// Parses and validates the configuration. Nothing is bound or spawned before this succeeds.
-    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let cache_enabled = parse_bool(env, CACHE_ENABLED, true)?;
-        let cache_size = parse_u64(
+    /// Reads the configuration. Never fails: what cannot be used is replaced by its default and reported in
+    /// [`Config::diagnostics`]. Nothing is bound or spawned before this returns.
+    pub fn from_env(env: &impl Env) -> Self {
+        let mut r = Reader {
             env,
+            diagnostics: Diagnostics::default(),
+        };
+        let cache_enabled = r.boolean(CACHE_ENABLED, true);
+        let cache_size = r.number(
             CACHE_SIZE,
-            1000,
-            0,
-            1_000_000,
-            "an integer from 0 to 1000000",
-        )?;
-        let port = parse_u64(env, HTTP_PORT, 2773, 1, 65_535, "a port from 1 to 65535")? as u16;
-        let max_connections = parse_u64(
-            env,
+            AWS_MAX_CACHE_SIZE,
+            0..=MAX_CACHE_SIZE,
+            Above::Clamp,
+            "a whole number of entries, 0 (no caching) to 1000000",
+        );
+        if cache_size > AWS_MAX_CACHE_SIZE {
+            r.diagnostics.notices.push(Notice::BeyondAws(format!(
+                "{CACHE_SIZE}={cache_size}: the AWS extension stops at {AWS_MAX_CACHE_SIZE} entries; secretcache \
+                 honours up to {MAX_CACHE_SIZE}"
+            )));
+        }
+        let port = r.number(
+            HTTP_PORT,
+            u64::from(DEFAULT_PORT),
+            1..=65_535,
+            Above::Invalid,
+            "a port from 1 to 65535",
+        );
+        // A port above 65535 is not "clamped": it is simply wrong.
+        let port = u16::try_from(port).unwrap_or(DEFAULT_PORT);
+        // The AWS extension documents a minimum of 1 and no maximum; each connection is only a permit here.
+        let max_connections = r.number(
             MAX_CONNECTIONS,
             3,
-            1,
-            1000,
-            "an integer from 1 to 1000",
-        )? as usize;
-        let max_client_connections = parse_u64(
-            env,
+            1..=u64::from(u32::MAX),
+            Above::Clamp,
+            "a whole number, 1 or more",
+        ) as usize;
+        let max_client_connections = r.number(
             MAX_CLIENT_CONNECTIONS,
             1024,
-            1,
-            65_536,
-            "an integer from 1 to 65536",
-        )? as usize;
+            1..=65_536,
+            Above::Clamp,
+            "a whole number from 1 to 65536",
+        ) as usize;
         let secrets = SourceConfig {
-            ttl: parse_ttl(env, SECRETS_MANAGER_TTL)?,
-            timeout: parse_timeout(env, SECRETS_MANAGER_TIMEOUT_MILLIS)?,
+            ttl: r.ttl(SECRETS_MANAGER_TTL),
+            timeout: r.timeout(SECRETS_MANAGER_TIMEOUT_MILLIS),
         };
         let ssm = SourceConfig {
-            ttl: parse_ttl(env, SSM_PARAMETER_STORE_TTL)?,
-            timeout: parse_timeout(env, SSM_PARAMETER_STORE_TIMEOUT_MILLIS)?,
+            ttl: r.ttl(SSM_PARAMETER_STORE_TTL),
+            timeout: r.timeout(SSM_PARAMETER_STORE_TIMEOUT_MILLIS),
         };
-        let prefetch = env
-            .get(PREFETCH)
+        let secrets_endpoint = r.endpoint(AWS_ENDPOINT_URL_SECRETS_MANAGER);
+        let ssm_endpoint = r.endpoint(AWS_ENDPOINT_URL_SSM);
+        let prefetch = r
+            .raw(PREFETCH)
             .map(|v| {
                 v.split(',')
                     .map(str::trim)
@@ -264,81 +524,60 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
-        let prefetch_timeout = Duration::from_millis(parse_u64(
-            env,
+        let prefetch_timeout = Duration::from_millis(r.number(
             PREFETCH_TIMEOUT_MILLIS,
             5_000,
-            1,
-            MAX_PREFETCH_TIMEOUT_MILLIS,
+            1..=MAX_PREFETCH_TIMEOUT_MILLIS,
+            Above::Clamp,
             "milliseconds from 1 to 9000 (Lambda's init limit is 10 s)",
-        )?);
-        let refresh_ahead_percent = parse_u64(
-            env,
+        ));
+        let refresh_ahead_percent = r.number(
             REFRESH_AHEAD,
             20,
-            0,
-            90,
+            0..=90,
+            Above::Clamp,
             "a percent of the TTL from 0 (off) to 90",
-        )? as u8;
-        let max_stale = Duration::from_secs(parse_u64(
-            env,
+        ) as u8;
+        let max_stale = Duration::from_secs(r.number(
             MAX_STALE,
             3600,
-            0,
-            7 * 86_400,
+            0..=7 * 86_400,
+            Above::Clamp,
             "seconds from 0 (never serve stale) to 604800",
-        )?);
-        let cache_bytes = parse_u64(
-            env,
+        ));
+        let cache_bytes = r.number(
             CACHE_BYTES,
             32 << 20,
-            4096,
-            1 << 32,
+            4096..=1 << 32,
+            Above::Clamp,
             "bytes from 4096 to 4294967296",
-        )?;
-        let snap_start = env
-            .get(AWS_LAMBDA_INITIALIZATION_TYPE)
+        );
+        let snap_start = r
+            .raw(AWS_LAMBDA_INITIALIZATION_TYPE)
             .is_some_and(|v| v == "snap-start");
-        // Ours wins; Lambda's advanced logging controls apply when ours is unset (FATAL maps to error).
-        let (level_var, level_value) = match env.get(LOG_LEVEL) {
-            Some(v) => (LOG_LEVEL, Some(v)),
-            None => (
-                AWS_LAMBDA_LOG_LEVEL,
-                env.get(AWS_LAMBDA_LOG_LEVEL)
-                    .map(|v| v.replace("FATAL", "error")),
-            ),
-        };
-        let log_level = match level_value {
-            None => LogLevel::Info,
-            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-                "debug" | "trace" => LogLevel::Debug,
-                "info" => LogLevel::Info,
-                "warn" | "warning" => LogLevel::Warn,
-                "error" => LogLevel::Error,
-                "none" | "off" => LogLevel::None,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: level_var,
-                        value: v,
-                        expected: "one of debug, info, warn, error, none (any case)",
-                    })
-                }
-            },
-        };
-        let log_json = env
-            .get(AWS_LAMBDA_LOG_FORMAT)
+        let log_level = r.log_level();
+        let log_json = r
+            .raw(AWS_LAMBDA_LOG_FORMAT)
             .is_some_and(|v| v.eq_ignore_ascii_case("json"));
-        // SnapStart removes AWS_SESSION_TOKEN and provides AWS_CONTAINER_AUTHORIZATION_TOKEN; accept either.
+        // SnapStart removes AWS_SESSION_TOKEN and provides AWS_CONTAINER_AUTHORIZATION_TOKEN; accept either. The
+        // values are used as given (not trimmed): they are compared byte for byte with what clients send.
         let tokens = AcceptedTokens::new(
             [AWS_SESSION_TOKEN, AWS_CONTAINER_AUTHORIZATION_TOKEN]
                 .into_iter()
                 .filter_map(|n| env.get(n)),
         );
         if tokens.values().is_empty() {
-            return Err(ConfigError::NoToken);
+            r.diagnostics.errors.push(ConfigError {
+                name: AWS_SESSION_TOKEN,
+                value: "<unset>".to_owned(),
+                expected: "the token clients send in X-Aws-Parameters-Secrets-Token \
+                           (or AWS_CONTAINER_AUTHORIZATION_TOKEN)",
+                used: "no token: every request except /ping is refused with 401".to_owned(),
+            });
         }
-        let runtime_api = env.get(AWS_LAMBDA_RUNTIME_API).filter(|v| !v.is_empty());
-        Ok(Self {
+        let runtime_api = r.raw(AWS_LAMBDA_RUNTIME_API);
+        r.diagnostics.misspellings = misspellings(env);
+        Self {
             port,
             cache_size: if cache_enabled { cache_size } else { 0 },
             log_level,
@@ -347,6 +586,8 @@ impl Config {
             max_client_connections,
             secrets,
             ssm,
+            secrets_endpoint,
+            ssm_endpoint,
             prefetch,
             prefetch_timeout,
             tokens,
@@ -355,24 +596,55 @@ impl Config {
             max_stale,
             cache_bytes,
             snap_start,
-        })
+            diagnostics: r.diagnostics,
+        }
     }
+}
 
-    /// Warnings about set variables that look like misspellings of ours, for example
-    /// `PARAMETERS_AND_SECRETS_EXTENSION_LOG_LEVEL`. Users have lost hours to those.
-    pub fn warnings(env: &impl Env) -> Vec<String> {
-        let mut names = env.names();
-        names.sort();
-        names
-            .iter()
-            .filter(|n| !KNOWN_VARIABLES.contains(&n.as_str()))
-            .filter_map(|n| {
-                suggestion(n).map(|known| {
-                    format!("environment variable {n} is not one we read; did you mean {known}? It is ignored")
-                })
-            })
-            .collect()
+/// Go's `strconv.ParseBool`: exactly these spellings, nothing else.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
     }
+}
+
+/// A whole number in decimal digits (a leading `+` allowed, as Go's `strconv.Atoi` allows).
+fn parse_whole(s: &str) -> Option<u64> {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // More digits than u64 holds is still a whole number: saturate, and let the range clamp it.
+    Some(digits.parse::<u64>().unwrap_or(u64::MAX))
+}
+
+/// Whether `s` is an absolute http(s) URL with a host, as the SDK needs for an endpoint override.
+fn is_http_url(s: &str) -> bool {
+    match s.parse::<http::Uri>() {
+        Ok(uri) => {
+            matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.host().is_some_and(|h| !h.is_empty())
+        }
+        Err(_) => false,
+    }
+}
+
+/// Warnings about set variables that look like misspellings of ours, for example
+/// `PARAMETERS_AND_SECRETS_EXTENSION_LOG_LEVEL`. Users have lost hours to those.
+fn misspellings(env: &impl Env) -> Vec<String> {
+    let mut names = env.names();
+    names.sort();
+    names
+        .iter()
+        .filter(|n| !KNOWN_VARIABLES.contains(&n.as_str()))
+        .filter_map(|n| {
+            suggestion(n).map(|known| {
+                format!("environment variable {n} is not one we read; did you mean {known}? It is ignored")
+            })
+        })
+        .collect()
 }
 
 /// The known variable that `name` most likely misspells, if any.
@@ -389,89 +661,12 @@ fn suggestion(name: &str) -> Option<&'static str> {
         .map(|known| {
             (
                 known,
-                edit_distance(&respelled, known).min(edit_distance(&upper, known)),
+                strsim::levenshtein(&respelled, known).min(strsim::levenshtein(&upper, known)),
             )
         })
         .filter(|(known, d)| *d <= 3 || (*d < known.len() / 4 && respelled != upper))
         .min_by_key(|(_, d)| *d)
         .map(|(known, _)| known)
-}
-
-/// Levenshtein distance, for the misspelling check (names are short, so O(n·m) is fine).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-fn parse_u64(
-    env: &impl Env,
-    name: &'static str,
-    default: u64,
-    min: u64,
-    max: u64,
-    expected: &'static str,
-) -> Result<u64, ConfigError> {
-    let Some(raw) = env.get(name) else {
-        return Ok(default);
-    };
-    match raw.trim().parse::<u64>() {
-        Ok(v) if (min..=max).contains(&v) => Ok(v),
-        _ => Err(ConfigError::Invalid {
-            name,
-            value: raw,
-            expected,
-        }),
-    }
-}
-
-fn parse_bool(env: &impl Env, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-    match env.get(name) {
-        None => Ok(default),
-        Some(v) if v.trim().eq_ignore_ascii_case("true") => Ok(true),
-        Some(v) if v.trim().eq_ignore_ascii_case("false") => Ok(false),
-        Some(v) => Err(ConfigError::Invalid {
-            name,
-            value: v,
-            expected: "true or false",
-        }),
-    }
-}
-
-fn parse_ttl(env: &impl Env, name: &'static str) -> Result<Duration, ConfigError> {
-    parse_u64(
-        env,
-        name,
-        300,
-        0,
-        MAX_TTL_SECS,
-        "seconds from 0 (no caching) to 86400",
-    )
-    .map(Duration::from_secs)
-}
-
-fn parse_timeout(env: &impl Env, name: &'static str) -> Result<Duration, ConfigError> {
-    let ms = parse_u64(
-        env,
-        name,
-        0,
-        0,
-        600_000,
-        "milliseconds from 0 (our default of 3000) to 600000",
-    )?;
-    Ok(if ms == 0 {
-        DEFAULT_UPSTREAM_TIMEOUT
-    } else {
-        Duration::from_millis(ms)
-    })
 }
 
 #[cfg(test)]
@@ -490,7 +685,7 @@ mod tests {
 
     #[test]
     fn defaults_match_the_aws_extension() {
-        let c = Config::from_env(&env(&[])).expect("valid");
+        let c = Config::from_env(&env(&[]));
         assert_eq!(c.port, 2773);
         assert_eq!(c.cache_size, 1000);
         assert_eq!(c.max_connections, 3);
@@ -499,55 +694,159 @@ mod tests {
         assert_eq!(c.log_level, LogLevel::Info);
         assert!(c.runtime_api.is_none());
         assert!(c.prefetch.is_empty());
+        assert_eq!(c.diagnostics, Diagnostics::default());
     }
 
     #[test]
-    fn bad_values_name_the_variable_and_range() {
-        for (k, v) in [
-            (SECRETS_MANAGER_TTL, "86401"),
-            (SECRETS_MANAGER_TTL, "-1"),
-            (HTTP_PORT, "0"),
-            (HTTP_PORT, "70000"),
-            (CACHE_ENABLED, "yes"),
-            (LOG_LEVEL, "verbose"),
-            (MAX_CONNECTIONS, "0"),
-            (SECRETS_MANAGER_TIMEOUT_MILLIS, "abc"),
+    fn bad_values_fall_back_to_the_default_with_an_error_naming_the_variable() {
+        for (k, v, used) in [
+            (SECRETS_MANAGER_TTL, "-1", "300"),
+            (SECRETS_MANAGER_TTL, "5m", "300"),
+            (HTTP_PORT, "0", "2773"),
+            (HTTP_PORT, "70000", "2773"),
+            (CACHE_ENABLED, "yes", "true"),
+            (CACHE_ENABLED, "tRuE", "true"),
+            (LOG_LEVEL, "verbose", "info"),
+            (MAX_CONNECTIONS, "0", "3"),
+            (SECRETS_MANAGER_TIMEOUT_MILLIS, "abc", "3000"),
+            (SECRETS_MANAGER_TIMEOUT_MILLIS, "1.5", "3000"),
+            (CACHE_SIZE, "lots", "1000"),
         ] {
-            let err = Config::from_env(&env(&[(k, v)])).expect_err(k).to_string();
-            assert!(err.contains(k), "{err}");
-            assert!(err.contains("expected"), "{err}");
+            let c = Config::from_env(&env(&[(k, v)]));
+            let errors = &c.diagnostics.errors;
+            assert_eq!(errors.len(), 1, "{k}={v}: {errors:?}");
+            let line = errors[0].to_string();
+            assert!(line.contains(k), "{line}");
+            assert!(line.contains(&format!("{v:?}")), "{line}");
+            assert!(line.contains(&format!("using {used}")), "{line}");
+        }
+        let c = Config::from_env(&env(&[(HTTP_PORT, "70000"), (LOG_LEVEL, "loud")]));
+        assert_eq!((c.port, c.log_level), (2773, LogLevel::Info));
+    }
+
+    #[test]
+    fn what_the_aws_extension_accepts_is_honoured() {
+        // The three that made the first version exit during init.
+        let c = Config::from_env(&env(&[
+            (CACHE_ENABLED, ""),
+            (MAX_CONNECTIONS, "5000"),
+            (SECRETS_MANAGER_TIMEOUT_MILLIS, "900000"),
+        ]));
+        assert!(c.diagnostics.errors.is_empty(), "{:?}", c.diagnostics);
+        assert_eq!(c.cache_size, 1000, "empty means unset: caching stays on");
+        assert_eq!(c.max_connections, 5000);
+        assert_eq!(c.secrets.timeout, Duration::from_millis(900_000));
+        // Whole numbers of any size are whole numbers.
+        let c = Config::from_env(&env(&[(
+            SSM_PARAMETER_STORE_TIMEOUT_MILLIS,
+            "99999999999999999999999",
+        )]));
+        assert!(c.diagnostics.errors.is_empty(), "{:?}", c.diagnostics);
+        assert_eq!(c.ssm.timeout, Duration::from_millis(u64::MAX));
+    }
+
+    #[test]
+    fn ttl_beyond_the_aws_limit_is_honoured_and_said_once_and_clamped_past_a_day() {
+        let c = Config::from_env(&env(&[(SECRETS_MANAGER_TTL, "1800")]));
+        assert_eq!(c.secrets.ttl, Duration::from_secs(1800));
+        assert!(c.diagnostics.errors.is_empty());
+        assert_eq!(c.diagnostics.notices.len(), 1, "{:?}", c.diagnostics);
+        assert!(
+            matches!(&c.diagnostics.notices[0], Notice::BeyondAws(s) if s.contains("SECRETS_MANAGER_TTL=1800"))
+        );
+        let c = Config::from_env(&env(&[(SSM_PARAMETER_STORE_TTL, "100000")]));
+        assert_eq!(c.ssm.ttl, Duration::from_secs(MAX_TTL_SECS));
+        assert!(c.diagnostics.errors.is_empty());
+        assert!(c
+            .diagnostics
+            .notices
+            .iter()
+            .any(|n| matches!(n, Notice::Clamped(s) if s.contains("SSM_PARAMETER_STORE_TTL"))));
+    }
+
+    #[test]
+    fn booleans_are_gos_parse_bool() {
+        for (v, want) in [
+            ("1", true),
+            ("t", true),
+            ("T", true),
+            ("TRUE", true),
+            ("true", true),
+            ("True", true),
+            ("0", false),
+            ("f", false),
+            ("F", false),
+            ("FALSE", false),
+            ("false", false),
+            ("False", false),
+        ] {
+            assert_eq!(parse_bool(v), Some(want), "{v}");
+            let c = Config::from_env(&env(&[(CACHE_ENABLED, v)]));
+            assert_eq!(c.cache_size > 0, want, "{v}");
+            assert!(c.diagnostics.errors.is_empty());
+        }
+        for v in ["yes", "no", "on", "tRUE", "2", "", " "] {
+            assert_eq!(parse_bool(v), None, "{v:?}");
         }
     }
 
     #[test]
-    fn ttl_beyond_the_aws_limit_up_to_a_day_is_accepted() {
-        let c = Config::from_env(&env(&[(SECRETS_MANAGER_TTL, "86400")])).expect("valid");
-        assert_eq!(c.secrets.ttl, Duration::from_secs(86_400));
+    fn empty_and_blank_values_mean_unset() {
+        let c = Config::from_env(&env(&[
+            (HTTP_PORT, ""),
+            (LOG_LEVEL, "  "),
+            (SECRETS_MANAGER_TTL, ""),
+            (PREFETCH, ""),
+        ]));
+        assert_eq!(c.diagnostics, Diagnostics::default());
+        assert_eq!(c.port, 2773);
     }
 
     #[test]
     fn disabled_cache_means_size_zero_and_log_level_is_case_insensitive() {
-        let c = Config::from_env(&env(&[(CACHE_ENABLED, "FALSE"), (LOG_LEVEL, "DEBUG")]))
-            .expect("valid");
+        let c = Config::from_env(&env(&[(CACHE_ENABLED, "FALSE"), (LOG_LEVEL, "DEBUG")]));
         assert_eq!(c.cache_size, 0);
         assert_eq!(c.log_level, LogLevel::Debug);
+        let c = Config::from_env(&env(&[(AWS_LAMBDA_LOG_LEVEL, "FATAL")]));
+        assert_eq!(c.log_level, LogLevel::Error);
     }
 
     #[test]
     fn prefetch_list_is_trimmed() {
-        let c = Config::from_env(&env(&[(PREFETCH, " a, arn:aws:x ,,b ")])).expect("valid");
+        let c = Config::from_env(&env(&[(PREFETCH, " a, arn:aws:x ,,b ")]));
         assert_eq!(c.prefetch, vec!["a", "arn:aws:x", "b"]);
     }
 
     #[test]
-    fn tokens_come_from_either_variable_and_are_redacted() {
+    fn tokens_come_from_either_variable_are_redacted_and_never_echoed() {
         let mut e = env(&[(AWS_CONTAINER_AUTHORIZATION_TOKEN, "q7-container-token")]);
         e.remove(AWS_SESSION_TOKEN);
-        let c = Config::from_env(&e).expect("valid");
+        let c = Config::from_env(&e);
         assert_eq!(c.tokens.values(), ["q7-container-token"]);
         assert!(!format!("{c:?}").contains("q7-container-token"));
         e.remove(AWS_CONTAINER_AUTHORIZATION_TOKEN);
-        assert!(matches!(Config::from_env(&e), Err(ConfigError::NoToken)));
+        let c = Config::from_env(&e);
+        assert!(c.tokens.values().is_empty());
+        assert_eq!(c.diagnostics.errors.len(), 1);
+        assert!(c.diagnostics.errors[0].to_string().contains("401"));
+    }
+
+    #[test]
+    fn endpoint_overrides_are_checked_and_the_specific_one_wins() {
+        let c = Config::from_env(&env(&[(AWS_ENDPOINT_URL, "http://127.0.0.1:4566")]));
+        assert_eq!(c.secrets_endpoint, Endpoint::Url(AWS_ENDPOINT_URL));
+        assert_eq!(c.ssm_endpoint, Endpoint::Url(AWS_ENDPOINT_URL));
+        let c = Config::from_env(&env(&[
+            (AWS_ENDPOINT_URL, "localhost:4566"),
+            (AWS_ENDPOINT_URL_SSM, "https://ssm.example"),
+        ]));
+        assert_eq!(c.secrets_endpoint, Endpoint::Invalid(AWS_ENDPOINT_URL));
+        assert_eq!(c.ssm_endpoint, Endpoint::Url(AWS_ENDPOINT_URL_SSM));
+        assert_eq!(c.diagnostics.errors.len(), 1, "{:?}", c.diagnostics);
+        assert!(c.diagnostics.errors[0].to_string().contains("502"));
+        for bad in ["not a url", "ftp://x", "http://", "//host"] {
+            assert!(!is_http_url(bad), "{bad}");
+        }
     }
 
     #[test]
@@ -558,7 +857,7 @@ mod tests {
             ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2773"),
             ("PATH", "/bin"),
         ]);
-        let w = Config::warnings(&e);
+        let w = Config::from_env(&e).diagnostics.misspellings;
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w
             .iter()
@@ -567,12 +866,5 @@ mod tests {
         assert!(w
             .iter()
             .any(|l| l.contains("did you mean SECRETS_MANAGER_TTL")));
-    }
-
-    #[test]
-    fn edit_distance_basics() {
-        assert_eq!(edit_distance("abc", "abc"), 0);
-        assert_eq!(edit_distance("abc", "abd"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
     }
 }

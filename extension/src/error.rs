@@ -69,6 +69,12 @@ pub enum UpstreamError {
         /// AWS's message.
         message: String,
     },
+    /// An endpoint override variable holds something that is not a URL.
+    #[error("{variable} is not an http(s) URL; fix or unset it to reach the upstream")]
+    BadEndpoint {
+        /// The variable to fix.
+        variable: &'static str,
+    },
     /// Something that should not happen (a bug, or a failed task); details are logged, not served.
     #[error("internal error: {0}")]
     Internal(String),
@@ -97,6 +103,7 @@ impl UpstreamError {
             | Self::ServerError { code, .. } => code,
             Self::Timeout { .. } => "Timeout",
             Self::Unreachable { .. } => "Unreachable",
+            Self::BadEndpoint { .. } => "BadEndpoint",
             Self::Internal(_) => "InternalError",
         }
     }
@@ -115,7 +122,7 @@ pub enum ApiError {
     #[error("the X-Aws-Parameters-Secrets-Token header is given more than once")]
     DuplicateToken,
     /// The request came through a proxy (a sign of server-side request forgery).
-    #[error("requests with an X-Forwarded-For header are refused")]
+    #[error("requests with an X-Forwarded-For or Forwarded header are refused")]
     Forwarded,
     /// A method other than GET or HEAD.
     #[error("only GET is supported")]
@@ -172,6 +179,10 @@ impl ApiError {
                     (StatusCode::BAD_GATEWAY, "UpstreamUnreachableException")
                 }
                 UpstreamError::ServerError { code, .. } => (StatusCode::BAD_GATEWAY, code.as_str()),
+                UpstreamError::BadEndpoint { .. } => (
+                    StatusCode::BAD_GATEWAY,
+                    "InvalidEndpointConfigurationException",
+                ),
                 UpstreamError::Internal(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure")
                 }
@@ -257,6 +268,15 @@ mod tests {
             403
         );
         assert_eq!(status(UpstreamError::Internal("bug".into()).into()), 500);
+        assert_eq!(
+            status(
+                UpstreamError::BadEndpoint {
+                    variable: "AWS_ENDPOINT_URL"
+                }
+                .into()
+            ),
+            502
+        );
         assert!(!nf.is_transient());
         assert!(UpstreamError::Timeout { millis: 1 }.is_transient());
     }

@@ -25,6 +25,12 @@ pub fn check_query(data: &[u8]) {
             VersionSelector::Id(v) | VersionSelector::Stage(v) => {
                 assert!(!v.is_empty(), "an empty selector was accepted");
             }
+            VersionSelector::IdAndStage(id, stage) => {
+                assert!(
+                    !id.is_empty() && !stage.is_empty(),
+                    "an empty selector was accepted"
+                );
+            }
         }
     }
     if let Ok(r) = ParameterRequest::parse(query) {
@@ -36,8 +42,8 @@ pub fn check_query(data: &[u8]) {
     }
 }
 
-/// Reads `data` as `NAME=value` lines into an environment and parses it; panics only if parsing panics or a
-/// successful parse is out of range.
+/// Reads `data` as `NAME=value` lines into an environment and parses it; panics only if parsing panics or a value
+/// is out of range.
 pub fn check_config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let env: HashMap<String, String> = text
@@ -45,17 +51,24 @@ pub fn check_config(data: &[u8]) {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    let _ = Config::warnings(&env);
-    if let Ok(c) = Config::from_env(&env) {
-        assert!(c.port >= 1, "port 0 was accepted");
-        assert!(
-            c.secrets.ttl.as_secs() <= crate::config::MAX_TTL_SECS,
-            "a TTL over a day was accepted"
-        );
-        assert!(!c.tokens.values().is_empty(), "no token, yet a config");
-        assert!(
-            c.max_connections >= 1,
-            "an empty upstream pool was accepted"
-        );
-    }
+    // Never fails, whatever the input: a bad value is the default and an error line.
+    let c = Config::from_env(&env);
+    assert!(c.port >= 1, "port 0 was accepted");
+    assert!(
+        c.secrets.ttl.as_secs() <= crate::config::MAX_TTL_SECS
+            && c.ssm.ttl.as_secs() <= crate::config::MAX_TTL_SECS,
+        "a TTL over a day was accepted"
+    );
+    assert!(
+        c.max_connections >= 1,
+        "an empty upstream pool was accepted"
+    );
+    assert_eq!(
+        c.tokens.values().is_empty(),
+        c.diagnostics
+            .errors
+            .iter()
+            .any(|e| e.name == crate::config::AWS_SESSION_TOKEN),
+        "a missing token must be reported, and only then"
+    );
 }

@@ -33,15 +33,16 @@ use crate::cache::{Cache, Policy, SystemClock};
 use crate::config::Config;
 use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::metrics::Metrics;
-use crate::server::App;
+use crate::server::{App, TokenCheck};
 use crate::upstream::AwsUpstream;
 
-/// Runs the extension on an already-bound listener until shutdown.
+/// Runs the extension on already-bound listeners ([`server::bind`]) until shutdown.
 ///
-/// The listener is bound by the caller *before* this registers with the Extensions API, so the function's init code
+/// The listeners are bound by the caller *before* this registers with the Extensions API, so the function's init code
 /// can already read secrets.
-pub async fn run(config: Config, listener: TcpListener) -> Result<(), LifecycleError> {
+pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), LifecycleError> {
     let metrics = Arc::new(Metrics::default());
+    metrics.set_config_errors(config.diagnostics.errors.len() as u64);
     // The SDK clients are built in the background: registration (and so the function's init) need not wait for them,
     // and a read that comes first waits for the same build.
     let upstream = AwsUpstream::new(&config);
@@ -57,12 +58,12 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<(), LifecycleE
     );
     let app = Arc::new(App {
         cache: Arc::clone(&cache),
-        tokens: config.tokens.clone(),
+        tokens: TokenCheck::new(&config.tokens),
         metrics: Arc::clone(&metrics),
     });
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(server::serve(
-        listener,
+        listeners,
         app,
         config.max_client_connections,
         shutdown.clone(),

@@ -6,7 +6,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, LogLevel};
+use crate::config::{Config, Diagnostics, LogLevel, Notice};
 
 /// Installs the global subscriber. Call once, before anything logs.
 pub fn init(config: &Config) {
@@ -33,4 +33,21 @@ pub fn init(config: &Config) {
     } else {
         builder.try_init()
     };
+}
+
+/// Logs what reading the configuration found: one ERROR line per value that could not be used (with the value used
+/// instead), one line per value honoured beyond the AWS extension's limits, one WARN per likely misspelling.
+pub fn report(diagnostics: &Diagnostics) {
+    for e in &diagnostics.errors {
+        tracing::error!(variable = e.name, "configuration: {e}");
+    }
+    for n in &diagnostics.notices {
+        match n {
+            Notice::BeyondAws(_) => tracing::info!("configuration: {n}"),
+            Notice::Clamped(_) => tracing::warn!("configuration: {n}"),
+        }
+    }
+    for w in &diagnostics.misspellings {
+        tracing::warn!("{w}");
+    }
 }

@@ -1,23 +1,15 @@
-//! The `secretcache` binary: read config, set up tracing, bind 127.0.0.1, run.
+//! The `secretcache` binary: read config, set up tracing, bind the loopback port, run.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
 use secretcache::config::{Config, ProcessEnv};
 
 fn main() -> ExitCode {
-    // A bad value stops start-up before anything binds, with a message that names the variable.
-    let config = match Config::from_env(&ProcessEnv) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("secretcache: configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    // Never fails: a value that cannot be used is replaced by its default and reported once tracing is up. An
+    // extension that exits during init fails the whole function, so only an unusable port stops it (below).
+    let config = Config::from_env(&ProcessEnv);
     secretcache::logging::init(&config);
-    for warning in Config::warnings(&ProcessEnv) {
-        tracing::warn!("{warning}");
-    }
+    secretcache::logging::report(&config.diagnostics);
     tracing::debug!(config = ?config, "effective configuration");
     // One worker per CPU this process may use (the affinity mask and the cgroup CPU quota both count), at most two:
     // two workers sharing one CPU take turns by preemption, and a hit queued behind the other worker waits a whole
@@ -35,17 +27,20 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        // Localhost only: the cache must never be reachable from another host.
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.port));
-        let listener = match tokio::net::TcpListener::bind(addr).await {
+        // Loopback only: the cache must never be reachable from another host.
+        let listeners = match secretcache::server::bind(config.port).await {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!(%addr, error = %e, "cannot bind");
+                tracing::error!(error = %e, "cannot serve");
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(%addr, "listening");
-        match secretcache::run(config, listener).await {
+        for l in &listeners {
+            if let Ok(addr) = l.local_addr() {
+                tracing::info!(%addr, "listening");
+            }
+        }
+        match secretcache::run(config, listeners).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "stopped");

@@ -20,6 +20,7 @@ pub struct Metrics {
     stale: AtomicU64,
     entries: AtomicU64,
     bytes: AtomicU64,
+    config_errors: AtomicU64,
     upstream: Mutex<Upstream>,
 }
 
@@ -51,6 +52,8 @@ pub struct Snapshot {
     pub entries: u64,
     /// Bytes cached now.
     pub bytes: u64,
+    /// Configuration values that could not be used (each replaced by its default).
+    pub config_errors: u64,
 }
 
 impl Metrics {
@@ -70,6 +73,10 @@ impl Metrics {
     pub fn set_cache_size(&self, entries: u64, bytes: u64) {
         self.entries.store(entries, Ordering::Relaxed);
         self.bytes.store(bytes, Ordering::Relaxed);
+    }
+    /// How many configuration values could not be used, set once at start.
+    pub fn set_config_errors(&self, n: u64) {
+        self.config_errors.store(n, Ordering::Relaxed);
     }
     /// One upstream call of `kind`, failed with `error` if any, that took `elapsed`.
     pub fn upstream_call(&self, kind: &'static str, error: Option<&str>, elapsed: Duration) {
@@ -99,6 +106,7 @@ impl Metrics {
             upstream_errors: u.errors.values().sum(),
             entries: self.entries.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
+            config_errors: self.config_errors.load(Ordering::Relaxed),
         }
     }
 
@@ -189,6 +197,11 @@ impl Metrics {
                 "Bytes of cached bodies now.",
                 s.bytes,
             ),
+            (
+                "secretcache_config_errors",
+                "Configuration values that could not be used and were replaced by their defaults.",
+                s.config_errors,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
@@ -206,6 +219,7 @@ impl Metrics {
             ("UpstreamErrors", s.upstream_errors),
             ("CacheEntries", s.entries),
             ("CacheBytes", s.bytes),
+            ("ConfigErrors", s.config_errors),
         ];
         let mut doc = serde_json::json!({
             "_aws": {
@@ -251,7 +265,10 @@ mod tests {
             .contains("secretcache_upstream_errors_total{code=\"ResourceNotFoundException\"} 1"));
         assert!(text.contains("secretcache_upstream_latency_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("secretcache_upstream_latency_seconds_bucket{le=\"+Inf\"} 2"));
+        m.set_config_errors(2);
+        assert!(m.prometheus().contains("secretcache_config_errors 2"));
         let emf: serde_json::Value = serde_json::from_str(&m.emf(1, "f")).expect("json");
+        assert_eq!(emf["ConfigErrors"], 2);
         assert_eq!(emf["CacheHits"], 2);
         assert_eq!(emf["UpstreamErrors"], 1);
         assert_eq!(

@@ -1,8 +1,12 @@
 //! Parsing of the localhost API's query strings into typed requests.
 //!
-//! Strict on purpose: a bad percent-encoding, a NUL byte, a duplicated parameter or two conflicting version selectors
-//! is a client error with a message, never a guess. Parameters we do not know are ignored, as the AWS extension does.
-//! `+` is kept literally (it is not a space): secret and parameter names may contain `+` but never a space.
+//! The rules are the AWS extension's (it is written in Go and reads queries with `url.Values`), so that code written
+//! for it keeps working: a repeated parameter means its first value (`url.Values.Get`); booleans are what
+//! `strconv.ParseBool` accepts; `versionId` with `versionStage` both go upstream, which accepts them when they agree;
+//! SSM `version` with `label` uses the one given first, as the AWS documentation says. Parameters we do not know are
+//! ignored. Stricter than Go only where a value cannot be meant: a bad percent-encoding, a control character, or a
+//! value longer than any name or ARN, each a 400 with a message. `+` is kept literally (it is not a space): secret
+//! and parameter names may contain `+` but never a space.
 
 use std::borrow::Cow;
 
@@ -46,6 +50,9 @@ impl std::fmt::Display for Key {
                 VersionSelector::Current => write!(f, "secret:{}", k.secret_id),
                 VersionSelector::Id(id) => write!(f, "secret:{}@id:{id}", k.secret_id),
                 VersionSelector::Stage(s) => write!(f, "secret:{}@stage:{s}", k.secret_id),
+                VersionSelector::IdAndStage(id, s) => {
+                    write!(f, "secret:{}@id:{id}@stage:{s}", k.secret_id)
+                }
             },
             Self::Parameter(k) => write!(
                 f,
@@ -82,9 +89,14 @@ impl ParameterRequest {
         let name = q.required("name")?;
         let version = q.get("version")?.filter(|v| !v.is_empty());
         let label = q.get("label")?.filter(|v| !v.is_empty());
+        // Both given: the first one in the query wins, as the AWS documentation says.
+        let (version, label) = match (version, label) {
+            (Some(_), Some(_)) if q.position("label") < q.position("version") => (None, label),
+            (Some(_), Some(_)) => (version, None),
+            other => other,
+        };
         let name = match (version, label) {
-            (Some(_), Some(_)) => return Err(QueryError::Conflict("version", "label")),
-            (Some(v), None) => {
+            (Some(v), _) => {
                 if v.parse::<u64>().is_err() {
                     return Err(QueryError::Invalid {
                         name: "version",
@@ -124,6 +136,8 @@ pub enum VersionSelector {
     Id(String),
     /// `versionStage=` (other than AWSCURRENT).
     Stage(String),
+    /// Both: sent upstream as given; Secrets Manager answers when they agree and refuses when they do not.
+    IdAndStage(String, String),
 }
 
 /// A parsed `GET /secretsmanager/get`.
@@ -144,15 +158,9 @@ pub enum QueryError {
     /// A decoded value holds a NUL or another control character.
     #[error("parameter {0} contains a control character")]
     ControlCharacter(String),
-    /// The same parameter appears twice.
-    #[error("parameter {0} is given more than once")]
-    Duplicate(String),
     /// A required parameter is absent or empty.
     #[error("the required query parameter {0} is missing")]
     Missing(&'static str),
-    /// Mutually exclusive parameters are both present.
-    #[error("{0} and {1} cannot be used together")]
-    Conflict(&'static str, &'static str),
     /// A parameter's value is not one of those accepted.
     #[error("parameter {name} must be {expected}")]
     Invalid {
@@ -179,20 +187,20 @@ const KNOWN: [&str; 8] = [
 ];
 
 /// A query string, checked and split in one pass: every name and value percent-decodes to UTF-8 without control
-/// characters, and the parameters we read are kept (decoded, borrowed from the request unless they were
-/// percent-encoded), so a lookup is an index and a request allocates nothing here in the common case.
+/// characters, and the first value of each parameter we read is kept (decoded, borrowed from the request unless it
+/// was percent-encoded), so a lookup is an index and a request allocates nothing here in the common case.
 #[derive(Debug, Default)]
 pub struct Query<'a> {
     values: [Option<Cow<'a, str>>; KNOWN.len()],
-    /// Bit `i` is set when `KNOWN[i]` was given more than once.
-    duplicated: u8,
+    /// Where each kept value stood among the query's parameters, for "the first one given wins".
+    positions: [usize; KNOWN.len()],
 }
 
 impl<'a> Query<'a> {
     /// Splits and decodes `raw` (the part after `?`, without it).
     pub fn parse(raw: &'a str) -> Result<Self, QueryError> {
         let mut q = Self::default();
-        for part in raw.split('&').filter(|p| !p.is_empty()) {
+        for (position, part) in raw.split('&').filter(|p| !p.is_empty()).enumerate() {
             let (name, value) = part.split_once('=').unwrap_or((part, ""));
             let name = decode(name).map_err(|()| QueryError::BadEncoding(lossy_name(name)))?;
             let value = decode(value).map_err(|()| QueryError::BadEncoding(name.to_string()))?;
@@ -200,25 +208,28 @@ impl<'a> Query<'a> {
                 return Err(QueryError::ControlCharacter(lossy_name(&name)));
             }
             if let Some(i) = KNOWN.iter().position(|k| *k == name) {
-                match q.values[i] {
-                    Some(_) => q.duplicated |= 1 << i,
-                    None => q.values[i] = Some(value),
+                // Go's `url.Values.Get`: a repeated parameter means its first value.
+                if q.values[i].is_none() {
+                    q.values[i] = Some(value);
+                    q.positions[i] = position;
                 }
             }
         }
         Ok(q)
     }
 
-    /// The single value of `name`, if present; an error if it is given twice.
+    fn index(name: &'static str) -> Option<usize> {
+        let i = KNOWN.iter().position(|k| *k == name);
+        // Only `KNOWN` names are kept by `parse`: asking for another is a bug here, not bad input.
+        debug_assert!(i.is_some(), "`{name}` is not in KNOWN");
+        i
+    }
+
+    /// The (first) value of `name`, if present.
     pub fn get(&self, name: &'static str) -> Result<Option<&str>, QueryError> {
-        let Some(i) = KNOWN.iter().position(|k| *k == name) else {
-            // Only `KNOWN` names are kept by `parse`: asking for another is a bug here, not bad input.
-            debug_assert!(false, "`{name}` is not in KNOWN");
+        let Some(i) = Self::index(name) else {
             return Ok(None);
         };
-        if self.duplicated & (1 << i) != 0 {
-            return Err(QueryError::Duplicate(name.to_string()));
-        }
         let value = self.values[i].as_deref();
         if value.is_some_and(|v| v.len() > MAX_VALUE_LEN) {
             return Err(QueryError::Invalid {
@@ -229,15 +240,20 @@ impl<'a> Query<'a> {
         Ok(value)
     }
 
-    /// A boolean flag: absent is `false`; `true`/`false` in any case.
+    /// Where `name` first stood in the query (`usize::MAX` when absent).
+    fn position(&self, name: &'static str) -> usize {
+        Self::index(name)
+            .filter(|&i| self.values[i].is_some())
+            .map_or(usize::MAX, |i| self.positions[i])
+    }
+
+    /// A boolean flag: absent (or empty) is `false`; otherwise what Go's `strconv.ParseBool` accepts.
     pub fn flag(&self, name: &'static str) -> Result<bool, QueryError> {
         match self.get(name)? {
-            None => Ok(false),
-            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
-            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
-            Some(_) => Err(QueryError::Invalid {
+            None | Some("") => Ok(false),
+            Some(v) => crate::config::parse_bool(v).ok_or(QueryError::Invalid {
                 name,
-                expected: "true or false",
+                expected: "one of 1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False",
             }),
         }
     }
@@ -270,7 +286,7 @@ impl SecretRequest {
         let version_id = q.get("versionId")?.filter(|v| !v.is_empty());
         let version_stage = q.get("versionStage")?.filter(|v| !v.is_empty());
         let selector = match (version_id, version_stage) {
-            (Some(_), Some(_)) => return Err(QueryError::Conflict("versionId", "versionStage")),
+            (Some(id), Some(stage)) => VersionSelector::IdAndStage(id.to_owned(), stage.to_owned()),
             (Some(id), None) => VersionSelector::Id(id.to_owned()),
             // AWSCURRENT is the default; one cache entry serves both spellings.
             (None, Some("AWSCURRENT")) | (None, None) => VersionSelector::Current,
@@ -365,9 +381,13 @@ mod tests {
                 .selector,
             VersionSelector::Current
         );
+        // Both go upstream as given: Secrets Manager checks that they agree.
         assert_eq!(
-            parse("secretId=a&versionId=v&versionStage=AWSCURRENT"),
-            Err(QueryError::Conflict("versionId", "versionStage"))
+            parse("secretId=a&versionId=v&versionStage=AWSCURRENT")
+                .expect("ok")
+                .key
+                .selector,
+            VersionSelector::IdAndStage("v".into(), "AWSCURRENT".into())
         );
     }
 
@@ -376,9 +396,10 @@ mod tests {
         assert_eq!(parse(""), Err(QueryError::Missing("secretId")));
         assert_eq!(parse("secretId="), Err(QueryError::Missing("secretId")));
         assert_eq!(parse("secretid=a"), Err(QueryError::Missing("secretId")));
+        // Go's url.Values.Get: the first value of a repeated parameter.
         assert_eq!(
-            parse("secretId=a&secretId=b"),
-            Err(QueryError::Duplicate("secretId".into()))
+            parse("secretId=a&secretId=b").expect("ok").key.secret_id,
+            "a"
         );
         assert!(matches!(
             parse("secretId=%zz"),
@@ -398,6 +419,10 @@ mod tests {
         ));
         assert!(matches!(
             parse("secretId=a&refreshNow=yes"),
+            Err(QueryError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse("secretId=a&refreshNow=tRuE"),
             Err(QueryError::Invalid { .. })
         ));
         let long = format!("secretId={}", "a".repeat(5000));
@@ -431,10 +456,21 @@ mod tests {
             ParameterRequest::parse("name=/a&version=x"),
             Err(QueryError::Invalid { .. })
         ));
-        assert!(matches!(
-            ParameterRequest::parse("name=/a&version=1&label=l"),
-            Err(QueryError::Conflict(..))
-        ));
+        // Both selectors: the first one given wins, as the AWS documentation says.
+        assert_eq!(
+            ParameterRequest::parse("name=/a&version=1&label=l")
+                .expect("ok")
+                .key
+                .name,
+            "/a:1"
+        );
+        assert_eq!(
+            ParameterRequest::parse("label=l&name=/a&version=1")
+                .expect("ok")
+                .key
+                .name,
+            "/a:l"
+        );
         assert_eq!(
             ParameterRequest::parse("version=1"),
             Err(QueryError::Missing("name"))
@@ -450,13 +486,41 @@ mod tests {
     }
 
     #[test]
-    fn a_parameter_named_twice_is_a_duplicate_even_when_one_is_encoded() {
+    fn a_parameter_named_twice_means_its_first_value_even_when_one_is_encoded() {
         assert_eq!(
-            parse("secretId=a&secret%49d=b"),
-            Err(QueryError::Duplicate("secretId".into()))
+            parse("secretId=a&secret%49d=b").expect("ok").key.secret_id,
+            "a"
+        );
+        assert!(
+            parse("refreshNow=1&secretId=a&refreshNow=false")
+                .expect("ok")
+                .refresh_now
         );
         // An unknown parameter may repeat: it is ignored, as the AWS extension ignores it.
         assert!(parse("secretId=a&x=1&x=2").is_ok());
+    }
+
+    #[test]
+    fn flags_accept_what_go_parse_bool_accepts() {
+        for (v, want) in [
+            ("1", true),
+            ("t", true),
+            ("T", true),
+            ("TRUE", true),
+            ("true", true),
+            ("True", true),
+            ("0", false),
+            ("f", false),
+            ("F", false),
+            ("FALSE", false),
+            ("false", false),
+            ("False", false),
+            ("", false),
+        ] {
+            let q = format!("name=/p&withDecryption={v}&refreshNow={v}");
+            let p = ParameterRequest::parse(&q).expect(v);
+            assert_eq!((p.key.with_decryption, p.refresh_now), (want, want), "{v}");
+        }
     }
 
     #[test]

@@ -2,15 +2,19 @@
 //!
 //! Parts:
 //! - [`App`] and [`handle`]: one request in, one response out, callable without a socket (tests do);
-//! - [`serve`]: accepts on an already-bound listener until the shutdown token is cancelled, then stops accepting,
-//!   asks every open connection to finish its current request, and waits for them all.
+//! - [`bind`]: the loopback listeners: `127.0.0.1` always, and `[::1]` on the same port where the host has IPv6
+//!   loopback, so a client that resolves `localhost` to `::1` first (Node before 20) is served too;
+//! - [`serve`]: accepts on those listeners until the shutdown token is cancelled, then stops accepting, asks every
+//!   open connection to finish its current request, and waits for them all.
 //!
-//! Hardening, after the AWS Secrets Manager Agent: the listener is bound to 127.0.0.1 by the caller; every path but
-//! `/ping` needs the token header, compared in constant time; `X-Forwarded-For` is refused (a proxied request is a
-//! sign of SSRF); only GET (and HEAD) are served; connections are capped; a client that dribbles its headers is cut
-//! off after a timeout. The server knows nothing of the SDK: it sees the cache only.
+//! Hardening, after the AWS Secrets Manager Agent: loopback only; every path but `/ping` needs the token header,
+//! compared as fixed-length SHA-256 digests in constant time (so neither its content nor its length leaks through
+//! timing); `X-Forwarded-For` and `Forwarded` are refused (a proxied request is a sign of SSRF); only GET (and HEAD)
+//! are served; connections are capped; a client that dribbles its headers is cut off after a timeout. The server
+//! knows nothing of the SDK: it sees the cache only.
 
 use std::convert::Infallible;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +24,7 @@ use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -43,6 +48,7 @@ static TOKEN_NAME: HeaderName = HeaderName::from_static(TOKEN_HEADER);
 static CACHE_NAME: HeaderName = HeaderName::from_static(CACHE_HEADER);
 static STALE_NAME: HeaderName = HeaderName::from_static(STALE_HEADER);
 static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// The longest request target served: an ARN is at most 2048 bytes, so twice that, percent-encoded, is ample.
 const MAX_URI_LEN: usize = 8 * 1024;
 /// hyper's read buffer: large enough that an oversized URI reaches our handler and gets a JSON 414, instead of
@@ -56,7 +62,7 @@ pub struct App<U, C = SystemClock> {
     /// The cache, in front of the upstream.
     pub cache: Arc<Cache<U, C>>,
     /// The values the token header may carry.
-    pub tokens: AcceptedTokens,
+    pub tokens: TokenCheck,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
 }
@@ -67,6 +73,45 @@ impl<U, C> std::fmt::Debug for App<U, C> {
             .field("tokens", &self.tokens)
             .finish_non_exhaustive()
     }
+}
+
+/// The accepted tokens as SHA-256 digests. A given token is digested too and compared in constant time with every
+/// accepted one: equal-length inputs make the comparison's time independent of the token's length and content.
+#[derive(Clone)]
+pub struct TokenCheck(Vec<[u8; 32]>);
+
+impl TokenCheck {
+    /// Digests `tokens` once, at start-up.
+    pub fn new(tokens: &AcceptedTokens) -> Self {
+        Self(
+            tokens
+                .values()
+                .iter()
+                .map(|t| digest(t.as_bytes()))
+                .collect(),
+        )
+    }
+
+    /// Whether `given` is one of the accepted tokens.
+    pub fn accepts(&self, given: &[u8]) -> bool {
+        let given = digest(given);
+        // Every accepted value is compared, without stopping early, so timing says nothing about which one matched.
+        let matched = self
+            .0
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, t| acc | t.ct_eq(&given));
+        bool::from(matched)
+    }
+}
+
+impl std::fmt::Debug for TokenCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenCheck([{} digests])", self.0.len())
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }
 
 enum Route {
@@ -97,7 +142,7 @@ async fn route<U: Upstream, C: Clock, B>(
     app: &App<U, C>,
     req: &Request<B>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    if req.headers().contains_key(&FORWARDED_FOR) {
+    if req.headers().contains_key(&FORWARDED_FOR) || req.headers().contains_key(&FORWARDED) {
         return Err(ApiError::Forwarded);
     }
     if req.uri().path().len() + req.uri().query().map_or(0, str::len) > MAX_URI_LEN {
@@ -162,7 +207,7 @@ async fn route<U: Upstream, C: Clock, B>(
     Ok(resp)
 }
 
-fn check_token<B>(tokens: &AcceptedTokens, req: &Request<B>) -> Result<(), ApiError> {
+fn check_token<B>(tokens: &TokenCheck, req: &Request<B>) -> Result<(), ApiError> {
     let mut values = req.headers().get_all(&TOKEN_NAME).iter();
     let Some(given) = values.next() else {
         return Err(ApiError::MissingToken);
@@ -170,14 +215,7 @@ fn check_token<B>(tokens: &AcceptedTokens, req: &Request<B>) -> Result<(), ApiEr
     if values.next().is_some() {
         return Err(ApiError::DuplicateToken);
     }
-    // Compare against every accepted value without stopping early, so timing says nothing about which one matched.
-    let matched = tokens
-        .values()
-        .iter()
-        .fold(subtle::Choice::from(0), |acc, t| {
-            acc | t.as_bytes().ct_eq(given.as_bytes())
-        });
-    if bool::from(matched) {
+    if tokens.accepts(given.as_bytes()) {
         Ok(())
     } else {
         Err(ApiError::WrongToken)
@@ -192,17 +230,79 @@ fn text(status: StatusCode, content_type: &'static str, body: Bytes) -> Response
     resp
 }
 
-/// Serves connections from `listener` until `shutdown` is cancelled, then drains them.
+/// The port cannot be served on: the one failure that stops the extension, with what to change.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on 127.0.0.1:{port}: {source}; set PARAMETERS_SECRETS_EXTENSION_HTTP_PORT to a free port \
+         (in Lambda, 9001 is taken by the Runtime API)")]
+pub struct BindError {
+    /// The port asked for.
+    pub port: u16,
+    /// Why the system refused.
+    pub source: std::io::Error,
+}
+
+/// Binds `127.0.0.1:port`, and `[::1]:port` where the host has IPv6 loopback. Only the first is required: a host
+/// without IPv6 (or with `::1` taken by someone else) is served on IPv4 alone, with a log line saying why.
+pub async fn bind(port: u16) -> Result<Vec<TcpListener>, BindError> {
+    let v4 = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .await
+        .map_err(|source| BindError { port, source })?;
+    // Port 0 (tests) means "any": IPv6 then takes the port IPv4 got, so both are one address for clients.
+    let port = v4.local_addr().map_or(port, |a| a.port());
+    let mut listeners = vec![v4];
+    match TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))).await {
+        Ok(v6) => listeners.push(v6),
+        // No `::1` configured, or no IPv6 at all (EAFNOSUPPORT, 97 on Linux, has no ErrorKind of its own).
+        Err(e)
+            if e.kind() == std::io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(97) =>
+        {
+            tracing::debug!(error = %e, "no IPv6 loopback on this host; serving 127.0.0.1 only");
+        }
+        Err(e) => {
+            tracing::warn!(port, error = %e, "cannot listen on [::1]; serving 127.0.0.1 only");
+        }
+    }
+    Ok(listeners)
+}
+
+/// Serves connections from `listeners` until `shutdown` is cancelled, then drains them.
 ///
 /// Returns when every connection has finished; the caller bounds that wait with the shutdown deadline.
 pub async fn serve<U: Upstream, C: Clock>(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     app: Arc<App<U, C>>,
     max_connections: usize,
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(max_connections));
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| {
+            tokio::spawn(accept_loop(
+                listener,
+                Arc::clone(&app),
+                Arc::clone(&permits),
+                tracker.clone(),
+                shutdown.clone(),
+            ))
+        })
+        .collect();
+    for a in accepting {
+        let _ = a.await;
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Accepts on one listener until shutdown; every connection is a task of `tracker`, sharing one connection cap.
+async fn accept_loop<U: Upstream, C: Clock>(
+    listener: TcpListener,
+    app: Arc<App<U, C>>,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
     loop {
         let (stream, _) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -256,7 +356,4 @@ pub async fn serve<U: Upstream, C: Clock>(
             drop(permit);
         });
     }
-    drop(listener);
-    tracker.close();
-    tracker.wait().await;
 }

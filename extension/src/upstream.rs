@@ -26,7 +26,7 @@ use serde::Serialize;
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::cache::Upstream;
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, Endpoint, SourceConfig};
 use crate::error::UpstreamError;
 use crate::request::{Key, ParameterKey, SecretKey, VersionSelector};
 use crate::secret::SecretBody;
@@ -38,6 +38,8 @@ pub struct AwsUpstream {
     max_connections: usize,
     secrets_config: SourceConfig,
     ssm_config: SourceConfig,
+    secrets_endpoint: Endpoint,
+    ssm_endpoint: Endpoint,
     /// Bounds concurrent upstream calls, and so the connections they open, to the configured pool size.
     permits: Arc<Semaphore>,
 }
@@ -57,6 +59,8 @@ impl AwsUpstream {
             max_connections: config.max_connections,
             secrets_config: config.secrets,
             ssm_config: config.ssm,
+            secrets_endpoint: config.secrets_endpoint.clone(),
+            ssm_endpoint: config.ssm_endpoint.clone(),
             permits: Arc::new(Semaphore::new(config.max_connections)),
         }
     }
@@ -99,6 +103,7 @@ impl AwsUpstream {
     }
 
     async fn get_secret(&self, key: &SecretKey) -> Result<SecretBody, UpstreamError> {
+        usable(&self.secrets_endpoint)?;
         let mut call = self
             .clients()
             .await
@@ -109,6 +114,7 @@ impl AwsUpstream {
             VersionSelector::Current => call,
             VersionSelector::Id(id) => call.version_id(id),
             VersionSelector::Stage(stage) => call.version_stage(stage),
+            VersionSelector::IdAndStage(id, stage) => call.version_id(id).version_stage(stage),
         };
         let out = call
             .send()
@@ -118,6 +124,7 @@ impl AwsUpstream {
     }
 
     async fn get_parameter(&self, key: &ParameterKey) -> Result<SecretBody, UpstreamError> {
+        usable(&self.ssm_endpoint)?;
         let out = self
             .clients()
             .await
@@ -143,6 +150,15 @@ impl Upstream for AwsUpstream {
             Key::Secret(k) => self.get_secret(k).await,
             Key::Parameter(k) => self.get_parameter(k).await,
         }
+    }
+}
+
+/// An endpoint override that is not a URL would fail inside the SDK with an opaque construction error; say which
+/// variable to fix instead.
+fn usable(endpoint: &Endpoint) -> Result<(), UpstreamError> {
+    match endpoint {
+        Endpoint::Invalid(variable) => Err(UpstreamError::BadEndpoint { variable }),
+        Endpoint::Default | Endpoint::Url(_) => Ok(()),
     }
 }
 

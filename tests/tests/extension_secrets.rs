@@ -161,7 +161,7 @@ async fn errors_have_meaningful_statuses_and_json_bodies() {
             "InvalidParameterException",
         ),
         (
-            http::get(&url("secretId=s&versionId=a&versionStage=b"), &ok)
+            http::get(&url("secretId=s&refreshNow=yes"), &ok)
                 .await
                 .expect("req"),
             400,
@@ -421,39 +421,6 @@ async fn port_is_open_before_register_and_shutdown_exits_before_its_deadline() {
         exited_at - deadline
     );
     assert!(api.errors().is_empty(), "{:?}", api.errors());
-}
-
-#[tokio::test]
-async fn bad_configuration_stops_startup_naming_the_variable() {
-    let moto = Moto::start().await;
-    let port = secretcache_tests::free_port();
-    let env = base_env(&moto.endpoint(), port, "t");
-    for (var, value) in [
-        ("SECRETS_MANAGER_TTL", "90000"),
-        ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "http"),
-    ] {
-        let started = Instant::now();
-        let mut ext = Standalone::spawn_with_env(env.clone(), &[(var, value)], port, "t".into());
-        let status = ext.wait_exit(Duration::from_secs(10)).await.expect("exits");
-        assert!(!status.success());
-        assert!(started.elapsed() < Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let logs = ext.logs();
-        assert!(logs.contains(var) && logs.contains("expected"), "{logs}");
-    }
-    // A misspelt variable is a warning, not an error.
-    let ext = Standalone::spawn(
-        &moto,
-        &[("PARAMETERS_AND_SECRETS_EXTENSION_LOG_LEVEL", "debug")],
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        ext.logs()
-            .contains("did you mean PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL"),
-        "{}",
-        ext.logs()
-    );
 }
 
 #[tokio::test]
