@@ -1,4 +1,5 @@
-//! The bounded cache in front of the upstream: single-flight, refresh-ahead and stale-on-error.
+//! The bounded cache in front of the upstream: single-flight, refresh-ahead, stale-on-error, and memory of recent
+//! answers so that a client retrying in a loop does not hammer the upstream.
 //!
 //! It knows nothing of HTTP and nothing of the AWS SDK: it stores [`SecretBody`] values under [`Key`]s and asks an
 //! [`Upstream`] (a small trait) for missing ones.
@@ -6,25 +7,34 @@
 //! Parts and the reasons for them:
 //! - **Storage** is a moka cache bounded by entry count *and* bytes. moka has one capacity, so each entry weighs
 //!   `max(its bytes, byte_budget / max_entries)`: the total weight limit then bounds both.
-//! - **Freshness** is judged by our own per-entry timestamp taken from an injectable [`Clock`], not by moka's TTL (which
-//!   cannot be paused in tests). moka's TTL is only the eviction backstop, at TTL + the stale window.
+//! - **Freshness** is judged by our own per-entry timestamp from a [`Clock`] that is tokio's monotonic clock plus every
+//!   pause it did not see (a paused or restored micro-VM), not by moka's TTL (which cannot be paused in tests). moka's
+//!   TTL is only the eviction backstop, at TTL + the stale window. Under SnapStart a detected pause (a restore) drops
+//!   every cached value before the read that noticed it is answered.
 //! - **Single-flight**: all concurrent misses, `refreshNow`s and background refreshes of one key share one spawned
 //!   upstream call. The call runs in its own task, so a client that hangs up does not cancel it for the others.
 //! - **Refresh-ahead**: a hit within the refresh-ahead window of expiry starts a background refresh and still answers
-//!   at once; [`Cache::refresh_due`] does the same for every entry, for the Lambda INVOKE event (a frozen environment
-//!   runs no background work, so refreshes are started while an invocation is active).
+//!   at once; [`Cache::refresh_due`] does the same for every entry on a Lambda INVOKE (a frozen environment runs no
+//!   background work), skipping keys in backoff and waiting only within a small budget: an INVOKE must never hold
+//!   the function, and a refresh that outlives the budget lands when it lands.
 //! - **Stale-on-error**: when a refresh of an expired entry fails transiently (timeout, unreachable, 5xx, throttle),
 //!   the last good value is served, marked stale, for up to `max_stale` past expiry. Never for not-found or denied,
-//!   and never for `refreshNow`.
+//!   and never for `refreshNow`. A key whose upstream failed is in backoff: reads get the stale value at once.
+//! - **No hot loops upstream**: a not-found or access-denied answer is remembered for `negative_ttl`, and a
+//!   `refreshNow` of one key calls upstream at most once per `refresh_now_interval` (requests inside it get what that
+//!   call fetched). `refreshNow` bypasses the negative memory.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::time::Instant;
 
+use crate::clock::{Clock, SystemWallClock, WallClock};
 use crate::error::UpstreamError;
 use crate::metrics::Metrics;
 use crate::request::Key;
@@ -34,22 +44,6 @@ use crate::secret::SecretBody;
 pub trait Upstream: Send + Sync + 'static {
     /// Fetches the current value for `key` and serializes it into the response body.
     fn fetch(&self, key: &Key) -> impl Future<Output = Result<SecretBody, UpstreamError>> + Send;
-}
-
-/// A source of "now", injectable so freshness tests need no sleeping.
-pub trait Clock: Send + Sync + 'static {
-    /// The current instant.
-    fn now(&self) -> Instant;
-}
-
-/// The monotonic system clock. It keeps running while a Lambda environment is frozen, which is what expiry needs.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
 }
 
 /// How long values stay fresh, and what may be done around expiry.
@@ -67,6 +61,12 @@ pub struct Policy {
     pub max_entries: u64,
     /// Most bytes of cached bodies.
     pub max_bytes: u64,
+    /// How long a not-found or access-denied answer is remembered (0 disables).
+    pub negative_ttl: Duration,
+    /// The shortest interval between two upstream calls made for `refreshNow` on one key (0 disables).
+    pub refresh_now_interval: Duration,
+    /// Drop every cached value when a pause is detected (SnapStart: the pause is a restore from a snapshot).
+    pub forget_on_pause: bool,
 }
 
 impl Policy {
@@ -89,7 +89,7 @@ pub enum Source {
     Hit,
     /// Fetched upstream for this request (or for a concurrent one it waited on).
     Miss,
-    /// Fetched upstream because the client asked with `refreshNow`.
+    /// Fetched upstream because the client asked with `refreshNow` (or within the interval of such a fetch).
     Refreshed,
     /// Expired, and the upstream failed transiently: the last good value.
     Stale,
@@ -105,6 +105,19 @@ impl Source {
             Self::Stale => "stale",
         }
     }
+}
+
+/// What one [`Cache::refresh_due`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefreshReport {
+    /// Entries within their refresh-ahead window or past expiry.
+    pub due: usize,
+    /// Refreshes started (or joined, when one was already running), probes of failing keys included.
+    pub started: usize,
+    /// Due keys left alone because their upstream failed moments ago (in backoff).
+    pub skipped_backoff: usize,
+    /// Refreshes waited for that ended within the budget; the others (and every probe) carry on.
+    pub finished: usize,
 }
 
 #[derive(Debug)]
@@ -132,42 +145,86 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 impl Backoff {
     /// The wait after `failures` consecutive failures: exponential, capped, with "equal jitter" (half fixed, half
     /// random) so that many environments failing together do not retry in lockstep.
-    fn delay(failures: u32, key: &Key) -> Duration {
+    fn delay(failures: u32) -> Duration {
         let exp = BACKOFF_BASE
             .saturating_mul(1 << failures.saturating_sub(1).min(16))
             .min(BACKOFF_MAX);
         let half = exp / 2;
-        half + half.mul_f64(jitter(key))
+        half + half.mul_f64(fastrand::f64())
     }
-}
-
-/// A number in [0, 1) that differs between calls and keys; no need for a cryptographic source.
-fn jitter(key: &Key) -> f64 {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    key.hash(&mut h);
-    Instant::now().hash(&mut h);
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 type Flight = Shared<BoxFuture<'static, Result<Arc<Entry>, UpstreamError>>>;
 
+/// Answers remembered per key for a short while, each with when it was recorded.
+#[derive(Debug)]
+struct Memory<V> {
+    map: Mutex<HashMap<Key, (Instant, V)>>,
+    ttl: Duration,
+}
+
+impl<V: Clone> Memory<V> {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+            ttl,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (Instant, V)>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The value recorded for `key` less than the memory's TTL before `now`.
+    fn get(&self, key: &Key, now: Instant) -> Option<V> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let map = self.lock();
+        map.get(key)
+            .filter(|(at, _)| now.saturating_duration_since(*at) < self.ttl)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn put(&self, key: Key, now: Instant, value: V) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        // Recording is rare (a refusal, a refreshNow), so old answers are dropped on every record: a remembered
+        // refreshNow holds a secret value, which should not outlive its interval by much.
+        let mut map = self.lock();
+        map.retain(|_, (at, _)| now.saturating_duration_since(*at) < self.ttl);
+        map.insert(key, (now, value));
+    }
+
+    fn forget(&self, key: &Key) {
+        if !self.ttl.is_zero() {
+            self.lock().remove(key);
+        }
+    }
+}
+
 /// The cache. Cheap to share behind an `Arc`.
-pub struct Cache<U, C = SystemClock> {
+pub struct Cache<U, W = SystemWallClock> {
     upstream: Arc<U>,
-    clock: C,
+    clock: Clock<W>,
     policy: Policy,
     store: moka::future::Cache<Key, Arc<Entry>>,
-    inflight: Mutex<HashMap<Key, Flight>>,
+    /// The one upstream call per key in progress, and when it started (monotonic, unskewed).
+    inflight: Mutex<HashMap<Key, (Flight, Instant)>>,
     /// Keys whose last upstream call failed transiently, and when to try again.
     backoff: Mutex<HashMap<Key, Backoff>>,
+    /// Not-found and access-denied answers, remembered for `negative_ttl`.
+    negative: Memory<UpstreamError>,
+    /// The last `refreshNow` call per key, shared by the `refreshNow`s that follow within the interval.
+    refreshed: Memory<Flight>,
     metrics: Arc<Metrics>,
     /// Our own counts: moka's `entry_count` lags until its maintenance runs.
     entries: AtomicU64,
     bytes: AtomicU64,
 }
 
-impl<U, C> std::fmt::Debug for Cache<U, C> {
+impl<U, W> std::fmt::Debug for Cache<U, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
             .field("policy", &self.policy)
@@ -176,9 +233,9 @@ impl<U, C> std::fmt::Debug for Cache<U, C> {
     }
 }
 
-impl<U: Upstream, C: Clock> Cache<U, C> {
-    /// A cache over `upstream`, sized and timed by `policy`.
-    pub fn new(upstream: U, clock: C, policy: Policy, metrics: Arc<Metrics>) -> Arc<Self> {
+impl<U: Upstream, W: WallClock> Cache<U, W> {
+    /// A cache over `upstream`, sized and timed by `policy`, ageing entries by `wall`-checked monotonic time.
+    pub fn new(upstream: U, wall: W, policy: Policy, metrics: Arc<Metrics>) -> Arc<Self> {
         let per_entry_floor = policy
             .max_bytes
             .checked_div(policy.max_entries)
@@ -207,11 +264,13 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
                 .build();
             Self {
                 upstream: Arc::new(upstream),
-                clock,
+                clock: Clock::new(wall),
                 policy,
                 store,
                 inflight: Mutex::new(HashMap::new()),
                 backoff: Mutex::new(HashMap::new()),
+                negative: Memory::new(policy.negative_ttl),
+                refreshed: Memory::new(policy.refresh_now_interval),
                 metrics,
                 entries: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
@@ -225,22 +284,26 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
         key: &Key,
         refresh_now: bool,
     ) -> Result<(SecretBody, Source), UpstreamError> {
+        let now = self.now();
         if refresh_now {
-            let entry = self.fetch(key.clone()).await?;
-            return Ok((entry.body.clone(), Source::Refreshed));
+            return self.refresh_now(key, now).await;
         }
         let ttl = self.policy.ttl(key);
-        let cached = if self.caching(key) {
+        let caching = self.caching(key);
+        let cached = if caching {
             self.store.get(key).await
         } else {
             None
         };
         let Some(entry) = cached else {
             self.metrics.miss();
+            if let Some(e) = self.remembered_failure(key, now) {
+                return Err(e);
+            }
             let entry = self.fetch(key.clone()).await?;
             return Ok((entry.body.clone(), Source::Miss));
         };
-        let age = self.clock.now().saturating_duration_since(entry.fetched_at);
+        let age = now.saturating_duration_since(entry.fetched_at);
         if age < ttl {
             if age >= ttl - self.policy.refresh_ahead(ttl) {
                 // Refresh-ahead: start the refresh and answer from the cache without waiting for it.
@@ -250,9 +313,12 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
             return Ok((entry.body.clone(), Source::Hit));
         }
         self.metrics.miss();
+        if let Some(e) = self.remembered_failure(key, now) {
+            return Err(e);
+        }
         let stale_allowed = age < ttl + self.policy.max_stale;
         if stale_allowed {
-            if let Some(retry_due) = self.backoff_state(key) {
+            if let Some(retry_due) = self.backoff_state(key, now) {
                 // The upstream failed for this key moments ago: answer at once with the last good value instead of
                 // making every request wait for another timeout, and probe the upstream in the background only once
                 // the backoff has passed.
@@ -263,6 +329,17 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
                 self.metrics.stale();
                 return Ok((entry.body.clone(), Source::Stale));
             }
+        }
+        if stale_allowed
+            && self
+                .in_flight_for(key)
+                .is_some_and(|running| running >= STALE_GRACE)
+        {
+            // A call for this key has been running longer than the grace: the upstream is slow or gone, and this
+            // read would only wait another grace to learn it.
+            tracing::debug!(key = %key, "upstream slow; serving the last good value meanwhile");
+            self.metrics.stale();
+            return Ok((entry.body.clone(), Source::Stale));
         }
         let flight = self.flight(key.clone());
         let result = if stale_allowed {
@@ -296,32 +373,84 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
         }
     }
 
-    /// Starts a refresh of every entry that is within its refresh-ahead window or past expiry, and waits for them
-    /// (bounded by the upstream timeout). Called on each Lambda INVOKE, while the environment is not frozen.
-    pub async fn refresh_due(self: &Arc<Self>) -> usize {
-        let now = self.clock.now();
-        let due: Vec<Key> = self
-            .store
-            .iter()
-            .filter(|(key, entry)| {
-                let ttl = self.policy.ttl(key);
-                now.saturating_duration_since(entry.fetched_at)
-                    >= ttl - self.policy.refresh_ahead(ttl)
-            })
-            .map(|(key, _)| (*key).clone())
-            .collect();
-        let n = due.len();
-        let flights: Vec<_> = due.into_iter().map(|k| self.flight(k)).collect();
-        for (res, _) in futures_util::future::join_all(flights)
-            .await
-            .into_iter()
-            .zip(0..)
-        {
-            if let Err(e) = res {
-                tracing::warn!(error = %e, "background refresh failed; the cached value is kept");
+    /// `refreshNow`: a fresh upstream call, or the one another `refreshNow` of this key made within the interval.
+    async fn refresh_now(
+        self: &Arc<Self>,
+        key: &Key,
+        now: Instant,
+    ) -> Result<(SecretBody, Source), UpstreamError> {
+        let flight = match self.refreshed.get(key, now) {
+            Some(recent) => {
+                self.metrics.refresh_now_coalesced();
+                recent
+            }
+            None => {
+                let flight = self.flight(key.clone());
+                self.refreshed.put(key.clone(), now, flight.clone());
+                flight
+            }
+        };
+        let entry = flight.await?;
+        Ok((entry.body.clone(), Source::Refreshed))
+    }
+
+    /// A not-found or access-denied answer for `key` from moments ago, counted as a negative hit.
+    fn remembered_failure(&self, key: &Key, now: Instant) -> Option<UpstreamError> {
+        if !self.caching(key) {
+            return None;
+        }
+        let e = self.negative.get(key, now)?;
+        self.metrics.negative_hit();
+        tracing::debug!(key = %key, error = %e, "answered from the memory of a recent upstream refusal");
+        Some(e)
+    }
+
+    /// Starts a refresh of every entry that is within its refresh-ahead window or past expiry, except keys in
+    /// backoff, and waits for them at most `budget`, and not at all while the upstream looks like it is failing (a
+    /// key in backoff, or a call running for longer than the budget). Called on each Lambda INVOKE, while the
+    /// environment is not frozen; whatever outlives the wait goes on in its own task and is used when it lands.
+    pub async fn refresh_due(self: &Arc<Self>, budget: Duration) -> RefreshReport {
+        let now = self.now();
+        let deadline = Instant::now() + budget;
+        let mut report = RefreshReport::default();
+        let mut pending = FuturesUnordered::new();
+        // One key failing (or a call hanging) means the upstream is probably failing for all: wait for none.
+        let failing = self.upstream_failing(budget);
+        for (key, entry) in self.store.iter() {
+            let ttl = self.policy.ttl(&key);
+            if now.saturating_duration_since(entry.fetched_at)
+                < ttl - self.policy.refresh_ahead(ttl)
+            {
+                continue;
+            }
+            report.due += 1;
+            match self.backoff_state(&key, now) {
+                // Its upstream failed moments ago: waiting on it would only hold the invocation.
+                Some(false) => {
+                    report.skipped_backoff += 1;
+                    self.metrics.refresh_skipped_backoff();
+                }
+                // Failed before, and its backoff has passed: probe again, but never wait on an upstream that is
+                // failing. The probe lands (or backs off further) on its own.
+                Some(true) => {
+                    report.started += 1;
+                    self.refresh_in_background((*key).clone());
+                }
+                None if failing => {
+                    report.started += 1;
+                    self.refresh_in_background((*key).clone());
+                }
+                None => {
+                    report.started += 1;
+                    pending.push(self.flight((*key).clone()));
+                }
             }
         }
-        n
+        // Failures are logged where they happen (fetch_and_store); here only the count matters.
+        while let Ok(Some(_)) = tokio::time::timeout_at(deadline, pending.next()).await {
+            report.finished += 1;
+        }
+        report
     }
 
     /// Fetches `keys` into the cache concurrently (init prefetch). Failures are logged, never fatal.
@@ -338,9 +467,11 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
         futures_util::future::join_all(flights).await;
     }
 
-    /// Forgets every cached value (after a SnapStart restore, when their age is unknown).
+    /// Forgets every cached value and remembered answer (after a SnapStart restore, when their age is unknown).
     pub fn invalidate_all(&self) {
         self.store.invalidate_all();
+        self.negative.lock().clear();
+        self.refreshed.lock().clear();
     }
 
     /// Number of cached entries and their bytes.
@@ -361,26 +492,78 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
         self.store.run_pending_tasks().await;
     }
 
-    /// `None` when the key is not in backoff; otherwise whether its retry is due.
-    fn backoff_state(&self, key: &Key) -> Option<bool> {
+    /// The clock's time; a pause it detects is logged, and under SnapStart drops every cached value first.
+    fn now(&self) -> Instant {
+        let reading = self.clock.read();
+        if let Some(pause) = reading.pause {
+            self.metrics.pause_detected();
+            if self.policy.forget_on_pause {
+                self.invalidate_all();
+                tracing::info!(
+                    pause_secs = pause.as_secs(),
+                    "the wall clock jumped ahead of the monotonic clock (a SnapStart restore); every cached value \
+                     from before it is dropped"
+                );
+            } else {
+                tracing::info!(
+                    pause_secs = pause.as_secs(),
+                    "the wall clock jumped ahead of the monotonic clock (a pause it did not see); cached values \
+                     are aged by it"
+                );
+            }
+        }
+        reading.now
+    }
+
+    /// Whether the upstream looks like it is failing: some key's last call failed transiently (it is in backoff), or
+    /// some call has been running for longer than `slow`.
+    fn upstream_failing(&self, slow: Duration) -> bool {
+        let in_backoff = !self
+            .backoff
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        in_backoff
+            || self
+                .inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .any(|(_, started)| started.elapsed() >= slow)
+    }
+
+    /// How long the upstream call in progress for `key` has been running, if there is one.
+    fn in_flight_for(&self, key: &Key) -> Option<Duration> {
+        let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        inflight.get(key).map(|(_, started)| started.elapsed())
+    }
+
+    /// `None` when the key is not in backoff; otherwise whether its retry is due at `now`.
+    fn backoff_state(&self, key: &Key, now: Instant) -> Option<bool> {
         let backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-        backoff.get(key).map(|b| self.clock.now() >= b.retry_at)
+        backoff.get(key).map(|b| now >= b.retry_at)
     }
 
     fn record_outcome(&self, key: &Key, error: Option<&UpstreamError>) {
+        let now = self.clock.now();
         let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
         match error {
             None => {
                 backoff.remove(key);
+                self.negative.forget(key);
             }
             Some(e) if e.is_transient() => {
                 let failures = backoff.get(key).map_or(1, |b| b.failures.saturating_add(1));
-                let retry_at = self.clock.now() + Backoff::delay(failures, key);
+                let retry_at = now + Backoff::delay(failures);
                 backoff.insert(key.clone(), Backoff { failures, retry_at });
             }
-            // An answer about the secret itself (not found, denied) ends any backoff: it is not an outage.
-            Some(_) => {
+            // An answer about the secret itself ends any backoff: it is not an outage. Not-found and denied are
+            // remembered for a moment, so a client retrying in a loop does not turn into an upstream loop.
+            Some(e) => {
                 backoff.remove(key);
+                if e.is_refusal() {
+                    self.negative.put(key.clone(), now, e.clone());
+                }
             }
         }
     }
@@ -407,7 +590,7 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
     fn flight(self: &Arc<Self>, key: Key) -> Flight {
         // The lock is held only to look up or insert, never across an await.
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = inflight.get(&key) {
+        if let Some((f, _)) = inflight.get(&key) {
             return f.clone();
         }
         let this = Arc::clone(self);
@@ -428,7 +611,7 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
         }
         .boxed()
         .shared();
-        inflight.insert(key, flight.clone());
+        inflight.insert(key, (flight.clone(), Instant::now()));
         flight
     }
 
@@ -452,7 +635,7 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
         tracing::info!(key = %key, bytes = body.len(), millis = elapsed.as_millis() as u64, "fetched from upstream");
         let entry = Arc::new(Entry {
             body,
-            fetched_at: self.clock.now(),
+            fetched_at: self.now(),
         });
         if self.caching(key) {
             self.entries.fetch_add(1, Ordering::Relaxed);
@@ -468,10 +651,11 @@ impl<U: Upstream, C: Clock> Cache<U, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::tests::ManualWall;
     use crate::request::{SecretKey, VersionSelector};
     use std::sync::atomic::AtomicUsize;
 
-    /// A scripted upstream: counts calls and answers from a mutable script.
+    /// A scripted upstream: counts calls and answers from a mutable script, after a delay on tokio's clock.
     #[derive(Default)]
     struct Scripted {
         calls: AtomicUsize,
@@ -500,19 +684,6 @@ mod tests {
         }
     }
 
-    #[derive(Clone, Default)]
-    struct ManualClock(Arc<Mutex<Duration>>, Arc<std::sync::OnceLock<Instant>>);
-    impl ManualClock {
-        fn advance(&self, d: Duration) {
-            *self.0.lock().expect("lock") += d;
-        }
-    }
-    impl Clock for ManualClock {
-        fn now(&self) -> Instant {
-            *self.1.get_or_init(Instant::now) + *self.0.lock().expect("lock")
-        }
-    }
-
     fn policy() -> Policy {
         Policy {
             secret_ttl: Duration::from_secs(100),
@@ -521,6 +692,9 @@ mod tests {
             max_stale: Duration::ZERO,
             max_entries: 10,
             max_bytes: 1 << 20,
+            negative_ttl: Duration::ZERO,
+            refresh_now_interval: Duration::ZERO,
+            forget_on_pause: false,
         }
     }
 
@@ -531,22 +705,26 @@ mod tests {
         })
     }
 
-    type TestCache = Arc<Cache<Arc<Scripted>, ManualClock>>;
+    type TestCache = Arc<Cache<Arc<Scripted>, ManualWall>>;
 
-    fn setup(p: Policy) -> (Arc<Scripted>, ManualClock, TestCache) {
+    fn setup(p: Policy) -> (Arc<Scripted>, ManualWall, TestCache) {
         let up = Arc::new(Scripted::default());
-        let clock = ManualClock::default();
+        let wall = ManualWall::default();
         let cache = Cache::new(
             Arc::clone(&up),
-            clock.clone(),
+            wall.clone(),
             p,
             Arc::new(Metrics::default()),
         );
-        (up, clock, cache)
+        (up, wall, cache)
     }
 
     fn set(up: &Scripted, a: Result<&str, UpstreamError>) {
         *up.answer.lock().expect("lock") = Some(a.map(str::to_owned));
+    }
+
+    fn calls(up: &Scripted) -> usize {
+        up.calls.load(Ordering::SeqCst)
     }
 
     async fn text(c: &TestCache, k: &str, refresh: bool) -> (String, Source) {
@@ -554,22 +732,79 @@ mod tests {
         (String::from_utf8(b.bytes().to_vec()).expect("utf8"), s)
     }
 
-    #[tokio::test]
+    /// Lets spawned tasks (background refreshes) run to completion on the paused clock.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
+    fn not_found() -> UpstreamError {
+        UpstreamError::NotFound {
+            code: "ResourceNotFoundException".into(),
+            message: "m".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn hit_then_expiry_fetches_anew() {
-        let (up, clock, cache) = setup(policy());
+        let (up, _wall, cache) = setup(policy());
         set(&up, Ok("one"));
         assert_eq!(text(&cache, "a", false).await, ("one".into(), Source::Miss));
         set(&up, Ok("two"));
-        clock.advance(Duration::from_secs(99));
+        tokio::time::advance(Duration::from_secs(99)).await;
         assert_eq!(text(&cache, "a", false).await, ("one".into(), Source::Hit));
-        clock.advance(Duration::from_secs(2));
+        tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(text(&cache, "a", false).await, ("two".into(), Source::Miss));
-        assert_eq!(up.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(calls(&up), 2);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn an_entry_fetched_before_a_pause_longer_than_its_ttl_is_not_fresh_after_it() {
+        let (up, wall, cache) = setup(policy());
+        set(&up, Ok("before"));
+        text(&cache, "a", false).await;
+        // A paused micro-VM: ten minutes pass on the wall clock and none on the monotonic one.
+        wall.step(600);
+        set(&up, Ok("after"));
+        assert_eq!(
+            text(&cache, "a", false).await,
+            ("after".into(), Source::Miss)
+        );
+        assert_eq!(calls(&up), 2);
+        // A wall clock set back does not make the new entry any younger than its monotonic age.
+        wall.step(-3600);
+        tokio::time::advance(Duration::from_secs(100)).await;
+        set(&up, Ok("later"));
+        assert_eq!(text(&cache, "a", false).await.0, "later");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn under_snap_start_a_restore_drops_every_value_before_the_read_that_notices_it() {
+        let (up, wall, cache) = setup(Policy {
+            forget_on_pause: true,
+            secret_ttl: Duration::from_secs(3600),
+            ..policy()
+        });
+        set(&up, Ok("pre-snapshot"));
+        text(&cache, "a", false).await;
+        // Restored 90 s later: well within the TTL, but the value is from before the snapshot.
+        wall.step(90);
+        set(&up, Ok("post-restore"));
+        assert_eq!(
+            text(&cache, "a", false).await,
+            ("post-restore".into(), Source::Miss)
+        );
+        assert_eq!(
+            text(&cache, "a", false).await,
+            ("post-restore".into(), Source::Hit)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn concurrent_misses_share_one_call() {
-        let (up, _clock, cache) = setup(policy());
+        let (up, _wall, cache) = setup(policy());
         *up.delay.lock().expect("lock") = Duration::from_millis(50);
         let gets = (0..100).map(|_| {
             let c = Arc::clone(&cache);
@@ -578,7 +813,7 @@ mod tests {
         for r in futures_util::future::join_all(gets).await {
             assert!(r.expect("join").is_ok());
         }
-        assert_eq!(up.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(calls(&up), 1);
         let refreshes = (0..20).map(|_| {
             let c = Arc::clone(&cache);
             tokio::spawn(async move { c.get(&key("a"), true).await.map(|(_, s)| s) })
@@ -586,36 +821,95 @@ mod tests {
         for r in futures_util::future::join_all(refreshes).await {
             assert_eq!(r.expect("join").expect("ok"), Source::Refreshed);
         }
-        assert_eq!(up.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(calls(&up), 2);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn refresh_now_in_a_loop_calls_upstream_at_most_once_per_interval() {
+        let (up, _wall, cache) = setup(Policy {
+            refresh_now_interval: Duration::from_secs(1),
+            ..policy()
+        });
+        set(&up, Ok("v1"));
+        for i in 0..200 {
+            if i == 100 {
+                set(&up, Ok("v2"));
+            }
+            let (v, s) = text(&cache, "a", true).await;
+            assert_eq!((v.as_str(), s), ("v1", Source::Refreshed));
+            tokio::time::advance(Duration::from_millis(4)).await;
+        }
+        assert_eq!(calls(&up), 1, "200 refreshNow reads within 0.8 s");
+        tokio::time::advance(Duration::from_millis(300)).await;
+        assert_eq!(text(&cache, "a", true).await.0, "v2");
+        assert_eq!(calls(&up), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn not_found_is_remembered_briefly_and_refresh_now_bypasses_the_memory() {
+        let (up, _wall, cache) = setup(Policy {
+            negative_ttl: Duration::from_secs(5),
+            ..policy()
+        });
+        set(&up, Err(not_found()));
+        for _ in 0..200 {
+            let e = cache.get(&key("gone"), false).await.expect_err("not found");
+            assert!(matches!(e, UpstreamError::NotFound { .. }));
+            tokio::time::advance(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            calls(&up),
+            1,
+            "200 reads of a missing secret within a second"
+        );
+        // The secret is created: refreshNow sees it at once; then plain reads do too.
+        set(&up, Ok("created"));
+        assert_eq!(text(&cache, "gone", true).await.0, "created");
+        assert_eq!(
+            text(&cache, "gone", false).await,
+            ("created".into(), Source::Hit)
+        );
+        // After the memory's TTL a missing secret is asked about again.
+        set(&up, Err(not_found()));
+        assert!(cache.get(&key("other"), false).await.is_err());
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(cache.get(&key("other"), false).await.is_err());
+        assert_eq!(calls(&up), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn zero_ttl_or_size_never_caches() {
-        let (up, _c, cache) = setup(Policy {
+        let (up, _w, cache) = setup(Policy {
             secret_ttl: Duration::ZERO,
             ..policy()
         });
         text(&cache, "a", false).await;
         text(&cache, "a", false).await;
-        assert_eq!(up.calls.load(Ordering::SeqCst), 2);
-        let (up, _c, cache) = setup(Policy {
+        assert_eq!(calls(&up), 2);
+        let (up, _w, cache) = setup(Policy {
             max_entries: 0,
+            negative_ttl: Duration::from_secs(5),
             ..policy()
         });
         text(&cache, "a", false).await;
         text(&cache, "a", false).await;
-        assert_eq!(up.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(calls(&up), 2);
+        // With caching off, a refusal is not remembered either: every read asks.
+        set(&up, Err(not_found()));
+        assert!(cache.get(&key("a"), false).await.is_err());
+        assert!(cache.get(&key("a"), false).await.is_err());
+        assert_eq!(calls(&up), 4);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn stale_only_for_transient_errors_and_never_for_refresh_now() {
-        let (up, clock, cache) = setup(Policy {
+        let (up, _wall, cache) = setup(Policy {
             max_stale: Duration::from_secs(50),
             ..policy()
         });
         set(&up, Ok("good"));
         text(&cache, "a", false).await;
-        clock.advance(Duration::from_secs(120));
+        tokio::time::advance(Duration::from_secs(120)).await;
         set(&up, Err(UpstreamError::Timeout { millis: 1 }));
         assert_eq!(
             text(&cache, "a", false).await,
@@ -625,97 +919,83 @@ mod tests {
             cache.get(&key("a"), true).await.is_err(),
             "refreshNow must not serve stale"
         );
-        set(
-            &up,
-            Err(UpstreamError::NotFound {
-                code: "ResourceNotFoundException".into(),
-                message: "m".into(),
-            }),
-        );
+        set(&up, Err(not_found()));
         // The upstream is in backoff, so the deletion is learnt from the next probe; from then on it is never masked.
-        clock.advance(Duration::from_secs(1));
+        tokio::time::advance(Duration::from_secs(6)).await;
         let _ = cache.get(&key("a"), false).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        settle().await;
         assert!(
             cache.get(&key("a"), false).await.is_err(),
             "not-found is never masked"
         );
         set(&up, Err(UpstreamError::Timeout { millis: 1 }));
-        clock.advance(Duration::from_secs(40));
+        tokio::time::advance(Duration::from_secs(40)).await;
         assert!(
             cache.get(&key("a"), false).await.is_err(),
             "beyond max_stale"
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn during_an_outage_stale_answers_do_not_wait_and_retries_back_off() {
-        let (up, clock, cache) = setup(Policy {
+        let (up, _wall, cache) = setup(Policy {
             max_stale: Duration::from_secs(600),
             ..policy()
         });
         set(&up, Ok("good"));
         text(&cache, "a", false).await;
-        clock.advance(Duration::from_secs(101));
+        tokio::time::advance(Duration::from_secs(101)).await;
         set(&up, Err(UpstreamError::Timeout { millis: 1 }));
         assert_eq!(text(&cache, "a", false).await.1, Source::Stale);
-        assert_eq!(up.calls.load(Ordering::SeqCst), 2);
-        // Within the backoff: stale at once, no upstream call.
+        assert_eq!(calls(&up), 2);
+        // Within the backoff: stale at once, no upstream call, no time spent.
+        let started = Instant::now();
         for _ in 0..10 {
             assert_eq!(text(&cache, "a", false).await.1, Source::Stale);
         }
-        assert_eq!(up.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(Instant::now(), started);
+        assert_eq!(calls(&up), 2);
         // Once the backoff has passed, one background probe; the answer is still immediate.
-        clock.advance(Duration::from_secs(1));
+        tokio::time::advance(BACKOFF_MAX).await;
         set(&up, Ok("healed"));
         assert_eq!(
             text(&cache, "a", false).await,
             ("good".into(), Source::Stale)
         );
-        for _ in 0..100 {
-            if up.calls.load(Ordering::SeqCst) == 3 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        settle().await;
+        assert_eq!(calls(&up), 3);
         assert_eq!(
             text(&cache, "a", false).await,
             ("healed".into(), Source::Hit)
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_slow_upstream_gets_stale_after_the_grace_and_the_refresh_lands_later() {
-        let (up, clock, cache) = setup(Policy {
+        let (up, _wall, cache) = setup(Policy {
             max_stale: Duration::from_secs(600),
             ..policy()
         });
         set(&up, Ok("old"));
         text(&cache, "a", false).await;
-        clock.advance(Duration::from_secs(101));
+        tokio::time::advance(Duration::from_secs(101)).await;
         set(&up, Ok("new"));
         *up.delay.lock().expect("lock") = Duration::from_millis(600);
-        let t = Instant::now();
+        let started = Instant::now();
         assert_eq!(
             text(&cache, "a", false).await,
             ("old".into(), Source::Stale)
         );
-        assert!(
-            t.elapsed() < Duration::from_millis(550),
-            "{:?}",
-            t.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(Instant::now() - started, STALE_GRACE);
+        tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(text(&cache, "a", false).await, ("new".into(), Source::Hit));
-        assert_eq!(up.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(calls(&up), 2);
     }
 
     #[test]
     fn backoff_grows_with_jitter_and_is_capped() {
-        let k = key("a");
         for failures in 1..40 {
-            let d = Backoff::delay(failures, &k);
+            let d = Backoff::delay(failures);
             let exp = BACKOFF_BASE
                 .saturating_mul(1 << (failures - 1).min(16))
                 .min(BACKOFF_MAX);
@@ -723,33 +1003,100 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn refresh_ahead_answers_at_once_and_refreshes_behind() {
-        let (up, clock, cache) = setup(Policy {
+        let (up, _wall, cache) = setup(Policy {
             refresh_ahead_percent: 20,
             ..policy()
         });
         set(&up, Ok("one"));
         text(&cache, "a", false).await;
         set(&up, Ok("two"));
-        clock.advance(Duration::from_secs(85));
+        tokio::time::advance(Duration::from_secs(85)).await;
         assert_eq!(text(&cache, "a", false).await, ("one".into(), Source::Hit));
-        for _ in 0..100 {
-            if up.calls.load(Ordering::SeqCst) == 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        settle().await;
+        assert_eq!(calls(&up), 2);
         assert_eq!(text(&cache, "a", false).await, ("two".into(), Source::Hit));
-        clock.advance(Duration::from_secs(90));
-        assert_eq!(cache.refresh_due().await, 1);
-        assert_eq!(up.calls.load(Ordering::SeqCst), 3);
+        tokio::time::advance(Duration::from_secs(90)).await;
+        let report = cache.refresh_due(Duration::from_millis(100)).await;
+        assert_eq!((report.due, report.started, report.finished), (1, 1, 1));
+        assert_eq!(calls(&up), 3);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn an_invoke_waits_for_refreshes_only_within_its_budget_and_they_land_later() {
+        let (up, _wall, cache) = setup(Policy {
+            max_stale: Duration::from_secs(600),
+            ..policy()
+        });
+        set(&up, Ok("old"));
+        text(&cache, "a", false).await;
+        text(&cache, "b", false).await;
+        tokio::time::advance(Duration::from_secs(101)).await;
+        // A black-holed upstream: every call takes three seconds.
+        *up.delay.lock().expect("lock") = Duration::from_secs(3);
+        set(&up, Ok("new"));
+        let started = Instant::now();
+        let report = cache.refresh_due(Duration::from_millis(100)).await;
+        assert_eq!(Instant::now() - started, Duration::from_millis(100));
+        assert_eq!((report.due, report.started, report.finished), (2, 2, 0));
+        // The next INVOKE while those calls still hang does not wait for them again, and a read of an expired value
+        // does not wait a grace for them either.
+        tokio::time::advance(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let again = cache.refresh_due(Duration::from_millis(100)).await;
+        assert_eq!(Instant::now(), started);
+        assert_eq!((again.started, again.finished), (2, 0));
+        assert_eq!(
+            text(&cache, "a", false).await,
+            ("old".into(), Source::Stale)
+        );
+        assert_eq!(Instant::now(), started);
+        assert_eq!(calls(&up), 4, "joined, not called again");
+        // The refreshes carried on: after the upstream answers, the values are fresh.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        settle().await;
+        assert_eq!(text(&cache, "a", false).await, ("new".into(), Source::Hit));
+        assert_eq!(calls(&up), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invoke_does_not_wait_at_all_for_a_key_in_backoff() {
+        let (up, _wall, cache) = setup(Policy {
+            max_stale: Duration::from_secs(600),
+            ..policy()
+        });
+        set(&up, Ok("good"));
+        text(&cache, "a", false).await;
+        tokio::time::advance(Duration::from_secs(101)).await;
+        // The upstream times out: the first INVOKE's refresh fails, and the key goes into backoff.
+        set(&up, Err(UpstreamError::Timeout { millis: 3000 }));
+        *up.delay.lock().expect("lock") = Duration::from_secs(3);
+        let first = cache.refresh_due(Duration::from_millis(100)).await;
+        assert_eq!(first.started, 1);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        settle().await;
+        assert_eq!(calls(&up), 2);
+        // The next INVOKE, inside the backoff: nothing is started and no time passes.
+        let started = Instant::now();
+        let next = cache.refresh_due(Duration::from_millis(100)).await;
+        assert_eq!(Instant::now(), started);
+        assert_eq!((next.due, next.started, next.skipped_backoff), (1, 0, 1));
+        assert_eq!(calls(&up), 2);
+        assert_eq!(text(&cache, "a", false).await.1, Source::Stale);
+        // Once the backoff has passed, an INVOKE probes the failing upstream again, and does not wait for it either.
+        tokio::time::advance(BACKOFF_MAX).await;
+        let started = Instant::now();
+        let probe = cache.refresh_due(Duration::from_millis(100)).await;
+        assert_eq!(Instant::now(), started);
+        assert_eq!((probe.started, probe.finished), (1, 0));
+        settle().await;
+        assert_eq!(calls(&up), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn byte_budget_evicts() {
-        let (up, _c, cache) = setup(Policy {
+        let (up, _w, cache) = setup(Policy {
             max_bytes: 10 * 1024,
             max_entries: 1000,
             ..policy()

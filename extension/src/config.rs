@@ -51,6 +51,13 @@ pub const REFRESH_AHEAD: &str = "PARAMETERS_SECRETS_EXTENSION_REFRESH_AHEAD";
 pub const MAX_STALE: &str = "PARAMETERS_SECRETS_EXTENSION_MAX_STALE";
 /// (ours) Byte budget of the cache.
 pub const CACHE_BYTES: &str = "PARAMETERS_SECRETS_EXTENSION_CACHE_BYTES";
+/// (ours) How long an INVOKE waits for the refreshes it starts, in milliseconds (never past the event's deadline).
+pub const INVOKE_WAIT_MILLIS: &str = "PARAMETERS_SECRETS_EXTENSION_INVOKE_WAIT_MILLIS";
+/// (ours) How long a not-found or access-denied answer is remembered, in milliseconds; 0 disables.
+pub const NEGATIVE_CACHE_MILLIS: &str = "PARAMETERS_SECRETS_EXTENSION_NEGATIVE_CACHE_MILLIS";
+/// (ours) Shortest interval between two upstream calls for `refreshNow` of one key, in milliseconds; 0 disables.
+pub const REFRESH_NOW_INTERVAL_MILLIS: &str =
+    "PARAMETERS_SECRETS_EXTENSION_REFRESH_NOW_INTERVAL_MILLIS";
 /// Lambda's own log level, used when ours is not set.
 pub const AWS_LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
 /// `snap-start` under SnapStart.
@@ -87,6 +94,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     REFRESH_AHEAD,
     MAX_STALE,
     CACHE_BYTES,
+    INVOKE_WAIT_MILLIS,
+    NEGATIVE_CACHE_MILLIS,
+    REFRESH_NOW_INTERVAL_MILLIS,
 ];
 
 /// Our default upstream timeout where the AWS extension's default (0) would mean "wait forever": an upstream call
@@ -290,6 +300,12 @@ pub struct Config {
     pub cache_bytes: u64,
     /// Running under SnapStart.
     pub snap_start: bool,
+    /// How long an INVOKE waits for the refreshes it starts.
+    pub invoke_budget: Duration,
+    /// How long a not-found or access-denied answer is remembered.
+    pub negative_ttl: Duration,
+    /// Shortest interval between two upstream calls for `refreshNow` of one key.
+    pub refresh_now_interval: Duration,
     /// What parsing found; logged by `main`.
     pub diagnostics: Diagnostics,
 }
@@ -524,9 +540,11 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
+        // Healthy Secrets Manager answers in tens of milliseconds; an unreachable one should cost init a second at
+        // most, not the upstream timeout.
         let prefetch_timeout = Duration::from_millis(r.number(
             PREFETCH_TIMEOUT_MILLIS,
-            5_000,
+            1_000,
             1..=MAX_PREFETCH_TIMEOUT_MILLIS,
             Above::Clamp,
             "milliseconds from 1 to 9000 (Lambda's init limit is 10 s)",
@@ -552,6 +570,27 @@ impl Config {
             Above::Clamp,
             "bytes from 4096 to 4294967296",
         );
+        let invoke_budget = Duration::from_millis(r.number(
+            INVOKE_WAIT_MILLIS,
+            100,
+            0..=10_000,
+            Above::Clamp,
+            "milliseconds from 0 (start refreshes, never wait) to 10000",
+        ));
+        let negative_ttl = Duration::from_millis(r.number(
+            NEGATIVE_CACHE_MILLIS,
+            5_000,
+            0..=300_000,
+            Above::Clamp,
+            "milliseconds from 0 (off) to 300000",
+        ));
+        let refresh_now_interval = Duration::from_millis(r.number(
+            REFRESH_NOW_INTERVAL_MILLIS,
+            1_000,
+            0..=60_000,
+            Above::Clamp,
+            "milliseconds from 0 (off) to 60000",
+        ));
         let snap_start = r
             .raw(AWS_LAMBDA_INITIALIZATION_TYPE)
             .is_some_and(|v| v == "snap-start");
@@ -596,6 +635,9 @@ impl Config {
             max_stale,
             cache_bytes,
             snap_start,
+            invoke_budget,
+            negative_ttl,
+            refresh_now_interval,
             diagnostics: r.diagnostics,
         }
     }
@@ -694,6 +736,10 @@ mod tests {
         assert_eq!(c.log_level, LogLevel::Info);
         assert!(c.runtime_api.is_none());
         assert!(c.prefetch.is_empty());
+        assert_eq!(c.prefetch_timeout, Duration::from_secs(1));
+        assert_eq!(c.invoke_budget, Duration::from_millis(100));
+        assert_eq!(c.negative_ttl, Duration::from_secs(5));
+        assert_eq!(c.refresh_now_interval, Duration::from_secs(1));
         assert_eq!(c.diagnostics, Diagnostics::default());
     }
 

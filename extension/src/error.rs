@@ -93,6 +93,12 @@ impl UpstreamError {
         )
     }
 
+    /// Whether this is the upstream refusing (the secret does not exist, or we may not read it): an answer worth
+    /// remembering for a moment, so that a client retrying in a loop does not become an upstream loop.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::NotFound { .. } | Self::AccessDenied { .. })
+    }
+
     /// A short label for logs and metrics.
     pub fn code(&self) -> &str {
         match self {

@@ -4,7 +4,8 @@
 //! Layout, one responsibility a module:
 //! - [`config`]: typed configuration from the environment, validated before anything binds;
 //! - [`request`]: strict parsing of query strings into cache keys;
-//! - [`cache`]: the bounded cache with single-flight, refresh-ahead and stale-on-error;
+//! - [`cache`]: the bounded cache with single-flight, refresh-ahead, stale-on-error and refusal memory;
+//! - [`clock`]: monotonic time that also counts the pauses a frozen or restored micro-VM hides from it;
 //! - [`upstream`]: the AWS SDK clients and the success bodies;
 //! - [`server`]: the localhost HTTP server and its request checks;
 //! - [`lifecycle`]: the Lambda Extensions API lifecycle, and standalone mode;
@@ -13,6 +14,7 @@
 //! - [`fuzzing`]: property checks shared by the fuzz targets and their regression tests.
 
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fuzzing;
@@ -29,7 +31,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::{Cache, Policy, SystemClock};
+use crate::cache::{Cache, Policy};
+use crate::clock::SystemWallClock;
 use crate::config::Config;
 use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::metrics::Metrics;
@@ -52,7 +55,7 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), Life
     });
     let cache = Cache::new(
         upstream,
-        SystemClock,
+        SystemWallClock,
         Policy::from(&config),
         Arc::clone(&metrics),
     );
@@ -75,6 +78,7 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), Life
         server,
         prefetch: config.prefetch.clone(),
         prefetch_timeout: config.prefetch_timeout,
+        invoke_budget: config.invoke_budget,
         snap_start: config.snap_start,
     };
     if config.runtime_api.is_some() {
@@ -93,6 +97,10 @@ impl From<&Config> for Policy {
             max_stale: c.max_stale,
             max_entries: c.cache_size,
             max_bytes: c.cache_bytes,
+            negative_ttl: c.negative_ttl,
+            refresh_now_interval: c.refresh_now_interval,
+            // Under SnapStart a pause is a restore: values from before the snapshot must not be served after it.
+            forget_on_pause: c.snap_start,
         }
     }
 }

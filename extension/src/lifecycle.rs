@@ -4,9 +4,11 @@
 //! 1. the caller has already bound the listener and started serving, so the function's init code can call us;
 //! 2. register with the Extensions API for INVOKE and SHUTDOWN (`lambda-extension`'s `register()`);
 //! 3. prefetch the configured secrets, bounded in time (failures are logged, never fatal);
-//! 4. `run()`: its first `event/next` tells Lambda we are ready. On INVOKE we refresh what is near or past expiry (the
-//!    environment is frozen between invokes, so this is when background work can run). On SHUTDOWN we stop
-//!    accepting, drain within the event's deadline, and exit the process: the crate's loop never returns.
+//! 4. `run()`: its first `event/next` tells Lambda we are ready. On INVOKE we start refreshing what is near or past
+//!    expiry (the environment is frozen between invokes, so this is when background work can run), and wait for it
+//!    only within a small budget that never reaches the event's deadline: every millisecond before we are back on
+//!    `event/next` is billed to the function and delays its next event. On SHUTDOWN we stop accepting, drain within
+//!    the event's deadline, and exit the process: the crate's loop never returns.
 //!
 //! Standalone mode (no `AWS_LAMBDA_RUNTIME_API`): prefetch, then serve until SIGTERM or SIGINT, then drain.
 
@@ -17,7 +19,8 @@ use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::{Cache, Clock, Upstream};
+use crate::cache::{Cache, Upstream};
+use crate::clock::WallClock;
 use crate::metrics::Metrics;
 use crate::request::{Key, SecretKey, VersionSelector};
 
@@ -25,14 +28,16 @@ use crate::request::{Key, SecretKey, VersionSelector};
 const STANDALONE_GRACE: Duration = Duration::from_secs(2);
 /// Time kept back from the SHUTDOWN deadline for exiting the process.
 const EXIT_MARGIN: Duration = Duration::from_millis(200);
+/// Time kept back from an INVOKE's deadline: the refresh wait ends at least this long before it.
+const INVOKE_MARGIN: Duration = Duration::from_millis(10);
 /// EMF metric lines are written at most this often while invocations run.
 const EMF_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What the lifecycle drives.
 #[derive(Debug)]
-pub struct Lifecycle<U, C> {
+pub struct Lifecycle<U, W> {
     /// The cache, for prefetch and refreshes.
-    pub cache: Arc<Cache<U, C>>,
+    pub cache: Arc<Cache<U, W>>,
     /// Counters, for the EMF line.
     pub metrics: Arc<Metrics>,
     /// Cancelled to stop the server.
@@ -43,6 +48,8 @@ pub struct Lifecycle<U, C> {
     pub prefetch: Vec<String>,
     /// Budget of that prefetch.
     pub prefetch_timeout: Duration,
+    /// How long an INVOKE waits for the refreshes it starts.
+    pub invoke_budget: Duration,
     /// SnapStart: no prefetch before the snapshot, and everything cached is expired after restore.
     pub snap_start: bool,
 }
@@ -52,7 +59,7 @@ pub struct Lifecycle<U, C> {
 #[error("Lambda Extensions API: {0}")]
 pub struct LifecycleError(String);
 
-impl<U: Upstream, C: Clock> Lifecycle<U, C> {
+impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
     /// Runs inside Lambda. Exits the process on SHUTDOWN.
     pub async fn lambda(self) -> Result<(), LifecycleError> {
         let Self {
@@ -62,6 +69,7 @@ impl<U: Upstream, C: Clock> Lifecycle<U, C> {
             server,
             prefetch,
             prefetch_timeout,
+            invoke_budget,
             snap_start,
         } = self;
         let server = Arc::new(tokio::sync::Mutex::new(Some(server)));
@@ -100,10 +108,24 @@ impl<U: Upstream, C: Clock> Lifecycle<U, C> {
                             };
                             if first && snap_start {
                                 // Restored from a snapshot: whatever was cached before it may be arbitrarily old.
+                                // (A read that comes before this event is covered by the cache's own detection of
+                                // the restore's clock jump.)
                                 cache.invalidate_all();
                             }
-                            let refreshed = cache.refresh_due().await;
-                            tracing::debug!(request_id = %invoke.request_id, refreshed, "invoke");
+                            let left = Duration::from_millis(
+                                invoke.deadline_ms.saturating_sub(now_millis()),
+                            );
+                            let budget = invoke_budget.min(left.saturating_sub(INVOKE_MARGIN));
+                            let r = cache.refresh_due(budget).await;
+                            tracing::debug!(
+                                request_id = %invoke.request_id,
+                                due = r.due,
+                                started = r.started,
+                                skipped_backoff = r.skipped_backoff,
+                                finished = r.finished,
+                                budget_ms = budget.as_millis() as u64,
+                                "invoke"
+                            );
                             if emit {
                                 println!("{}", metrics.emf(now_millis(), &function_name));
                             }
@@ -173,8 +195,8 @@ struct InvokeState {
     last_emf: Instant,
 }
 
-async fn prefetch_bounded<U: Upstream, C: Clock>(
-    cache: &Arc<Cache<U, C>>,
+async fn prefetch_bounded<U: Upstream, W: WallClock>(
+    cache: &Arc<Cache<U, W>>,
     ids: Vec<String>,
     budget: Duration,
 ) {

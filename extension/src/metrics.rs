@@ -21,6 +21,10 @@ pub struct Metrics {
     entries: AtomicU64,
     bytes: AtomicU64,
     config_errors: AtomicU64,
+    negative_hits: AtomicU64,
+    refresh_now_coalesced: AtomicU64,
+    refresh_skipped_backoff: AtomicU64,
+    pauses_detected: AtomicU64,
     upstream: Mutex<Upstream>,
 }
 
@@ -54,6 +58,14 @@ pub struct Snapshot {
     pub bytes: u64,
     /// Configuration values that could not be used (each replaced by its default).
     pub config_errors: u64,
+    /// Reads answered from the memory of a recent not-found or access-denied.
+    pub negative_hits: u64,
+    /// `refreshNow` reads answered by another `refreshNow`'s call within the interval.
+    pub refresh_now_coalesced: u64,
+    /// Refreshes an INVOKE skipped because their key was in backoff.
+    pub refresh_skipped_backoff: u64,
+    /// Pauses the monotonic clock did not see (wall clock jumps).
+    pub pauses_detected: u64,
 }
 
 impl Metrics {
@@ -73,6 +85,22 @@ impl Metrics {
     pub fn set_cache_size(&self, entries: u64, bytes: u64) {
         self.entries.store(entries, Ordering::Relaxed);
         self.bytes.store(bytes, Ordering::Relaxed);
+    }
+    /// A read answered from the memory of a recent refusal.
+    pub fn negative_hit(&self) {
+        self.negative_hits.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A `refreshNow` answered by a recent call.
+    pub fn refresh_now_coalesced(&self) {
+        self.refresh_now_coalesced.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A due refresh skipped on INVOKE because its key is in backoff.
+    pub fn refresh_skipped_backoff(&self) {
+        self.refresh_skipped_backoff.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A pause the monotonic clock did not see.
+    pub fn pause_detected(&self) {
+        self.pauses_detected.fetch_add(1, Ordering::Relaxed);
     }
     /// How many configuration values could not be used, set once at start.
     pub fn set_config_errors(&self, n: u64) {
@@ -107,6 +135,10 @@ impl Metrics {
             entries: self.entries.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             config_errors: self.config_errors.load(Ordering::Relaxed),
+            negative_hits: self.negative_hits.load(Ordering::Relaxed),
+            refresh_now_coalesced: self.refresh_now_coalesced.load(Ordering::Relaxed),
+            refresh_skipped_backoff: self.refresh_skipped_backoff.load(Ordering::Relaxed),
+            pauses_detected: self.pauses_detected.load(Ordering::Relaxed),
         }
     }
 
@@ -135,6 +167,26 @@ impl Metrics {
             "secretcache_stale_served_total",
             "Stale values served while the upstream failed.",
             s.stale,
+        );
+        counter(
+            "secretcache_negative_hits_total",
+            "Reads answered from the memory of a recent not-found or access-denied.",
+            s.negative_hits,
+        );
+        counter(
+            "secretcache_refresh_now_coalesced_total",
+            "refreshNow reads answered by another refreshNow's upstream call within the interval.",
+            s.refresh_now_coalesced,
+        );
+        counter(
+            "secretcache_invoke_refreshes_skipped_backoff_total",
+            "Refreshes an INVOKE skipped because the key's upstream was in backoff.",
+            s.refresh_skipped_backoff,
+        );
+        counter(
+            "secretcache_clock_pauses_total",
+            "Pauses the monotonic clock did not see (the wall clock jumped ahead).",
+            s.pauses_detected,
         );
         let _ = writeln!(
             out,
@@ -220,6 +272,10 @@ impl Metrics {
             ("CacheEntries", s.entries),
             ("CacheBytes", s.bytes),
             ("ConfigErrors", s.config_errors),
+            ("NegativeHits", s.negative_hits),
+            ("RefreshNowCoalesced", s.refresh_now_coalesced),
+            ("InvokeRefreshesSkippedBackoff", s.refresh_skipped_backoff),
+            ("ClockPauses", s.pauses_detected),
         ];
         let mut doc = serde_json::json!({
             "_aws": {

@@ -31,7 +31,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cache::{Cache, Clock, Source, SystemClock, Upstream};
+use crate::cache::{Cache, Source, Upstream};
+use crate::clock::{SystemWallClock, WallClock};
 use crate::config::AcceptedTokens;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -58,16 +59,16 @@ const MAX_BUF: usize = 96 * 1024;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the request handler needs.
-pub struct App<U, C = SystemClock> {
+pub struct App<U, W = SystemWallClock> {
     /// The cache, in front of the upstream.
-    pub cache: Arc<Cache<U, C>>,
+    pub cache: Arc<Cache<U, W>>,
     /// The values the token header may carry.
     pub tokens: TokenCheck,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
 }
 
-impl<U, C> std::fmt::Debug for App<U, C> {
+impl<U, W> std::fmt::Debug for App<U, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
             .field("tokens", &self.tokens)
@@ -121,8 +122,8 @@ enum Route {
 }
 
 /// Answers one request. Every failure goes through [`ApiError::into_response`].
-pub async fn handle<U: Upstream, C: Clock, B>(
-    app: &App<U, C>,
+pub async fn handle<U: Upstream, W: WallClock, B>(
+    app: &App<U, W>,
     req: Request<B>,
 ) -> Response<Full<Bytes>> {
     match route(app, &req).await {
@@ -138,8 +139,8 @@ pub async fn handle<U: Upstream, C: Clock, B>(
     }
 }
 
-async fn route<U: Upstream, C: Clock, B>(
-    app: &App<U, C>,
+async fn route<U: Upstream, W: WallClock, B>(
+    app: &App<U, W>,
     req: &Request<B>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     if req.headers().contains_key(&FORWARDED_FOR) || req.headers().contains_key(&FORWARDED) {
@@ -268,9 +269,9 @@ pub async fn bind(port: u16) -> Result<Vec<TcpListener>, BindError> {
 /// Serves connections from `listeners` until `shutdown` is cancelled, then drains them.
 ///
 /// Returns when every connection has finished; the caller bounds that wait with the shutdown deadline.
-pub async fn serve<U: Upstream, C: Clock>(
+pub async fn serve<U: Upstream, W: WallClock>(
     listeners: Vec<TcpListener>,
-    app: Arc<App<U, C>>,
+    app: Arc<App<U, W>>,
     max_connections: usize,
     shutdown: CancellationToken,
 ) {
@@ -296,9 +297,9 @@ pub async fn serve<U: Upstream, C: Clock>(
 }
 
 /// Accepts on one listener until shutdown; every connection is a task of `tracker`, sharing one connection cap.
-async fn accept_loop<U: Upstream, C: Clock>(
+async fn accept_loop<U: Upstream, W: WallClock>(
     listener: TcpListener,
-    app: Arc<App<U, C>>,
+    app: Arc<App<U, W>>,
     permits: Arc<Semaphore>,
     tracker: TaskTracker,
     shutdown: CancellationToken,

@@ -5,13 +5,15 @@
 //! - [`proxy`]: a counting and **fault-injecting** proxy between the extension and moto (counts are taken outside the
 //!   extension; faults are the ones moto cannot produce: timeouts, throttles, 500s, dropped connections);
 //! - [`extensions_api`]: a minimal Lambda Extensions API stand-in for lifecycle tests;
-//! - [`http`]: a tiny HTTP/1.1 client for talking to all of them.
+//! - [`http`]: a tiny HTTP/1.1 client for talking to all of them;
+//! - [`probe`]: a shell custom runtime that reads one secret through the extension per invoke.
 
 pub mod extension;
 pub mod extensions_api;
 pub mod http;
 pub mod moto;
 pub mod postgres;
+pub mod probe;
 pub mod proxy;
 pub mod raw;
 pub mod reliability;

@@ -530,3 +530,76 @@ async fn invoke_refreshes_what_expired_while_frozen() {
     assert_eq!(r.header("x-secretcache-cache"), Some("hit"));
     assert_eq!(r.json()["SecretString"], "after");
 }
+
+#[tokio::test]
+async fn a_client_retrying_in_a_loop_does_not_become_an_upstream_loop() {
+    let moto = Moto::start().await;
+    let proxy = FaultInjectingProxy::start(&moto).await;
+    moto.sm_client()
+        .await
+        .create_secret()
+        .name("loop/s")
+        .secret_string("loop-canary")
+        .send()
+        .await
+        .expect("create");
+    let ext = Standalone::spawn(&proxy, &[]).await;
+
+    // 200 sequential reads of a secret that does not exist: each is a 404, and the upstream hears of a handful.
+    let started = Instant::now();
+    for _ in 0..200 {
+        let r = ext.get_secret("secretId=loop/missing").await;
+        assert_eq!(r.status, 404, "{}", r.text());
+        assert_eq!(r.json()["__type"], "ResourceNotFoundException");
+    }
+    let elapsed = started.elapsed();
+    let calls = proxy.count("GetSecretValue");
+    // One call per 5 s of memory; a slow machine taking longer gets one more per 5 s, never one per read.
+    assert!(
+        calls <= 1 + elapsed.as_secs() / 5,
+        "{calls} upstream calls for 200 reads of a missing secret in {elapsed:?}"
+    );
+
+    // 200 sequential refreshNow reads of one key: at most one upstream call per second.
+    proxy.reset_counts();
+    let started = Instant::now();
+    for _ in 0..200 {
+        let r = ext.get_secret("secretId=loop/s&refreshNow=true").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-secretcache-cache"), Some("refresh"));
+        assert_eq!(r.json()["SecretString"], "loop-canary");
+    }
+    let elapsed = started.elapsed();
+    let calls = proxy.count("GetSecretValue");
+    assert!(
+        calls <= 1 + elapsed.as_secs(),
+        "{calls} upstream calls for 200 refreshNow reads in {elapsed:?}"
+    );
+    if elapsed < Duration::from_secs(1) {
+        assert!(calls <= 2, "{calls} calls within one second");
+    }
+
+    // refreshNow bypasses the memory of the refusal: a secret created a moment ago is seen at once.
+    moto.sm_client()
+        .await
+        .create_secret()
+        .name("loop/missing")
+        .secret_string("now-it-exists")
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(ext.get_secret("secretId=loop/missing").await.status, 404);
+    let r = ext
+        .get_secret("secretId=loop/missing&refreshNow=true")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(ext.get_secret("secretId=loop/missing").await.status, 200);
+
+    let m = metrics(&ext).await;
+    assert!(metric(&m, "secretcache_negative_hits_total") >= 190, "{m}");
+    assert!(
+        metric(&m, "secretcache_refresh_now_coalesced_total") >= 190,
+        "{m}"
+    );
+    assert!(!ext.logs().contains("loop-canary"));
+}

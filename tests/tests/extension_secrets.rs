@@ -1,6 +1,6 @@
 //! The extension against a real moto: success bodies, errors, TTL, refreshNow, single-flight, lifecycle.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_secretsmanager::primitives::Blob;
 use secretcache_tests::extension::{base_env, Standalone};

@@ -56,3 +56,8 @@ async fn idle_connections_do_not_starve_new_clients() {
 async fn lifecycle_faults() {
     check(&reliability::lifecycle_faults().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invokes_during_a_60s_upstream_outage_never_wait_on_the_upstream() {
+    check(&[reliability::invoke_outage::run(Scale::fast()).await]);
+}

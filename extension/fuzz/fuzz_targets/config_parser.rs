@@ -1,4 +1,5 @@
-//! Fuzzes configuration parsing: arbitrary `NAME=value` lines must give a config or a `ConfigError`, never panic.
+//! Fuzzes configuration parsing: arbitrary `NAME=value` lines must always give a config (bad values become
+//! defaults with an error line), never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
