@@ -5,8 +5,10 @@
 //! - [`proxy`]: a counting and **fault-injecting** proxy between the extension and moto (counts are taken outside the
 //!   extension; faults are the ones moto cannot produce: timeouts, throttles, 500s, dropped connections);
 //! - [`extensions_api`]: a minimal Lambda Extensions API stand-in for lifecycle tests;
-//! - [`http`]: a tiny HTTP/1.1 client for talking to all of them.
+//! - [`http`]: a tiny HTTP/1.1 client for talking to all of them;
+//! - [`cfn`]: the CloudFormation templates in `deploy/`, read and evaluated under given parameters, and cfn-lint.
 
+pub mod cfn;
 pub mod extension;
 pub mod extensions_api;
 pub mod http;
