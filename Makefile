@@ -6,10 +6,12 @@ VENV ?= .venv
 PYTHON ?= python3
 MOTO_VERSION := 5.2.5
 CFN_LINT_VERSION := 1.58.0
+# Validates deploy/k8s-sidecar.yaml against the Kubernetes API schemas it ships (offline; no cluster).
+KUBERNETES_VALIDATE_VERSION := 1.37.0
 # cargo-lambda cross-builds the Lambda zips with zig (pulled in as ziglang) against glibc 2.34 (layer/build.sh).
 CARGO_LAMBDA_VERSION := 1.9.2
 ZIGLANG_VERSION := 0.17.1
-VENV_STAMP := $(VENV)/.installed-$(MOTO_VERSION)-$(CFN_LINT_VERSION)-$(CARGO_LAMBDA_VERSION)-$(ZIGLANG_VERSION)
+VENV_STAMP := $(VENV)/.installed-$(MOTO_VERSION)-$(CFN_LINT_VERSION)-$(CARGO_LAMBDA_VERSION)-$(ZIGLANG_VERSION)-$(KUBERNETES_VALIDATE_VERSION)
 # The zips' architecture: x86_64 or arm64 (cross-built on either machine).
 ARCH ?= x86_64
 CARGO ?= cargo
@@ -23,7 +25,8 @@ all: test
 $(VENV_STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)' 'cfn-lint==$(CFN_LINT_VERSION)' \
-	  'cargo-lambda==$(CARGO_LAMBDA_VERSION)' 'ziglang==$(ZIGLANG_VERSION)'
+	  'cargo-lambda==$(CARGO_LAMBDA_VERSION)' 'ziglang==$(ZIGLANG_VERSION)' \
+	  'kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Validates deploy/template.yaml offline with cfn-lint from the project's virtualenv (`make deploy-check`, part of
-# `make test`). Any error or warning fails; informational findings are not enabled.
+# Validates the CloudFormation templates in deploy/ offline with cfn-lint from the project's virtualenv
+# (`make deploy-check`, part of `make test`): template.yaml (the SAM stack) and ecs-sidecar.yaml (the ECS sidecar
+# example). Any error or warning fails; informational findings are not enabled. Then deploy/k8s-sidecar.yaml against
+# the Kubernetes 1.29 API schema (the first release with native sidecars on by default), strictly: an unknown field
+# fails. tests/tests/deploy_*.rs check what the files mean; this checks that AWS and Kubernetes would accept them.
 #
 # VENV names the virtualenv. Unset, it is the repository's .venv; a relative value is taken from the caller's directory.
 set -euo pipefail
@@ -12,20 +15,35 @@ case "$venv" in
   *) venv="$PWD/$venv" ;;
 esac
 cfn_lint="$venv/bin/cfn-lint"
+k8s_validate="$venv/bin/kubernetes-validate"
 
-if [ ! -x "$cfn_lint" ]; then
-  {
-    echo "deploy/check.sh: FAILED: cfn-lint is not installed in the virtualenv $venv"
-    echo "  expected an executable at $cfn_lint"
-    echo "  run 'make venv' (it installs the pinned cfn-lint there), or point VENV at a virtualenv that has it"
-  } >&2
+for tool in "$cfn_lint" "$k8s_validate"; do
+  if [ ! -x "$tool" ]; then
+    {
+      echo "deploy/check.sh: FAILED: $(basename "$tool") is not installed in the virtualenv $venv"
+      echo "  expected an executable at $tool"
+      echo "  run 'make venv' (it installs the pinned version there), or point VENV at a virtualenv that has it"
+    } >&2
+    exit 1
+  fi
+done
+
+templates=(template.yaml ecs-sidecar.yaml)
+echo "deploy-check: $("$cfn_lint" --version) on ${templates[*]/#/deploy/}"
+failed=()
+for t in "${templates[@]}"; do
+  if ! "$cfn_lint" --non-zero-exit-code warning -- "$root/deploy/$t"; then
+    failed+=("deploy/$t")
+  fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "deploy/check.sh: FAILED: cfn-lint reported errors or warnings in ${failed[*]} (listed above)" >&2
   exit 1
 fi
+echo "deploy-check: OK, 0 errors and 0 warnings in ${#templates[@]} templates"
 
-template="$root/deploy/template.yaml"
-echo "deploy-check: $("$cfn_lint" --version) on deploy/template.yaml"
-if ! "$cfn_lint" --non-zero-exit-code warning -- "$template"; then
-  echo "deploy/check.sh: FAILED: cfn-lint reported errors or warnings in deploy/template.yaml (listed above)" >&2
+if ! "$k8s_validate" --strict --kubernetes-version 1.29.0 "$root/deploy/k8s-sidecar.yaml"; then
+  echo "deploy/check.sh: FAILED: deploy/k8s-sidecar.yaml does not validate against Kubernetes 1.29 (above)" >&2
   exit 1
 fi
-echo "deploy-check: OK, 0 errors and 0 warnings"
+echo "deploy-check: OK, deploy/k8s-sidecar.yaml validates against Kubernetes 1.29"

@@ -6,8 +6,10 @@
 //!   extension; faults are the ones moto cannot produce: timeouts, throttles, 500s, dropped connections);
 //! - [`extensions_api`]: a minimal Lambda Extensions API stand-in for lifecycle tests;
 //! - [`http`]: a tiny HTTP/1.1 client for talking to all of them;
-//! - [`probe`]: a shell custom runtime that reads one secret through the extension per invoke.
+//! - [`probe`]: a shell custom runtime that reads one secret through the extension per invoke;
+//! - [`cfn`]: the CloudFormation templates in `deploy/`, read and evaluated under given parameters, and cfn-lint.
 
+pub mod cfn;
 pub mod extension;
 pub mod extensions_api;
 pub mod http;

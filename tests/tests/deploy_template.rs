@@ -1,0 +1,345 @@
+//! `deploy/template.yaml` as CloudFormation would deploy it: every route of the HTTP API requires the JWT authorizer
+//! under the default parameters, only `ApiAuthentication=public` removes it, and an authenticated stack cannot be
+//! deployed without an issuer and an audience (issue 15).
+//!
+//! The checks evaluate the template (tests/src/cfn.rs) instead of matching its text, so they hold whatever spelling
+//! the template uses, and they fail for anything that creates a route outside `AWS::ApiGatewayV2::Route`.
+
+use secretcache_tests::cfn::{Resolved, Template};
+
+const TEMPLATE: &str = "deploy/template.yaml";
+const ISSUER: &str = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example";
+const AUDIENCE: &str = "client-a,client-b";
+
+/// The routes the /items function serves; the template must have at least these.
+const EXPECTED_ROUTES: &[&str] = &[
+    "GET /items",
+    "POST /items",
+    "GET /items/{id}",
+    "DELETE /items/{id}",
+    "GET /health",
+];
+
+/// Resource types that create API Gateway routes or methods some other way than an `AWS::ApiGatewayV2::Route`.
+const OTHER_ROUTE_MAKERS: &[&str] = &[
+    "AWS::Serverless::HttpApi",
+    "AWS::Serverless::Api",
+    "AWS::ApiGateway::RestApi",
+    "AWS::ApiGateway::Method",
+    "AWS::ApiGatewayV2::ApiGatewayManagedOverrides",
+];
+
+/// Everything that would let a request reach the function without a JWT when deployed with `overrides` on top of
+/// the defaults (empty when every route requires the authorizer).
+fn unauthenticated_routes(template: &Template, overrides: &[(&str, &str)]) -> Vec<String> {
+    let eval = template.evaluator(overrides).expect("parameters");
+    let mut problems = Vec::new();
+
+    for (id, ty, _) in template.resources() {
+        if OTHER_ROUTE_MAKERS.contains(&ty.as_str()) {
+            problems.push(format!(
+                "{id} ({ty}) makes routes outside AWS::ApiGatewayV2::Route"
+            ));
+        }
+    }
+    // A SAM function's Api/HttpApi events create routes of their own (on an implicit API if none is named).
+    for (id, function) in template.resources_of_type("AWS::Serverless::Function") {
+        let events = function
+            .get("Properties")
+            .and_then(|p| p.get("Events"))
+            .and_then(|e| e.as_mapping())
+            .cloned()
+            .unwrap_or_default();
+        for (name, event) in events {
+            let kind = event
+                .get("Type")
+                .and_then(|t| t.as_str())
+                .unwrap_or_default();
+            if kind == "Api" || kind == "HttpApi" {
+                problems.push(format!(
+                    "{id} has a {kind} event {name:?}, a route outside the checked ones"
+                ));
+            }
+        }
+    }
+    // Quick create (Target, RouteKey) and an imported OpenAPI body make routes on the API itself.
+    for (id, api) in template.resources_of_type("AWS::ApiGatewayV2::Api") {
+        for key in ["Target", "RouteKey", "Body", "BodyS3Location"] {
+            if eval.property(&api, &[key]).expect(key).is_some() {
+                problems.push(format!(
+                    "{id} has {key}, which creates routes outside the checked ones"
+                ));
+            }
+        }
+    }
+
+    for (id, route) in template.resources_of_type("AWS::ApiGatewayV2::Route") {
+        if !eval.is_created(&route).expect("route condition") {
+            continue;
+        }
+        let key = eval
+            .property(&route, &["RouteKey"])
+            .expect("RouteKey")
+            .and_then(|k| k.as_str().map(String::from))
+            .unwrap_or_default();
+        let what = format!("{id} ({key})");
+        let auth_type = eval
+            .property(&route, &["AuthorizationType"])
+            .expect("AuthorizationType");
+        if auth_type.as_ref().and_then(Resolved::as_str) != Some("JWT") {
+            problems.push(format!(
+                "{what}: AuthorizationType is {auth_type:?}, not JWT"
+            ));
+            continue;
+        }
+        let Some(Resolved::Resource(authorizer_id)) = eval
+            .property(&route, &["AuthorizerId"])
+            .expect("AuthorizerId")
+        else {
+            problems.push(format!(
+                "{what}: AuthorizerId is not a Ref to an authorizer of this template"
+            ));
+            continue;
+        };
+        let authorizer = template
+            .resource(&authorizer_id)
+            .expect("Ref'd resource exists");
+        let check = |path: &[&str]| {
+            eval.property(&authorizer, path)
+                .expect("authorizer property")
+        };
+        if authorizer.get("Type").and_then(|t| t.as_str()) != Some("AWS::ApiGatewayV2::Authorizer")
+        {
+            problems.push(format!(
+                "{what}: {authorizer_id} is not an AWS::ApiGatewayV2::Authorizer"
+            ));
+        } else if !eval.is_created(&authorizer).expect("authorizer condition") {
+            problems.push(format!(
+                "{what}: its authorizer {authorizer_id} is not created"
+            ));
+        } else if check(&["AuthorizerType"])
+            .as_ref()
+            .and_then(Resolved::as_str)
+            != Some("JWT")
+        {
+            problems.push(format!("{what}: {authorizer_id} is not a JWT authorizer"));
+        } else if check(&["IdentitySource"])
+            != Some(Resolved::List(vec![Resolved::Str(
+                "$request.header.Authorization".into(),
+            )]))
+        {
+            problems.push(format!(
+                "{what}: {authorizer_id} does not read the Authorization header"
+            ));
+        } else if check(&["JwtConfiguration", "Issuer"]) != Some(Resolved::Str(ISSUER.into())) {
+            problems.push(format!(
+                "{what}: {authorizer_id}'s issuer is not the JwtIssuer parameter"
+            ));
+        } else if check(&["JwtConfiguration", "Audience"])
+            != Some(Resolved::List(
+                AUDIENCE
+                    .split(',')
+                    .map(|a| Resolved::Str(a.into()))
+                    .collect(),
+            ))
+        {
+            problems.push(format!(
+                "{what}: {authorizer_id}'s audience is not the JwtAudience parameter"
+            ));
+        }
+        // Both must be this stack's API, or the authorizer would not apply to the route.
+        let route_api = eval.property(&route, &["ApiId"]).expect("ApiId");
+        if route_api != check(&["ApiId"]) {
+            problems.push(format!(
+                "{what}: the route and {authorizer_id} are on different APIs"
+            ));
+        }
+    }
+    problems
+}
+
+/// The route keys the template creates under these parameters.
+fn route_keys(template: &Template, overrides: &[(&str, &str)]) -> Vec<String> {
+    let eval = template.evaluator(overrides).expect("parameters");
+    template
+        .resources_of_type("AWS::ApiGatewayV2::Route")
+        .iter()
+        .filter(|(_, r)| eval.is_created(r).expect("route condition"))
+        .filter_map(|(_, r)| eval.property(r, &["RouteKey"]).expect("RouteKey"))
+        .filter_map(|k| k.as_str().map(String::from))
+        .collect()
+}
+
+fn with_jwt_settings() -> Vec<(&'static str, &'static str)> {
+    vec![("JwtIssuer", ISSUER), ("JwtAudience", AUDIENCE)]
+}
+
+#[test]
+fn every_route_of_the_template_requires_the_jwt_authorizer() {
+    let template = Template::load(TEMPLATE).expect("template");
+    // ApiAuthentication is left at its default: that is what an operator gets without asking for anything.
+    let overrides = with_jwt_settings();
+    let keys = route_keys(&template, &overrides);
+    for expected in EXPECTED_ROUTES {
+        assert!(
+            keys.iter().any(|k| k == expected),
+            "no route {expected:?} in {keys:?}"
+        );
+    }
+    let problems = unauthenticated_routes(&template, &overrides);
+    assert!(
+        problems.is_empty(),
+        "{TEMPLATE} with default ApiAuthentication serves requests without a JWT:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn the_jwt_authorizer_check_fails_for_an_open_route_or_a_flipped_default() {
+    let text = std::fs::read_to_string(secretcache_tests::workspace_root().join(TEMPLATE))
+        .expect("template text");
+    let overrides = with_jwt_settings();
+
+    // A route added the way the others are, but without the authorizer.
+    let open_route = "Resources:\n  OpenRoute:\n    Type: AWS::ApiGatewayV2::Route\n    Properties:\n      \
+        ApiId: !Ref ItemsApi\n      RouteKey: GET /open\n      Target: !Sub \"integrations/${ItemsIntegration}\"\n";
+    assert_eq!(text.matches("\nResources:\n").count(), 1);
+    let added = Template::parse(&text.replacen("\nResources:\n", &format!("\n{open_route}"), 1))
+        .expect("template with an open route");
+    let problems = unauthenticated_routes(&added, &overrides);
+    assert!(
+        problems.len() == 1 && problems[0].contains("OpenRoute"),
+        "an open route must be the one problem found, got {problems:?}"
+    );
+
+    // A SAM HttpApi event on the function creates a route the check cannot see into: refused as such.
+    let event = "      Policies:\n        - Version: \"2012-10-17\"";
+    assert_eq!(text.matches(event).count(), 1);
+    let with_event = text.replacen(
+        event,
+        &format!("      Events:\n        Open:\n          Type: HttpApi\n{event}"),
+        1,
+    );
+    let problems =
+        unauthenticated_routes(&Template::parse(&with_event).expect("parse"), &overrides);
+    assert!(
+        problems.iter().any(|p| p.contains("HttpApi event")),
+        "a function event route must be refused, got {problems:?}"
+    );
+
+    // The default flipped to public: every route is open.
+    let default = "    Default: authenticated\n";
+    assert_eq!(text.matches(default).count(), 1);
+    let flipped =
+        Template::parse(&text.replacen(default, "    Default: public\n", 1)).expect("parse");
+    let problems = unauthenticated_routes(&flipped, &overrides);
+    assert_eq!(
+        problems.len(),
+        EXPECTED_ROUTES.len(),
+        "a public default must open every route, got {problems:?}"
+    );
+}
+
+#[test]
+fn only_api_authentication_public_deploys_the_template_without_the_authorizer() {
+    let template = Template::load(TEMPLATE).expect("template");
+    assert_eq!(
+        template.parameter_default("ApiAuthentication").as_deref(),
+        Some("authenticated")
+    );
+
+    let public = [("ApiAuthentication", "public")];
+    let eval = template.evaluator(&public).expect("parameters");
+    let authorizers = template.resources_of_type("AWS::ApiGatewayV2::Authorizer");
+    assert!(
+        !authorizers.is_empty(),
+        "the template has no authorizer at all"
+    );
+    for (id, a) in &authorizers {
+        assert!(
+            !eval.is_created(a).expect("condition"),
+            "{id} is created on a public stack"
+        );
+    }
+    // The routes are still all there, with no authorization: the switch removes the authorizer and nothing else.
+    let keys = route_keys(&template, &public);
+    for expected in EXPECTED_ROUTES {
+        assert!(
+            keys.iter().any(|k| k == expected),
+            "no route {expected:?} in {keys:?}"
+        );
+    }
+    assert_eq!(
+        unauthenticated_routes(&template, &public).len(),
+        keys.len(),
+        "every route must be open on a public stack"
+    );
+    assert_eq!(
+        eval.failing_rule_assertions().expect("rules"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn the_template_refuses_an_authenticated_stack_without_issuer_or_audience() {
+    let template = Template::load(TEMPLATE).expect("template");
+    let failing = |overrides: &[(&str, &str)]| {
+        template
+            .evaluator(overrides)
+            .expect("parameters")
+            .failing_rule_assertions()
+            .expect("rules")
+    };
+
+    assert_eq!(failing(&with_jwt_settings()), Vec::<String>::new());
+
+    let no_settings = failing(&[]);
+    assert!(
+        no_settings.iter().any(|f| f.contains("JwtIssuer"))
+            && no_settings.iter().any(|f| f.contains("JwtAudience")),
+        "defaults alone must fail on both the issuer and the audience, got {no_settings:?}"
+    );
+    let no_audience = failing(&[("JwtIssuer", ISSUER)]);
+    assert!(
+        no_audience.len() == 1 && no_audience[0].contains("JwtAudience"),
+        "got {no_audience:?}"
+    );
+    // An empty entry ("a,") would be an audience no token has.
+    let empty_entry = failing(&[("JwtIssuer", ISSUER), ("JwtAudience", "client-a,")]);
+    assert!(
+        empty_entry.len() == 1 && empty_entry[0].contains("JwtAudience"),
+        "got {empty_entry:?}"
+    );
+}
+
+#[test]
+fn jwt_scopes_apply_to_every_route_only_when_set() {
+    let template = Template::load(TEMPLATE).expect("template");
+    let mut overrides = with_jwt_settings();
+    overrides.push(("JwtScopes", "items-api/items,items-api/admin"));
+    let scoped = template.evaluator(&overrides).expect("parameters");
+    let plain = template
+        .evaluator(&with_jwt_settings())
+        .expect("parameters");
+    let routes = template.resources_of_type("AWS::ApiGatewayV2::Route");
+    assert!(!routes.is_empty());
+    for (id, route) in routes {
+        assert_eq!(
+            scoped
+                .property(&route, &["AuthorizationScopes"])
+                .expect("scopes"),
+            Some(Resolved::List(vec![
+                Resolved::Str("items-api/items".into()),
+                Resolved::Str("items-api/admin".into())
+            ])),
+            "{id}"
+        );
+        assert_eq!(
+            plain
+                .property(&route, &["AuthorizationScopes"])
+                .expect("scopes"),
+            None,
+            "{id}"
+        );
+    }
+}
