@@ -5,7 +5,8 @@
 //! - [`proxy`]: a counting and **fault-injecting** proxy between the extension and moto (counts are taken outside the
 //!   extension; faults are the ones moto cannot produce: timeouts, throttles, 500s, dropped connections);
 //! - [`extensions_api`]: a minimal Lambda Extensions API stand-in for lifecycle tests;
-//! - [`http`]: a tiny HTTP/1.1 client for talking to all of them.
+//! - [`http`]: a tiny HTTP/1.1 client for talking to all of them;
+//! - [`runtimes`]: Python and Node functions (AWS's runtime interface clients) that read through the layer.
 
 pub mod extension;
 pub mod extensions_api;
@@ -15,6 +16,7 @@ pub mod postgres;
 pub mod proxy;
 pub mod raw;
 pub mod reliability;
+pub mod runtimes;
 
 use std::path::PathBuf;
 
