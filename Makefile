@@ -1,5 +1,6 @@
 # The Makefile mirrors CI exactly: .ci/run calls `make test` and nothing else.
-# Everything a fresh clone needs (the Python virtualenv with moto and cfn-lint) is installed here.
+# Everything a fresh clone needs (the Python virtualenv with moto and cfn-lint, the Node runtime interface client,
+# PostgreSQL and qemu-user from Debian) is installed here.
 
 SHELL := /bin/bash
 VENV ?= .venv
@@ -11,13 +12,16 @@ KUBERNETES_VALIDATE_VERSION := 1.37.0
 # cargo-lambda cross-builds the Lambda zips with zig (pulled in as ziglang) against glibc 2.34 (layer/build.sh).
 CARGO_LAMBDA_VERSION := 1.9.2
 ZIGLANG_VERSION := 0.17.1
-VENV_STAMP := $(VENV)/.installed-$(MOTO_VERSION)-$(CFN_LINT_VERSION)-$(CARGO_LAMBDA_VERSION)-$(ZIGLANG_VERSION)-$(KUBERNETES_VALIDATE_VERSION)
+# AWS's runtime interface client for Python: the Python function test (tests/tests/e2e_runtimes.rs) runs under it,
+# as Lambda's managed Python runtime runs a handler. A manylinux wheel, so nothing compiles.
+AWSLAMBDARIC_VERSION := 4.2.2
+VENV_STAMP := $(VENV)/.installed-$(MOTO_VERSION)-$(CFN_LINT_VERSION)-$(CARGO_LAMBDA_VERSION)-$(ZIGLANG_VERSION)-$(KUBERNETES_VALIDATE_VERSION)-$(AWSLAMBDARIC_VERSION)
 # The zips' architecture: x86_64 or arm64 (cross-built on either machine).
 ARCH ?= x86_64
 CARGO ?= cargo
 
 
-.PHONY: all venv pg package build test lint unit run deploy-check fmt clean reliability fuzz
+.PHONY: all venv pg qemu node-ric package packages build test lint unit run deploy-check fmt clean reliability fuzz
 
 all: test
 
@@ -26,7 +30,7 @@ $(VENV_STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)' 'cfn-lint==$(CFN_LINT_VERSION)' \
 	  'cargo-lambda==$(CARGO_LAMBDA_VERSION)' 'ziglang==$(ZIGLANG_VERSION)' \
-	  'kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)'
+	  'kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)' 'awslambdaric==$(AWSLAMBDARIC_VERSION)'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -37,6 +41,12 @@ venv: $(VENV_STAMP)
 package: venv
 	VENV=$(VENV) bash layer/build.sh $(ARCH)
 
+# Both architectures' zips, for the end-to-end tests (tests/tests/e2e_lambda.rs runs every scenario on each).
+# The arm64 build costs as much CPU as the x86_64 one: from scratch, each is the time given in the README.
+packages: venv
+	VENV=$(VENV) bash layer/build.sh x86_64
+	VENV=$(VENV) bash layer/build.sh arm64
+
 # The whole-system tests start a throwaway PostgreSQL 15 cluster from the server binaries; install them if absent.
 PG_BIN ?= /usr/lib/postgresql/15/bin
 pg:
@@ -44,6 +54,47 @@ pg:
 	  echo "installing postgresql-15 (server binaries for the test cluster)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 openssl >/dev/null; \
 	fi
+
+# The zips of the other architecture than this machine's run in the local Lambda environment under qemu-user, with
+# that architecture's glibc from Debian's cross packages (tests/lambda-env/src/launch.rs); install them if absent.
+ifeq ($(shell uname -m),aarch64)
+QEMU := qemu-x86_64
+QEMU_SYSROOT := /usr/x86_64-linux-gnu
+QEMU_LIBC := libc6-amd64-cross
+else
+QEMU := qemu-aarch64
+QEMU_SYSROOT := /usr/aarch64-linux-gnu
+QEMU_LIBC := libc6-arm64-cross
+endif
+qemu:
+	@if ! command -v $(QEMU) >/dev/null 2>&1 || [ ! -d $(QEMU_SYSROOT)/lib ]; then \
+	  echo "installing qemu-user and $(QEMU_LIBC) (to run the other architecture's zips)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user $(QEMU_LIBC) >/dev/null; \
+	fi
+
+# AWS's runtime interface client for Node.js (npm aws-lambda-ric), for the Node function test, in .node-ric/ (git
+# ignores it). 3.3.0 is the newest for Node 20 (4.x needs Node 22). npm has no prebuilt binary of it: its install
+# compiles curl and aws-lambda-cpp (cmake and autotools, installed here if absent) and a node-gyp addon, about 2
+# minutes of CPU. node-gyp builds against the installed node's own headers (`nodedir`), since it could not
+# download them here.
+NODE_RIC_VERSION := 3.3.0
+NODE_RIC_DIR := .node-ric
+NODE_RIC_STAMP := $(NODE_RIC_DIR)/.installed-$(NODE_RIC_VERSION)
+$(NODE_RIC_STAMP):
+	@for tool in cmake autoreconf libtoolize g++; do \
+	  if ! command -v $$tool >/dev/null 2>&1; then \
+	    echo "installing cmake, autoconf, automake, libtool and g++ (to build aws-lambda-ric)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake autoconf automake libtool g++ >/dev/null; \
+	    break; \
+	  fi; \
+	done
+	rm -rf $(NODE_RIC_DIR) && mkdir -p $(NODE_RIC_DIR) && echo '{"private": true}' > $(NODE_RIC_DIR)/package.json
+	nodedir=$$(dirname "$$(dirname "$$(readlink -f "$$(command -v node)")")"); \
+	if [ -f "$$nodedir/include/node/common.gypi" ]; then export npm_config_nodedir="$$nodedir"; fi; \
+	cd $(NODE_RIC_DIR) && npm install --no-audit --no-fund --loglevel=error aws-lambda-ric@$(NODE_RIC_VERSION)
+	test -f $(NODE_RIC_DIR)/node_modules/aws-lambda-ric/dist/rapid-client.node
+	touch $@
+node-ric: $(NODE_RIC_STAMP)
 
 build:
 	$(CARGO) build --workspace --bins
@@ -53,8 +104,9 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Formatting, clippy, then every test: unit tests, and whole-system tests that spawn the built binaries against
-# moto and a throwaway PostgreSQL (the tests start both themselves).
-test: venv pg lint build package
+# moto and a throwaway PostgreSQL (the tests start both themselves), and run both architectures' zips and the Python
+# and Node functions in the local Lambda environment.
+test: venv pg qemu node-ric lint build packages
 	$(CARGO) test --workspace
 	@if [ -f deploy/check.sh ]; then $(MAKE) --no-print-directory deploy-check; fi
 
@@ -62,8 +114,9 @@ deploy-check: venv
 	VENV=$(VENV) bash deploy/check.sh
 
 # The zips in the local Lambda environment, with moto holding the database secret and a throwaway TLS PostgreSQL;
-# shows one upstream fetch at init, cache hits after, /items answering 200; serves until Ctrl-C.
-run: venv pg package
+# shows one upstream fetch at init, cache hits after, /items answering 200; serves until Ctrl-C. `make run ARCH=arm64`
+# runs the arm64 zips (under qemu-user on an x86_64 machine).
+run: venv pg qemu package
 	VENV=$(VENV) bash tests/scripts/run-local.sh
 
 # The full reliability suite (load, faults, a 60 s outage, hostile input, connection exhaustion, lifecycle faults)
@@ -105,4 +158,4 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(NODE_RIC_DIR)

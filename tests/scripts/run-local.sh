@@ -17,8 +17,9 @@ case "$(uname -m)" in
   *) host=unknown ;;
 esac
 if [ "$ARCH" != "$host" ]; then
-  echo "run-local.sh: the zips are for $ARCH but this machine is $host; they cannot run here" >&2
-  exit 1
+  # lambda-env starts them under qemu-user (tests/lambda-env/src/launch.rs; `make run` installs it): slower, and
+  # its memory figures include the emulator's.
+  echo "run-local.sh: the zips are for $ARCH and this machine is $host: they run under qemu-user" >&2
 fi
 cargo build --quiet -p secretcache-tests --bin local-lambda
 exec target/debug/local-lambda --layer "$layer" --function "$function" --port "$PORT"

@@ -7,6 +7,7 @@
 //! - [`extensions_api`]: a minimal Lambda Extensions API stand-in for lifecycle tests;
 //! - [`http`]: a tiny HTTP/1.1 client for talking to all of them;
 //! - [`probe`]: a shell custom runtime that reads one secret through the extension per invoke;
+//! - [`runtimes`]: Python and Node functions (AWS's runtime interface clients) that read through the layer;
 //! - [`cfn`]: the CloudFormation templates in `deploy/`, read and evaluated under given parameters, and cfn-lint.
 
 pub mod cfn;
@@ -19,6 +20,7 @@ pub mod probe;
 pub mod proxy;
 pub mod raw;
 pub mod reliability;
+pub mod runtimes;
 
 use std::path::PathBuf;
 
@@ -60,48 +62,82 @@ pub fn bin_path(name: &str) -> PathBuf {
     path
 }
 
-/// This machine's architecture in the zips' naming (`x86_64` or `arm64`).
-pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "aarch64" => "arm64",
-        _ => "x86_64",
+/// One of Lambda's two instruction set architectures, named as the zips name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// `x86_64`.
+    X86_64,
+    /// `arm64` (Graviton).
+    Arm64,
+}
+
+impl Arch {
+    /// This machine's.
+    pub fn host() -> Arch {
+        match std::env::consts::ARCH {
+            "aarch64" => Arch::Arm64,
+            _ => Arch::X86_64,
+        }
+    }
+
+    /// `x86_64` or `arm64`, as in `layer/dist/<stem>-<arch>.zip` and `make package ARCH=...`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+
+    /// Whether this machine runs its binaries only under an emulator (lambda-env's `launch` module), which is
+    /// several times slower: the tests give such runs longer limits.
+    pub fn is_emulated(self) -> bool {
+        self != Arch::host()
     }
 }
 
-/// A zip from `make package` for this machine (`layer/dist/<stem>-<arch>.zip`), or from `$LAMBDA_ZIP_DIR` when set.
-pub fn lambda_zip(stem: &str) -> PathBuf {
+/// A zip from `make package ARCH=<arch>` (`layer/dist/<stem>-<arch>.zip`), or from `$LAMBDA_ZIP_DIR` when set.
+pub fn lambda_zip(stem: &str, arch: Arch) -> PathBuf {
     let dir = std::env::var_os("LAMBDA_ZIP_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("layer/dist"));
-    let path = dir.join(format!("{stem}-{}.zip", host_arch()));
+    let path = dir.join(format!("{stem}-{}.zip", arch.as_str()));
     assert!(
         path.is_file(),
-        "{} is missing: run `make package` first (`make test` does)",
-        path.display()
+        "{} is missing: run `make package ARCH={}` first (`make test` builds both architectures)",
+        path.display(),
+        arch.as_str()
     );
     path
 }
 
-/// The `/items` function zip with the secretcache layer, for the local Lambda environment, set up as
-/// deploy/template.yaml sets it up: function `items`, its database secret `db_secret_arn` read through the extension
-/// (which prefetches it during init) on a free port, and AWS calls to `endpoint` with test credentials.
-pub fn items_with_layer(
-    function: impl Into<PathBuf>,
-    endpoint: &str,
-    db_secret_arn: &str,
-) -> lambda_env::Options {
-    let mut options = lambda_env::Options::new(function, vec![lambda_zip("secretcache-layer")]);
-    options.function_name = "items".to_owned();
-    options
+/// `function` with the secretcache layer of `arch`, for the local Lambda environment: AWS calls go to `endpoint`
+/// with test credentials, and the extension listens on a free port (`PARAMETERS_SECRETS_EXTENSION_HTTP_PORT`), so
+/// tests can run side by side.
+pub fn with_layer(function: impl Into<PathBuf>, arch: Arch, endpoint: &str) -> lambda_env::Options {
+    lambda_env::Options::new(function, vec![lambda_zip("secretcache-layer", arch)])
         .var("AWS_ACCESS_KEY_ID", "testing")
         .var("AWS_SECRET_ACCESS_KEY", "testing")
         .var("AWS_ENDPOINT_URL", endpoint)
-        .var("DB_SECRET_ARN", db_secret_arn)
-        .var("PARAMETERS_SECRETS_EXTENSION_PREFETCH", db_secret_arn)
         .var(
             "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
             &free_port().to_string(),
         )
+}
+
+/// The `/items` function zip with the secretcache layer of `arch`, set up as deploy/template.yaml sets it up:
+/// function `items`, its database secret `db_secret_arn` read through the extension (which prefetches it during
+/// init), as [`with_layer`] sets up the rest.
+pub fn items_with_layer(
+    function: impl Into<PathBuf>,
+    arch: Arch,
+    endpoint: &str,
+    db_secret_arn: &str,
+) -> lambda_env::Options {
+    let mut options = with_layer(function, arch, endpoint)
+        .var("DB_SECRET_ARN", db_secret_arn)
+        .var("PARAMETERS_SECRETS_EXTENSION_PREFETCH", db_secret_arn);
+    options.function_name = "items".to_owned();
+    options
 }
 
 /// A random-enough token for one test run (not a credential anywhere real).

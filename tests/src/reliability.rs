@@ -842,10 +842,14 @@ pub async fn rotation_under_load(scale: Scale) -> Outcome {
         .expect("create the database secret")
         .arn
         .expect("an ARN");
-    let mut options =
-        crate::items_with_layer(crate::lambda_zip("items-function"), &moto.endpoint(), &arn)
-            .var("SECRETS_MANAGER_TTL", "3")
-            .var("DATABASE_POOL_MAX_LIFETIME_SECS", "1");
+    let mut options = crate::items_with_layer(
+        crate::lambda_zip("items-function", crate::Arch::host()),
+        crate::Arch::host(),
+        &moto.endpoint(),
+        &arn,
+    )
+    .var("SECRETS_MANAGER_TTL", "3")
+    .var("DATABASE_POOL_MAX_LIFETIME_SECS", "1");
     options.timeout = Duration::from_secs(10);
     let env = LambdaEnv::start(options)
         .await

@@ -2,7 +2,14 @@
 //! (`lambda-env`), against the real moto behind the counting proxy and a throwaway TLS PostgreSQL.
 //!
 //! These are the claims the layer is built on, checked where they matter: in Lambda's lifecycle, with freezing on.
-//! `make test` builds the zips first; a test run without them fails with the command that makes them.
+//! `make test` builds the zips of both architectures first; a test run without them fails with the command that
+//! makes them.
+//!
+//! Every scenario runs on **both architectures' zips**: each is one function taking the [`Arch`], and
+//! [`on_both_architectures!`] makes the tests `x86_64::<scenario>` and `arm64::<scenario>`
+//! (`cargo test --test e2e_lambda arm64` runs the arm64 group alone). The zips of the other
+//! architecture than this machine's run under qemu-user (lambda-env's `launch` module), several times slower, so
+//! those runs get longer limits ([`Limits`]) but the same assertions.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,11 +20,69 @@ use lambda_env::{front_door, InvokeStatus, LambdaEnv, LogLine, Options, Outcome}
 use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::postgres::{AppDatabase, PgCluster};
 use secretcache_tests::proxy::FaultInjectingProxy;
-use secretcache_tests::{http, items_with_layer};
+use secretcache_tests::{http, items_with_layer, Arch};
 
-/// A zip from `make package` (or `$LAMBDA_ZIP_DIR`) for this machine.
-fn zip(stem: &str) -> PathBuf {
-    secretcache_tests::lambda_zip(stem)
+/// A zip from `make package ARCH=<arch>` (or `$LAMBDA_ZIP_DIR`).
+fn zip(stem: &str, arch: Arch) -> PathBuf {
+    secretcache_tests::lambda_zip(stem, arch)
+}
+
+/// Makes each named scenario (an `async fn(Arch)`) into two tests, `x86_64::<name>` and `arm64::<name>`, so the same
+/// code runs on both zips and each group can be run alone by its architecture's name.
+macro_rules! on_both_architectures {
+    ($($scenario:ident),* $(,)?) => {
+        mod x86_64 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(secretcache_tests::Arch::X86_64).await
+                }
+            )*
+        }
+        mod arm64 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(secretcache_tests::Arch::Arm64).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_architectures!(
+    cold_start_then_50_warm_invokes_make_one_upstream_call_and_log_no_secret,
+    after_a_frozen_gap_longer_than_the_ttl_the_next_invoke_gets_the_new_value,
+    the_real_function_survives_a_rotation_that_happens_while_it_is_frozen,
+    shutdown_ends_both_processes_before_the_deadline,
+    the_original_bug_without_the_layer_and_db_secret_arn_is_a_clear_503_not_a_sqlite_500,
+);
+
+/// How long a run may take. Lambda's own limits hold for native runs; an emulated run keeps the shutdown
+/// deadline (the extension must still end within it), but gets more time for init, each invoke and a log line.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    init: Duration,
+    invoke: Duration,
+    log_line: Duration,
+}
+
+impl Limits {
+    fn for_arch(arch: Arch) -> Limits {
+        if arch.is_emulated() {
+            Limits {
+                init: Duration::from_secs(60),
+                invoke: Duration::from_secs(60),
+                log_line: Duration::from_secs(30),
+            }
+        } else {
+            Limits {
+                init: Duration::from_secs(10),
+                invoke: Duration::from_secs(15),
+                log_line: Duration::from_secs(5),
+            }
+        }
+    }
 }
 
 /// Everything one scenario runs against.
@@ -27,6 +92,7 @@ struct Stack {
     sm: aws_sdk_secretsmanager::Client,
     db: AppDatabase,
     arn: String,
+    arch: Arch,
     env: Arc<LambdaEnv>,
     front: String,
     _front_task: tokio::task::JoinHandle<()>,
@@ -34,8 +100,8 @@ struct Stack {
 
 impl Stack {
     /// moto holding the database secret, the proxy, a database of its own, and the environment running
-    /// `function` with the layer, its front door on a free port.
-    async fn start(tag: &str, function: PathBuf, extra: &[(&str, &str)]) -> Stack {
+    /// `function` with the layer of `arch`, its front door on a free port.
+    async fn start(tag: &str, arch: Arch, function: PathBuf, extra: &[(&str, &str)]) -> Stack {
         let moto = Moto::start().await;
         let proxy = FaultInjectingProxy::start(&moto).await;
         let sm = moto.sm_client().await;
@@ -49,9 +115,11 @@ impl Stack {
             .expect("create the secret")
             .arn
             .expect("an ARN");
-        let mut options = items_with_layer(function, &proxy.endpoint(), &arn)
+        let mut options = items_with_layer(function, arch, &proxy.endpoint(), &arn)
             .var("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "debug");
-        options.timeout = Duration::from_secs(15);
+        let limits = Limits::for_arch(arch);
+        options.timeout = limits.invoke;
+        options.init_timeout = limits.init;
         for (k, v) in extra {
             options = options.var(k, v);
         }
@@ -73,6 +141,7 @@ impl Stack {
             sm,
             db,
             arn,
+            arch,
             env,
             front,
             _front_task: front_task,
@@ -96,6 +165,32 @@ impl Stack {
             .collect()
     }
 
+    /// Waits until a log line matches `pred`, within this architecture's limit.
+    async fn wait_for_log(&self, what: &str, pred: impl Fn(&LogLine) -> bool) {
+        wait_for_log(&self.env, Limits::for_arch(self.arch).log_line, what, pred).await;
+    }
+
+    /// Fails unless every process runs as `arch` needs: natively, or as a qemu-user process (its `/proc/<pid>/exe`
+    /// is the emulator), so an arm64 run cannot pass by running the x86_64 binaries.
+    async fn assert_runs_natively_or_emulated(&self) {
+        let procs = self.env.processes().await;
+        assert!(!procs.is_empty());
+        for (name, pid) in procs {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+                .unwrap_or_else(|e| panic!("{name} ({pid}): {e}"));
+            let under_qemu = exe
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("qemu-"));
+            assert_eq!(
+                under_qemu,
+                self.arch.is_emulated(),
+                "{name} runs as {} for the {} zips",
+                exe.display(),
+                self.arch.as_str()
+            );
+        }
+    }
+
     /// Fails if any log line holds `secret`.
     fn assert_not_logged(&self, secret: &str) {
         let leaks: Vec<_> = self
@@ -108,10 +203,15 @@ impl Stack {
     }
 }
 
-/// Waits (at most 5 s) until a log line matches `pred`: output is read as it comes, so a line the process has
+/// Waits (at most `limit`) until a log line matches `pred`: output is read as it comes, so a line the process has
 /// written may reach the log a moment later.
-async fn wait_for_log(env: &LambdaEnv, what: &str, pred: impl Fn(&LogLine) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
+async fn wait_for_log(
+    env: &LambdaEnv,
+    limit: Duration,
+    what: &str,
+    pred: impl Fn(&LogLine) -> bool,
+) {
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if env.logs().iter().any(&pred) {
             return;
@@ -126,38 +226,44 @@ async fn wait_for_log(env: &LambdaEnv, what: &str, pred: impl Fn(&LogLine) -> bo
     panic!("{what}:\n{dump}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cold_start_then_50_warm_invokes_make_one_upstream_call_and_log_no_secret() {
-    let stack = Stack::start("e2ewarm", zip("items-function"), &[]).await;
+async fn cold_start_then_50_warm_invokes_make_one_upstream_call_and_log_no_secret(arch: Arch) {
+    let stack = Stack::start(
+        &format!("e2ewarm{}", arch.as_str()),
+        arch,
+        zip("items-function", arch),
+        &[],
+    )
+    .await;
     let init = stack
         .env
         .init_result()
         .expect("init ran")
         .unwrap_or_else(|e| panic!("{e}\n{}", stack.logs()));
     assert_eq!(init.extensions, ["secretcache"]);
-    assert!(init.duration < Duration::from_secs(10), "{init:?}");
+    assert!(init.duration < Limits::for_arch(arch).init, "{init:?}");
+    stack.assert_runs_natively_or_emulated().await;
 
     // The extension fetched the secret during init: `start` returns when init is over, and nothing but the
     // extension's prefetch can have called upstream by then.
     let key = format!("key=secret:{}", stack.arn);
-    wait_for_log(&stack.env, "no upstream fetch", |l| {
-        l.source == "secretcache"
-            && l.text.contains("fetched from upstream")
-            && l.text.contains(&key)
-    })
-    .await;
+    stack
+        .wait_for_log("no upstream fetch", |l| {
+            l.source == "secretcache"
+                && l.text.contains("fetched from upstream")
+                && l.text.contains(&key)
+        })
+        .await;
     assert_eq!(stack.proxy.count("GetSecretValue"), 1);
 
     // Cold start: the first /items is a 200, and the function's credential read was a cache hit.
     let first = stack.get("/items?limit=5").await;
     assert_eq!(first.status, 200, "{}\n{}", first.text(), stack.logs());
     assert!(first.json()["items"].is_array(), "{}", first.text());
-    wait_for_log(
-        &stack.env,
-        "the function's read was not served from the cache",
-        |l| l.source == "secretcache" && l.text.contains("cache hit") && l.text.contains(&key),
-    )
-    .await;
+    stack
+        .wait_for_log("the function's read was not served from the cache", |l| {
+            l.source == "secretcache" && l.text.contains("cache hit") && l.text.contains(&key)
+        })
+        .await;
     let reports = stack.env.reports();
     assert!(
         reports[0].init_duration.is_some(),
@@ -191,8 +297,10 @@ async fn cold_start_then_50_warm_invokes_make_one_upstream_call_and_log_no_secre
         .max()
         .unwrap_or_default();
     eprintln!(
-        "init {:?}; 50 warm invokes in {warm:?}; worst post-runtime {worst_post:?}; first: {}",
-        init.duration, reports[0]
+        "{}: init {:?}; 50 warm invokes in {warm:?}; worst post-runtime {worst_post:?}; first: {}",
+        arch.as_str(),
+        init.duration,
+        reports[0]
     );
 
     let shutdown = stack.env.shutdown().await;
@@ -251,10 +359,15 @@ mod tempdir {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_frozen_gap_longer_than_the_ttl_the_next_invoke_gets_the_new_value() {
+async fn after_a_frozen_gap_longer_than_the_ttl_the_next_invoke_gets_the_new_value(arch: Arch) {
     let (_dir, probe) = probe_zip();
-    let stack = Stack::start("e2efreeze", probe, &[("SECRETS_MANAGER_TTL", "2")]).await;
+    let stack = Stack::start(
+        &format!("e2efreeze{}", arch.as_str()),
+        arch,
+        probe,
+        &[("SECRETS_MANAGER_TTL", "2")],
+    )
+    .await;
     let secret_string = |outcome: &Outcome| -> String {
         match outcome {
             Outcome::Response(body) => serde_json::from_slice::<serde_json::Value>(body)
@@ -315,11 +428,11 @@ async fn after_a_frozen_gap_longer_than_the_ttl_the_next_invoke_gets_the_new_val
     stack.assert_not_logged(&rotated);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_real_function_survives_a_rotation_that_happens_while_it_is_frozen() {
+async fn the_real_function_survives_a_rotation_that_happens_while_it_is_frozen(arch: Arch) {
     let stack = Stack::start(
-        "e2erotate",
-        zip("items-function"),
+        &format!("e2erotate{}", arch.as_str()),
+        arch,
+        zip("items-function", arch),
         &[("SECRETS_MANAGER_TTL", "2")],
     )
     .await;
@@ -367,10 +480,16 @@ async fn the_real_function_survives_a_rotation_that_happens_while_it_is_frozen()
     stack.assert_not_logged(&new_password);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_ends_both_processes_before_the_deadline() {
-    let stack = Stack::start("e2eshutdown", zip("items-function"), &[]).await;
+async fn shutdown_ends_both_processes_before_the_deadline(arch: Arch) {
+    let stack = Stack::start(
+        &format!("e2eshutdown{}", arch.as_str()),
+        arch,
+        zip("items-function", arch),
+        &[],
+    )
+    .await;
     assert_eq!(stack.get("/items").await.status, 200, "{}", stack.logs());
+    stack.assert_runs_natively_or_emulated().await;
     let pids = stack.env.processes().await;
     assert_eq!(pids.len(), 2, "{pids:?}");
     let started = Instant::now();
@@ -399,10 +518,13 @@ async fn shutdown_ends_both_processes_before_the_deadline() {
     stack.assert_not_logged(&stack.db.password);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_original_bug_without_the_layer_and_db_secret_arn_is_a_clear_503_not_a_sqlite_500() {
+async fn the_original_bug_without_the_layer_and_db_secret_arn_is_a_clear_503_not_a_sqlite_500(
+    arch: Arch,
+) {
     // The seed note's configuration before the fix: no layer, no DB_SECRET_ARN, host/port/name only.
-    let mut options = Options::new(zip("items-function"), vec![]);
+    let mut options = Options::new(zip("items-function", arch), vec![]);
+    options.init_timeout = Limits::for_arch(arch).init;
+    options.timeout = Limits::for_arch(arch).invoke;
     options.function_name = "items".to_owned();
     options = options
         .var(
@@ -430,9 +552,12 @@ async fn the_original_bug_without_the_layer_and_db_secret_arn_is_a_clear_503_not
     let logs: Vec<_> = env.logs();
     assert_eq!(r.status, 503, "{}\n{logs:#?}", r.text());
     assert_eq!(r.json()["missing"], "DB_SECRET_ARN", "{}", r.text());
-    wait_for_log(&env, "no log line names the variable", |l| {
-        l.source == "runtime" && l.text.contains("ERROR") && l.text.contains("DB_SECRET_ARN")
-    })
+    wait_for_log(
+        &env,
+        Limits::for_arch(arch).log_line,
+        "no log line names the variable",
+        |l| l.source == "runtime" && l.text.contains("ERROR") && l.text.contains("DB_SECRET_ARN"),
+    )
     .await;
     let task = &env.paths().task;
     assert!(

@@ -10,6 +10,9 @@
 //! - **Shutdown**: SIGTERM to the runtime and SHUTDOWN to the extensions with a real deadline (2 s); whoever is
 //!   still alive then gets SIGKILL.
 //!
+//! A zip built for the other architecture runs under qemu-user ([`crate::launch`]); a platform line says so at
+//! each start, since Lambda itself never prints one.
+//!
 //! Lifecycle operations are serialised by one async mutex, as one environment runs one invoke at a time.
 
 use std::sync::{Arc, Mutex};
@@ -20,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::launch::{Launch, Launcher};
 use crate::logs::{LogBook, LogLine, PLATFORM};
 use crate::options::{lambda_vars, Options, Paths};
 use crate::process::{peak_rss_kib, signal_group, spawn, wait_stopped, Proc, Role, Signal};
@@ -66,6 +70,7 @@ struct Life {
 pub struct LambdaEnv {
     options: Options,
     sandbox: Sandbox,
+    launcher: Launcher,
     shared: Arc<Shared>,
     logs: LogBook,
     runtime_api: String,
@@ -132,6 +137,7 @@ impl LambdaEnv {
             ),
             options,
             sandbox,
+            launcher: Launcher::from_host(),
             shared,
             runtime_api,
             api_task,
@@ -424,10 +430,14 @@ impl LambdaEnv {
         );
         let cwd = self.sandbox.paths.task.clone();
         for (name, path) in &extensions {
+            let launch = self.plan(path).map_err(|e| InitFailure {
+                error_type: "Extension.LaunchError".to_owned(),
+                message: e.to_string(),
+            })?;
             let proc = spawn(
                 name,
                 Role::Extension,
-                path,
+                &launch,
                 &env,
                 &cwd,
                 &self.logs,
@@ -466,10 +476,14 @@ impl LambdaEnv {
             message: "no bootstrap in the function zip (LAMBDA_TASK_ROOT) or a layer (/opt)"
                 .to_owned(),
         })?;
+        let launch = self.plan(&bootstrap).map_err(|e| InitFailure {
+            error_type: "Runtime.InvalidEntrypoint".to_owned(),
+            message: e.to_string(),
+        })?;
         let runtime = spawn(
             "runtime",
             Role::Runtime,
-            &bootstrap,
+            &launch,
             &env,
             &cwd,
             &self.logs,
@@ -511,6 +525,15 @@ impl LambdaEnv {
             duration: started.elapsed(),
             extensions: names,
         })
+    }
+
+    /// How to start `program`, logged when it needs the emulator.
+    fn plan(&self, program: &std::path::Path) -> Result<Launch, crate::launch::LaunchError> {
+        let launch = self.launcher.plan(program)?;
+        if launch.is_emulated() {
+            self.logs.push(PLATFORM, &format!("EMULATED {launch}"));
+        }
+        Ok(launch)
     }
 
     async fn shutdown_locked(&self, life: &mut Life, reason: &str) -> ShutdownReport {

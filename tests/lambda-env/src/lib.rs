@@ -9,6 +9,7 @@
 //! - [`sandbox`]: the zips extracted into `/opt`- and `/var/task`-like directories;
 //! - [`options`]: the function's settings and the variables Lambda sets;
 //! - [`api`] and [`state`]: the Runtime API and Extensions API on one local port, and what they share;
+//! - [`launch`]: how a program starts: directly, or under qemu-user when the zip is for the other architecture;
 //! - [`process`]: the processes, their logs and the signals (freeze, thaw, terminate, kill);
 //! - [`environment`]: the lifecycle (init, invoke, freeze, shutdown) in [`LambdaEnv`];
 //! - [`report`]: init, invoke and shutdown reports, in the shape of Lambda's `REPORT` lines;
@@ -20,6 +21,7 @@ pub mod apigw;
 pub mod environment;
 pub mod front_door;
 pub mod ids;
+pub mod launch;
 pub mod logs;
 pub mod options;
 pub mod process;

@@ -4,6 +4,7 @@
 //! Signals go to the whole process group (`killpg`, through nix's safe binding: the workspace forbids `unsafe`), so
 //! a freeze reaches whatever the process itself started, as Lambda's cgroup freeze does. A signal is one system
 //! call, not a fork: the freeze and thaw add next to nothing to an invoke's latency, as with Lambda's own freezer.
+//! A binary run under an emulator ([`crate::launch`]) is no different: qemu-user is the process itself.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -11,9 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Command;
 use tokio::task::JoinHandle;
 
+use crate::launch::Launch;
 use crate::logs::LogBook;
 use crate::state::{Exit, Shared};
 
@@ -59,17 +60,17 @@ impl Proc {
     }
 }
 
-/// Starts `program` with exactly `env`, in `cwd`, in a new process group.
+/// Starts the program `launch` names with exactly `env`, in `cwd`, in a new process group.
 pub fn spawn(
     name: &str,
     role: Role,
-    program: &Path,
+    launch: &Launch,
     env: &[(String, String)],
     cwd: &Path,
     logs: &LogBook,
     shared: &Arc<Shared>,
 ) -> std::io::Result<Proc> {
-    let mut cmd = Command::new(program);
+    let mut cmd = launch.command();
     cmd.env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(cwd)
