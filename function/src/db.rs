@@ -3,12 +3,14 @@
 //! Parts:
 //! - [`Database::new`]: turns the configuration into a connection target, before any request; a bad `DATABASE_URL`
 //!   or a missing CA bundle stops the cold start there.
-//! - [`Database::run`]: runs one store operation on the pool. The first call builds the pool and applies the embedded
-//!   migrations (sqlx takes an advisory lock on PostgreSQL, so concurrent cold starts are safe). When the database
-//!   refuses the login with `28P01`, it asks the extension for the secret with `refreshNow=true`, then for
+//! - [`Database::run`]: runs one store operation on the pool. The first call builds the pool, applies the embedded
+//!   migrations when it may (SQLite always; PostgreSQL only with `DATABASE_MIGRATE`, by default only outside Lambda:
+//!   in Lambda they are an operator's step, [`Database::migrate_now`]) and checks the table (`schema.rs`). When the
+//!   database refuses the login with `28P01`, it asks the extension for the secret with `refreshNow=true`, then for
 //!   `AWSPENDING`, swaps the pool's connect options to whichever works, and retries the operation. Only when neither
 //!   works (after a short grace, since the database and the secret are never updated at the same instant) does the
-//!   request get a 503.
+//!   request get a 503; and for `DATABASE_REJECTED_BACKOFF_MS` after that, every request that meets a rejected login
+//!   gets its 503 at once, without asking the extension again (issue 13: 16 `refreshNow` calls and 2.9 s each).
 //! - [`Backend`]: the pool itself, PostgreSQL or SQLite.
 //! - [`DbError`]: what went wrong, classified so that `error.rs` can choose the status.
 //!
@@ -21,6 +23,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex as SyncMutex;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
@@ -30,10 +33,13 @@ use tokio::sync::{Mutex, OnceCell};
 use tokio::time::Instant;
 
 use crate::config::{
-    Config, ConfigError, DatabaseSource, PoolConfig, SslMode, StaticCredentials, TlsConfig,
-    DATABASE_SSL_ROOT_CERT, DATABASE_URL, DB_SECRET_ARN,
+    Config, ConfigError, DatabaseSource, PoolConfig, SslMode, TlsConfig, DATABASE_SSL_ROOT_CERT,
+    DATABASE_URL, DB_SECRET_ARN, PARAMETER_STORE_DB_URL,
 };
-use crate::credentials::{CredentialProvider, CredentialsError, ExtensionClient, Fallbacks, Fetch};
+use crate::credentials::{
+    CredentialProvider, CredentialsError, ExtensionClient, Fallbacks, Fetch, Login,
+};
+use crate::schema::{self, SchemaProblem};
 
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -83,14 +89,19 @@ pub enum DbError {
     CredentialsRejected {
         /// Where the credentials came from.
         source_name: &'static str,
+        /// While this lasts, asking again is known to be useless (`Retry-After`).
+        retry_after: Option<Duration>,
     },
+    /// The table is missing, different, or not granted to the role.
+    #[error("the database schema does not match: {0}")]
+    Schema(SchemaProblem),
     /// The database cannot be reached or used right now (network, TLS, pool exhausted, server refusing).
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
     /// The SQLite file's folder could not be made.
     #[error("could not create the folder of the SQLite file: {0}")]
     SqliteFolder(std::io::Error),
-    /// The schema could not be brought up to date.
+    /// The schema could not be brought up to date (with `DATABASE_MIGRATE`, often a role without CREATE).
     #[error("migrations failed: {0}")]
     Migrate(sqlx::migrate::MigrateError),
     /// A query failed for a reason that is our bug or the data's, not the connection's.
@@ -167,11 +178,53 @@ enum Target {
     Postgres(CredentialProvider),
 }
 
+/// Remembers, for a short while, that the database rejected every version of the secret, so that the requests after
+/// it answer at once instead of each asking the extension for every version again. On tokio's clock, so tests can
+/// pause it.
+#[derive(Debug)]
+struct Rejection {
+    backoff: Duration,
+    until: SyncMutex<Option<Instant>>,
+}
+
+impl Rejection {
+    fn new(backoff: Duration) -> Self {
+        Self {
+            backoff,
+            until: SyncMutex::new(None),
+        }
+    }
+
+    /// How long asking again stays useless, if it does.
+    fn remaining(&self) -> Option<Duration> {
+        let until = (*self.until.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let now = Instant::now();
+        (now < until).then(|| until - now)
+    }
+
+    /// Every version was rejected just now; returns the backoff that starts (none when it is zero).
+    fn remember(&self) -> Option<Duration> {
+        if self.backoff.is_zero() {
+            return None;
+        }
+        *self.until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + self.backoff);
+        Some(self.backoff)
+    }
+
+    /// A login worked again.
+    fn forget(&self) {
+        *self.until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
 /// The database of one execution environment. Build it once, at cold start, and share it.
 pub struct Database {
     target: Target,
     pool: PoolConfig,
     tls: TlsConfig,
+    /// Whether PostgreSQL gets the migrations from us (SQLite always does).
+    migrate: bool,
+    rejected: Rejection,
     backend: OnceCell<Backend>,
     /// Single-flights credential recovery: a rotation makes every request fail at once, and one refresh serves
     /// them all.
@@ -244,6 +297,12 @@ impl Database {
             DatabaseSource::Legacy(creds) => {
                 Target::Postgres(CredentialProvider::Static(creds.clone()))
             }
+            DatabaseSource::ParameterStore(name) => {
+                Target::Postgres(CredentialProvider::ParameterStore {
+                    client: Box::new(ExtensionClient::new(&config.extension)),
+                    name: name.clone(),
+                })
+            }
             DatabaseSource::SecretsManager {
                 secret_id,
                 host,
@@ -263,6 +322,8 @@ impl Database {
             target,
             pool: config.pool.clone(),
             tls: config.tls.clone(),
+            migrate: config.migrate,
+            rejected: Rejection::new(config.pool.rejected_backoff),
             backend: OnceCell::new(),
             rotation: Mutex::new(()),
             generation: AtomicU64::new(0),
@@ -285,6 +346,41 @@ impl Database {
             Target::Missing { variable, .. } => Some(variable),
             _ => None,
         }
+    }
+
+    /// The cold start's warning about TLS, when PostgreSQL's certificate will not be verified.
+    pub fn tls_warning(&self) -> Option<String> {
+        let mode = match &self.target {
+            Target::Missing { .. } | Target::Sqlite { .. } => return None,
+            Target::PostgresUrl(options) => match options.get_ssl_mode() {
+                PgSslMode::VerifyCa | PgSslMode::VerifyFull => return None,
+                PgSslMode::Disable => "disable",
+                PgSslMode::Allow => "allow",
+                PgSslMode::Prefer => "prefer",
+                PgSslMode::Require => "require",
+            },
+            Target::Postgres(_) => match self.tls.mode.unwrap_or(self.tls.default_mode()) {
+                SslMode::VerifyCa | SslMode::VerifyFull => return None,
+                SslMode::Disable => "disable",
+                SslMode::Allow => "allow",
+                SslMode::Prefer => "prefer",
+                SslMode::Require => "require",
+            },
+        };
+        Some(format!(
+            "the database server's certificate is not verified (sslmode={mode}), so anyone on the path can pose as \
+             the database; package the CA bundle with `make package DATABASE_CA_BUNDLE=global-bundle.pem` (for RDS, \
+             https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem) or set DATABASE_SSL_ROOT_CERT, and \
+             the function verifies the server (verify-full)"
+        ))
+    }
+
+    /// Whether the source is the deprecated Parameter Store tier.
+    pub fn is_deprecated_source(&self) -> bool {
+        matches!(
+            &self.target,
+            Target::Postgres(CredentialProvider::ParameterStore { .. })
+        )
     }
 
     /// Runs `op` on the pool, building it first if this is the first call. A login refused because the password
@@ -310,6 +406,7 @@ impl Database {
                 Err(e) if is_invalid_password(&e) => {
                     return Err(DbError::CredentialsRejected {
                         source_name: self.source_name(),
+                        retry_after: self.rejected.remaining(),
                     })
                 }
                 other => return other.map_err(DbError::from),
@@ -320,8 +417,13 @@ impl Database {
     /// The pool, built on first use. A failed build leaves nothing behind, so the next request tries again.
     pub async fn backend(&self) -> Result<Backend, DbError> {
         if let Target::Missing { variable, detail } = &self.target {
-            // Logged on every request on purpose: this is the line someone searching the logs for the 503 finds.
-            tracing::error!(missing = *variable, "{detail}");
+            // Logged on every request on purpose: this is the line someone searching the logs for the 503 finds,
+            // worded as the seed note's failure indicator.
+            tracing::error!(
+                missing = *variable,
+                detail = %detail,
+                "RuntimeError: {variable} environment variable not set"
+            );
             return Err(DbError::NotConfigured {
                 variable,
                 detail: detail.clone(),
@@ -364,21 +466,70 @@ impl Database {
                 // `Send` (sqlx's own note on `run_direct`), and the Lambda runtime needs a `Send` handler.
                 SQLITE_MIGRATIONS.run_direct(&mut *conn).await?;
                 drop(conn);
+                schema::check_sqlite(&pool)
+                    .await?
+                    .map_err(DbError::Schema)?;
                 tracing::info!(database = "sqlite", "database ready");
                 Ok(Backend::Sqlite(pool))
             }
             Target::PostgresUrl(options) => {
                 let pool = self.pg_pool((**options).clone());
-                self.migrate_postgres(&pool).await?;
+                self.prepare_postgres(&pool, self.migrate).await?;
                 Ok(Backend::Postgres(pool))
             }
             Target::Postgres(provider) => {
-                let creds = provider.fetch(Fetch::Cached).await?;
-                let pool = self.pg_pool(self.pg_options(&creds));
-                self.migrate_postgres(&pool).await?;
+                let login = provider.fetch(Fetch::Cached).await?;
+                let pool = self.pg_pool(self.pg_options(&login)?);
+                self.prepare_postgres(&pool, self.migrate).await?;
                 Ok(Backend::Postgres(pool))
             }
         }
+    }
+
+    /// The operator's one-shot migration (`items-function migrate`): connects with whatever the configuration says
+    /// (an administrator's credentials), applies the migrations, checks the table, and, when `grant_to` names a
+    /// role, grants it exactly what the function needs.
+    pub async fn migrate_now(&self, grant_to: Option<&str>) -> Result<(), DbError> {
+        let pool = match &self.target {
+            Target::Missing { variable, detail } => {
+                return Err(DbError::NotConfigured {
+                    variable,
+                    detail: detail.clone(),
+                })
+            }
+            Target::Sqlite { .. } => return self.build().await.map(|_| ()),
+            Target::PostgresUrl(options) => self.pg_pool((**options).clone()),
+            Target::Postgres(provider) => {
+                let login = provider.fetch(Fetch::Cached).await?;
+                self.pg_pool(self.pg_options(&login)?)
+            }
+        };
+        self.prepare_postgres(&pool, true).await?;
+        if let Some(role) = grant_to {
+            // A role name cannot be bound as a parameter; it is checked, then quoted as an identifier.
+            if role.is_empty()
+                || role.len() > 63
+                || !role
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(DbError::Schema(SchemaProblem(
+                    "the role to grant to must be 1-63 letters, digits, '_' or '-'".to_owned(),
+                )));
+            }
+            let sql = format!(
+                "GRANT SELECT, INSERT, DELETE ON {table} TO \"{role}\"; \
+                 GRANT USAGE ON SEQUENCE {table}_id_seq TO \"{role}\"",
+                table = schema::TABLE
+            );
+            sqlx::raw_sql(&sql).execute(&pool).await?;
+            tracing::info!(
+                role,
+                "granted SELECT, INSERT, DELETE on items and its id sequence"
+            );
+        }
+        pool.close().await;
+        Ok(())
     }
 
     fn pg_pool(&self, options: PgConnectOptions) -> PgPool {
@@ -393,17 +544,40 @@ impl Database {
             .connect_lazy_with(options)
     }
 
-    fn pg_options(&self, creds: &StaticCredentials) -> PgConnectOptions {
-        let options = PgConnectOptions::new_without_pgpass()
-            .host(&creds.host)
-            .port(creds.port)
-            .database(&creds.dbname)
-            .username(&creds.username)
-            .password(creds.password.expose());
-        apply_tls(options, &self.tls, false)
+    fn pg_options(&self, login: &Login) -> Result<PgConnectOptions, DbError> {
+        match login {
+            Login::Credentials(creds) => {
+                let options = PgConnectOptions::new_without_pgpass()
+                    .host(&creds.host)
+                    .port(creds.port)
+                    .database(&creds.dbname)
+                    .username(&creds.username)
+                    .password(creds.password.expose());
+                if self.source_name() == DB_SECRET_ARN {
+                    tracing::info!(
+                        source = DB_SECRET_ARN,
+                        "Constructed database URL from Secrets Manager credentials"
+                    );
+                }
+                Ok(apply_tls(options, &self.tls, false))
+            }
+            Login::Url(url) => {
+                let url = url.expose().trim();
+                // sqlx's parse error can quote the URL, password and all: a fixed message it is.
+                let options = PgConnectOptions::from_str(url).map_err(|_| {
+                    CredentialsError::InvalidSecret {
+                        variable: PARAMETER_STORE_DB_URL,
+                        reason: "it is not a valid postgres:// URL",
+                    }
+                })?;
+                let url_has_sslmode = url.contains("sslmode=") || url.contains("ssl-mode=");
+                Ok(apply_tls(options, &self.tls, url_has_sslmode))
+            }
+        }
     }
 
-    async fn migrate_postgres(&self, pool: &PgPool) -> Result<(), DbError> {
+    /// Applies the migrations when `migrate` says so, then checks the table either way.
+    async fn prepare_postgres(&self, pool: &PgPool, migrate: bool) -> Result<(), DbError> {
         let generation = self.generation.load(Ordering::Acquire);
         let mut conn = match pool.acquire().await {
             Ok(conn) => conn,
@@ -413,8 +587,15 @@ impl Database {
             }
             Err(e) => return Err(e.into()),
         };
-        // `run_direct`: see the SQLite case in `build`.
-        POSTGRES_MIGRATIONS.run_direct(&mut *conn).await?;
+        if migrate {
+            // `run_direct`: see the SQLite case in `build`.
+            POSTGRES_MIGRATIONS.run_direct(&mut *conn).await?;
+            tracing::info!(database = "postgresql", "migrations applied");
+        }
+        drop(conn);
+        schema::check_postgres(pool)
+            .await?
+            .map_err(DbError::Schema)?;
         tracing::info!(
             database = "postgresql",
             source = self.source_name(),
@@ -433,13 +614,31 @@ impl Database {
                     source = source_name,
                     "the database rejected the configured password"
                 );
-                return Err(DbError::CredentialsRejected { source_name });
+                return Err(DbError::CredentialsRejected {
+                    source_name,
+                    retry_after: None,
+                });
             }
         };
+        let known_useless = || {
+            self.rejected
+                .remaining()
+                .map(|wait| DbError::CredentialsRejected {
+                    source_name,
+                    retry_after: Some(wait),
+                })
+        };
+        if let Some(e) = known_useless() {
+            return Err(e);
+        }
         let _single_flight = self.rotation.lock().await;
         if self.generation.load(Ordering::Acquire) != failed_generation {
             // Someone recovered while we waited for the lock; their options are already in the pool.
             return Ok(());
+        }
+        // Or someone gave up while we waited: asking again now would only repeat their calls.
+        if let Some(e) = known_useless() {
+            return Err(e);
         }
         tracing::warn!(
             source = source_name,
@@ -449,13 +648,16 @@ impl Database {
         let mut pause = Duration::from_millis(50);
         loop {
             for fetch in [Fetch::Refresh, Fetch::Pending] {
-                let creds = match provider.fetch(fetch).await {
-                    Ok(c) => c,
+                if !provider.offers(fetch) {
+                    continue;
+                }
+                let login = match provider.fetch(fetch).await {
+                    Ok(l) => l,
                     // No rotation in progress: there is no AWSPENDING version.
                     Err(e) if fetch == Fetch::Pending && e.is_not_found() => continue,
                     Err(e) => return Err(e.into()),
                 };
-                let options = self.pg_options(&creds);
+                let options = self.pg_options(&login)?;
                 let probe = tokio::time::timeout(
                     self.pool.acquire_timeout,
                     PgConnection::connect_with(&options),
@@ -467,6 +669,7 @@ impl Database {
                         let _ = conn.close().await;
                         pool.set_connect_options(options);
                         self.generation.fetch_add(1, Ordering::AcqRel);
+                        self.rejected.forget();
                         tracing::info!(
                             source = source_name,
                             version = fetch.as_str(),
@@ -492,12 +695,16 @@ impl Database {
             // The database's password and the secret are changed one after the other, never at once: wait a
             // little for the other half of the rotation before giving up.
             if Instant::now() + pause > give_up {
+                let retry_after = self.rejected.remember();
                 tracing::error!(
                     source = source_name,
-                    variable = DB_SECRET_ARN,
+                    backoff_ms = retry_after.map_or(0, |d| d.as_millis() as u64),
                     "the database rejects every version of the secret; check the rotation"
                 );
-                return Err(DbError::CredentialsRejected { source_name });
+                return Err(DbError::CredentialsRejected {
+                    source_name,
+                    retry_after,
+                });
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(500));
@@ -528,7 +735,7 @@ fn apply_tls(
         (Some(mode), _) => Some(mode),
         // The URL chose; keep what sqlx parsed from it.
         (None, true) => None,
-        (None, false) => Some(SslMode::Require),
+        (None, false) => Some(tls.default_mode()),
     };
     let mut options = options
         .application_name("items-function")
@@ -614,6 +821,47 @@ mod tests {
         let db =
             Database::new(&config(&[("DATABASE_URL", "postgres://u:hunter2@h/d")])).expect("db");
         assert!(!format!("{db:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_ca_bundle_makes_verify_full_the_default_and_silences_the_warning() {
+        let ca = std::env::temp_dir().join(format!("items-db-ca-{}.pem", std::process::id()));
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").expect("write");
+        let ca_s = ca.to_string_lossy().into_owned();
+        let db = Database::new(&config(&[
+            ("DATABASE_URL", "postgres://u:p@h/d"),
+            ("DATABASE_SSL_ROOT_CERT", &ca_s),
+        ]))
+        .expect("db");
+        match &db.target {
+            Target::PostgresUrl(o) => assert!(matches!(o.get_ssl_mode(), PgSslMode::VerifyFull)),
+            _ => panic!("expected a PostgreSQL URL target"),
+        }
+        assert_eq!(db.tls_warning(), None);
+        let _ = std::fs::remove_file(&ca);
+
+        let db = Database::new(&config(&[("DATABASE_URL", "postgres://u:p@h/d")])).expect("db");
+        let warning = db.tls_warning().expect("require is not verified");
+        assert!(warning.contains("sslmode=require") && warning.contains("DATABASE_CA_BUNDLE"));
+        let sqlite = Database::new(&config(&[])).expect("db");
+        assert_eq!(sqlite.tls_warning(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rejection_is_remembered_for_the_backoff_only() {
+        let r = Rejection::new(Duration::from_secs(5));
+        assert_eq!(r.remaining(), None);
+        assert_eq!(r.remember(), Some(Duration::from_secs(5)));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(r.remaining(), Some(Duration::from_secs(3)));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(r.remaining(), None, "over at the deadline");
+        r.remember();
+        r.forget();
+        assert_eq!(r.remaining(), None, "a login that works ends it");
+        let off = Rejection::new(Duration::ZERO);
+        assert_eq!(off.remember(), None);
+        assert_eq!(off.remaining(), None);
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@
 //! - [`credentials`]: the credential provider (`DATABASE_URL` > `DB_SECRET_ARN` through the extension > legacy
 //!   `DATABASE_*` > SQLite outside Lambda);
 //! - [`db`]: the one pool per execution environment, TLS, migrations, and recovery from a rotated password;
+//! - [`schema`]: the check of the table the function needs (columns and privileges);
 //! - [`store`]: the items queries, the same SQL on both databases;
 //! - [`handlers`]: routing and validation, callable without a socket;
 //! - [`error`]: the single mapping from errors to HTTP status and JSON body.
@@ -16,6 +17,7 @@ pub mod credentials;
 pub mod db;
 pub mod error;
 pub mod handlers;
+pub mod schema;
 pub mod secret;
 pub mod store;
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{app, call, crud_and_paging};
+use common::{app, call, call_event, crud_and_paging, event};
 
 /// A fresh folder under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -64,7 +64,7 @@ async fn data_survives_a_new_execution_environment() {
     let second = app(&[("DATABASE_PATH", &path)]);
     let r = call(&second, "GET", "/items", None).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["items"][0]["name"], "kept");
+    assert_eq!(r.body[0]["name"], "kept");
 }
 
 #[tokio::test]
@@ -94,18 +94,20 @@ async fn in_lambda_without_configuration_every_route_is_a_503_naming_db_secret_a
         ("GET", "/health"),
     ] {
         let body = (method == "POST").then_some(r#"{"name":"x"}"#);
-        let r = call(&app, method, route, body).await;
+        let e = event(method, route, body);
+        let authenticated = e["requestContext"]["authorizer"].is_object();
+        let r = call_event(&app, &e).await;
         assert_eq!(r.status, 503, "{method} {route}: {}", r.text);
         assert_eq!(r.body["error"], "database_not_configured");
-        assert_eq!(r.body["missing"], "DB_SECRET_ARN");
-        assert!(
-            r.body["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("DB_SECRET_ARN"),
-            "{}",
-            r.text
-        );
+        if authenticated {
+            // A caller API Gateway authenticated is told what to set.
+            assert_eq!(r.body["missing"], "DB_SECRET_ARN", "{}", r.text);
+            assert!(r.text.contains("set DB_SECRET_ARN"), "{}", r.text);
+        } else {
+            // An anonymous one gets the code only; the log has the rest.
+            assert_eq!(r.body.get("missing"), None, "{}", r.text);
+            assert!(!r.text.contains("DB_SECRET_ARN"), "{}", r.text);
+        }
     }
     assert!(
         !file.exists(),
@@ -114,5 +116,38 @@ async fn in_lambda_without_configuration_every_route_is_a_503_naming_db_secret_a
     assert!(
         !file.parent().map(|p| p.exists()).unwrap_or(false),
         "nor its folder"
+    );
+}
+
+#[tokio::test]
+async fn a_conflicting_items_table_is_a_503_naming_the_columns_and_health_says_so() {
+    use sqlx::Connection;
+    let dir = TempDir::new("conflict");
+    let file = dir.0.join("theirs.db");
+    // Someone else's `items`: `CREATE TABLE IF NOT EXISTS` in our migration leaves it as it is.
+    let url = format!("sqlite://{}?mode=rwc", file.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+    sqlx::raw_sql("CREATE TABLE items (item_id TEXT PRIMARY KEY, title TEXT NOT NULL)")
+        .execute(&mut conn)
+        .await
+        .expect("their table");
+    conn.close().await.expect("close");
+
+    let app = app(&[("DATABASE_PATH", &file.to_string_lossy())]);
+    for path in ["/health", "/items"] {
+        // The GET fixture carries a JWT authorizer's claims: an authenticated caller is told what is wrong.
+        let r = call(&app, "GET", path, None).await;
+        assert_eq!(r.status, 503, "{path}: {}", r.text);
+        assert_eq!(r.body["error"], "database_schema_mismatch");
+        let message = r.body["message"].as_str().unwrap_or_default();
+        for needle in ["items.name is missing", "items.title is NOT NULL"] {
+            assert!(message.contains(needle), "{path}: {message}");
+        }
+    }
+    let r = call(&app, "DELETE", "/items/1", None).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(
+        r.body["message"], "the database schema does not match this function",
+        "an anonymous caller gets the code and a fixed sentence"
     );
 }
