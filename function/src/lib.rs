@@ -22,3 +22,23 @@ pub mod secret;
 pub mod store;
 
 pub use handlers::{handle, App};
+
+/// The operator's one-shot migration (`items-function migrate`): connects as `config` says (an administrator's
+/// credentials), applies the migrations, checks the table, and grants `grant_to` what the function needs.
+pub async fn migrate(config: &config::Config, grant_to: Option<&str>) -> Result<(), MigrateError> {
+    let db = db::Database::new(config)?;
+    db.migrate_now(grant_to).await?;
+    tracing::info!(source = db.source_name(), "the items table is ready");
+    Ok(())
+}
+
+/// Why [`migrate`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The database refused, or the table still does not match.
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+}

@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use items_function::config::{Config, DatabaseSource, ProcessEnv, DATABASE_URL, DB_SECRET_ARN};
 use items_function::credentials::{parse_rds_secret, Fallbacks};
-use items_function::db::Database;
 use items_function::secret::Secret;
 use items_function::App;
 use lambda_http::{service_fn, Error, Request};
@@ -86,15 +85,8 @@ async fn migrate(args: &[String]) -> Result<(), Error> {
         };
         config.database = DatabaseSource::Legacy(parse_rds_secret(&Secret::new(text), &fallbacks)?);
     }
-    let db = Database::new(&config)?;
-    match db.migrate_now(grant.as_deref()).await {
-        Ok(()) => {
-            tracing::info!(source = db.source_name(), "the items table is ready");
-            Ok(())
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "migration failed");
-            Err(e.into())
-        }
-    }
+    items_function::migrate(&config, grant.as_deref())
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "migration failed"))?;
+    Ok(())
 }

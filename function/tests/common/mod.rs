@@ -347,3 +347,52 @@ impl std::io::Write for LogWriter {
         Ok(())
     }
 }
+
+/// The logs of one test: everything it logs through `tracing` at DEBUG and above, on its own thread, while the
+/// guard lives. Tests run in parallel in one process; a scoped subscriber keeps each test's lines its own, so an
+/// assertion can neither see another test's lines nor miss its own. (`#[tokio::test]` runs every task of the test on
+/// the test's thread; SQLite's worker thread is not captured, and logs nothing of ours.)
+pub struct Logs {
+    buffer: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+/// Starts capturing this test's logs; call it first thing in a test, before anything logs.
+pub fn capture() -> Logs {
+    let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&buffer);
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || LogWriter(std::sync::Arc::clone(&sink)))
+        .finish();
+    Logs {
+        buffer,
+        _guard: tracing::subscriber::set_default(subscriber),
+    }
+}
+
+impl Logs {
+    /// Everything captured so far.
+    pub fn text(&self) -> String {
+        self.buffer
+            .lock()
+            .map(|l| String::from_utf8_lossy(&l).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The captured lines that contain every one of `needles`.
+    pub fn lines_with(&self, needles: &[&str]) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for Logs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text())
+    }
+}
