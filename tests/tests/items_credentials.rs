@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{app, call, capture_logs, captured_logs, crud_and_paging, Reply};
+use common::{app, call, crud_and_paging, Logs, Reply};
 use items_function::App;
 use secretcache_tests::extension::{base_env, Standalone};
 use secretcache_tests::moto::{Endpoint, Moto};
@@ -86,9 +86,9 @@ impl Chain {
             .expect("PutSecretValue");
     }
 
-    /// Asserts that none of `passwords` appears in our logs, the extension's logs, or `replies`.
-    fn assert_never_leaked(&self, passwords: &[&str], replies: &[Reply]) {
-        let ours = captured_logs();
+    /// Asserts that none of `passwords` appears in this test's logs, the extension's logs, or `replies`.
+    fn assert_never_leaked(&self, logs: &Logs, passwords: &[&str], replies: &[Reply]) {
+        let ours = logs.text();
         let theirs = self.ext.logs();
         assert!(!ours.is_empty(), "the function's logs were captured");
         for p in passwords {
@@ -118,29 +118,29 @@ async fn create_secret(sm: &aws_sdk_secretsmanager::Client, tag: &str, json: &st
 
 #[tokio::test]
 async fn the_api_works_on_credentials_read_through_the_extension() {
-    capture_logs();
+    let logs = common::capture();
     let chain = Chain::new("creds").await;
     let app = chain.app(&[]);
     crud_and_paging(&app, "postgresql").await;
-    let logs = captured_logs();
     // The seed note's success indicators, word for word, with our structured fields beside them.
     for line in [
         "Successfully retrieved database credentials from Secrets Manager",
         "Constructed database URL from Secrets Manager credentials",
     ] {
         assert!(
-            logs.lines()
-                .any(|l| l.contains(line) && l.contains("source=\"DB_SECRET_ARN\"")),
+            !logs
+                .lines_with(&[line, "source=\"DB_SECRET_ARN\""])
+                .is_empty(),
             "{line:?} is logged"
         );
     }
     let r = call(&app, "GET", "/items", None).await;
-    chain.assert_never_leaked(&[&chain.db.password], &[r]);
+    chain.assert_never_leaked(&logs, &[&chain.db.password], &[r]);
 }
 
 #[tokio::test]
 async fn a_rotation_under_a_loop_of_requests_gives_no_5xx() {
-    capture_logs();
+    let logs = common::capture();
     let chain = Chain::new("rotate").await;
     // Connections live one second, so after the rotation the pool must open new ones with the new password while
     // the extension's cache (TTL 300 s) still holds the old secret: only refreshNow can save those requests.
@@ -200,11 +200,7 @@ async fn a_rotation_under_a_loop_of_requests_gives_no_5xx() {
         failures.len(),
         replies.len()
     );
-    let logs = captured_logs();
-    let recoveries: Vec<&str> = logs
-        .lines()
-        .filter(|l| l.contains("login works again") && l.contains("refreshNow"))
-        .collect();
+    let recoveries = logs.lines_with(&["login works again", "refreshNow"]);
     assert!(
         !recoveries.is_empty(),
         "the rotation path (a rejected login, then refreshNow) was exercised"
@@ -218,12 +214,12 @@ async fn a_rotation_under_a_loop_of_requests_gives_no_5xx() {
         chain.pg.sessions_of(&chain.db.username).await <= 2,
         "the pool stays small through the rotation"
     );
-    chain.assert_never_leaked(&[&old_password, &new_password], &replies);
+    chain.assert_never_leaked(&logs, &[&old_password, &new_password], &replies);
 }
 
 #[tokio::test]
 async fn single_user_rotation_order_is_recovered_through_awspending() {
-    capture_logs();
+    let logs = common::capture();
     let chain = Chain::new("pending").await;
     // The rotation Lambda's createSecret and setSecret steps: the new password is AWSPENDING, and the database has
     // it already; AWSCURRENT still holds the old one.
@@ -237,18 +233,18 @@ async fn single_user_rotation_order_is_recovered_through_awspending() {
     assert_eq!(r.status, 201, "{}", r.text);
     let r2 = call(&app, "GET", "/items", None).await;
     assert_eq!(r2.status, 200, "{}", r2.text);
-    let logs = captured_logs();
     assert!(
-        logs.lines()
-            .any(|l| l.contains("login works again") && l.contains("AWSPENDING")),
+        !logs
+            .lines_with(&["login works again", "AWSPENDING"])
+            .is_empty(),
         "AWSPENDING was the version that worked"
     );
-    chain.assert_never_leaked(&[&chain.db.password, &next], &[r, r2]);
+    chain.assert_never_leaked(&logs, &[&chain.db.password, &next], &[r, r2]);
 }
 
 #[tokio::test]
 async fn the_cold_start_race_with_the_extension_is_ridden_out() {
-    capture_logs();
+    let logs = common::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("race").await;
     let moto = Moto::start().await;
@@ -285,7 +281,7 @@ async fn the_cold_start_race_with_the_extension_is_ridden_out() {
 
 #[tokio::test]
 async fn misconfigurations_are_clear_and_never_500() {
-    capture_logs();
+    let logs = common::capture();
     let chain = Chain::new("misconf").await;
 
     // Inside Lambda with nothing configured: a 503 naming DB_SECRET_ARN, and no SQLite file anywhere.
@@ -305,11 +301,11 @@ async fn misconfigurations_are_clear_and_never_500() {
         "no SQLite file inside Lambda"
     );
     assert!(
-        captured_logs()
+        logs.text()
             .lines()
             .any(|l| l.contains("DB_SECRET_ARN") && l.contains("ERROR")),
         "the log line names the variable too:\n{}",
-        captured_logs()
+        logs.text()
             .lines()
             .filter(|l| l.contains("DB_SECRET"))
             .collect::<Vec<_>>()
@@ -364,7 +360,7 @@ async fn misconfigurations_are_clear_and_never_500() {
     let r = call(&partial, "GET", "/items", None).await;
     assert_eq!(r.status, 200, "{}", r.text);
 
-    chain.assert_never_leaked(&[&chain.db.password], &[r]);
+    chain.assert_never_leaked(&logs, &[&chain.db.password], &[r]);
 }
 
 #[tokio::test]

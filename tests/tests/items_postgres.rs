@@ -6,12 +6,12 @@
 #[path = "../../function/tests/common/mod.rs"]
 mod common;
 
-use common::{app, call, capture_logs, captured_logs, crud_and_paging};
+use common::{app, call, crud_and_paging};
 use secretcache_tests::postgres::PgCluster;
 
 #[tokio::test]
 async fn crud_and_paging_over_verify_full_tls() {
-    capture_logs();
+    let logs = common::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("crud").await;
     let ca = pg.ca_cert().to_string_lossy().into_owned();
@@ -25,7 +25,7 @@ async fn crud_and_paging_over_verify_full_tls() {
 
 #[tokio::test]
 async fn the_default_sslmode_is_require_and_the_server_accepts_only_tls() {
-    capture_logs();
+    let logs = common::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("tls").await;
 
@@ -57,7 +57,7 @@ async fn the_default_sslmode_is_require_and_the_server_accepts_only_tls() {
 
 #[tokio::test]
 async fn legacy_variables_work_and_a_wrong_password_is_a_clean_503() {
-    capture_logs();
+    let logs = common::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("legacy").await;
     let port = db.port.to_string();
@@ -81,16 +81,13 @@ async fn legacy_variables_work_and_a_wrong_password_is_a_clean_503() {
     assert_eq!(r.body["error"], "database_credentials_rejected");
     for secret in [wrong_password, db.password.as_str()] {
         assert!(!r.text.contains(secret), "{}", r.text);
-        assert!(
-            !captured_logs().contains(secret),
-            "a password reached the logs"
-        );
+        assert!(!logs.text().contains(secret), "a password reached the logs");
     }
 }
 
 #[tokio::test]
 async fn one_small_pool_serves_many_invocations() {
-    capture_logs();
+    let logs = common::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("pool").await;
     let app = app(&[("DATABASE_URL", &db.url())]);

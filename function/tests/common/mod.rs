@@ -309,31 +309,6 @@ pub async fn client_errors(app: &App) {
     assert_eq!(r.status, 415, "{}", r.text);
 }
 
-/// Starts capturing logs (see [`captured_logs`]); call it first thing in a test, before anything logs.
-pub fn capture_logs() {
-    let _ = captured_logs();
-}
-
-/// Everything this test process logs through `tracing`, at DEBUG and above, from every crate (sqlx, hyper, ours),
-/// so a test can assert that no password ever reached a log line. Installed once per test binary, on first call.
-pub fn captured_logs() -> String {
-    use std::sync::{Arc, Mutex, OnceLock};
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    let logs = LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&logs);
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(Arc::clone(&sink)))
-            .try_init();
-        logs
-    });
-    logs.lock()
-        .map(|l| String::from_utf8_lossy(&l).into_owned())
-        .unwrap_or_default()
-}
-
 struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for LogWriter {
