@@ -531,7 +531,7 @@ fn misspellings(names: &[String]) -> Vec<String> {
         .map(|n| {
             let closest = KNOWN_VARIABLES
                 .iter()
-                .min_by_key(|k| edit_distance(n, k))
+                .min_by_key(|k| strsim::levenshtein(n, k))
                 .copied()
                 .unwrap_or(DB_SECRET_ARN);
             format!("{n} is not a variable this function reads; did you mean {closest}?")
@@ -539,20 +539,6 @@ fn misspellings(names: &[String]) -> Vec<String> {
         .collect();
     out.sort();
     out
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -711,7 +697,8 @@ mod tests {
 
     #[test]
     fn a_bundle_in_the_task_root_is_found_and_makes_verify_full_the_default() {
-        let dir = std::env::temp_dir().join(format!("items-cfg-bundle-{}", std::process::id()));
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path();
         std::fs::create_dir_all(dir.join("certs")).expect("mkdir");
         let root = dir.to_string_lossy().into_owned();
         let c = Config::from_env(&env(&[(LAMBDA_TASK_ROOT, &root)])).expect("config");
@@ -728,7 +715,6 @@ mod tests {
         ]))
         .expect("config");
         assert_eq!(c.tls.root_cert, Some(PathBuf::from("/opt/rds.pem")));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

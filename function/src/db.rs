@@ -825,9 +825,9 @@ mod tests {
 
     #[test]
     fn a_ca_bundle_makes_verify_full_the_default_and_silences_the_warning() {
-        let ca = std::env::temp_dir().join(format!("items-db-ca-{}.pem", std::process::id()));
-        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").expect("write");
-        let ca_s = ca.to_string_lossy().into_owned();
+        let ca = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(ca.path(), "-----BEGIN CERTIFICATE-----\n").expect("write");
+        let ca_s = ca.path().to_string_lossy().into_owned();
         let db = Database::new(&config(&[
             ("DATABASE_URL", "postgres://u:p@h/d"),
             ("DATABASE_SSL_ROOT_CERT", &ca_s),
@@ -838,7 +838,6 @@ mod tests {
             _ => panic!("expected a PostgreSQL URL target"),
         }
         assert_eq!(db.tls_warning(), None);
-        let _ = std::fs::remove_file(&ca);
 
         let db = Database::new(&config(&[("DATABASE_URL", "postgres://u:p@h/d")])).expect("db");
         let warning = db.tls_warning().expect("require is not verified");
