@@ -478,6 +478,14 @@ impl Database {
                 Ok(Backend::Postgres(pool))
             }
             Target::Postgres(provider) => {
+                // A cold start that just met a rejection of every version: the pool was never built, and asking
+                // the extension again within the backoff would only repeat the answer.
+                if let Some(wait) = self.rejected.remaining() {
+                    return Err(DbError::CredentialsRejected {
+                        source_name: provider.source_name(),
+                        retry_after: Some(wait),
+                    });
+                }
                 let login = provider.fetch(Fetch::Cached).await?;
                 let pool = self.pg_pool(self.pg_options(&login)?);
                 self.prepare_postgres(&pool, self.migrate).await?;
