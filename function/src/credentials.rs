@@ -37,7 +37,7 @@ use crate::config::{
 use crate::secret::Secret;
 
 /// The header the extension checks against the execution environment's session token.
-pub const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
+pub(crate) const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
 
 /// Largest extension response we read. Secrets Manager caps a secret at 64 KiB; the JSON around it is small.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024;
@@ -51,7 +51,7 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Which version of the secret to ask for, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fetch {
+pub(crate) enum Fetch {
     /// `AWSCURRENT`, served from the extension's cache when it has it. The normal case.
     Cached,
     /// `AWSCURRENT` with `refreshNow=true`: the database refused the cached password, so it may have rotated.
@@ -63,7 +63,7 @@ pub enum Fetch {
 
 impl Fetch {
     /// A name for log fields.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Cached => "AWSCURRENT",
             Self::Refresh => "AWSCURRENT (refreshNow)",
@@ -74,7 +74,7 @@ impl Fetch {
 
 /// Why credentials could not be had. The messages name variables and fields, never values.
 #[derive(Debug, thiserror::Error)]
-pub enum CredentialsError {
+pub(crate) enum CredentialsError {
     /// Neither token variable is set, so the extension would refuse us.
     #[error("neither AWS_SESSION_TOKEN nor AWS_CONTAINER_AUTHORIZATION_TOKEN is set; the secrets extension requires one")]
     NoToken,
@@ -120,7 +120,7 @@ pub enum CredentialsError {
 
 impl CredentialsError {
     /// The secret (or that version of it) does not exist.
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, Self::Extension { status: 404, .. })
     }
 
@@ -133,7 +133,7 @@ impl CredentialsError {
 }
 
 /// A client for the extension's `GET /secretsmanager/get`. Build it once per execution environment.
-pub struct ExtensionClient {
+pub(crate) struct ExtensionClient {
     port: u16,
     token: Option<Secret>,
     timeout: Duration,
@@ -178,7 +178,7 @@ struct ExtensionErrorBody {
 
 impl ExtensionClient {
     /// A client for the extension described by `config`.
-    pub fn new(config: &ExtensionConfig) -> Self {
+    pub(crate) fn new(config: &ExtensionConfig) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.timeout));
         connector.set_nodelay(true);
@@ -197,7 +197,7 @@ impl ExtensionClient {
     }
 
     /// The `SecretString` of `secret_id`, fetched as `fetch` says.
-    pub async fn secret_string(
+    pub(crate) async fn secret_string(
         &self,
         secret_id: &str,
         fetch: Fetch,
@@ -216,7 +216,7 @@ impl ExtensionClient {
     }
 
     /// The decrypted value of the SSM parameter `name`; `Fetch::Refresh` bypasses the extension's cache.
-    pub async fn parameter_value(
+    pub(crate) async fn parameter_value(
         &self,
         name: &str,
         fetch: Fetch,
@@ -360,7 +360,7 @@ struct RdsSecret {
 
 /// What fills the fields an RDS secret may leave out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Fallbacks {
+pub(crate) struct Fallbacks {
     /// `DATABASE_HOST`.
     pub host: Option<String>,
     /// `DATABASE_PORT`.
@@ -370,7 +370,7 @@ pub struct Fallbacks {
 }
 
 /// Parses the RDS secret JSON. The secret's own fields win; `fallbacks` fill the gaps.
-pub fn parse_rds_secret(
+pub(crate) fn parse_rds_secret(
     secret_string: &Secret,
     fallbacks: &Fallbacks,
 ) -> Result<StaticCredentials, CredentialsError> {
@@ -435,7 +435,7 @@ pub fn parse_rds_secret(
 
 /// What a provider hands over: the parts of a login, or a whole URL (the Parameter Store tier).
 #[derive(Debug, Clone)]
-pub enum Login {
+pub(crate) enum Login {
     /// Host, port, database, user and password.
     Credentials(StaticCredentials),
     /// A `postgres://` URL; held as a secret because it carries the password.
@@ -444,7 +444,7 @@ pub enum Login {
 
 /// Where credentials come from: fixed, the secret through the extension, or the deprecated parameter.
 #[derive(Debug)]
-pub enum CredentialProvider {
+pub(crate) enum CredentialProvider {
     /// The legacy `DATABASE_*` variables; they cannot change without a new execution environment.
     Static(StaticCredentials),
     /// `DB_SECRET_ARN` through the extension.
@@ -467,17 +467,17 @@ pub enum CredentialProvider {
 
 impl CredentialProvider {
     /// Whether asking again can give a different answer (so a rejected login is worth a refresh).
-    pub fn rotates(&self) -> bool {
+    pub(crate) fn rotates(&self) -> bool {
         !matches!(self, Self::Static(_))
     }
 
     /// Whether `fetch` means anything to this provider (a parameter has no `AWSPENDING`).
-    pub fn offers(&self, fetch: Fetch) -> bool {
+    pub(crate) fn offers(&self, fetch: Fetch) -> bool {
         !(matches!(self, Self::ParameterStore { .. }) && fetch == Fetch::Pending)
     }
 
     /// The variable the credentials come from, for log lines.
-    pub fn source_name(&self) -> &'static str {
+    pub(crate) fn source_name(&self) -> &'static str {
         match self {
             Self::Static(_) => "DATABASE_USER/DATABASE_PASSWORD",
             Self::Extension { .. } => DB_SECRET_ARN,
@@ -486,7 +486,7 @@ impl CredentialProvider {
     }
 
     /// The login, fetched as `fetch` says (fixed credentials ignore it).
-    pub async fn fetch(&self, fetch: Fetch) -> Result<Login, CredentialsError> {
+    pub(crate) async fn fetch(&self, fetch: Fetch) -> Result<Login, CredentialsError> {
         match self {
             Self::Static(c) => Ok(Login::Credentials(c.clone())),
             Self::Extension {

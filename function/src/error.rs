@@ -22,7 +22,7 @@ use crate::db::DbError;
 
 /// Whether API Gateway authenticated the caller; it decides how much an error body says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Caller {
+pub(crate) enum Caller {
     /// No authorizer ran: the body carries the code and a fixed sentence only.
     Anonymous,
     /// A JWT, IAM or Lambda authorizer let the request through: the body also says what to fix.
@@ -31,7 +31,7 @@ pub enum Caller {
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// The request is malformed; the message says how (in terms of the request, never of our configuration).
     #[error("{0}")]
     BadRequest(String),
@@ -189,8 +189,9 @@ impl ApiError {
         }
     }
 
-    /// The HTTP status this error maps to.
-    pub fn status(&self) -> StatusCode {
+    /// The HTTP status this error maps to (the tests' shorthand; responses come from `into_response`).
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> StatusCode {
         self.parts().status
     }
 
@@ -204,7 +205,7 @@ impl ApiError {
 
     /// The response for `caller`. Server-side failures, and the path of a request that matched no route, are
     /// logged here with their detail, once.
-    pub fn into_response(self, caller: Caller) -> Response<Body> {
+    pub(crate) fn into_response(self, caller: Caller) -> Response<Body> {
         let Parts {
             status,
             code,
@@ -250,7 +251,7 @@ impl ApiError {
 }
 
 /// A JSON response. Serialising our own plain types cannot fail; if it ever did, the client gets a bare 500.
-pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
     let (status, text) = match serde_json::to_string(body) {
         Ok(text) => (status, text),
         Err(e) => {

@@ -28,17 +28,17 @@ use crate::error::{json_response, ApiError, Caller};
 use crate::store::{self, NewItem};
 
 /// Default page size.
-pub const DEFAULT_LIMIT: i64 = 50;
+pub(crate) const DEFAULT_LIMIT: i64 = 50;
 /// Largest page size.
-pub const MAX_LIMIT: i64 = 100;
+pub(crate) const MAX_LIMIT: i64 = 100;
 /// The header with the number of items in all.
-pub const TOTAL_COUNT_HEADER: &str = "x-total-count";
+pub(crate) const TOTAL_COUNT_HEADER: &str = "x-total-count";
 /// Largest accepted request body.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Longest item name, in characters.
-pub const MAX_NAME_CHARS: usize = 200;
+pub(crate) const MAX_NAME_CHARS: usize = 200;
 /// Longest description, in characters.
-pub const MAX_DESCRIPTION_CHARS: usize = 2000;
+pub(crate) const MAX_DESCRIPTION_CHARS: usize = 2000;
 
 /// What every invocation shares: built once per execution environment.
 #[derive(Debug)]
@@ -52,11 +52,6 @@ impl App {
         Ok(Self {
             db: Database::new(config)?,
         })
-    }
-
-    /// The database.
-    pub fn db(&self) -> &Database {
-        &self.db
     }
 
     /// Logs, once per cold start, where the database settings come from and what an operator should fix: no
@@ -175,7 +170,10 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
 }
 
 /// Parses `limit` and `offset`. Absent means the default; present but empty, or anything out of range, is a 400.
-pub fn parse_paging(limit: Option<&str>, offset: Option<&str>) -> Result<(i64, i64), ApiError> {
+pub(crate) fn parse_paging(
+    limit: Option<&str>,
+    offset: Option<&str>,
+) -> Result<(i64, i64), ApiError> {
     let limit = match limit {
         None => DEFAULT_LIMIT,
         Some(v) => v
@@ -269,7 +267,7 @@ struct CreateItem {
 }
 
 /// Validates a `POST /items` body.
-pub fn validate_new_item(body: &[u8]) -> Result<NewItem, ApiError> {
+pub(crate) fn validate_new_item(body: &[u8]) -> Result<NewItem, ApiError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge {
             limit: MAX_BODY_BYTES,

@@ -12,8 +12,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 
-use items_function::config::{Config, DatabaseSource, ProcessEnv, DATABASE_URL, DB_SECRET_ARN};
-use items_function::credentials::{parse_rds_secret, Fallbacks};
+use items_function::config::{Config, ProcessEnv};
 use items_function::secret::Secret;
 use items_function::App;
 use lambda_http::{service_fn, Error, Request};
@@ -57,33 +56,19 @@ async fn migrate(args: &[String]) -> Result<(), Error> {
             other => return Err(format!("unknown argument {other:?}; {USAGE}").into()),
         }
     }
-    let mut env: HashMap<String, String> = std::env::vars().collect();
-    if secret_stdin {
-        // Resolves as a secret source, so that DATABASE_HOST / _PORT / _NAME fill what the secret leaves out, as
-        // they do for DB_SECRET_ARN; the secret itself comes from standard input below.
-        env.insert(DB_SECRET_ARN.to_owned(), "(standard input)".to_owned());
-        env.remove(DATABASE_URL);
-    }
-    let mut config = Config::from_env(&env)?;
-    for warning in &config.warnings {
-        tracing::warn!("{warning}");
-    }
-    if secret_stdin {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let admin_secret = if secret_stdin {
         // The administrator's RDS secret JSON, piped from `aws secretsmanager get-secret-value`: the password is
         // never in the environment or on a command line.
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text)?;
-        let fallbacks = match &config.database {
-            DatabaseSource::SecretsManager {
-                host, port, dbname, ..
-            } => Fallbacks {
-                host: host.clone(),
-                port: *port,
-                dbname: dbname.clone(),
-            },
-            _ => Fallbacks::default(),
-        };
-        config.database = DatabaseSource::Legacy(parse_rds_secret(&Secret::new(text), &fallbacks)?);
+        Some(Secret::new(text))
+    } else {
+        None
+    };
+    let config = items_function::migrate_config(&env, admin_secret)?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
     }
     items_function::migrate(&config, grant.as_deref())
         .await

@@ -14,7 +14,7 @@
 use sqlx::{PgPool, SqlitePool};
 
 /// The table the function reads and writes.
-pub const TABLE: &str = "items";
+pub(crate) const TABLE: &str = "items";
 
 /// What the function needs of each column, by name.
 const NEEDED: [(&str, ColumnKind); 3] = [
@@ -25,7 +25,7 @@ const NEEDED: [(&str, ColumnKind); 3] = [
 
 /// The column types the function can read, as far as it cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnKind {
+pub(crate) enum ColumnKind {
     /// A 64-bit integer (`bigint`; SQLite's `INTEGER`).
     BigInt,
     /// Text (`text`, `character varying`; SQLite's `TEXT`).
@@ -36,7 +36,7 @@ pub enum ColumnKind {
 
 /// One column of the table, as the database describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Column {
+pub(crate) struct Column {
     /// Its name.
     pub name: String,
     /// Its type, as the database spells it (for the message).
@@ -52,11 +52,11 @@ pub struct Column {
 /// What is wrong with the table, in words that name tables, columns and privileges (never a value).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}; run the migrations as an administrator (function/README.md, \"Migrations\")")]
-pub struct SchemaProblem(pub String);
+pub(crate) struct SchemaProblem(pub String);
 
 /// The rules: the table exists, has `id bigint` with a default, `name` and `description` as text, `description`
 /// nullable, and no other column an insert must fill.
-pub fn check_columns(columns: &[Column]) -> Result<(), SchemaProblem> {
+pub(crate) fn check_columns(columns: &[Column]) -> Result<(), SchemaProblem> {
     if columns.is_empty() {
         return Err(SchemaProblem(format!("the table {TABLE} does not exist")));
     }
@@ -106,7 +106,9 @@ pub fn check_columns(columns: &[Column]) -> Result<(), SchemaProblem> {
 
 /// Checks the table and the connected role's privileges on PostgreSQL. `Ok(Err(..))` is a mismatch; `Err` is the
 /// database failing to answer.
-pub async fn check_postgres(pool: &PgPool) -> Result<Result<(), SchemaProblem>, sqlx::Error> {
+pub(crate) async fn check_postgres(
+    pool: &PgPool,
+) -> Result<Result<(), SchemaProblem>, sqlx::Error> {
     // `to_regclass` resolves `items` through the search path, exactly as the queries will.
     let rows: Vec<(String, String, bool, bool)> = sqlx::query_as(
         "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
@@ -171,7 +173,9 @@ pub async fn check_postgres(pool: &PgPool) -> Result<Result<(), SchemaProblem>, 
 }
 
 /// Checks the table on SQLite.
-pub async fn check_sqlite(pool: &SqlitePool) -> Result<Result<(), SchemaProblem>, sqlx::Error> {
+pub(crate) async fn check_sqlite(
+    pool: &SqlitePool,
+) -> Result<Result<(), SchemaProblem>, sqlx::Error> {
     let rows: Vec<(String, String, bool, bool, i64)> = sqlx::query_as(
         "SELECT name, type, \"notnull\", dflt_value IS NOT NULL, pk FROM pragma_table_info($1)",
     )

@@ -244,7 +244,7 @@ async fn single_user_rotation_order_is_recovered_through_awspending() {
 
 #[tokio::test]
 async fn the_cold_start_race_with_the_extension_is_ridden_out() {
-    let logs = common::capture();
+    let _logs = common::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("race").await;
     let moto = Moto::start().await;

@@ -11,7 +11,7 @@ use secretcache_tests::postgres::PgCluster;
 
 #[tokio::test]
 async fn crud_and_paging_over_verify_full_tls() {
-    let logs = common::capture();
+    let _logs = common::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("crud").await;
     let ca = pg.ca_cert().to_string_lossy().into_owned();
@@ -25,7 +25,7 @@ async fn crud_and_paging_over_verify_full_tls() {
 
 #[tokio::test]
 async fn the_default_sslmode_is_require_and_the_server_accepts_only_tls() {
-    let logs = common::capture();
+    let _logs = common::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("tls").await;
 
@@ -87,7 +87,7 @@ async fn legacy_variables_work_and_a_wrong_password_is_a_clean_503() {
 
 #[tokio::test]
 async fn one_small_pool_serves_many_invocations() {
-    let logs = common::capture();
+    let _logs = common::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("pool").await;
     let app = app(&[("DATABASE_URL", &db.url())]);

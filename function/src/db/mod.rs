@@ -11,154 +11,42 @@
 //!   works (after a short grace, since the database and the secret are never updated at the same instant) does the
 //!   request get a 503; and for `DATABASE_REJECTED_BACKOFF_MS` after that, every request that meets a rejected login
 //!   gets its 503 at once, without asking the extension again (issue 13: 16 `refreshNow` calls and 2.9 s each).
-//! - [`Backend`]: the pool itself, PostgreSQL or SQLite.
-//! - [`DbError`]: what went wrong, classified so that `error.rs` can choose the status.
+//! - `pool`: [`Backend`], the pool itself (PostgreSQL or SQLite), and how its connect options are built;
+//! - `rotation`: the recovery from a rotated password, and the memory of a rejection;
+//! - `error`: [`DbError`], what went wrong, classified so that `error.rs` can choose the status.
 //!
 //! The pool is small (2 by default) with an acquire timeout: Lambda scales by execution environments, each handling
 //! one request at a time, so more connections per environment only exhaust the server's slots.
-//!
-//! PostgreSQL's connect options derive `Debug` with the password in it, so they are never logged, and statement logging
-//! is off so that no SQL text reaches the logs either.
+
+mod error;
+mod pool;
+mod rotation;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex as SyncMutex;
-use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgSslMode};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::ConnectOptions;
 use tokio::sync::{Mutex, OnceCell};
-use tokio::time::Instant;
+
+pub(crate) use error::DbError;
+pub(crate) use pool::Backend;
 
 use crate::config::{
     Config, ConfigError, DatabaseSource, PoolConfig, SslMode, TlsConfig, DATABASE_SSL_ROOT_CERT,
-    DATABASE_URL, DB_SECRET_ARN, PARAMETER_STORE_DB_URL,
+    DATABASE_URL,
 };
-use crate::credentials::{
-    CredentialProvider, CredentialsError, ExtensionClient, Fallbacks, Fetch, Login,
-};
+use crate::credentials::{CredentialProvider, ExtensionClient, Fallbacks, Fetch};
 use crate::schema::{self, SchemaProblem};
-
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-/// PostgreSQL's SQLSTATE for a rejected password.
-const INVALID_PASSWORD: &str = "28P01";
+use error::is_invalid_password;
+use pool::{apply_tls, sqlite_file, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+use rotation::Rejection;
 
 /// How many times one operation is retried after a rejected login was recovered from. More than one, because a
 /// second rotation (or a pool connection opened with the old options just before the swap) can fail once more.
 const AUTH_RETRIES: usize = 2;
-
-/// A live pool. Cloning is cheap (both are `Arc`s inside).
-#[derive(Debug, Clone)]
-pub enum Backend {
-    /// PostgreSQL.
-    Postgres(PgPool),
-    /// SQLite (local runs, or an explicit `sqlite:` `DATABASE_URL`).
-    Sqlite(SqlitePool),
-}
-
-impl Backend {
-    /// `postgresql` or `sqlite`, for the health body and log lines.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Postgres(_) => "postgresql",
-            Self::Sqlite(_) => "sqlite",
-        }
-    }
-}
-
-/// Why a database operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    /// Inside Lambda with no database configured: the variable to set, and why.
-    #[error("database not configured; set {variable}: {detail}")]
-    NotConfigured {
-        /// The variable to set.
-        variable: &'static str,
-        /// Why, in words.
-        detail: String,
-    },
-    /// The credentials could not be fetched.
-    #[error(transparent)]
-    Credentials(#[from] CredentialsError),
-    /// The database refused the login, also with refreshed and pending credentials.
-    #[error("the database rejected the login (28P01) with the current, refreshed and pending credentials from {source_name}")]
-    CredentialsRejected {
-        /// Where the credentials came from.
-        source_name: &'static str,
-        /// While this lasts, asking again is known to be useless (`Retry-After`).
-        retry_after: Option<Duration>,
-    },
-    /// The table is missing, different, or not granted to the role.
-    #[error("the database schema does not match: {0}")]
-    Schema(SchemaProblem),
-    /// The database cannot be reached or used right now (network, TLS, pool exhausted, server refusing).
-    #[error("the database is unavailable: {0}")]
-    Unavailable(String),
-    /// The SQLite file's folder could not be made.
-    #[error("could not create the folder of the SQLite file: {0}")]
-    SqliteFolder(std::io::Error),
-    /// The schema could not be brought up to date (with `DATABASE_MIGRATE`, often a role without CREATE).
-    #[error("migrations failed: {0}")]
-    Migrate(sqlx::migrate::MigrateError),
-    /// A query failed for a reason that is our bug or the data's, not the connection's.
-    #[error("query failed: {0}")]
-    Query(sqlx::Error),
-}
-
-impl From<sqlx::Error> for DbError {
-    fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::Database(d) => match d.code().as_deref() {
-                // 08: connection exceptions; 28: authorization (no pg_hba entry, bad role); 3D000: no such
-                // database; 53: insufficient resources (too many connections); 57P: the server is shutting
-                // down or starting up.
-                Some(code)
-                    if code.starts_with("08")
-                        || code.starts_with("28")
-                        || code == "3D000"
-                        || code.starts_with("53")
-                        || code.starts_with("57P") =>
-                {
-                    // PostgreSQL's own message names no password; the code helps whoever reads the log.
-                    Self::Unavailable(format!("{} ({code})", d.message()))
-                }
-                _ => Self::Query(e),
-            },
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Protocol(_) => Self::Unavailable(e.to_string()),
-            // Our own connect options are built from typed values; this is a bad DATABASE_URL parameter.
-            sqlx::Error::Configuration(_) => {
-                Self::Unavailable("the connection settings are invalid".to_owned())
-            }
-            _ => Self::Query(e),
-        }
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for DbError {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
-        match e {
-            sqlx::migrate::MigrateError::Execute(inner) => match Self::from(inner) {
-                Self::Query(q) => Self::Migrate(sqlx::migrate::MigrateError::Execute(q)),
-                other => other,
-            },
-            other => Self::Migrate(other),
-        }
-    }
-}
-
-/// Whether `e` is PostgreSQL refusing the password.
-pub fn is_invalid_password(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some(INVALID_PASSWORD))
-}
 
 enum Target {
     Missing {
@@ -178,47 +66,8 @@ enum Target {
     Postgres(CredentialProvider),
 }
 
-/// Remembers, for a short while, that the database rejected every version of the secret, so that the requests after
-/// it answer at once instead of each asking the extension for every version again. On tokio's clock, so tests can
-/// pause it.
-#[derive(Debug)]
-struct Rejection {
-    backoff: Duration,
-    until: SyncMutex<Option<Instant>>,
-}
-
-impl Rejection {
-    fn new(backoff: Duration) -> Self {
-        Self {
-            backoff,
-            until: SyncMutex::new(None),
-        }
-    }
-
-    /// How long asking again stays useless, if it does.
-    fn remaining(&self) -> Option<Duration> {
-        let until = (*self.until.lock().unwrap_or_else(|p| p.into_inner()))?;
-        let now = Instant::now();
-        (now < until).then(|| until - now)
-    }
-
-    /// Every version was rejected just now; returns the backoff that starts (none when it is zero).
-    fn remember(&self) -> Option<Duration> {
-        if self.backoff.is_zero() {
-            return None;
-        }
-        *self.until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + self.backoff);
-        Some(self.backoff)
-    }
-
-    /// A login worked again.
-    fn forget(&self) {
-        *self.until.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-}
-
 /// The database of one execution environment. Build it once, at cold start, and share it.
-pub struct Database {
+pub(crate) struct Database {
     target: Target,
     pool: PoolConfig,
     tls: TlsConfig,
@@ -248,7 +97,7 @@ impl std::fmt::Debug for Database {
 
 impl Database {
     /// Resolves the configured source into a connection target. Nothing connects yet.
-    pub fn new(config: &Config) -> Result<Self, ConfigError> {
+    pub(crate) fn new(config: &Config) -> Result<Self, ConfigError> {
         if let Some(path) = &config.tls.root_cert {
             if !path.is_file() {
                 return Err(ConfigError::Invalid {
@@ -331,7 +180,7 @@ impl Database {
     }
 
     /// The variable the database settings come from, for log lines (never a value).
-    pub fn source_name(&self) -> &'static str {
+    pub(crate) fn source_name(&self) -> &'static str {
         match &self.target {
             Target::Missing { .. } => "none",
             Target::Sqlite { .. } => "DATABASE_PATH (SQLite)",
@@ -341,7 +190,7 @@ impl Database {
     }
 
     /// The variable that must be set, when the database is not configured.
-    pub fn missing_variable(&self) -> Option<&'static str> {
+    pub(crate) fn missing_variable(&self) -> Option<&'static str> {
         match &self.target {
             Target::Missing { variable, .. } => Some(variable),
             _ => None,
@@ -349,7 +198,7 @@ impl Database {
     }
 
     /// The cold start's warning about TLS, when PostgreSQL's certificate will not be verified.
-    pub fn tls_warning(&self) -> Option<String> {
+    pub(crate) fn tls_warning(&self) -> Option<String> {
         let mode = match &self.target {
             Target::Missing { .. } | Target::Sqlite { .. } => return None,
             Target::PostgresUrl(options) => match options.get_ssl_mode() {
@@ -376,7 +225,7 @@ impl Database {
     }
 
     /// Whether the source is the deprecated Parameter Store tier.
-    pub fn is_deprecated_source(&self) -> bool {
+    pub(crate) fn is_deprecated_source(&self) -> bool {
         matches!(
             &self.target,
             Target::Postgres(CredentialProvider::ParameterStore { .. })
@@ -386,7 +235,7 @@ impl Database {
     /// Runs `op` on the pool, building it first if this is the first call. A login refused because the password
     /// rotated is recovered from and `op` retried; this is safe even for writes, because a refused login happens
     /// before the operation sends anything.
-    pub async fn run<T, F, Fut>(&self, op: F) -> Result<T, DbError>
+    pub(crate) async fn run<T, F, Fut>(&self, op: F) -> Result<T, DbError>
     where
         F: Fn(Backend) -> Fut,
         Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
@@ -415,7 +264,7 @@ impl Database {
     }
 
     /// The pool, built on first use. A failed build leaves nothing behind, so the next request tries again.
-    pub async fn backend(&self) -> Result<Backend, DbError> {
+    pub(crate) async fn backend(&self) -> Result<Backend, DbError> {
         if let Target::Missing { variable, detail } = &self.target {
             // Logged on every request on purpose: this is the line someone searching the logs for the 503 finds,
             // worded as the seed note's failure indicator.
@@ -497,7 +346,7 @@ impl Database {
     /// The operator's one-shot migration (`items-function migrate`): connects with whatever the configuration says
     /// (an administrator's credentials), applies the migrations, checks the table, and, when `grant_to` names a
     /// role, grants it exactly what the function needs.
-    pub async fn migrate_now(&self, grant_to: Option<&str>) -> Result<(), DbError> {
+    pub(crate) async fn migrate_now(&self, grant_to: Option<&str>) -> Result<(), DbError> {
         let pool = match &self.target {
             Target::Missing { variable, detail } => {
                 return Err(DbError::NotConfigured {
@@ -540,50 +389,6 @@ impl Database {
         Ok(())
     }
 
-    fn pg_pool(&self, options: PgConnectOptions) -> PgPool {
-        PgPoolOptions::new()
-            .max_connections(self.pool.max_connections)
-            .min_connections(0)
-            .acquire_timeout(self.pool.acquire_timeout)
-            .max_lifetime(self.pool.max_lifetime)
-            .idle_timeout(Duration::from_secs(300))
-            // A connection may have died while the environment was frozen; check it before handing it out.
-            .test_before_acquire(true)
-            .connect_lazy_with(options)
-    }
-
-    fn pg_options(&self, login: &Login) -> Result<PgConnectOptions, DbError> {
-        match login {
-            Login::Credentials(creds) => {
-                let options = PgConnectOptions::new_without_pgpass()
-                    .host(&creds.host)
-                    .port(creds.port)
-                    .database(&creds.dbname)
-                    .username(&creds.username)
-                    .password(creds.password.expose());
-                if self.source_name() == DB_SECRET_ARN {
-                    tracing::info!(
-                        source = DB_SECRET_ARN,
-                        "Constructed database URL from Secrets Manager credentials"
-                    );
-                }
-                Ok(apply_tls(options, &self.tls, false))
-            }
-            Login::Url(url) => {
-                let url = url.expose().trim();
-                // sqlx's parse error can quote the URL, password and all: a fixed message it is.
-                let options = PgConnectOptions::from_str(url).map_err(|_| {
-                    CredentialsError::InvalidSecret {
-                        variable: PARAMETER_STORE_DB_URL,
-                        reason: "it is not a valid postgres:// URL",
-                    }
-                })?;
-                let url_has_sslmode = url.contains("sslmode=") || url.contains("ssl-mode=");
-                Ok(apply_tls(options, &self.tls, url_has_sslmode))
-            }
-        }
-    }
-
     /// Applies the migrations when `migrate` says so, then checks the table either way.
     async fn prepare_postgres(&self, pool: &PgPool, migrate: bool) -> Result<(), DbError> {
         let generation = self.generation.load(Ordering::Acquire);
@@ -611,162 +416,12 @@ impl Database {
         );
         Ok(())
     }
-
-    /// After a `28P01`: find credentials the database accepts and give them to the pool.
-    async fn recover(&self, pool: &PgPool, failed_generation: u64) -> Result<(), DbError> {
-        let source_name = self.source_name();
-        let provider = match &self.target {
-            Target::Postgres(p) if p.rotates() => p,
-            _ => {
-                tracing::error!(
-                    source = source_name,
-                    "the database rejected the configured password"
-                );
-                return Err(DbError::CredentialsRejected {
-                    source_name,
-                    retry_after: None,
-                });
-            }
-        };
-        let known_useless = || {
-            self.rejected
-                .remaining()
-                .map(|wait| DbError::CredentialsRejected {
-                    source_name,
-                    retry_after: Some(wait),
-                })
-        };
-        if let Some(e) = known_useless() {
-            return Err(e);
-        }
-        let _single_flight = self.rotation.lock().await;
-        if self.generation.load(Ordering::Acquire) != failed_generation {
-            // Someone recovered while we waited for the lock; their options are already in the pool.
-            return Ok(());
-        }
-        // Or someone gave up while we waited: asking again now would only repeat their calls.
-        if let Some(e) = known_useless() {
-            return Err(e);
-        }
-        tracing::warn!(
-            source = source_name,
-            "the database rejected the password; the secret may have rotated, refreshing it"
-        );
-        let give_up = Instant::now() + self.pool.rotation_grace;
-        let mut pause = Duration::from_millis(50);
-        loop {
-            for fetch in [Fetch::Refresh, Fetch::Pending] {
-                if !provider.offers(fetch) {
-                    continue;
-                }
-                let login = match provider.fetch(fetch).await {
-                    Ok(l) => l,
-                    // No rotation in progress: there is no AWSPENDING version.
-                    Err(e) if fetch == Fetch::Pending && e.is_not_found() => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                let options = self.pg_options(&login)?;
-                let probe = tokio::time::timeout(
-                    self.pool.acquire_timeout,
-                    PgConnection::connect_with(&options),
-                )
-                .await;
-                match probe {
-                    Ok(Ok(conn)) => {
-                        // The probe was only to choose between the versions; the pool opens its own.
-                        let _ = conn.close().await;
-                        pool.set_connect_options(options);
-                        self.generation.fetch_add(1, Ordering::AcqRel);
-                        self.rejected.forget();
-                        tracing::info!(
-                            source = source_name,
-                            version = fetch.as_str(),
-                            "database login works again with the refreshed credentials"
-                        );
-                        return Ok(());
-                    }
-                    Ok(Err(e)) if is_invalid_password(&e) => {
-                        tracing::warn!(
-                            source = source_name,
-                            version = fetch.as_str(),
-                            "the database rejected this version of the secret too"
-                        );
-                    }
-                    Ok(Err(e)) => return Err(e.into()),
-                    Err(_) => {
-                        return Err(DbError::Unavailable(
-                            "timed out connecting to the database".to_owned(),
-                        ))
-                    }
-                }
-            }
-            // The database's password and the secret are changed one after the other, never at once: wait a
-            // little for the other half of the rotation before giving up.
-            if Instant::now() + pause > give_up {
-                let retry_after = self.rejected.remember();
-                tracing::error!(
-                    source = source_name,
-                    backoff_ms = retry_after.map_or(0, |d| d.as_millis() as u64),
-                    "the database rejects every version of the secret; check the rotation"
-                );
-                return Err(DbError::CredentialsRejected {
-                    source_name,
-                    retry_after,
-                });
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
-        }
-    }
-}
-
-fn sqlite_file(path: &Path) -> Target {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        // WAL lets readers and the one writer of a local run overlap; the busy timeout absorbs the rest.
-        .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(Duration::from_secs(5));
-    Target::Sqlite {
-        options: Box::new(options),
-        folder: path.parent().map(Path::to_path_buf),
-        in_memory: false,
-    }
-}
-
-fn apply_tls(
-    options: PgConnectOptions,
-    tls: &TlsConfig,
-    url_has_sslmode: bool,
-) -> PgConnectOptions {
-    let mode = match (tls.mode, url_has_sslmode) {
-        (Some(mode), _) => Some(mode),
-        // The URL chose; keep what sqlx parsed from it.
-        (None, true) => None,
-        (None, false) => Some(tls.default_mode()),
-    };
-    let mut options = options
-        .application_name("items-function")
-        .disable_statement_logging();
-    if let Some(mode) = mode {
-        options = options.ssl_mode(match mode {
-            SslMode::Disable => PgSslMode::Disable,
-            SslMode::Allow => PgSslMode::Allow,
-            SslMode::Prefer => PgSslMode::Prefer,
-            SslMode::Require => PgSslMode::Require,
-            SslMode::VerifyCa => PgSslMode::VerifyCa,
-            SslMode::VerifyFull => PgSslMode::VerifyFull,
-        });
-    }
-    if let Some(path) = &tls.root_cert {
-        options = options.ssl_root_cert(path);
-    }
-    options
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DB_SECRET_ARN;
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Config {
@@ -852,23 +507,6 @@ mod tests {
         assert!(warning.contains("sslmode=require") && warning.contains("DATABASE_CA_BUNDLE"));
         let sqlite = Database::new(&config(&[])).expect("db");
         assert_eq!(sqlite.tls_warning(), None);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_rejection_is_remembered_for_the_backoff_only() {
-        let r = Rejection::new(Duration::from_secs(5));
-        assert_eq!(r.remaining(), None);
-        assert_eq!(r.remember(), Some(Duration::from_secs(5)));
-        tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(r.remaining(), Some(Duration::from_secs(3)));
-        tokio::time::advance(Duration::from_secs(3)).await;
-        assert_eq!(r.remaining(), None, "over at the deadline");
-        r.remember();
-        r.forget();
-        assert_eq!(r.remaining(), None, "a login that works ends it");
-        let off = Rejection::new(Duration::ZERO);
-        assert_eq!(off.remember(), None);
-        assert_eq!(off.remaining(), None);
     }
 
     #[tokio::test]
