@@ -5,7 +5,7 @@
 //!   folder chowned to that user;
 //! - `scram-sha-256` for every login and **`hostssl` only** in `pg_hba.conf`, so a client that does not speak TLS,
 //!   or does not know the password, is refused exactly as RDS would;
-//! - a test CA and a leaf certificate for `127.0.0.1` / `localhost`, made with `openssl`. rustls rejects a lone
+//! - a test CA and a leaf certificate for `127.0.0.1` / `localhost`, made with `rcgen`. rustls rejects a lone
 //!   self-signed certificate as `CaUsedAsEndEntity`, so `verify-full` needs the two.
 //!
 //! Starting takes about 3 s on the test machine, so a test binary starts one, [`PgCluster::shared`], and gives each
@@ -450,90 +450,56 @@ impl Drop for PgCluster {
 /// A self-signed certificate for `CN=attacker.invalid` (and its key) as the server's, and as `ca.crt` so that
 /// [`PgCluster::ca_cert`] still names a file.
 fn make_impostor_certificate(dir: &Path) {
-    run(
-        Command::new("openssl")
-            .current_dir(dir)
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-            ])
-            .args(["-keyout", "server.key", "-out", "server.crt", "-days", "3"])
-            .arg("-subj")
-            .arg(format!("/CN={IMPOSTOR_CN}")),
-        "openssl: the impostor's self-signed certificate",
-    );
-    std::fs::copy(dir.join("server.crt"), dir.join("ca.crt"))
-        .expect("copy the impostor's certificate");
-    run(
-        Command::new("chmod")
-            .args(["600"])
-            .arg(dir.join("server.key")),
-        "chmod server.key",
-    );
+    let key = rcgen::KeyPair::generate().expect("the impostor's key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, IMPOSTOR_CN);
+    let cert = params.self_signed(&key).expect("self-sign");
+    write_server_files(dir, &cert.pem(), &key.serialize_pem());
+    std::fs::write(dir.join("ca.crt"), cert.pem()).expect("ca.crt");
 }
 
-/// A CA, and a server certificate it signed for `127.0.0.1` and `localhost` (ECDSA P-256: quick to make).
+/// A CA, and a server certificate it signed for `127.0.0.1` and `localhost` (ECDSA P-256, by rcgen: no openssl
+/// process, and quick to make).
 fn make_certificates(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.distinguished_name
+        .push(DnType::CommonName, "secretcache test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).expect("self-sign the CA");
+
+    let key = KeyPair::generate().expect("server key");
+    // "127.0.0.1" becomes an IP address SAN, "localhost" a DNS one.
+    let mut leaf = CertificateParams::new(vec![HOST.to_owned(), "localhost".to_owned()])
+        .expect("server params");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    leaf.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
     ];
-    run(
-        Command::new("openssl")
-            .current_dir(dir)
-            .args(["req", "-x509"])
-            .args(ec)
-            .args(["-keyout", "ca.key", "-out", "ca.crt", "-days", "3"])
-            .args(["-subj", "/CN=secretcache test CA"])
-            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
-            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]),
-        "openssl: test CA",
-    );
-    run(
-        Command::new("openssl")
-            .current_dir(dir)
-            .arg("req")
-            .args(ec)
-            .args(["-keyout", "server.key", "-out", "server.csr"])
-            .args(["-subj", "/CN=localhost"]),
-        "openssl: server key",
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
-         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .expect("server.ext");
-    run(
-        Command::new("openssl")
-            .current_dir(dir)
-            .args([
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-            ])
-            .args(["-CAcreateserial", "-out", "server.crt", "-days", "3"])
-            .args(["-extfile", "server.ext"]),
-        "openssl: sign the server certificate",
-    );
-    // PostgreSQL refuses a key that others can read.
-    run(
-        Command::new("chmod")
-            .args(["600"])
-            .arg(dir.join("server.key")),
-        "chmod server.key",
-    );
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = leaf
+        .signed_by(&key, &ca_cert, &ca_key)
+        .expect("sign the server certificate");
+    std::fs::write(dir.join("ca.crt"), ca_cert.pem()).expect("ca.crt");
+    write_server_files(dir, &cert.pem(), &key.serialize_pem());
+}
+
+/// `server.crt`, and `server.key` readable by its owner only: PostgreSQL refuses a key that others can read.
+fn write_server_files(dir: &Path, cert: &str, key: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(dir.join("server.crt"), cert).expect("server.crt");
+    let key_path = dir.join("server.key");
+    std::fs::write(&key_path, key).expect("server.key");
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod server.key");
 }
