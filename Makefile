@@ -38,8 +38,12 @@ venv: $(VENV_STAMP)
 
 # The layer zip and the function zip for provided.al2023 in layer/dist/, checked for glibc <= 2.34 and the
 # architecture (layer/check.sh). Release profile: about 5.5 min from scratch on 2 cores, seconds when up to date.
+# DATABASE_CA_BUNDLE=path.pem puts the database server's CA bundle into the function zip (certs/database-ca.pem),
+# and the function then verifies the server (verify-full). For RDS, AWS publishes the bundle at
+# https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem; we never ship one.
+DATABASE_CA_BUNDLE ?=
 package: venv
-	VENV=$(VENV) bash layer/build.sh $(ARCH)
+	VENV=$(VENV) DATABASE_CA_BUNDLE='$(DATABASE_CA_BUNDLE)' bash layer/build.sh $(ARCH)
 
 # Both architectures' zips, for the end-to-end tests (tests/tests/e2e_lambda.rs runs every scenario on each).
 # The arm64 build costs as much CPU as the x86_64 one: from scratch, each is the time given in the README.

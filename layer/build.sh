@@ -1,16 +1,39 @@
 #!/usr/bin/env bash
 # Builds the two deliverables for Lambda's provided.al2023 runtime (Amazon Linux 2023, glibc 2.34):
 #   layer/dist/secretcache-layer-<arch>.zip   extensions/secretcache (mode 755), nothing else
-#   layer/dist/items-function-<arch>.zip      bootstrap (mode 755)
+#   layer/dist/items-function-<arch>.zip      bootstrap (mode 755), and certs/database-ca.pem (mode 644) when
+#                                             DATABASE_CA_BUNDLE names a PEM bundle of the database server's CAs
 # then runs layer/check.sh on them, so a zip that Lambda would refuse to start never leaves this script.
+#
+# DATABASE_CA_BUNDLE: the function finds certs/database-ca.pem under LAMBDA_TASK_ROOT by itself and then verifies the
+# server (sslmode verify-full). We never ship a bundle of our own: for RDS, download AWS's from
+# https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem (or the region's) and pass its path.
 #
 # Why cargo-lambda with zig (both from PyPI, in the project's virtualenv): ring and the bundled SQLite compile C, so
 # a cross build needs a C toolchain for the target. Zig is one, for every target, and it links against the glibc
 # version we name (`<triple>.2.34`), so the binaries run on AL2023 whatever glibc this machine has. musl would avoid
 # glibc altogether but its allocator is slow under the extension's concurrency, and it needs its own C toolchain.
 #
-# Usage: bash layer/build.sh [x86_64|arm64]    (VENV=.venv by default)
+# Usage: [DATABASE_CA_BUNDLE=path.pem] bash layer/build.sh [x86_64|arm64]    (VENV=.venv by default)
 set -euo pipefail
+
+bundle="${DATABASE_CA_BUNDLE:-}"
+if [ -n "$bundle" ]; then
+  # Checked before the 5-minute build, so a wrong path fails at once.
+  if [ ! -f "$bundle" ]; then
+    echo "layer/build.sh: DATABASE_CA_BUNDLE=$bundle is not a file" >&2
+    exit 1
+  fi
+  if ! grep -q -- '-----BEGIN CERTIFICATE-----' "$bundle"; then
+    echo "layer/build.sh: DATABASE_CA_BUNDLE=$bundle holds no PEM certificate" >&2
+    exit 1
+  fi
+  if grep -q -- 'PRIVATE KEY-----' "$bundle"; then
+    echo "layer/build.sh: DATABASE_CA_BUNDLE=$bundle holds a private key; it must hold CA certificates only" >&2
+    exit 1
+  fi
+  case "$bundle" in /*) ;; *) bundle="$PWD/$bundle" ;; esac
+fi
 
 arch="${1:-x86_64}"
 case "$arch" in
@@ -49,6 +72,12 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$dist" "$stage/layer/extensions" "$stage/function"
 install -m 755 "$out/secretcache/bootstrap" "$stage/layer/extensions/secretcache"
 install -m 755 "$out/items-function/bootstrap" "$stage/function/bootstrap"
+function_members=(bootstrap)
+if [ -n "$bundle" ]; then
+  install -D -m 644 "$bundle" "$stage/function/certs/database-ca.pem"
+  touch -d '2000-01-01 00:00:00 UTC' "$stage/function/certs/database-ca.pem"
+  function_members+=(certs/database-ca.pem)
+fi
 
 # Reproducible zips: a fixed timestamp, no extra attributes (-X), no directory entries (-D). Lambda creates the
 # folders itself when it extracts a layer into /opt.
@@ -57,7 +86,7 @@ function_zip="$dist/items-function-$arch.zip"
 rm -f "$layer_zip" "$function_zip"
 touch -d '2000-01-01 00:00:00 UTC' "$stage/layer/extensions/secretcache" "$stage/function/bootstrap"
 (cd "$stage/layer" && zip -q -X -D -9 "$layer_zip" extensions/secretcache)
-(cd "$stage/function" && zip -q -X -D -9 "$function_zip" bootstrap)
+(cd "$stage/function" && zip -q -X -D -9 "$function_zip" "${function_members[@]}")
 
 bash "$root/layer/check.sh" "$arch" "$layer_zip" "$function_zip"
 for z in "$layer_zip" "$function_zip"; do

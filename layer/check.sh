@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fails when a zip would not run on Lambda's provided.al2023 for <arch>:
 # - the zip holds exactly the expected member, with mode 755 (the layer: extensions/secretcache; the function:
-#   bootstrap); anything else in a layer lands in every function's /opt;
+#   bootstrap); anything else in a layer lands in every function's /opt. The function zip may also hold the
+#   database's CA bundle, certs/database-ca.pem (make package DATABASE_CA_BUNDLE=...): PEM certificates only, no key;
 # - the member is a 64-bit ELF for <arch> (the ELF header's machine, which is what the kernel checks);
 # - it needs no glibc symbol version newer than 2.34 (AL2023's glibc): a GLIBC_2.35 need fails only when Lambda
 #   first starts it, with "version `GLIBC_2.35' not found";
@@ -29,9 +30,31 @@ fail() {
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-# check <zip> <member>
+bundle_member=certs/database-ca.pem
+
+# check_bundle <zip>: the CA bundle, when the function zip has one, is certificates and nothing else.
+check_bundle() {
+  local zip="$1" pem="$work/bundle.pem"
+  unzip -p "$zip" "$bundle_member" >"$pem"
+  local certs
+  certs="$(grep -c -- '-----BEGIN CERTIFICATE-----' "$pem" || true)"
+  if [ "${certs:-0}" -lt 1 ]; then
+    fail "$bundle_member in $zip holds no PEM certificate"
+  fi
+  if grep -q -- 'PRIVATE KEY-----' "$pem"; then
+    fail "$bundle_member in $zip holds a private key"
+  fi
+  if command -v openssl >/dev/null 2>&1 && ! openssl x509 -in "$pem" -noout 2>/dev/null; then
+    fail "$bundle_member in $zip does not parse as an X.509 certificate"
+  fi
+  if [ "$failed" = 0 ]; then
+    echo "layer/check.sh: ok: $(basename "$zip"): $bundle_member, $certs certificate(s)"
+  fi
+}
+
+# check <zip> <member> [optional extra member]
 check() {
-  local zip="$1" member="$2" before="$failed"
+  local zip="$1" member="$2" optional="${3:-}" before="$failed"
   failed=0
   if [ ! -f "$zip" ]; then
     fail "$zip is missing"
@@ -39,8 +62,11 @@ check() {
   fi
   local members
   members="$(zipinfo -1 "$zip")"
-  if [ "$members" != "$member" ]; then
-    fail "$zip must hold exactly '$member', but holds: $(echo "$members" | tr '\n' ' ')"
+  if [ "$members" != "$member" ] && { [ -z "$optional" ] || [ "$members" != "$(printf '%s\n%s' "$member" "$optional")" ]; }; then
+    fail "$zip must hold exactly '$member'${optional:+ (and optionally '$optional')}, but holds: $(echo "$members" | tr '\n' ' ')"
+  fi
+  if [ -n "$optional" ] && grep -qx "$optional" <<<"$members"; then
+    check_bundle "$zip"
   fi
   local mode
   mode="$(zipinfo -l "$zip" "$member" 2>/dev/null | awk -v m="$member" '$NF == m {print $1}')"
@@ -83,5 +109,5 @@ check() {
 }
 
 check "$layer_zip" extensions/secretcache
-check "$function_zip" bootstrap
+check "$function_zip" bootstrap "$bundle_member"
 exit "$failed"

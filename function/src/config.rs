@@ -6,8 +6,9 @@
 //! - [`Config::from_env`]: parses every value into a type. A malformed value is a [`ConfigError`] that names the
 //!   variable and what it accepts; it stops the cold start, because a function running on a guess is worse.
 //! - [`DatabaseSource`]: where the database credentials come from, resolved in the seed note's priority order:
-//!   `DATABASE_URL`, then `DB_SECRET_ARN` (through the extension), then the legacy `DATABASE_*` variables, then SQLite
-//!   at `DATABASE_PATH`, the last **only outside Lambda**. Inside Lambda with nothing configured the source is
+//!   `DATABASE_URL`, then `DB_SECRET_ARN` (through the extension), then `PARAMETER_STORE_DB_URL` (deprecated, through
+//!   the extension's SSM endpoint), then the legacy `DATABASE_*` variables, then SQLite at `DATABASE_PATH`, the last
+//!   **only outside Lambda**. Inside Lambda with nothing configured the source is
 //!   [`DatabaseSource::Missing`], which every request answers with a 503 naming `DB_SECRET_ARN`: the silent fallback
 //!   to a SQLite file that does not exist in Lambda was the original bug.
 //! - [`Config::warnings`]: variables that look like misspellings of ours, logged once tracing is up.
@@ -22,6 +23,10 @@ use crate::secret::Secret;
 pub const DATABASE_URL: &str = "DATABASE_URL";
 /// Secret name or ARN holding the RDS JSON; read through the extension.
 pub const DB_SECRET_ARN: &str = "DB_SECRET_ARN";
+/// SSM parameter (a SecureString) holding a whole `postgres://` URL: the seed's deprecated third tier.
+pub const PARAMETER_STORE_DB_URL: &str = "PARAMETER_STORE_DB_URL";
+/// `true` to let the function create or update its schema itself. Off in Lambda: migrations are an operator's step.
+pub const DATABASE_MIGRATE: &str = "DATABASE_MIGRATE";
 /// Database host (legacy, and the fallback when the secret has no `host`).
 pub const DATABASE_HOST: &str = "DATABASE_HOST";
 /// Database port, 1-65535 (legacy, and the fallback when the secret has no `port`).
@@ -46,6 +51,9 @@ pub const DATABASE_ACQUIRE_TIMEOUT_MS: &str = "DATABASE_ACQUIRE_TIMEOUT_MS";
 pub const DATABASE_POOL_MAX_LIFETIME_SECS: &str = "DATABASE_POOL_MAX_LIFETIME_SECS";
 /// How long, in milliseconds, a login rejected during a rotation keeps being retried before the request gets a 503.
 pub const DATABASE_ROTATION_GRACE_MS: &str = "DATABASE_ROTATION_GRACE_MS";
+/// How long, in milliseconds, after the database rejected every version of the secret, requests get a 503 at once
+/// instead of asking the extension again.
+pub const DATABASE_REJECTED_BACKOFF_MS: &str = "DATABASE_REJECTED_BACKOFF_MS";
 /// Timeout of one call to the extension, in milliseconds.
 pub const DB_SECRET_TIMEOUT_MS: &str = "DB_SECRET_TIMEOUT_MS";
 /// How long, in milliseconds, a cold start waits for an extension that is not answering yet.
@@ -58,11 +66,17 @@ pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
 pub const AWS_CONTAINER_AUTHORIZATION_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
 /// Set by Lambda in every execution environment: the sign that we run inside Lambda.
 pub const AWS_LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
+/// Where Lambda extracted the function zip (`/var/task`); a CA bundle packaged with the function is found there.
+pub const LAMBDA_TASK_ROOT: &str = "LAMBDA_TASK_ROOT";
+
+/// Where `make package DATABASE_CA_BUNDLE=...` puts the CA bundle in the function zip, relative to its root.
+pub const BUNDLED_CA_PATH: &str = "certs/database-ca.pem";
 
 /// Every variable of ours, for the misspelling check.
 pub const KNOWN_VARIABLES: &[&str] = &[
     DATABASE_URL,
     DB_SECRET_ARN,
+    DATABASE_MIGRATE,
     DATABASE_HOST,
     DATABASE_PORT,
     DATABASE_NAME,
@@ -75,6 +89,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     DATABASE_ACQUIRE_TIMEOUT_MS,
     DATABASE_POOL_MAX_LIFETIME_SECS,
     DATABASE_ROTATION_GRACE_MS,
+    DATABASE_REJECTED_BACKOFF_MS,
     DB_SECRET_TIMEOUT_MS,
     DB_SECRET_STARTUP_WAIT_MS,
 ];
@@ -169,10 +184,24 @@ impl SslMode {
 /// TLS settings for PostgreSQL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsConfig {
-    /// `DATABASE_SSLMODE`, when it was set. Unset means `require`, unless a `DATABASE_URL` names its own `sslmode`.
+    /// `DATABASE_SSLMODE`, when it was set. Unset means `verify-full` when there is a CA bundle and `require` when
+    /// there is none, unless a `DATABASE_URL` names its own `sslmode`.
     pub mode: Option<SslMode>,
-    /// `DATABASE_SSL_ROOT_CERT`: the CA bundle for verify-ca / verify-full. Without one, the webpki roots are used.
+    /// The CA bundle for verify-ca / verify-full: `DATABASE_SSL_ROOT_CERT`, else the one packaged with the function
+    /// (`$LAMBDA_TASK_ROOT/certs/database-ca.pem`). Without one, the webpki roots are used.
     pub root_cert: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The mode used when neither `DATABASE_SSLMODE` nor a URL names one: a CA bundle means the operator can verify
+    /// the server, so we do; without one, `require` (the seed's mode) encrypts but trusts any certificate.
+    pub fn default_mode(&self) -> SslMode {
+        if self.root_cert.is_some() {
+            SslMode::VerifyFull
+        } else {
+            SslMode::Require
+        }
+    }
 }
 
 /// Pool sizing. Lambda scales by execution environments, not by connections, so each environment keeps few.
@@ -186,6 +215,8 @@ pub struct PoolConfig {
     pub max_lifetime: Duration,
     /// How long a rejected login keeps being retried during a rotation.
     pub rotation_grace: Duration,
+    /// How long, after every version of the secret was rejected, requests get a 503 without asking again.
+    pub rejected_backoff: Duration,
 }
 
 /// How to reach the extension.
@@ -218,6 +249,9 @@ pub enum DatabaseSource {
         /// `DATABASE_NAME`.
         dbname: Option<String>,
     },
+    /// `PARAMETER_STORE_DB_URL`: an SSM SecureString holding a `postgres://` URL, read through the extension with
+    /// decryption. Deprecated, as in the seed note; it logs a warning at every cold start.
+    ParameterStore(String),
     /// The legacy variables, all from the environment.
     Legacy(StaticCredentials),
     /// SQLite at this file (outside Lambda only).
@@ -259,6 +293,9 @@ pub struct Config {
     pub extension: ExtensionConfig,
     /// Whether we run inside Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set).
     pub in_lambda: bool,
+    /// Whether the function applies its migrations to PostgreSQL itself: `DATABASE_MIGRATE`, by default only outside
+    /// Lambda. SQLite (local runs) always prepares its schema.
+    pub migrate: bool,
     /// Set variables that look like misspellings of ours.
     pub warnings: Vec<String>,
 }
@@ -300,6 +337,8 @@ impl Config {
                 port,
                 dbname,
             }
+        } else if let Some(name) = get(PARAMETER_STORE_DB_URL) {
+            DatabaseSource::ParameterStore(name.trim().to_owned())
         } else if let Some(host) = host {
             match (get(DATABASE_USER), get(DATABASE_PASSWORD)) {
                 (Some(username), Some(password)) => DatabaseSource::Legacy(StaticCredentials {
@@ -344,7 +383,24 @@ impl Config {
                 })?),
                 None => None,
             },
-            root_cert: get(DATABASE_SSL_ROOT_CERT).map(PathBuf::from),
+            root_cert: get(DATABASE_SSL_ROOT_CERT).map(PathBuf::from).or_else(|| {
+                get(LAMBDA_TASK_ROOT)
+                    .map(|root| PathBuf::from(root).join(BUNDLED_CA_PATH))
+                    .filter(|bundle| bundle.is_file())
+            }),
+        };
+        let migrate = match get(DATABASE_MIGRATE) {
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" => false,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: DATABASE_MIGRATE,
+                        expected: "true or false",
+                    })
+                }
+            },
+            None => !in_lambda,
         };
 
         let pool = PoolConfig {
@@ -379,6 +435,14 @@ impl Config {
                 30_000,
                 DATABASE_ROTATION_GRACE_MS,
                 "milliseconds, 0-30000",
+            )?),
+            rejected_backoff: Duration::from_millis(opt_num(
+                get(DATABASE_REJECTED_BACKOFF_MS),
+                5_000,
+                0,
+                300_000,
+                DATABASE_REJECTED_BACKOFF_MS,
+                "milliseconds, 0-300000",
             )?),
         };
 
@@ -418,6 +482,7 @@ impl Config {
             pool,
             extension,
             in_lambda,
+            migrate,
             warnings: misspellings(&env.names()),
         })
     }
@@ -466,7 +531,7 @@ fn misspellings(names: &[String]) -> Vec<String> {
         .map(|n| {
             let closest = KNOWN_VARIABLES
                 .iter()
-                .min_by_key(|k| edit_distance(n, k))
+                .min_by_key(|k| strsim::levenshtein(n, k))
                 .copied()
                 .unwrap_or(DB_SECRET_ARN);
             format!("{n} is not a variable this function reads; did you mean {closest}?")
@@ -474,20 +539,6 @@ fn misspellings(names: &[String]) -> Vec<String> {
         .collect();
     out.sort();
     out
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -610,6 +661,60 @@ mod tests {
             assert!(msg.contains(name), "{msg}");
             assert!(!msg.contains(value), "{msg}");
         }
+    }
+
+    #[test]
+    fn parameter_store_is_the_third_tier() {
+        let all = [
+            (DB_SECRET_ARN, "arn:secret"),
+            (PARAMETER_STORE_DB_URL, " /collections/db-url "),
+            (DATABASE_HOST, "h"),
+            (DATABASE_USER, "u"),
+            (DATABASE_PASSWORD, "p"),
+        ];
+        let c = Config::from_env(&env(&all)).expect("config");
+        assert!(matches!(c.database, DatabaseSource::SecretsManager { .. }));
+        let c = Config::from_env(&env(&all[1..])).expect("config");
+        assert_eq!(
+            c.database,
+            DatabaseSource::ParameterStore("/collections/db-url".into())
+        );
+    }
+
+    #[test]
+    fn migrations_run_by_default_only_outside_lambda() {
+        assert!(Config::from_env(&env(&[])).expect("config").migrate);
+        let lambda = [(AWS_LAMBDA_FUNCTION_NAME, "items")];
+        assert!(!Config::from_env(&env(&lambda)).expect("config").migrate);
+        let opted_in = [
+            (AWS_LAMBDA_FUNCTION_NAME, "items"),
+            (DATABASE_MIGRATE, "TRUE"),
+        ];
+        assert!(Config::from_env(&env(&opted_in)).expect("config").migrate);
+        let e = Config::from_env(&env(&[(DATABASE_MIGRATE, "sometimes")])).expect_err("bad");
+        assert!(e.to_string().contains(DATABASE_MIGRATE));
+    }
+
+    #[test]
+    fn a_bundle_in_the_task_root_is_found_and_makes_verify_full_the_default() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path();
+        std::fs::create_dir_all(dir.join("certs")).expect("mkdir");
+        let root = dir.to_string_lossy().into_owned();
+        let c = Config::from_env(&env(&[(LAMBDA_TASK_ROOT, &root)])).expect("config");
+        assert_eq!(c.tls.root_cert, None, "no bundle packaged yet");
+        assert_eq!(c.tls.default_mode(), SslMode::Require);
+        std::fs::write(dir.join(BUNDLED_CA_PATH), "-----BEGIN CERTIFICATE-----\n").expect("write");
+        let c = Config::from_env(&env(&[(LAMBDA_TASK_ROOT, &root)])).expect("config");
+        assert_eq!(c.tls.root_cert, Some(dir.join(BUNDLED_CA_PATH)));
+        assert_eq!(c.tls.default_mode(), SslMode::VerifyFull);
+        // DATABASE_SSL_ROOT_CERT wins over the packaged bundle.
+        let c = Config::from_env(&env(&[
+            (LAMBDA_TASK_ROOT, &root),
+            (DATABASE_SSL_ROOT_CERT, "/opt/rds.pem"),
+        ]))
+        .expect("config");
+        assert_eq!(c.tls.root_cert, Some(PathBuf::from("/opt/rds.pem")));
     }
 
     #[test]

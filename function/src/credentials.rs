@@ -7,9 +7,14 @@
 //!   backoff.
 //! - [`parse_rds_secret`]: the RDS secret JSON (`username`, `password`, `host`, `port`, `dbname`, `engine`), with
 //!   `DATABASE_HOST` / `DATABASE_PORT` / `DATABASE_NAME` filling what an RDS-managed master secret leaves out.
-//! - [`CredentialProvider`]: either fixed credentials (the legacy variables) or the secret, fetched in one of three
-//!   ways ([`Fetch`]): from the extension's cache, fresh (`refreshNow=true`) after a login failed, or the
-//!   `AWSPENDING` version, since single-user rotation changes the password before it moves `AWSCURRENT`.
+//! - [`CredentialProvider`]: fixed credentials (the legacy variables), the secret, or the deprecated Parameter Store
+//!   URL, fetched in one of three ways ([`Fetch`]): from the extension's cache, fresh (`refreshNow=true`) after a
+//!   login failed, or the `AWSPENDING` version, since single-user rotation changes the password before it moves
+//!   `AWSCURRENT`.
+//!
+//! The seed note's log lines (`Successfully retrieved database credentials from Secrets Manager`, `Failed to
+//! retrieve DATABASE_URL from Secrets Manager: ...`) are written here, word for word, because operators' runbooks
+//! and metric filters look for them; our structured fields sit beside them.
 //!
 //! Nothing here logs or returns a secret value: passwords are [`Secret`]s, and errors carry the extension's status
 //! and error code, never its body.
@@ -27,11 +32,12 @@ use tokio::time::Instant;
 
 use crate::config::{
     ExtensionConfig, StaticCredentials, DATABASE_HOST, DB_SECRET_ARN, DEFAULT_POSTGRES_PORT,
+    PARAMETER_STORE_DB_URL,
 };
 use crate::secret::Secret;
 
 /// The header the extension checks against the execution environment's session token.
-pub const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
+pub(crate) const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
 
 /// Largest extension response we read. Secrets Manager caps a secret at 64 KiB; the JSON around it is small.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024;
@@ -45,7 +51,7 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 
 /// Which version of the secret to ask for, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fetch {
+pub(crate) enum Fetch {
     /// `AWSCURRENT`, served from the extension's cache when it has it. The normal case.
     Cached,
     /// `AWSCURRENT` with `refreshNow=true`: the database refused the cached password, so it may have rotated.
@@ -57,7 +63,7 @@ pub enum Fetch {
 
 impl Fetch {
     /// A name for log fields.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Cached => "AWSCURRENT",
             Self::Refresh => "AWSCURRENT (refreshNow)",
@@ -68,7 +74,7 @@ impl Fetch {
 
 /// Why credentials could not be had. The messages name variables and fields, never values.
 #[derive(Debug, thiserror::Error)]
-pub enum CredentialsError {
+pub(crate) enum CredentialsError {
     /// Neither token variable is set, so the extension would refuse us.
     #[error("neither AWS_SESSION_TOKEN nor AWS_CONTAINER_AUTHORIZATION_TOKEN is set; the secrets extension requires one")]
     NoToken,
@@ -82,18 +88,23 @@ pub enum CredentialsError {
     #[error("the secrets extension did not answer within {0:?}")]
     Timeout(Duration),
     /// The extension answered with an error.
-    #[error(
-        "the secrets extension answered {status} ({code}) for the secret named by DB_SECRET_ARN"
-    )]
+    #[error("the secrets extension answered {status} ({code}) for the value named by {variable}")]
     Extension {
         /// HTTP status.
         status: u16,
         /// The AWS-style error code from its body (`__type`), or `unknown`.
         code: String,
+        /// The variable naming what we asked for.
+        variable: &'static str,
     },
     /// The response or the secret is not what we expect.
-    #[error("the secret named by DB_SECRET_ARN is unusable: {0}")]
-    InvalidSecret(&'static str),
+    #[error("the value named by {variable} is unusable: {reason}")]
+    InvalidSecret {
+        /// The variable naming it.
+        variable: &'static str,
+        /// What is wrong with it, in words (never a value).
+        reason: &'static str,
+    },
     /// The secret lacks a field and its fallback variable is not set either.
     #[error("the secret named by DB_SECRET_ARN has no `{field}` and {variable} is not set")]
     MissingField {
@@ -109,13 +120,20 @@ pub enum CredentialsError {
 
 impl CredentialsError {
     /// The secret (or that version of it) does not exist.
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         matches!(self, Self::Extension { status: 404, .. })
+    }
+
+    fn invalid_secret(reason: &'static str) -> Self {
+        Self::InvalidSecret {
+            variable: DB_SECRET_ARN,
+            reason,
+        }
     }
 }
 
 /// A client for the extension's `GET /secretsmanager/get`. Build it once per execution environment.
-pub struct ExtensionClient {
+pub(crate) struct ExtensionClient {
     port: u16,
     token: Option<Secret>,
     timeout: Duration,
@@ -139,6 +157,19 @@ struct GetSecretValue {
     secret_string: Option<Secret>,
 }
 
+/// GetParameter's answer, as far as we read it.
+#[derive(Deserialize)]
+struct GetParameter {
+    #[serde(rename = "Parameter")]
+    parameter: Option<ParameterValue>,
+}
+
+#[derive(Deserialize)]
+struct ParameterValue {
+    #[serde(rename = "Value")]
+    value: Option<Secret>,
+}
+
 #[derive(Deserialize)]
 struct ExtensionErrorBody {
     #[serde(rename = "__type")]
@@ -147,7 +178,7 @@ struct ExtensionErrorBody {
 
 impl ExtensionClient {
     /// A client for the extension described by `config`.
-    pub fn new(config: &ExtensionConfig) -> Self {
+    pub(crate) fn new(config: &ExtensionConfig) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.timeout));
         connector.set_nodelay(true);
@@ -166,22 +197,49 @@ impl ExtensionClient {
     }
 
     /// The `SecretString` of `secret_id`, fetched as `fetch` says.
-    pub async fn secret_string(
+    pub(crate) async fn secret_string(
         &self,
         secret_id: &str,
         fetch: Fetch,
     ) -> Result<Secret, CredentialsError> {
-        let token = self.token.as_ref().ok_or(CredentialsError::NoToken)?;
-        let mut uri = format!(
-            "http://127.0.0.1:{}/secretsmanager/get?secretId={}",
-            self.port,
+        let mut path = format!(
+            "/secretsmanager/get?secretId={}",
             utf8_percent_encode(secret_id, QUERY_VALUE)
         );
         match fetch {
             Fetch::Cached => {}
-            Fetch::Refresh => uri.push_str("&refreshNow=true"),
-            Fetch::Pending => uri.push_str("&versionStage=AWSPENDING&refreshNow=true"),
+            Fetch::Refresh => path.push_str("&refreshNow=true"),
+            Fetch::Pending => path.push_str("&versionStage=AWSPENDING&refreshNow=true"),
         }
+        let body = self.get(&path, DB_SECRET_ARN).await?;
+        parse_get_secret_value(&body)
+    }
+
+    /// The decrypted value of the SSM parameter `name`; `Fetch::Refresh` bypasses the extension's cache.
+    pub(crate) async fn parameter_value(
+        &self,
+        name: &str,
+        fetch: Fetch,
+    ) -> Result<Secret, CredentialsError> {
+        let mut path = format!(
+            "/systemsmanager/parameters/get?name={}&withDecryption=true",
+            utf8_percent_encode(name, QUERY_VALUE)
+        );
+        if fetch != Fetch::Cached {
+            path.push_str("&refreshNow=true");
+        }
+        let body = self.get(&path, PARAMETER_STORE_DB_URL).await?;
+        parse_get_parameter(&body)
+    }
+
+    /// `GET path_and_query` on the extension; the body of a 200, or the error. `variable` names what was asked for.
+    async fn get(
+        &self,
+        path_and_query: &str,
+        variable: &'static str,
+    ) -> Result<Bytes, CredentialsError> {
+        let token = self.token.as_ref().ok_or(CredentialsError::NoToken)?;
+        let uri = format!("http://127.0.0.1:{}{path_and_query}", self.port);
 
         // The cold-start race: the function's init can run before the extension listens. Connection refused (and
         // a 503 from an extension still warming up) are retried until `startup_wait` is spent.
@@ -202,10 +260,11 @@ impl ExtensionClient {
                         Err(CredentialsError::Unreachable { port: self.port })
                     }
                     Ok(Err(Attempt::Other(e))) => Err(e),
-                    Ok(Ok((200, body))) => parse_get_secret_value(&body),
+                    Ok(Ok((200, body))) => Ok(body),
                     Ok(Ok((status, body))) => Err(CredentialsError::Extension {
                         status,
                         code: error_code(&body),
+                        variable,
                     }),
                 };
             }
@@ -223,7 +282,7 @@ impl ExtensionClient {
             .header(TOKEN_HEADER, token.expose())
             .body(Empty::<Bytes>::new())
             .map_err(|_| {
-                Attempt::Other(CredentialsError::InvalidSecret(
+                Attempt::Other(CredentialsError::invalid_secret(
                     "the token or secret id cannot be sent in an HTTP request",
                 ))
             })?;
@@ -251,11 +310,24 @@ enum Attempt {
 
 fn parse_get_secret_value(body: &[u8]) -> Result<Secret, CredentialsError> {
     let value: GetSecretValue = serde_json::from_slice(body).map_err(|_| {
-        CredentialsError::InvalidSecret("the extension's answer is not GetSecretValue JSON")
+        CredentialsError::invalid_secret("the extension's answer is not GetSecretValue JSON")
     })?;
-    value.secret_string.ok_or(CredentialsError::InvalidSecret(
+    value.secret_string.ok_or(CredentialsError::invalid_secret(
         "it has no SecretString (a binary secret?)",
     ))
+}
+
+fn parse_get_parameter(body: &[u8]) -> Result<Secret, CredentialsError> {
+    let invalid = |reason| CredentialsError::InvalidSecret {
+        variable: PARAMETER_STORE_DB_URL,
+        reason,
+    };
+    let value: GetParameter = serde_json::from_slice(body)
+        .map_err(|_| invalid("the extension's answer is not GetParameter JSON"))?;
+    value
+        .parameter
+        .and_then(|p| p.value)
+        .ok_or(invalid("it has no Value"))
 }
 
 fn error_code(body: &[u8]) -> String {
@@ -288,7 +360,7 @@ struct RdsSecret {
 
 /// What fills the fields an RDS secret may leave out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Fallbacks {
+pub(crate) struct Fallbacks {
     /// `DATABASE_HOST`.
     pub host: Option<String>,
     /// `DATABASE_PORT`.
@@ -298,19 +370,19 @@ pub struct Fallbacks {
 }
 
 /// Parses the RDS secret JSON. The secret's own fields win; `fallbacks` fill the gaps.
-pub fn parse_rds_secret(
+pub(crate) fn parse_rds_secret(
     secret_string: &Secret,
     fallbacks: &Fallbacks,
 ) -> Result<StaticCredentials, CredentialsError> {
     // serde_json's error text can quote the input; it is dropped for a fixed message.
     let s: RdsSecret = serde_json::from_str(secret_string.expose())
-        .map_err(|_| CredentialsError::InvalidSecret("SecretString is not the RDS JSON object"))?;
+        .map_err(|_| CredentialsError::invalid_secret("SecretString is not the RDS JSON object"))?;
     if let Some(engine) = s.engine.as_deref() {
         if !matches!(
             engine.to_ascii_lowercase().as_str(),
             "postgres" | "postgresql" | "aurora-postgresql"
         ) {
-            return Err(CredentialsError::InvalidSecret(
+            return Err(CredentialsError::invalid_secret(
                 "its engine is not postgres",
             ));
         }
@@ -318,10 +390,10 @@ pub fn parse_rds_secret(
     let username = s
         .username
         .filter(|u| !u.is_empty())
-        .ok_or(CredentialsError::InvalidSecret("it has no username"))?;
+        .ok_or(CredentialsError::invalid_secret("it has no username"))?;
     let password = s
         .password
-        .ok_or(CredentialsError::InvalidSecret("it has no password"))?;
+        .ok_or(CredentialsError::invalid_secret("it has no password"))?;
     let host = s
         .host
         .filter(|h| !h.is_empty())
@@ -334,7 +406,7 @@ pub fn parse_rds_secret(
         Some(PortValue::Number(n)) => u16::try_from(n)
             .ok()
             .filter(|p| *p > 0)
-            .ok_or(CredentialsError::InvalidSecret("its port is not 1-65535"))?,
+            .ok_or(CredentialsError::invalid_secret("its port is not 1-65535"))?,
         Some(PortValue::Text(t)) if t.trim().is_empty() => {
             fallbacks.port.unwrap_or(DEFAULT_POSTGRES_PORT)
         }
@@ -343,7 +415,7 @@ pub fn parse_rds_secret(
             .parse::<u16>()
             .ok()
             .filter(|p| *p > 0)
-            .ok_or(CredentialsError::InvalidSecret("its port is not 1-65535"))?,
+            .ok_or(CredentialsError::invalid_secret("its port is not 1-65535"))?,
         None => fallbacks.port.unwrap_or(DEFAULT_POSTGRES_PORT),
     };
     let dbname = s
@@ -361,9 +433,18 @@ pub fn parse_rds_secret(
     })
 }
 
-/// Where credentials come from: fixed, or the secret through the extension.
+/// What a provider hands over: the parts of a login, or a whole URL (the Parameter Store tier).
+#[derive(Debug, Clone)]
+pub(crate) enum Login {
+    /// Host, port, database, user and password.
+    Credentials(StaticCredentials),
+    /// A `postgres://` URL; held as a secret because it carries the password.
+    Url(Secret),
+}
+
+/// Where credentials come from: fixed, the secret through the extension, or the deprecated parameter.
 #[derive(Debug)]
-pub enum CredentialProvider {
+pub(crate) enum CredentialProvider {
     /// The legacy `DATABASE_*` variables; they cannot change without a new execution environment.
     Static(StaticCredentials),
     /// `DB_SECRET_ARN` through the extension.
@@ -375,39 +456,80 @@ pub enum CredentialProvider {
         /// What fills the secret's gaps.
         fallbacks: Fallbacks,
     },
+    /// `PARAMETER_STORE_DB_URL` through the extension's SSM endpoint, with decryption.
+    ParameterStore {
+        /// The client, built once.
+        client: Box<ExtensionClient>,
+        /// The parameter's name.
+        name: String,
+    },
 }
 
 impl CredentialProvider {
     /// Whether asking again can give a different answer (so a rejected login is worth a refresh).
-    pub fn rotates(&self) -> bool {
-        matches!(self, Self::Extension { .. })
+    pub(crate) fn rotates(&self) -> bool {
+        !matches!(self, Self::Static(_))
+    }
+
+    /// Whether `fetch` means anything to this provider (a parameter has no `AWSPENDING`).
+    pub(crate) fn offers(&self, fetch: Fetch) -> bool {
+        !(matches!(self, Self::ParameterStore { .. }) && fetch == Fetch::Pending)
     }
 
     /// The variable the credentials come from, for log lines.
-    pub fn source_name(&self) -> &'static str {
+    pub(crate) fn source_name(&self) -> &'static str {
         match self {
             Self::Static(_) => "DATABASE_USER/DATABASE_PASSWORD",
             Self::Extension { .. } => DB_SECRET_ARN,
+            Self::ParameterStore { .. } => PARAMETER_STORE_DB_URL,
         }
     }
 
-    /// Credentials, fetched as `fetch` says (fixed credentials ignore it).
-    pub async fn fetch(&self, fetch: Fetch) -> Result<StaticCredentials, CredentialsError> {
+    /// The login, fetched as `fetch` says (fixed credentials ignore it).
+    pub(crate) async fn fetch(&self, fetch: Fetch) -> Result<Login, CredentialsError> {
         match self {
-            Self::Static(c) => Ok(c.clone()),
+            Self::Static(c) => Ok(Login::Credentials(c.clone())),
             Self::Extension {
                 client,
                 secret_id,
                 fallbacks,
             } => {
-                let secret_string = client.secret_string(secret_id, fetch).await?;
-                let creds = parse_rds_secret(&secret_string, fallbacks)?;
+                let fetched = client
+                    .secret_string(secret_id, fetch)
+                    .await
+                    .and_then(|s| parse_rds_secret(&s, fallbacks));
+                match fetched {
+                    Ok(creds) => {
+                        tracing::info!(
+                            source = DB_SECRET_ARN,
+                            version = fetch.as_str(),
+                            "Successfully retrieved database credentials from Secrets Manager"
+                        );
+                        Ok(Login::Credentials(creds))
+                    }
+                    // No rotation in progress: no AWSPENDING version. Expected, so not the seed's failure line.
+                    Err(e) if fetch == Fetch::Pending && e.is_not_found() => Err(e),
+                    Err(e) => {
+                        tracing::error!(
+                            source = DB_SECRET_ARN,
+                            version = fetch.as_str(),
+                            error = %e,
+                            "Failed to retrieve DATABASE_URL from Secrets Manager: {e}"
+                        );
+                        Err(e)
+                    }
+                }
+            }
+            Self::ParameterStore { client, name } => {
+                let url = client.parameter_value(name, fetch).await.inspect_err(|e| {
+                    tracing::error!(source = PARAMETER_STORE_DB_URL, error = %e, "Failed to retrieve DATABASE_URL from Parameter Store: {e}");
+                })?;
                 tracing::info!(
-                    source = DB_SECRET_ARN,
-                    version = fetch.as_str(),
-                    "database credentials fetched from the secrets extension"
+                    source = PARAMETER_STORE_DB_URL,
+                    refreshed = fetch != Fetch::Cached,
+                    "Retrieved DATABASE_URL from Parameter Store (deprecated)"
                 );
-                Ok(creds)
+                Ok(Login::Url(url))
             }
         }
     }
@@ -493,6 +615,17 @@ mod tests {
             r#"{"username":"u"}"#
         );
         assert!(parse_get_secret_value(br#"{"SecretString":null}"#).is_err());
+    }
+
+    #[test]
+    fn get_parameter_body() {
+        let body = br#"{"Parameter":{"ARN":"arn","DataType":"text","LastModifiedDate":"2024-01-01T00:00:00Z","Name":"/db/url","Selector":null,"SourceResult":null,"Type":"SecureString","Value":"postgres://u:pw@h/d","Version":1},"ResultMetadata":{}}"#;
+        assert_eq!(
+            parse_get_parameter(body).expect("parses").expose(),
+            "postgres://u:pw@h/d"
+        );
+        let e = parse_get_parameter(br#"{"Parameter":{"Name":"x"}}"#).expect_err("no value");
+        assert!(e.to_string().contains(PARAMETER_STORE_DB_URL), "{e}");
     }
 
     #[test]

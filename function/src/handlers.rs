@@ -2,13 +2,16 @@
 //!
 //! [`handle`] takes the shared [`App`] and one `lambda_http` request (API Gateway HTTP API v2 or Function URL), so
 //! tests call it directly with a fixture event and no socket. Routes:
-//! - `GET /items?limit=&offset=`: a page; `limit` 1-100 (default 50), `offset` >= 0 (default 0);
+//! - `GET /items?limit=&offset=`: a page, as a JSON array (the seed note's "items list, or empty array"); `limit`
+//!   1-100 (default 50), `offset` >= 0 (default 0). Paging is in headers: `X-Total-Count`, and `Link: <...>;
+//!   rel="next"` while there is more;
 //! - `GET /items/{id}`: one item, or a 404;
 //! - `POST /items`: a JSON body `{"name": ..., "description": ...}`, validated; 201 with a `Location` header;
 //! - `DELETE /items/{id}`: 204, or a 404;
 //! - `GET /health`: a database round trip.
 //!
-//! Errors are returned as [`ApiError`] and turned into responses in one place (`error.rs`).
+//! Errors are returned as [`ApiError`] and turned into responses in one place (`error.rs`), which needs to know
+//! whether the caller was authenticated by API Gateway ([`Caller`]): only then may a body say which setting is wrong.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,19 +24,21 @@ use serde_json::json;
 
 use crate::config::{Config, ConfigError};
 use crate::db::Database;
-use crate::error::{json_response, ApiError};
+use crate::error::{json_response, ApiError, Caller};
 use crate::store::{self, NewItem};
 
 /// Default page size.
-pub const DEFAULT_LIMIT: i64 = 50;
+pub(crate) const DEFAULT_LIMIT: i64 = 50;
 /// Largest page size.
-pub const MAX_LIMIT: i64 = 100;
+pub(crate) const MAX_LIMIT: i64 = 100;
+/// The header with the number of items in all.
+pub(crate) const TOTAL_COUNT_HEADER: &str = "x-total-count";
 /// Largest accepted request body.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Longest item name, in characters.
-pub const MAX_NAME_CHARS: usize = 200;
+pub(crate) const MAX_NAME_CHARS: usize = 200;
 /// Longest description, in characters.
-pub const MAX_DESCRIPTION_CHARS: usize = 2000;
+pub(crate) const MAX_DESCRIPTION_CHARS: usize = 2000;
 
 /// What every invocation shares: built once per execution environment.
 #[derive(Debug)]
@@ -49,9 +54,27 @@ impl App {
         })
     }
 
-    /// The database.
-    pub fn db(&self) -> &Database {
-        &self.db
+    /// Logs, once per cold start, where the database settings come from and what an operator should fix: no
+    /// database (the seed's failure line), a server certificate that will not be verified, the deprecated
+    /// Parameter Store tier.
+    pub fn log_startup(&self) {
+        match self.db.missing_variable() {
+            Some(variable) => tracing::error!(
+                missing = variable,
+                "RuntimeError: {variable} environment variable not set; every request will get a 503 until it is"
+            ),
+            None => tracing::info!(source = self.db.source_name(), "database settings read"),
+        }
+        if let Some(warning) = self.db.tls_warning() {
+            tracing::warn!("{warning}");
+        }
+        if self.db.is_deprecated_source() {
+            tracing::warn!(
+                source = crate::config::PARAMETER_STORE_DB_URL,
+                "PARAMETER_STORE_DB_URL is deprecated: the database URL in Parameter Store cannot rotate; \
+                 store the credentials in Secrets Manager and set DB_SECRET_ARN"
+            );
+        }
     }
 }
 
@@ -64,7 +87,7 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
         Box::pin(route(app, &request));
     let response = match routed.await {
         Ok(response) => response,
-        Err(e) => e.into_response(),
+        Err(e) => e.into_response(caller(&request)),
     };
     // The path is not logged: it can carry ids a client considers private, and the route says enough.
     tracing::info!(
@@ -75,8 +98,22 @@ pub async fn handle(app: &App, request: Request) -> Response<Body> {
     response
 }
 
+/// Whether API Gateway authenticated the caller (a JWT, IAM or Lambda authorizer ran and left its mark in the
+/// request context). A Function URL with `AuthType: NONE`, or a route without an authorizer, is anonymous.
+fn caller(request: &Request) -> Caller {
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => match &ctx.authorizer {
+            Some(a) if a.jwt.is_some() || a.iam.is_some() || !a.fields.is_empty() => {
+                Caller::Authenticated
+            }
+            _ => Caller::Anonymous,
+        },
+        _ => Caller::Anonymous,
+    }
+}
+
 async fn route(app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
-    let path = route_path(request);
+    let (stage_prefix, path) = route_path(request);
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = request.method();
     match segments.as_slice() {
@@ -85,7 +122,7 @@ async fn route(app: &App, request: &Request) -> Result<Response<Body>, ApiError>
             _ => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
         },
         ["items"] => match *method {
-            Method::GET | Method::HEAD => list(app, request).await,
+            Method::GET | Method::HEAD => list(app, request, &stage_prefix).await,
             Method::POST => create(app, request).await,
             _ => Err(ApiError::MethodNotAllowed {
                 allow: "GET, HEAD, POST",
@@ -105,8 +142,9 @@ async fn route(app: &App, request: &Request) -> Result<Response<Body>, ApiError>
     }
 }
 
-/// The path without an API Gateway stage prefix (lambda_http puts `/{stage}` in front for named stages).
-fn route_path(request: &Request) -> String {
+/// The stage prefix (`/{stage}`, or empty) and the path without it: lambda_http puts `/{stage}` in front for named
+/// stages. The prefix is kept for the links we hand back, so that they work from where the client called.
+fn route_path(request: &Request) -> (String, String) {
     let path = request.uri().path();
     let stage = match request.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.as_deref(),
@@ -116,11 +154,11 @@ fn route_path(request: &Request) -> String {
         Some(stage) => {
             let prefix = format!("/{stage}");
             match path.strip_prefix(&prefix) {
-                Some(rest) if rest.is_empty() || rest.starts_with('/') => rest.to_owned(),
-                _ => path.to_owned(),
+                Some(rest) if rest.is_empty() || rest.starts_with('/') => (prefix, rest.to_owned()),
+                _ => (String::new(), path.to_owned()),
             }
         }
-        None => path.to_owned(),
+        None => (String::new(), path.to_owned()),
     }
 }
 
@@ -132,7 +170,10 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
 }
 
 /// Parses `limit` and `offset`. Absent means the default; present but empty, or anything out of range, is a 400.
-pub fn parse_paging(limit: Option<&str>, offset: Option<&str>) -> Result<(i64, i64), ApiError> {
+pub(crate) fn parse_paging(
+    limit: Option<&str>,
+    offset: Option<&str>,
+) -> Result<(i64, i64), ApiError> {
     let limit = match limit {
         None => DEFAULT_LIMIT,
         Some(v) => v
@@ -158,7 +199,11 @@ pub fn parse_paging(limit: Option<&str>, offset: Option<&str>) -> Result<(i64, i
     Ok((limit, offset))
 }
 
-async fn list(app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+async fn list(
+    app: &App,
+    request: &Request,
+    stage_prefix: &str,
+) -> Result<Response<Body>, ApiError> {
     let query = request.query_string_parameters_ref();
     let (limit, offset) = parse_paging(
         query.and_then(|q| q.first("limit")),
@@ -168,13 +213,23 @@ async fn list(app: &App, request: &Request) -> Result<Response<Body>, ApiError> 
         .db
         .run(move |backend| store::list(backend, limit, offset))
         .await?;
-    Ok(json_response(StatusCode::OK, &page))
+    let mut response = json_response(StatusCode::OK, &page.items);
+    let headers = response.headers_mut();
+    headers.insert(TOTAL_COUNT_HEADER, HeaderValue::from(page.total));
+    if let Some(next) = page.next_offset {
+        // Only our own digits and the stage name API Gateway matched go into the header.
+        let link = format!("<{stage_prefix}/items?limit={limit}&offset={next}>; rel=\"next\"");
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            headers.insert(header::LINK, value);
+        }
+    }
+    Ok(response)
 }
 
 async fn get(app: &App, id: i64) -> Result<Response<Body>, ApiError> {
     match app.db.run(move |backend| store::get(backend, id)).await? {
         Some(item) => Ok(json_response(StatusCode::OK, &item)),
-        None => Err(ApiError::NotFound(format!("item {id} does not exist"))),
+        None => Err(ApiError::NotFound),
     }
 }
 
@@ -188,7 +243,7 @@ async fn delete(app: &App, id: i64) -> Result<Response<Body>, ApiError> {
         *response.status_mut() = StatusCode::NO_CONTENT;
         Ok(response)
     } else {
-        Err(ApiError::NotFound(format!("item {id} does not exist")))
+        Err(ApiError::NotFound)
     }
 }
 
@@ -212,7 +267,7 @@ struct CreateItem {
 }
 
 /// Validates a `POST /items` body.
-pub fn validate_new_item(body: &[u8]) -> Result<NewItem, ApiError> {
+pub(crate) fn validate_new_item(body: &[u8]) -> Result<NewItem, ApiError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge {
             limit: MAX_BODY_BYTES,
@@ -240,6 +295,17 @@ pub fn validate_new_item(body: &[u8]) -> Result<NewItem, ApiError> {
         ));
     }
     let description = parsed.description.filter(|d| !d.trim().is_empty());
+    // PostgreSQL refuses NUL in text outright (a 500 before this check); the other control characters are refused
+    // too, so that what one database stores the other would as well, and no item can forge lines in a log or a
+    // terminal that shows it.
+    if description
+        .as_ref()
+        .is_some_and(|d| d.chars().any(char::is_control))
+    {
+        return Err(ApiError::BadRequest(
+            "description must not contain control characters".to_owned(),
+        ));
+    }
     if description
         .as_ref()
         .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
@@ -313,6 +379,9 @@ mod tests {
             br#"{"name":""}"#,
             br#"{"name":"   "}"#,
             br#"{"name":"a\u0007"}"#,
+            br#"{"name":"a","description":"nul \u0000 here"}"#,
+            br#"{"name":"a","description":"line\nbreak"}"#,
+            br#"{"name":"a","description":"\u001b[31mred"}"#,
             br#"{"name":"x","colour":"red"}"#,
             br#"{"name":5}"#,
         ] {

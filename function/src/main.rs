@@ -2,10 +2,18 @@
 //!
 //! Everything that can be tested lives in the library; this file only wires it up. The [`App`] (and so the database
 //! pool) is built once here and shared by every invocation of this execution environment.
+//!
+//! `items-function migrate [--secret-stdin] [--grant ROLE]` is the operator's one-shot migration instead
+//! (function/README.md, "Migrations"): it reads the same settings, or the RDS secret JSON of an administrator from
+//! standard input, applies the migrations, checks the table, optionally grants ROLE what the function needs, and
+//! exits.
 
+use std::collections::HashMap;
+use std::io::Read;
 use std::sync::Arc;
 
 use items_function::config::{Config, ProcessEnv};
+use items_function::secret::Secret;
 use items_function::App;
 use lambda_http::{service_fn, Error, Request};
 
@@ -14,6 +22,10 @@ async fn main() -> Result<(), Error> {
     // Honours AWS_LAMBDA_LOG_LEVEL (or RUST_LOG) and AWS_LAMBDA_LOG_FORMAT=json.
     lambda_http::tracing::init_default_subscriber();
 
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("migrate") {
+        return migrate(&args[1..]).await;
+    }
     let config = Config::from_env(&ProcessEnv).inspect_err(|e| {
         tracing::error!(error = %e, "invalid configuration");
     })?;
@@ -23,17 +35,43 @@ async fn main() -> Result<(), Error> {
     let app = Arc::new(App::new(&config).inspect_err(|e| {
         tracing::error!(error = %e, "invalid configuration");
     })?);
-    match app.db().missing_variable() {
-        Some(variable) => tracing::error!(
-            missing = variable,
-            "no database is configured; every request will get a 503 until {variable} is set"
-        ),
-        None => tracing::info!(source = app.db().source_name(), "database settings read"),
-    }
+    app.log_startup();
 
     lambda_http::run(service_fn(move |request: Request| {
         let app = Arc::clone(&app);
         async move { Ok::<_, std::convert::Infallible>(items_function::handle(&app, request).await) }
     }))
     .await
+}
+
+/// `migrate [--secret-stdin] [--grant ROLE]`.
+async fn migrate(args: &[String]) -> Result<(), Error> {
+    const USAGE: &str = "usage: items-function migrate [--secret-stdin] [--grant ROLE]";
+    let (mut secret_stdin, mut grant) = (false, None);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--secret-stdin" => secret_stdin = true,
+            "--grant" => grant = Some(args.next().ok_or(USAGE)?.clone()),
+            other => return Err(format!("unknown argument {other:?}; {USAGE}").into()),
+        }
+    }
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let admin_secret = if secret_stdin {
+        // The administrator's RDS secret JSON, piped from `aws secretsmanager get-secret-value`: the password is
+        // never in the environment or on a command line.
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        Some(Secret::new(text))
+    } else {
+        None
+    };
+    let config = items_function::migrate_config(&env, admin_secret)?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    items_function::migrate(&config, grant.as_deref())
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "migration failed"))?;
+    Ok(())
 }

@@ -24,7 +24,7 @@ macro_rules! on_backend {
 
 /// One stored item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct Item {
+pub(crate) struct Item {
     /// Assigned by the database.
     pub id: i64,
     /// 1-200 characters.
@@ -35,7 +35,7 @@ pub struct Item {
 
 /// A validated item to create (the handler validates; the schema checks the same bounds).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewItem {
+pub(crate) struct NewItem {
     /// 1-200 characters, trimmed.
     pub name: String,
     /// At most 2000 characters.
@@ -44,7 +44,7 @@ pub struct NewItem {
 
 /// One page of items, with what a client needs to ask for the next one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Page {
+pub(crate) struct Page {
     /// The items, by ascending id.
     pub items: Vec<Item>,
     /// The limit used.
@@ -60,7 +60,7 @@ pub struct Page {
 const COLUMNS: &str = "id, name, description";
 
 /// A page of items by ascending id.
-pub async fn list(backend: Backend, limit: i64, offset: i64) -> Result<Page, sqlx::Error> {
+pub(crate) async fn list(backend: Backend, limit: i64, offset: i64) -> Result<Page, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM items ORDER BY id LIMIT $1 OFFSET $2");
     let (items, total): (Vec<Item>, i64) = on_backend!(backend, pool => {
         let items = sqlx::query_as::<_, Item>(&sql)
@@ -84,7 +84,7 @@ pub async fn list(backend: Backend, limit: i64, offset: i64) -> Result<Page, sql
 }
 
 /// One item, if it exists.
-pub async fn get(backend: Backend, id: i64) -> Result<Option<Item>, sqlx::Error> {
+pub(crate) async fn get(backend: Backend, id: i64) -> Result<Option<Item>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM items WHERE id = $1");
     on_backend!(backend, pool => {
         sqlx::query_as::<_, Item>(&sql).bind(id).fetch_optional(&pool).await
@@ -92,7 +92,7 @@ pub async fn get(backend: Backend, id: i64) -> Result<Option<Item>, sqlx::Error>
 }
 
 /// Stores a new item and returns it with its id.
-pub async fn create(backend: Backend, item: NewItem) -> Result<Item, sqlx::Error> {
+pub(crate) async fn create(backend: Backend, item: NewItem) -> Result<Item, sqlx::Error> {
     let sql = format!("INSERT INTO items (name, description) VALUES ($1, $2) RETURNING {COLUMNS}");
     on_backend!(backend, pool => {
         sqlx::query_as::<_, Item>(&sql)
@@ -104,7 +104,7 @@ pub async fn create(backend: Backend, item: NewItem) -> Result<Item, sqlx::Error
 }
 
 /// Deletes an item; `false` when there was none.
-pub async fn delete(backend: Backend, id: i64) -> Result<bool, sqlx::Error> {
+pub(crate) async fn delete(backend: Backend, id: i64) -> Result<bool, sqlx::Error> {
     on_backend!(backend, pool => {
         sqlx::query("DELETE FROM items WHERE id = $1")
             .bind(id)
@@ -115,7 +115,7 @@ pub async fn delete(backend: Backend, id: i64) -> Result<bool, sqlx::Error> {
 }
 
 /// A round trip to the database, for `/health`.
-pub async fn ping(backend: Backend) -> Result<(), sqlx::Error> {
+pub(crate) async fn ping(backend: Backend) -> Result<(), sqlx::Error> {
     on_backend!(backend, pool => {
         sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&pool).await.map(|_| ())
     })

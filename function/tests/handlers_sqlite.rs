@@ -3,37 +3,21 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{app, call, crud_and_paging};
+use common::{app, call, call_event, crud_and_paging, event};
 
 /// A fresh folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("items-fn-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("items-fn-")
+        .tempdir()
+        .expect("temp dir")
 }
 
 #[tokio::test]
 async fn crud_and_paging_on_sqlite_at_database_path() {
-    let dir = TempDir::new("path");
+    let dir = temp_dir();
     // A folder that does not exist yet: a local run creates it, as the default ./data/collections.db needs.
-    let file = dir.0.join("data").join("collections.db");
+    let file = dir.path().join("data").join("collections.db");
     let path = file.to_string_lossy().into_owned();
     let app = app(&[("DATABASE_PATH", &path)]);
     assert!(
@@ -46,16 +30,16 @@ async fn crud_and_paging_on_sqlite_at_database_path() {
 
 #[tokio::test]
 async fn crud_and_paging_on_a_sqlite_database_url() {
-    let dir = TempDir::new("url");
-    let url = format!("sqlite://{}", dir.0.join("items.db").display());
+    let dir = temp_dir();
+    let url = format!("sqlite://{}", dir.path().join("items.db").display());
     let app = app(&[("DATABASE_URL", &url)]);
     crud_and_paging(&app, "sqlite").await;
 }
 
 #[tokio::test]
 async fn data_survives_a_new_execution_environment() {
-    let dir = TempDir::new("reopen");
-    let path = dir.0.join("c.db").to_string_lossy().into_owned();
+    let dir = temp_dir();
+    let path = dir.path().join("c.db").to_string_lossy().into_owned();
     let first = app(&[("DATABASE_PATH", &path)]);
     let r = call(&first, "POST", "/items", Some(r#"{"name":"kept"}"#)).await;
     assert_eq!(r.status, 201, "{}", r.text);
@@ -64,13 +48,13 @@ async fn data_survives_a_new_execution_environment() {
     let second = app(&[("DATABASE_PATH", &path)]);
     let r = call(&second, "GET", "/items", None).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.body["items"][0]["name"], "kept");
+    assert_eq!(r.body[0]["name"], "kept");
 }
 
 #[tokio::test]
 async fn in_lambda_without_configuration_every_route_is_a_503_naming_db_secret_arn() {
-    let dir = TempDir::new("lambda");
-    let file = dir.0.join("data").join("collections.db");
+    let dir = temp_dir();
+    let file = dir.path().join("data").join("collections.db");
     let path = file.to_string_lossy().into_owned();
     // The seed note's broken Lambda environment: host, port and name, no credentials, no secret.
     let app = app(&[
@@ -94,18 +78,20 @@ async fn in_lambda_without_configuration_every_route_is_a_503_naming_db_secret_a
         ("GET", "/health"),
     ] {
         let body = (method == "POST").then_some(r#"{"name":"x"}"#);
-        let r = call(&app, method, route, body).await;
+        let e = event(method, route, body);
+        let authenticated = e["requestContext"]["authorizer"].is_object();
+        let r = call_event(&app, &e).await;
         assert_eq!(r.status, 503, "{method} {route}: {}", r.text);
         assert_eq!(r.body["error"], "database_not_configured");
-        assert_eq!(r.body["missing"], "DB_SECRET_ARN");
-        assert!(
-            r.body["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("DB_SECRET_ARN"),
-            "{}",
-            r.text
-        );
+        if authenticated {
+            // A caller API Gateway authenticated is told what to set.
+            assert_eq!(r.body["missing"], "DB_SECRET_ARN", "{}", r.text);
+            assert!(r.text.contains("set DB_SECRET_ARN"), "{}", r.text);
+        } else {
+            // An anonymous one gets the code only; the log has the rest.
+            assert_eq!(r.body.get("missing"), None, "{}", r.text);
+            assert!(!r.text.contains("DB_SECRET_ARN"), "{}", r.text);
+        }
     }
     assert!(
         !file.exists(),
@@ -114,5 +100,38 @@ async fn in_lambda_without_configuration_every_route_is_a_503_naming_db_secret_a
     assert!(
         !file.parent().map(|p| p.exists()).unwrap_or(false),
         "nor its folder"
+    );
+}
+
+#[tokio::test]
+async fn a_conflicting_items_table_is_a_503_naming_the_columns_and_health_says_so() {
+    use sqlx::Connection;
+    let dir = temp_dir();
+    let file = dir.path().join("theirs.db");
+    // Someone else's `items`: `CREATE TABLE IF NOT EXISTS` in our migration leaves it as it is.
+    let url = format!("sqlite://{}?mode=rwc", file.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("sqlite");
+    sqlx::raw_sql("CREATE TABLE items (item_id TEXT PRIMARY KEY, title TEXT NOT NULL)")
+        .execute(&mut conn)
+        .await
+        .expect("their table");
+    conn.close().await.expect("close");
+
+    let app = app(&[("DATABASE_PATH", &file.to_string_lossy())]);
+    for path in ["/health", "/items"] {
+        // The GET fixture carries a JWT authorizer's claims: an authenticated caller is told what is wrong.
+        let r = call(&app, "GET", path, None).await;
+        assert_eq!(r.status, 503, "{path}: {}", r.text);
+        assert_eq!(r.body["error"], "database_schema_mismatch");
+        let message = r.body["message"].as_str().unwrap_or_default();
+        for needle in ["items.name is missing", "items.title is NOT NULL"] {
+            assert!(message.contains(needle), "{path}: {message}");
+        }
+    }
+    let r = call(&app, "DELETE", "/items/1", None).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(
+        r.body["message"], "the database schema does not match this function",
+        "an anonymous caller gets the code and a fixed sentence"
     );
 }

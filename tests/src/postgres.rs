@@ -5,11 +5,13 @@
 //!   folder chowned to that user;
 //! - `scram-sha-256` for every login and **`hostssl` only** in `pg_hba.conf`, so a client that does not speak TLS,
 //!   or does not know the password, is refused exactly as RDS would;
-//! - a test CA and a leaf certificate for `127.0.0.1` / `localhost`, made with `openssl`. rustls rejects a lone
+//! - a test CA and a leaf certificate for `127.0.0.1` / `localhost`, made with `rcgen`. rustls rejects a lone
 //!   self-signed certificate as `CaUsedAsEndEntity`, so `verify-full` needs the two.
 //!
 //! Starting takes about 3 s on the test machine, so a test binary starts one, [`PgCluster::shared`], and gives each
-//! test its own role and database ([`PgCluster::create_app_database`]). A cluster that is dropped stops at once; the
+//! test its own role and database ([`PgCluster::create_app_database`], with the `/items` schema applied by its owner
+//! as an operator would, or [`PgCluster::create_bare_database`] without it). [`PgCluster::start_impostor`] starts a
+//! cluster that presents a self-signed certificate for `CN=attacker.invalid`, for the TLS verification tests. A cluster that is dropped stops at once; the
 //! shared one lives in a static, which is never dropped, so a small watchdog process stops it and removes its folder
 //! as soon as the test process has exited.
 
@@ -27,6 +29,9 @@ pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 /// The address the cluster listens on (and the certificate names).
 pub const HOST: &str = "127.0.0.1";
 
+/// The common name of the impostor's self-signed certificate.
+pub const IMPOSTOR_CN: &str = "attacker.invalid";
+
 /// A running cluster; stopped and removed on drop.
 #[derive(Debug)]
 pub struct PgCluster {
@@ -34,6 +39,8 @@ pub struct PgCluster {
     port: u16,
     superuser_password: String,
     as_postgres: bool,
+    /// False for the impostor, whose certificate nothing can verify.
+    verifiable: bool,
 }
 
 /// A role and a database of its own, for one test.
@@ -56,6 +63,24 @@ impl AppDatabase {
             "postgres://{}:{}@{HOST}:{}/{}",
             self.username, self.password, self.port, self.dbname
         )
+    }
+
+    /// The `/items` migrations, applied as this database's owner (the operator's step in function/README.md), through
+    /// the function's own code: `items-function migrate` runs the same.
+    pub async fn migrate(&self, ca: &Path, verify: bool) {
+        let mode = if verify { "verify-full" } else { "require" };
+        let env: std::collections::HashMap<String, String> = [
+            ("DATABASE_URL", self.url()),
+            ("DATABASE_SSLMODE", mode.to_owned()),
+            ("DATABASE_SSL_ROOT_CERT", ca.to_string_lossy().into_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let config = items_function::config::Config::from_env(&env).expect("migration config");
+        items_function::migrate(&config, None)
+            .await
+            .unwrap_or_else(|e| panic!("migrating {}: {e}", self.dbname));
     }
 
     /// The RDS secret JSON Secrets Manager would hold for this database.
@@ -119,6 +144,18 @@ impl PgCluster {
     /// Starts a new cluster (blocking, about 3 s). With `watchdog`, a helper process stops it once this process
     /// exits, for clusters that live in a static and are never dropped.
     pub fn start(watchdog: bool) -> PgCluster {
+        Self::start_with(watchdog, true)
+    }
+
+    /// A cluster that presents a self-signed certificate for `CN=attacker.invalid`: what `sslmode=require` connects
+    /// to without complaint, and `verify-full` must refuse. Stopped on drop.
+    pub async fn start_impostor() -> PgCluster {
+        tokio::task::spawn_blocking(|| PgCluster::start_with(false, false))
+            .await
+            .expect("start the impostor PostgreSQL")
+    }
+
+    fn start_with(watchdog: bool, verifiable: bool) -> PgCluster {
         let bin = Path::new(PG_BIN);
         assert!(
             bin.join("initdb").exists(),
@@ -129,12 +166,17 @@ impl PgCluster {
         std::fs::create_dir_all(&dir).expect("cluster folder");
         let superuser_password = format!("su-{}", crate::random_token());
         std::fs::write(dir.join("pwfile"), &superuser_password).expect("pwfile");
-        make_certificates(&dir);
+        if verifiable {
+            make_certificates(&dir);
+        } else {
+            make_impostor_certificate(&dir);
+        }
         let mut cluster = PgCluster {
             dir,
             port: 0,
             superuser_password,
             as_postgres,
+            verifiable,
         };
         if as_postgres {
             run(
@@ -260,17 +302,22 @@ impl PgCluster {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
 
-    /// Superuser connect options (TLS required, certificate verified against the test CA).
+    /// Superuser connect options (TLS required, certificate verified against the test CA; the impostor's cannot be).
     pub fn superuser_options(&self, dbname: &str) -> PgConnectOptions {
-        PgConnectOptions::new_without_pgpass()
+        let options = PgConnectOptions::new_without_pgpass()
             .host(HOST)
             .port(self.port)
             .username("postgres")
             .password(&self.superuser_password)
             .database(dbname)
-            .ssl_mode(PgSslMode::VerifyFull)
-            .ssl_root_cert(self.ca_cert())
-            .disable_statement_logging()
+            .disable_statement_logging();
+        if self.verifiable {
+            options
+                .ssl_mode(PgSslMode::VerifyFull)
+                .ssl_root_cert(self.ca_cert())
+        } else {
+            options.ssl_mode(PgSslMode::Require)
+        }
     }
 
     /// Runs `sql` (one or more statements) as the superuser on the `postgres` database.
@@ -285,8 +332,27 @@ impl PgCluster {
         let _ = conn.close().await;
     }
 
-    /// A new role with a random password, and a database it owns.
+    /// A new role with a random password, and a database it owns, with the `/items` table migrated by that owner.
     pub async fn create_app_database(&self, tag: &str) -> AppDatabase {
+        let app = self.create_bare_database(tag).await;
+        app.migrate(&self.ca_cert(), self.verifiable).await;
+        app
+    }
+
+    /// [`PgCluster::create_app_database`] with the same role name and password as `like` (an impostor posing as
+    /// that database).
+    pub async fn create_database_like(&self, like: &AppDatabase) -> AppDatabase {
+        let app = AppDatabase {
+            port: self.port,
+            ..like.clone()
+        };
+        self.create_role_and_database(&app).await;
+        app.migrate(&self.ca_cert(), self.verifiable).await;
+        app
+    }
+
+    /// A new role with a random password, and an empty database it owns (no `/items` table).
+    pub async fn create_bare_database(&self, tag: &str) -> AppDatabase {
         let name = unique(tag).to_ascii_lowercase();
         let app = AppDatabase {
             dbname: format!("db_{name}"),
@@ -294,6 +360,39 @@ impl PgCluster {
             password: new_password(),
             port: self.port,
         };
+        self.create_role_and_database(&app).await;
+        app
+    }
+
+    /// A login role with a random password and nothing but CONNECT on `db` (PostgreSQL 15 gives ordinary roles no
+    /// CREATE in `public`): what a least-privilege application role starts from. Same database, this role.
+    pub async fn create_login_role(&self, db: &AppDatabase, tag: &str) -> AppDatabase {
+        let role = AppDatabase {
+            username: format!("{tag}_{}", unique("r").to_ascii_lowercase()),
+            password: new_password(),
+            ..db.clone()
+        };
+        self.admin(&format!(
+            "CREATE ROLE {} LOGIN PASSWORD '{}'; GRANT CONNECT ON DATABASE {} TO {}",
+            role.username, role.password, role.dbname, role.username
+        ))
+        .await;
+        role
+    }
+
+    /// Runs `sql` as the superuser in `dbname`.
+    pub async fn admin_in(&self, dbname: &str, sql: &str) {
+        let mut conn = sqlx::PgConnection::connect_with(&self.superuser_options(dbname))
+            .await
+            .unwrap_or_else(|e| panic!("superuser connection: {e}\n{}", self.server_log()));
+        sqlx::raw_sql(sql)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("admin SQL failed: {e}"));
+        let _ = conn.close().await;
+    }
+
+    async fn create_role_and_database(&self, app: &AppDatabase) {
         self.admin(&format!(
             "CREATE ROLE {} LOGIN PASSWORD '{}'",
             app.username, app.password
@@ -304,7 +403,6 @@ impl PgCluster {
             app.dbname, app.username
         ))
         .await;
-        app
     }
 
     /// `ALTER ROLE ... PASSWORD`: existing sessions carry on, new logins need the new password.
@@ -349,63 +447,59 @@ impl Drop for PgCluster {
     }
 }
 
-/// A CA, and a server certificate it signed for `127.0.0.1` and `localhost` (ECDSA P-256: quick to make).
+/// A self-signed certificate for `CN=attacker.invalid` (and its key) as the server's, and as `ca.crt` so that
+/// [`PgCluster::ca_cert`] still names a file.
+fn make_impostor_certificate(dir: &Path) {
+    let key = rcgen::KeyPair::generate().expect("the impostor's key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, IMPOSTOR_CN);
+    let cert = params.self_signed(&key).expect("self-sign");
+    write_server_files(dir, &cert.pem(), &key.serialize_pem());
+    std::fs::write(dir.join("ca.crt"), cert.pem()).expect("ca.crt");
+}
+
+/// A CA, and a server certificate it signed for `127.0.0.1` and `localhost` (ECDSA P-256, by rcgen: no openssl
+/// process, and quick to make).
 fn make_certificates(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.distinguished_name
+        .push(DnType::CommonName, "secretcache test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).expect("self-sign the CA");
+
+    let key = KeyPair::generate().expect("server key");
+    // "127.0.0.1" becomes an IP address SAN, "localhost" a DNS one.
+    let mut leaf = CertificateParams::new(vec![HOST.to_owned(), "localhost".to_owned()])
+        .expect("server params");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    leaf.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
     ];
-    run(
-        Command::new("openssl")
-            .current_dir(dir)
-            .args(["req", "-x509"])
-            .args(ec)
-            .args(["-keyout", "ca.key", "-out", "ca.crt", "-days", "3"])
-            .args(["-subj", "/CN=secretcache test CA"])
-            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
-            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]),
-        "openssl: test CA",
-    );
-    run(
-        Command::new("openssl")
-            .current_dir(dir)
-            .arg("req")
-            .args(ec)
-            .args(["-keyout", "server.key", "-out", "server.csr"])
-            .args(["-subj", "/CN=localhost"]),
-        "openssl: server key",
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
-         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .expect("server.ext");
-    run(
-        Command::new("openssl")
-            .current_dir(dir)
-            .args([
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-            ])
-            .args(["-CAcreateserial", "-out", "server.crt", "-days", "3"])
-            .args(["-extfile", "server.ext"]),
-        "openssl: sign the server certificate",
-    );
-    // PostgreSQL refuses a key that others can read.
-    run(
-        Command::new("chmod")
-            .args(["600"])
-            .arg(dir.join("server.key")),
-        "chmod server.key",
-    );
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = leaf
+        .signed_by(&key, &ca_cert, &ca_key)
+        .expect("sign the server certificate");
+    std::fs::write(dir.join("ca.crt"), ca_cert.pem()).expect("ca.crt");
+    write_server_files(dir, &cert.pem(), &key.serialize_pem());
+}
+
+/// `server.crt`, and `server.key` readable by its owner only: PostgreSQL refuses a key that others can read.
+fn write_server_files(dir: &Path, cert: &str, key: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(dir.join("server.crt"), cert).expect("server.crt");
+    let key_path = dir.join("server.key");
+    std::fs::write(&key_path, key).expect("server.key");
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod server.key");
 }

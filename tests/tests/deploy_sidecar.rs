@@ -549,22 +549,27 @@ fn sidecar_dockerfile_copies_what_make_package_builds() {
     );
     assert!(dockerfile.contains(PING));
 
-    // After `make package` (make test runs it first), the binary for this machine is where the Dockerfile looks.
-    let host = secretcache_tests::host_arch();
-    if workspace_root()
-        .join(format!("layer/dist/secretcache-layer-{host}.zip"))
-        .exists()
-    {
-        let path = workspace_root().join(built(host));
-        assert!(
-            path.is_file(),
-            "make package built the layer but not {}",
-            path.display()
-        );
-    } else {
-        eprintln!(
-            "layer/dist has no {host} layer zip (no `make package` yet): not checking {}",
-            built(host)
-        );
+    // After `make package` (make test builds both architectures first), each binary is where the Dockerfile looks.
+    for arch in [
+        secretcache_tests::Arch::X86_64,
+        secretcache_tests::Arch::Arm64,
+    ] {
+        let arch = arch.as_str();
+        if workspace_root()
+            .join(format!("layer/dist/secretcache-layer-{arch}.zip"))
+            .exists()
+        {
+            let path = workspace_root().join(built(arch));
+            assert!(
+                path.is_file(),
+                "make package built the {arch} layer but not {}",
+                path.display()
+            );
+        } else {
+            eprintln!(
+                "layer/dist has no {arch} layer zip (no `make package` yet): not checking {}",
+                built(arch)
+            );
+        }
     }
 }

@@ -17,11 +17,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{app, call, capture_logs, captured_logs, crud_and_paging, Reply};
+use common::{app, call, crud_and_paging, Logs, Reply};
 use items_function::App;
 use secretcache_tests::extension::{base_env, Standalone};
 use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::postgres::{new_password, AppDatabase, PgCluster};
+use secretcache_tests::proxy::FaultInjectingProxy;
 
 /// Moto with the database's secret in it, and the extension in front of moto.
 struct Chain {
@@ -85,9 +86,9 @@ impl Chain {
             .expect("PutSecretValue");
     }
 
-    /// Asserts that none of `passwords` appears in our logs, the extension's logs, or `replies`.
-    fn assert_never_leaked(&self, passwords: &[&str], replies: &[Reply]) {
-        let ours = captured_logs();
+    /// Asserts that none of `passwords` appears in this test's logs, the extension's logs, or `replies`.
+    fn assert_never_leaked(&self, logs: &Logs, passwords: &[&str], replies: &[Reply]) {
+        let ours = logs.text();
         let theirs = self.ext.logs();
         assert!(!ours.is_empty(), "the function's logs were captured");
         for p in passwords {
@@ -117,23 +118,29 @@ async fn create_secret(sm: &aws_sdk_secretsmanager::Client, tag: &str, json: &st
 
 #[tokio::test]
 async fn the_api_works_on_credentials_read_through_the_extension() {
-    capture_logs();
+    let logs = common::capture();
     let chain = Chain::new("creds").await;
     let app = chain.app(&[]);
     crud_and_paging(&app, "postgresql").await;
-    let logs = captured_logs();
-    assert!(
-        logs.contains("database credentials fetched from the secrets extension"),
-        "the source is logged by name"
-    );
-    assert!(logs.contains("DB_SECRET_ARN"));
+    // The seed note's success indicators, word for word, with our structured fields beside them.
+    for line in [
+        "Successfully retrieved database credentials from Secrets Manager",
+        "Constructed database URL from Secrets Manager credentials",
+    ] {
+        assert!(
+            !logs
+                .lines_with(&[line, "source=\"DB_SECRET_ARN\""])
+                .is_empty(),
+            "{line:?} is logged"
+        );
+    }
     let r = call(&app, "GET", "/items", None).await;
-    chain.assert_never_leaked(&[&chain.db.password], &[r]);
+    chain.assert_never_leaked(&logs, &[&chain.db.password], &[r]);
 }
 
 #[tokio::test]
 async fn a_rotation_under_a_loop_of_requests_gives_no_5xx() {
-    capture_logs();
+    let logs = common::capture();
     let chain = Chain::new("rotate").await;
     // Connections live one second, so after the rotation the pool must open new ones with the new password while
     // the extension's cache (TTL 300 s) still holds the old secret: only refreshNow can save those requests.
@@ -193,11 +200,7 @@ async fn a_rotation_under_a_loop_of_requests_gives_no_5xx() {
         failures.len(),
         replies.len()
     );
-    let logs = captured_logs();
-    let recoveries: Vec<&str> = logs
-        .lines()
-        .filter(|l| l.contains("login works again") && l.contains("refreshNow"))
-        .collect();
+    let recoveries = logs.lines_with(&["login works again", "refreshNow"]);
     assert!(
         !recoveries.is_empty(),
         "the rotation path (a rejected login, then refreshNow) was exercised"
@@ -211,12 +214,12 @@ async fn a_rotation_under_a_loop_of_requests_gives_no_5xx() {
         chain.pg.sessions_of(&chain.db.username).await <= 2,
         "the pool stays small through the rotation"
     );
-    chain.assert_never_leaked(&[&old_password, &new_password], &replies);
+    chain.assert_never_leaked(&logs, &[&old_password, &new_password], &replies);
 }
 
 #[tokio::test]
 async fn single_user_rotation_order_is_recovered_through_awspending() {
-    capture_logs();
+    let logs = common::capture();
     let chain = Chain::new("pending").await;
     // The rotation Lambda's createSecret and setSecret steps: the new password is AWSPENDING, and the database has
     // it already; AWSCURRENT still holds the old one.
@@ -230,18 +233,18 @@ async fn single_user_rotation_order_is_recovered_through_awspending() {
     assert_eq!(r.status, 201, "{}", r.text);
     let r2 = call(&app, "GET", "/items", None).await;
     assert_eq!(r2.status, 200, "{}", r2.text);
-    let logs = captured_logs();
     assert!(
-        logs.lines()
-            .any(|l| l.contains("login works again") && l.contains("AWSPENDING")),
+        !logs
+            .lines_with(&["login works again", "AWSPENDING"])
+            .is_empty(),
         "AWSPENDING was the version that worked"
     );
-    chain.assert_never_leaked(&[&chain.db.password, &next], &[r, r2]);
+    chain.assert_never_leaked(&logs, &[&chain.db.password, &next], &[r, r2]);
 }
 
 #[tokio::test]
 async fn the_cold_start_race_with_the_extension_is_ridden_out() {
-    capture_logs();
+    let _logs = common::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("race").await;
     let moto = Moto::start().await;
@@ -278,7 +281,7 @@ async fn the_cold_start_race_with_the_extension_is_ridden_out() {
 
 #[tokio::test]
 async fn misconfigurations_are_clear_and_never_500() {
-    capture_logs();
+    let logs = common::capture();
     let chain = Chain::new("misconf").await;
 
     // Inside Lambda with nothing configured: a 503 naming DB_SECRET_ARN, and no SQLite file anywhere.
@@ -298,11 +301,11 @@ async fn misconfigurations_are_clear_and_never_500() {
         "no SQLite file inside Lambda"
     );
     assert!(
-        captured_logs()
+        logs.text()
             .lines()
             .any(|l| l.contains("DB_SECRET_ARN") && l.contains("ERROR")),
         "the log line names the variable too:\n{}",
-        captured_logs()
+        logs.text()
             .lines()
             .filter(|l| l.contains("DB_SECRET"))
             .collect::<Vec<_>>()
@@ -357,5 +360,184 @@ async fn misconfigurations_are_clear_and_never_500() {
     let r = call(&partial, "GET", "/items", None).await;
     assert_eq!(r.status, 200, "{}", r.text);
 
-    chain.assert_never_leaked(&[&chain.db.password], &[r]);
+    chain.assert_never_leaked(&logs, &[&chain.db.password], &[r]);
+}
+
+#[tokio::test]
+async fn the_seeds_failure_lines_are_logged_where_they_happen() {
+    let logs = common::capture();
+    let chain = Chain::new("seedfail").await;
+    let missing = chain.app(&[(
+        "DB_SECRET_ARN",
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:gone-AbCdEf",
+    )]);
+    let r = call(&missing, "GET", "/items", None).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    let failed = logs.lines_with(&[
+        "ERROR",
+        "Failed to retrieve DATABASE_URL from Secrets Manager: ",
+    ]);
+    assert_eq!(failed.len(), 1, "{logs:?}");
+    assert!(
+        failed[0].contains("404"),
+        "the reason follows the colon: {}",
+        failed[0]
+    );
+
+    let none = app(&[("AWS_LAMBDA_FUNCTION_NAME", "items")]);
+    none.log_startup();
+    let r = call(&none, "GET", "/items", None).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(
+        logs.lines_with(&[
+            "ERROR",
+            "RuntimeError: DB_SECRET_ARN environment variable not set"
+        ])
+        .len(),
+        2,
+        "at the cold start and at the request: {logs:?}"
+    );
+}
+
+#[tokio::test]
+async fn parameter_store_db_url_is_the_deprecated_third_tier_read_with_decryption() {
+    let logs = common::capture();
+    let pg = PgCluster::shared().await;
+    let db = pg.create_app_database("ssm").await;
+    let moto = Moto::start().await;
+    let name = "/collections/dev/database-url";
+    moto.ssm_client()
+        .await
+        .put_parameter()
+        .name(name)
+        .value(db.url())
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .expect("PutParameter");
+    let ext = Standalone::spawn(&moto, &[]).await;
+    let port = ext.port().to_string();
+    let token = ext.token();
+    let ca = pg.ca_cert().to_string_lossy().into_owned();
+    let app = app(&[
+        ("AWS_LAMBDA_FUNCTION_NAME", "items"),
+        ("PARAMETER_STORE_DB_URL", name),
+        ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", &port),
+        ("AWS_SESSION_TOKEN", &token),
+        ("DATABASE_SSL_ROOT_CERT", &ca),
+    ]);
+    app.log_startup();
+    crud_and_paging(&app, "postgresql").await;
+
+    assert_eq!(
+        logs.lines_with(&["WARN", "PARAMETER_STORE_DB_URL is deprecated"])
+            .len(),
+        1,
+        "one deprecation warning per cold start: {logs:?}"
+    );
+    assert_eq!(
+        logs.lines_with(&["Retrieved DATABASE_URL from Parameter Store"])
+            .len(),
+        1,
+        "read once, then the pool keeps it: {logs:?}"
+    );
+    // Through the extension's SSM endpoint: the extension fetched the parameter upstream, by its key.
+    assert!(
+        ext.logs()
+            .lines()
+            .any(|l| l.contains("fetched from upstream")
+                && l.contains(&format!("key=parameter:{name}"))),
+        "{}",
+        ext.logs()
+    );
+    assert!(
+        !logs.text().contains(&db.password),
+        "the password reached the logs"
+    );
+    assert!(
+        !ext.logs().contains(&db.password),
+        "the password reached the extension's logs"
+    );
+}
+
+/// The URL of something already running, for a proxy in front of it.
+struct At(String);
+
+impl Endpoint for At {
+    fn endpoint(&self) -> String {
+        self.0.clone()
+    }
+}
+
+#[tokio::test]
+async fn after_every_version_is_rejected_requests_get_a_503_at_once_without_asking_the_extension() {
+    let logs = common::capture();
+    let chain = Chain::new("backoff").await;
+    // Every call the function makes to the extension passes this proxy, which counts it.
+    let counted = FaultInjectingProxy::start(&At(chain.ext.url())).await;
+    let port = counted
+        .endpoint()
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .to_owned();
+    let app = chain.app(&[
+        ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", &port),
+        ("DATABASE_ROTATION_GRACE_MS", "300"),
+        ("DATABASE_REJECTED_BACKOFF_MS", "60000"),
+    ]);
+    let r = call(&app, "GET", "/items", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // The password changes to one that no version of the secret holds, and the pool's sessions end.
+    chain
+        .pg
+        .set_password(&chain.db.username, &new_password())
+        .await;
+    chain
+        .pg
+        .admin(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{}'",
+            chain.db.username
+        ))
+        .await;
+
+    let before = counted.count("unknown");
+    let started = Instant::now();
+    let first = call(&app, "GET", "/items", None).await;
+    let first_took = started.elapsed();
+    assert_eq!(first.status, 503, "{}", first.text);
+    assert_eq!(first.body["error"], "database_credentials_rejected");
+    assert_eq!(first.headers["retry-after"], "60");
+    let first_calls = counted.count("unknown") - before;
+    assert!(
+        first_calls >= 2,
+        "refreshNow and AWSPENDING were asked: {first_calls}"
+    );
+
+    let before = counted.count("unknown");
+    let started = Instant::now();
+    let second = call(&app, "GET", "/items", None).await;
+    let second_took = started.elapsed();
+    assert_eq!(second.status, 503, "{}", second.text);
+    assert_eq!(second.body["error"], "database_credentials_rejected");
+    assert!(
+        second.headers.contains_key("retry-after"),
+        "{:?}",
+        second.headers
+    );
+    assert_eq!(
+        counted.count("unknown") - before,
+        0,
+        "within the backoff, no call to the extension"
+    );
+    eprintln!(
+        "first rejected request: {first_calls} extension calls in {first_took:?}; second: 0 calls in {second_took:?}"
+    );
+    assert_eq!(
+        logs.lines_with(&["rejects every version of the secret"])
+            .len(),
+        1,
+        "{logs:?}"
+    );
 }

@@ -93,9 +93,8 @@ pub fn app(pairs: &[(&str, &str)]) -> App {
 }
 
 fn ids(page: &Value) -> Vec<i64> {
-    page["items"]
-        .as_array()
-        .expect("items array")
+    page.as_array()
+        .expect("the body is a JSON array of items")
         .iter()
         .map(|i| i["id"].as_i64().expect("id"))
         .collect()
@@ -107,14 +106,14 @@ pub async fn crud_and_paging(app: &App, database: &str) {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body, json!({"status": "ok", "database": database}));
 
-    // The seed note's exact request, on an empty table.
+    // The seed note's exact request, on an empty table: "200 OK with items list (or empty array if no items)".
     let r = call(app, "GET", "/items?limit=50&offset=0", None).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(
-        r.body,
-        json!({"items": [], "limit": 50, "offset": 0, "total": 0, "next_offset": null})
-    );
+    assert_eq!(r.body, json!([]));
+    assert_eq!(r.text, "[]");
     assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(r.headers["x-total-count"], "0");
+    assert!(r.headers.get("link").is_none(), "no next page");
 
     // The POST fixture's own body.
     let r = call_event(app, &fixture("apigw_v2_post_items")).await;
@@ -146,34 +145,35 @@ pub async fn crud_and_paging(app: &App, database: &str) {
     let r = call(app, "GET", "/items", None).await;
     assert_eq!(r.status, 200);
     assert_eq!(ids(&r.body), created);
-    assert_eq!(
-        (r.body["limit"].as_i64(), r.body["total"].as_i64()),
-        (Some(50), Some(5))
-    );
-    assert_eq!(r.body["next_offset"], Value::Null);
+    assert_eq!(r.headers["x-total-count"], "5");
+    assert!(r.headers.get("link").is_none(), "{:?}", r.headers);
 
-    // Paging by two: follow next_offset to the end.
+    // Paging by two: follow the Link header's rel="next" to the end, as a client would.
     let mut seen = Vec::new();
-    let mut offset = Some(0);
+    let mut next = Some("/items?limit=2&offset=0".to_owned());
     let mut pages = 0;
-    while let Some(o) = offset {
-        let r = call(app, "GET", &format!("/items?limit=2&offset={o}"), None).await;
+    while let Some(path) = next {
+        let r = call(app, "GET", &path, None).await;
         assert_eq!(r.status, 200, "{}", r.text);
-        assert_eq!(r.body["total"], 5);
+        assert_eq!(r.headers["x-total-count"], "5");
         assert!(ids(&r.body).len() <= 2);
         seen.extend(ids(&r.body));
-        offset = r.body["next_offset"].as_i64();
+        next = r
+            .headers
+            .get("link")
+            .map(|l| next_link(l.to_str().expect("ASCII")));
         pages += 1;
         assert!(pages <= 3, "paging must end");
     }
     assert_eq!(seen, created);
     assert_eq!(pages, 3);
 
-    // Past the end: an empty page, not an error.
+    // Past the end: an empty array, not an error.
     let r = call(app, "GET", "/items?limit=10&offset=100", None).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.body["items"], json!([]));
-    assert_eq!(r.body["next_offset"], Value::Null);
+    assert_eq!(r.body, json!([]));
+    assert_eq!(r.headers["x-total-count"], "5");
+    assert!(r.headers.get("link").is_none());
 
     // Get one.
     let r = call(app, "GET", &format!("/items/{teapot}"), None).await;
@@ -195,18 +195,45 @@ pub async fn crud_and_paging(app: &App, database: &str) {
     assert_eq!(r.body["error"], "not_found");
     let r = call(app, "GET", &format!("/items/{teapot}"), None).await;
     assert_eq!(r.status, 404);
-    assert_eq!(r.body["message"], format!("item {teapot} does not exist"));
+    assert_eq!(r.body["message"], "the item does not exist");
     let r = call(app, "GET", "/items", None).await;
-    assert_eq!(r.body["total"], 4);
+    assert_eq!(r.headers["x-total-count"], "4");
 
-    // A named stage: the stage prefix is not part of the route.
+    // A named stage: the stage prefix is not part of the route, but it is part of the next page's link.
     let r = call_event(app, &fixture("apigw_v2_named_stage")).await;
     assert_eq!(r.status, 200, "{}", r.text);
+    let mut e = fixture("apigw_v2_named_stage");
+    let stage = e["requestContext"]["stage"]
+        .as_str()
+        .expect("a stage")
+        .to_owned();
+    e["rawPath"] = json!(format!("/{stage}/items"));
+    e["requestContext"]["http"]["path"] = json!(format!("/{stage}/items"));
+    e["queryStringParameters"] = json!({"limit": "1"});
+    e["rawQueryString"] = json!("limit=1");
+    let r = call_event(app, &e).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        r.headers["link"],
+        format!("</{stage}/items?limit=1&offset=1>; rel=\"next\"")
+    );
 
     client_errors(app).await;
 }
 
-/// Every 4xx, each with a JSON body that says what to fix.
+/// The target of a `Link: <...>; rel="next"` header.
+pub fn next_link(link: &str) -> String {
+    let (target, rel) = link.split_once(';').expect("<target>; rel");
+    assert_eq!(rel.trim(), "rel=\"next\"", "{link}");
+    target
+        .trim()
+        .strip_prefix('<')
+        .and_then(|t| t.strip_suffix('>'))
+        .expect("<target>")
+        .to_owned()
+}
+
+/// Every 4xx, each with a JSON body that says what to fix, and never the path it was sent to.
 pub async fn client_errors(app: &App) {
     for (method, path, body, status, needle) in [
         ("GET", "/items?limit=0", None, 400, "limit"),
@@ -217,8 +244,8 @@ pub async fn client_errors(app: &App) {
         ("GET", "/items?offset=x", None, 400, "offset"),
         ("GET", "/items/abc", None, 400, "id"),
         ("GET", "/items/0", None, 400, "id"),
-        ("GET", "/items/999999999", None, 404, "999999999"),
-        ("DELETE", "/items/999999999", None, 404, "999999999"),
+        ("GET", "/items/999999999", None, 404, "does not exist"),
+        ("DELETE", "/items/999999999", None, 404, "does not exist"),
         ("POST", "/items", None, 400, "required"),
         ("POST", "/items", Some("{not json"), 400, "invalid JSON"),
         ("POST", "/items", Some(r#"{"name":""}"#), 400, "name"),
@@ -238,8 +265,23 @@ pub async fn client_errors(app: &App) {
         ),
         ("PUT", "/items", None, 405, "allowed"),
         ("PATCH", "/items/1", None, 405, "allowed"),
-        ("GET", "/nope", None, 404, "no route"),
-        ("GET", "/items/1/2", None, 404, "no route"),
+        ("GET", "/nope", None, 404, "no such route"),
+        ("GET", "/items/1/2", None, 404, "no such route"),
+        ("GET", "/wp-admin/<script>", None, 404, "no such route"),
+        (
+            "POST",
+            "/items",
+            Some(r#"{"name":"x","description":"a NUL \u0000 inside"}"#),
+            400,
+            "control characters",
+        ),
+        (
+            "POST",
+            "/items",
+            Some(r#"{"name":"x\u0000"}"#),
+            400,
+            "control characters",
+        ),
     ] {
         let r = call(app, method, path, body).await;
         assert_eq!(r.status, status, "{method} {path}: {}", r.text);
@@ -248,6 +290,14 @@ pub async fn client_errors(app: &App) {
             message.contains(needle),
             "{method} {path}: {message:?} should mention {needle:?}"
         );
+        let path_only = path.split('?').next().unwrap_or(path);
+        if path_only != "/items" {
+            assert!(
+                !r.text.contains(path_only),
+                "the body echoes the path: {}",
+                r.text
+            );
+        }
     }
     let long = json!({"name": "x".repeat(201)}).to_string();
     let r = call(app, "POST", "/items", Some(&long)).await;
@@ -257,31 +307,6 @@ pub async fn client_errors(app: &App) {
     e["headers"]["content-type"] = json!("text/plain");
     let r = call_event(app, &e).await;
     assert_eq!(r.status, 415, "{}", r.text);
-}
-
-/// Starts capturing logs (see [`captured_logs`]); call it first thing in a test, before anything logs.
-pub fn capture_logs() {
-    let _ = captured_logs();
-}
-
-/// Everything this test process logs through `tracing`, at DEBUG and above, from every crate (sqlx, hyper, ours),
-/// so a test can assert that no password ever reached a log line. Installed once per test binary, on first call.
-pub fn captured_logs() -> String {
-    use std::sync::{Arc, Mutex, OnceLock};
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    let logs = LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&logs);
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(Arc::clone(&sink)))
-            .try_init();
-        logs
-    });
-    logs.lock()
-        .map(|l| String::from_utf8_lossy(&l).into_owned())
-        .unwrap_or_default()
 }
 
 struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
@@ -295,5 +320,54 @@ impl std::io::Write for LogWriter {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// The logs of one test: everything it logs through `tracing` at DEBUG and above, on its own thread, while the
+/// guard lives. Tests run in parallel in one process; a scoped subscriber keeps each test's lines its own, so an
+/// assertion can neither see another test's lines nor miss its own. (`#[tokio::test]` runs every task of the test on
+/// the test's thread; SQLite's worker thread is not captured, and logs nothing of ours.)
+pub struct Logs {
+    buffer: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+/// Starts capturing this test's logs; call it first thing in a test, before anything logs.
+pub fn capture() -> Logs {
+    let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&buffer);
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || LogWriter(std::sync::Arc::clone(&sink)))
+        .finish();
+    Logs {
+        buffer,
+        _guard: tracing::subscriber::set_default(subscriber),
+    }
+}
+
+impl Logs {
+    /// Everything captured so far.
+    pub fn text(&self) -> String {
+        self.buffer
+            .lock()
+            .map(|l| String::from_utf8_lossy(&l).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The captured lines that contain every one of `needles`.
+    pub fn lines_with(&self, needles: &[&str]) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for Logs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text())
     }
 }

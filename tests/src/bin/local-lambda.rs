@@ -67,7 +67,10 @@ async fn main() -> Result<(), BoxError> {
     let moto = Moto::start().await;
     let proxy = FaultInjectingProxy::start(&moto).await;
     let pg = tokio::task::spawn_blocking(|| PgCluster::start(false)).await?;
+    // The operator's step before the first deploy: the /items table, migrated with the database owner's credentials
+    // (function/README.md, "Migrations"); the function itself runs no DDL in Lambda.
     let db = pg.create_app_database("demo").await;
+    say("the items table migrated by the database's owner (the operator's step; the function runs no DDL in Lambda)");
     let sm = moto.sm_client().await;
     let arn = sm
         .create_secret()
@@ -140,7 +143,15 @@ async fn main() -> Result<(), BoxError> {
         )
         .await?;
         env.settled().await;
-        say(&format!("{method} {path} -> {} {}", r.status, r.text()));
+        let paging = ["x-total-count", "link"]
+            .iter()
+            .filter_map(|h| r.header(h).map(|v| format!(" [{h}: {v}]")))
+            .collect::<String>();
+        say(&format!(
+            "{method} {path} -> {} {}{paging}",
+            r.status,
+            r.text()
+        ));
     }
     if let Some(last) = env.reports().last() {
         say(&format!("last invoke: {last}"));

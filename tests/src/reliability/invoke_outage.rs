@@ -80,7 +80,7 @@ pub async fn run(scale: Scale) -> Outcome {
         arns.push(arn);
     }
     let (_dir, probe) = crate::probe::function_zip();
-    let options = crate::items_with_layer(probe, &proxy.endpoint(), &arns[0])
+    let options = crate::items_with_layer(probe, crate::Arch::host(), &proxy.endpoint(), &arns[0])
         .var("PARAMETERS_SECRETS_EXTENSION_PREFETCH", &arns.join(","))
         .var("SECRETS_MANAGER_TTL", "2")
         .var("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "info");
