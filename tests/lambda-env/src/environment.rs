@@ -324,11 +324,24 @@ impl LambdaEnv {
             }
         }
         let done = Instant::now();
+        // Lambda's PostRuntimeExtensionsDuration counts the extensions only: from the response to the last extension
+        // back on `event/next` (zero when they were back first). The runtime's own way back to `next` is not theirs.
+        let extensions_back = self
+            .shared
+            .lock()
+            .agents
+            .iter()
+            .filter_map(|a| a.last_next)
+            .max();
         let report = InvokeReport {
             request_id: request_id.clone(),
             duration: done - started,
             runtime_duration: answered_at - started,
-            post_runtime_duration: done - answered_at,
+            post_runtime_duration: extensions_back
+                .map_or(Duration::ZERO, |back| {
+                    back.saturating_duration_since(answered_at)
+                })
+                .min(done - answered_at),
             init_duration,
             memory_size_mb: self.options.memory_mb,
             max_memory_used_mb: life.procs.iter().map(|p| peak_rss_kib(p.pid)).sum::<u64>() / 1024,

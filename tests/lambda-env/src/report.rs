@@ -43,7 +43,9 @@ pub struct InvokeReport {
     pub duration: Duration,
     /// From delivering the event to the runtime's response.
     pub runtime_duration: Duration,
-    /// From the runtime's response to the last extension's `next` (Lambda's `PostRuntimeExtensionsDuration`).
+    /// From the runtime's response to the last extension's `next` (Lambda's `PostRuntimeExtensionsDuration`): the
+    /// extensions' own time, zero when they were back before the runtime answered. The runtime's own way back to
+    /// `next` is in `duration` only.
     pub post_runtime_duration: Duration,
     /// The init this invoke waited for, on a cold start.
     pub init_duration: Option<Duration>,

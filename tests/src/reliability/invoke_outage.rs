@@ -129,8 +129,8 @@ pub async fn run(scale: Scale) -> Outcome {
         max_rss_kib: rss,
         rule: format!(
             "every invoke succeeds with the last good value and its post-runtime duration (REPORT) is under {} ms; \
-             p99 column = post-runtime during the outage, max {:.1} ms (goal < 100 ms); healthy upstream: p99 \
-             {:.1} ms, max {:.1} ms; {} GetSecretValue calls reached the black hole; recovered after: {}",
+             p99 column = post-runtime during the outage, max {:.2} ms (goal < 100 ms); healthy upstream: p99 \
+             {:.2} ms, max {:.2} ms; {} GetSecretValue calls reached the black hole; recovered after: {}",
             POST_RUNTIME_BOUND.as_millis(),
             max_ms(&outage),
             p99(&mut healthy_sorted),
