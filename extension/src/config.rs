@@ -21,6 +21,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+pub use crate::upstream::AssumeRole;
+
 /// HTTP port of the localhost cache.
 pub const HTTP_PORT: &str = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT";
 /// Boolean: whether values are cached at all.
@@ -58,6 +60,14 @@ pub const NEGATIVE_CACHE_MILLIS: &str = "PARAMETERS_SECRETS_EXTENSION_NEGATIVE_C
 /// (ours) Shortest interval between two upstream calls for `refreshNow` of one key, in milliseconds; 0 disables.
 pub const REFRESH_NOW_INTERVAL_MILLIS: &str =
     "PARAMETERS_SECRETS_EXTENSION_REFRESH_NOW_INTERVAL_MILLIS";
+/// (ours) A role to assume for every upstream call (secrets shared from another account).
+pub const ROLE_ARN: &str = "PARAMETERS_SECRETS_EXTENSION_ROLE_ARN";
+/// (ours) The external id that role's trust policy asks for.
+pub const ROLE_EXTERNAL_ID: &str = "PARAMETERS_SECRETS_EXTENSION_ROLE_EXTERNAL_ID";
+/// The region the SDK uses; Lambda sets it.
+pub const AWS_REGION: &str = "AWS_REGION";
+/// The SDK's older name for it.
+pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
 /// Lambda's own log level, used when ours is not set.
 pub const AWS_LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
 /// `snap-start` under SnapStart.
@@ -97,6 +107,8 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     INVOKE_WAIT_MILLIS,
     NEGATIVE_CACHE_MILLIS,
     REFRESH_NOW_INTERVAL_MILLIS,
+    ROLE_ARN,
+    ROLE_EXTERNAL_ID,
 ];
 
 /// Our default upstream timeout where the AWS extension's default (0) would mean "wait forever": an upstream call
@@ -284,8 +296,12 @@ pub struct Config {
     pub secrets_endpoint: Endpoint,
     /// SSM's endpoint override.
     pub ssm_endpoint: Endpoint,
-    /// Secret ids to fetch during init.
-    pub prefetch: Vec<String>,
+    /// What to fetch during init.
+    pub prefetch: Vec<Prefetch>,
+    /// The home region (`AWS_REGION`, or `AWS_DEFAULT_REGION`): where names resolve.
+    pub region: Option<String>,
+    /// The role every upstream call assumes, if one is set.
+    pub role: Option<AssumeRole>,
     /// Budget of the init prefetch.
     pub prefetch_timeout: Duration,
     /// Values the token header may carry.
@@ -532,14 +548,25 @@ impl Config {
         let ssm_endpoint = r.endpoint(AWS_ENDPOINT_URL_SSM);
         let prefetch = r
             .raw(PREFETCH)
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
+            .map(|v| v.split(',').filter_map(Prefetch::parse).collect())
             .unwrap_or_default();
+        let region = r.raw(AWS_REGION).or_else(|| r.raw(AWS_DEFAULT_REGION));
+        let role = r.raw(ROLE_ARN).and_then(|arn| {
+            if arn.starts_with("arn:") && arn.contains(":role/") {
+                Some(AssumeRole {
+                    arn,
+                    external_id: r.raw(ROLE_EXTERNAL_ID),
+                })
+            } else {
+                r.error(
+                    ROLE_ARN,
+                    &arn,
+                    "an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
+                    "no role: calls use the function's own credentials".to_owned(),
+                );
+                None
+            }
+        });
         // Healthy Secrets Manager answers in tens of milliseconds; an unreachable one should cost init a second at
         // most, not the upstream timeout.
         let prefetch_timeout = Duration::from_millis(r.number(
@@ -628,6 +655,8 @@ impl Config {
             secrets_endpoint,
             ssm_endpoint,
             prefetch,
+            region,
+            role,
             prefetch_timeout,
             tokens,
             runtime_api,
@@ -640,6 +669,37 @@ impl Config {
             refresh_now_interval,
             diagnostics: r.diagnostics,
         }
+    }
+}
+
+/// One item of `PARAMETERS_SECRETS_EXTENSION_PREFETCH`: a comma-separated list whose items are a secret (a name or
+/// ARN, as today), `ssm:<name>` for a parameter, or `ssm-path:<path>` for every parameter under a path (recursive).
+/// Parameters are fetched with decryption, as their readers ask for SecureStrings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prefetch {
+    /// A secret's current version.
+    Secret(String),
+    /// One SSM parameter (name or ARN, with an optional `:version` / `:label`).
+    Parameter(String),
+    /// Every SSM parameter under a path.
+    Path(String),
+}
+
+impl Prefetch {
+    fn parse(item: &str) -> Option<Self> {
+        let item = item.trim();
+        if let Some(path) = item.strip_prefix("ssm-path:") {
+            let path = path.trim();
+            return (!path.is_empty()).then(|| Self::Path(path.to_owned()));
+        }
+        if let Some(name) = item.strip_prefix("ssm:") {
+            let name = name.trim();
+            return (!name.is_empty()).then(|| Self::Parameter(name.to_owned()));
+        }
+        if item.starts_with("arn:") && item.contains(":ssm:") {
+            return Some(Self::Parameter(item.to_owned()));
+        }
+        (!item.is_empty()).then(|| Self::Secret(item.to_owned()))
     }
 }
 
@@ -858,9 +918,41 @@ mod tests {
     }
 
     #[test]
-    fn prefetch_list_is_trimmed() {
-        let c = Config::from_env(&env(&[(PREFETCH, " a, arn:aws:x ,,b ")]));
-        assert_eq!(c.prefetch, vec!["a", "arn:aws:x", "b"]);
+    fn prefetch_list_is_trimmed_and_names_secrets_parameters_and_paths() {
+        let c = Config::from_env(&env(&[(
+            PREFETCH,
+            " a, arn:aws:secretsmanager:us-east-1:1:secret:x ,,ssm:/app/db-url, ssm-path:/app/ ,\
+             arn:aws:ssm:us-east-1:1:parameter/p,ssm:,b",
+        )]));
+        assert_eq!(
+            c.prefetch,
+            vec![
+                Prefetch::Secret("a".into()),
+                Prefetch::Secret("arn:aws:secretsmanager:us-east-1:1:secret:x".into()),
+                Prefetch::Parameter("/app/db-url".into()),
+                Prefetch::Path("/app/".into()),
+                Prefetch::Parameter("arn:aws:ssm:us-east-1:1:parameter/p".into()),
+                Prefetch::Secret("b".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_role_is_an_iam_role_arn_or_an_error_line() {
+        let c = Config::from_env(&env(&[
+            (ROLE_ARN, "arn:aws:iam::210987654321:role/reader"),
+            (ROLE_EXTERNAL_ID, "ext-1"),
+        ]));
+        assert_eq!(
+            c.role,
+            Some(AssumeRole {
+                arn: "arn:aws:iam::210987654321:role/reader".into(),
+                external_id: Some("ext-1".into()),
+            })
+        );
+        let c = Config::from_env(&env(&[(ROLE_ARN, "reader")]));
+        assert_eq!(c.role, None);
+        assert_eq!(c.diagnostics.errors.len(), 1);
     }
 
     #[test]

@@ -142,6 +142,9 @@ pub enum ApiError {
     /// A malformed query.
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// A `field=` that the value does not have.
+    #[error(transparent)]
+    Projection(#[from] crate::respond::ProjectionError),
     /// Too many concurrent connections.
     #[error("too many concurrent connections; retry shortly")]
     Overloaded,
@@ -165,6 +168,12 @@ impl ApiError {
             Self::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "InvalidRequestException"),
             Self::UnknownPath => (StatusCode::NOT_FOUND, "UnknownOperationException"),
             Self::Query(_) => (StatusCode::BAD_REQUEST, "InvalidParameterException"),
+            Self::Projection(crate::respond::ProjectionError::NoSuchField(_)) => {
+                (StatusCode::NOT_FOUND, "FieldNotFoundException")
+            }
+            Self::Projection(crate::respond::ProjectionError::NotAnObject(_)) => {
+                (StatusCode::BAD_REQUEST, "ValueNotAJsonObjectException")
+            }
             Self::Overloaded => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "TooManyConnectionsException",

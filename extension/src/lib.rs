@@ -4,6 +4,7 @@
 //! Layout, one responsibility a module:
 //! - [`config`]: typed configuration from the environment, validated before anything binds;
 //! - [`request`]: strict parsing of query strings into cache keys;
+//! - [`respond`]: bodies beyond the cached one (a field as text, batch bodies);
 //! - [`cache`]: the bounded cache with single-flight, refresh-ahead, stale-on-error and refusal memory;
 //! - [`clock`]: monotonic time that also counts the pauses a frozen or restored micro-VM hides from it;
 //! - [`upstream`]: the AWS SDK clients and the success bodies;
@@ -22,6 +23,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod request;
+pub mod respond;
 pub mod secret;
 pub mod server;
 pub mod upstream;
@@ -101,6 +103,7 @@ impl From<&Config> for Policy {
             refresh_now_interval: c.refresh_now_interval,
             // Under SnapStart a pause is a restore: values from before the snapshot must not be served after it.
             forget_on_pause: c.snap_start,
+            home_region: c.region.clone(),
         }
     }
 }

@@ -21,8 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::{Cache, Upstream};
 use crate::clock::WallClock;
+use crate::config::Prefetch;
 use crate::metrics::Metrics;
-use crate::request::{Key, SecretKey, VersionSelector};
+use crate::request::{Key, ParameterKey, SecretKey, VersionSelector};
 
 /// Grace period for draining connections outside Lambda (Lambda's SHUTDOWN carries its own deadline).
 const STANDALONE_GRACE: Duration = Duration::from_secs(2);
@@ -44,8 +45,8 @@ pub struct Lifecycle<U, W> {
     pub shutdown: CancellationToken,
     /// The server task; it ends once every connection has drained.
     pub server: JoinHandle<()>,
-    /// Secret ids to prefetch during init.
-    pub prefetch: Vec<String>,
+    /// What to prefetch during init.
+    pub prefetch: Vec<Prefetch>,
     /// Budget of that prefetch.
     pub prefetch_timeout: Duration,
     /// How long an INVOKE waits for the refreshes it starts.
@@ -197,25 +198,40 @@ struct InvokeState {
 
 async fn prefetch_bounded<U: Upstream, W: WallClock>(
     cache: &Arc<Cache<U, W>>,
-    ids: Vec<String>,
+    items: Vec<Prefetch>,
     budget: Duration,
 ) {
-    if ids.is_empty() {
+    if items.is_empty() {
         return;
     }
-    let keys = ids
-        .into_iter()
-        .map(|secret_id| {
-            Key::Secret(SecretKey {
+    let mut keys = Vec::new();
+    let mut paths = Vec::new();
+    for item in items {
+        match item {
+            Prefetch::Secret(secret_id) => keys.push(Key::Secret(SecretKey {
                 secret_id,
                 selector: VersionSelector::Current,
-            })
+            })),
+            // Decrypted: SecureStrings are what their readers ask for.
+            Prefetch::Parameter(name) => keys.push(Key::Parameter(ParameterKey {
+                name,
+                with_decryption: true,
+            })),
+            Prefetch::Path(path) => paths.push(path),
+        }
+    }
+    // Paths run in tasks of their own, so that, like the keys' calls, they land after the budget if they must.
+    let paths: Vec<_> = paths
+        .into_iter()
+        .map(|path| {
+            let cache = Arc::clone(cache);
+            tokio::spawn(async move { cache.prefetch_path(&path).await })
         })
         .collect();
-    if tokio::time::timeout(budget, cache.prefetch(keys))
-        .await
-        .is_err()
-    {
+    let all = async {
+        tokio::join!(cache.prefetch(keys), futures_util::future::join_all(paths));
+    };
+    if tokio::time::timeout(budget, all).await.is_err() {
         // The fetches go on in the background and land in the cache when they finish.
         tracing::warn!(
             budget_ms = budget.as_millis() as u64,

@@ -33,6 +33,41 @@ impl Key {
         false
     }
 
+    /// How many keys like this one the upstream answers in one call: BatchGetSecretValue takes 20 secrets (their
+    /// current versions only), GetParameters 10 names; other keys go one by one.
+    pub fn batch_limit(&self) -> usize {
+        match self {
+            Self::Secret(k) if k.selector == VersionSelector::Current => 20,
+            Self::Secret(_) => 1,
+            Self::Parameter(_) => 10,
+        }
+    }
+
+    /// The region named by an ARN key (`None` for a name: the home region).
+    pub fn region(&self) -> Option<&str> {
+        let id = match self {
+            Self::Secret(k) => k.secret_id.as_str(),
+            Self::Parameter(k) => k.name.as_str(),
+        };
+        arn_region(id)
+    }
+
+    /// Whether one upstream call can fetch this key together with `other`: same kind, same region (a name, or an
+    /// ARN of `home`, is the home region) and, for parameters, the same decryption.
+    pub fn batches_with(&self, other: &Key, home: Option<&str>) -> bool {
+        let region = |k: &Key| k.region().filter(|r| Some(*r) != home).map(str::to_owned);
+        if region(self) != region(other) {
+            return false;
+        }
+        match (self, other) {
+            (Self::Secret(a), Self::Secret(b)) => {
+                a.selector == VersionSelector::Current && b.selector == VersionSelector::Current
+            }
+            (Self::Parameter(a), Self::Parameter(b)) => a.with_decryption == b.with_decryption,
+            _ => false,
+        }
+    }
+
     /// `secret` or `parameter`, for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -64,6 +99,14 @@ impl std::fmt::Display for Key {
     }
 }
 
+/// The region of an ARN (`arn:<partition>:<service>:<region>:...`); `None` for anything else.
+pub fn arn_region(id: &str) -> Option<&str> {
+    let rest = id.strip_prefix("arn:")?;
+    let mut parts = rest.splitn(4, ':');
+    let (_partition, _service, region) = (parts.next()?, parts.next()?, parts.next()?);
+    (parts.next().is_some() && !region.is_empty()).then_some(region)
+}
+
 /// The cache key and upstream request for one SSM parameter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ParameterKey {
@@ -80,6 +123,8 @@ pub struct ParameterRequest {
     pub key: ParameterKey,
     /// `refreshNow=true`: bypass the cache.
     pub refresh_now: bool,
+    /// `field=`: answer only this top-level key of the JSON value, as text.
+    pub field: Option<String>,
 }
 
 impl ParameterRequest {
@@ -114,8 +159,103 @@ impl ParameterRequest {
                 with_decryption: q.flag("withDecryption")?,
             },
             refresh_now: q.flag("refreshNow")?,
+            field: q.field()?,
         })
     }
+}
+
+/// A parsed `GET /secretsmanager/batch` or `GET /systemsmanager/parameters/batch`: several keys, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRequest {
+    /// What to fetch, duplicates removed, in the order first given.
+    pub keys: Vec<Key>,
+    /// The ids as given, one per key (a secret's `secretId`, a parameter's `name`).
+    pub ids: Vec<String>,
+    /// `field=`: answer only this top-level key of each JSON value.
+    pub field: Option<String>,
+}
+
+/// BatchGetSecretValue's limit.
+pub const MAX_BATCH_SECRETS: usize = 20;
+/// GetParameters' limit.
+pub const MAX_BATCH_PARAMETERS: usize = 10;
+
+impl BatchRequest {
+    /// Parses `secretId=a&secretId=b...` (1 to 20; their current versions), with an optional `field`.
+    pub fn secrets(raw_query: &str) -> Result<Self, QueryError> {
+        let ids = repeated(raw_query, "secretId", MAX_BATCH_SECRETS)?;
+        let q = Query::parse(raw_query)?;
+        let keys = ids
+            .iter()
+            .map(|id| {
+                Key::Secret(SecretKey {
+                    secret_id: id.clone(),
+                    selector: VersionSelector::Current,
+                })
+            })
+            .collect();
+        Ok(Self {
+            keys,
+            ids,
+            field: q.field()?,
+        })
+    }
+
+    /// Parses `name=a&name=b...` (1 to 10), `withDecryption` and an optional `field`.
+    pub fn parameters(raw_query: &str) -> Result<Self, QueryError> {
+        let ids = repeated(raw_query, "name", MAX_BATCH_PARAMETERS)?;
+        let q = Query::parse(raw_query)?;
+        let with_decryption = q.flag("withDecryption")?;
+        let keys = ids
+            .iter()
+            .map(|name| {
+                Key::Parameter(ParameterKey {
+                    name: name.clone(),
+                    with_decryption,
+                })
+            })
+            .collect();
+        Ok(Self {
+            keys,
+            ids,
+            field: q.field()?,
+        })
+    }
+}
+
+/// Every value of the repeated parameter `name`, each checked like a single value, duplicates removed.
+fn repeated(raw: &str, name: &'static str, max: usize) -> Result<Vec<String>, QueryError> {
+    let mut values: Vec<String> = Vec::new();
+    for part in raw.split('&').filter(|p| !p.is_empty()) {
+        let (n, v) = part.split_once('=').unwrap_or((part, ""));
+        let n = decode(n).map_err(|()| QueryError::BadEncoding(lossy_name(n)))?;
+        if n != name {
+            continue;
+        }
+        let v = decode(v).map_err(|()| QueryError::BadEncoding(name.to_owned()))?;
+        if has_control(&v) {
+            return Err(QueryError::ControlCharacter(name.to_owned()));
+        }
+        if v.is_empty() {
+            return Err(QueryError::Missing(name));
+        }
+        if v.len() > MAX_VALUE_LEN {
+            return Err(QueryError::Invalid {
+                name,
+                expected: "at most 2048 characters long",
+            });
+        }
+        if !values.iter().any(|seen| *seen == v) {
+            values.push(v.into_owned());
+        }
+    }
+    if values.is_empty() {
+        return Err(QueryError::Missing(name));
+    }
+    if values.len() > max {
+        return Err(QueryError::TooMany { name, max });
+    }
+    Ok(values)
 }
 
 /// The cache key and upstream request for one secret: the id together with its version selector.
@@ -147,6 +287,8 @@ pub struct SecretRequest {
     pub key: SecretKey,
     /// `refreshNow=true`: bypass the cache.
     pub refresh_now: bool,
+    /// `field=`: answer only this top-level key of the JSON SecretString, as text.
+    pub field: Option<String>,
 }
 
 /// A query string the API cannot serve.
@@ -161,6 +303,14 @@ pub enum QueryError {
     /// A required parameter is absent or empty.
     #[error("the required query parameter {0} is missing")]
     Missing(&'static str),
+    /// More values of a repeated parameter than the upstream takes in one call.
+    #[error("at most {max} {name} values may be given at once")]
+    TooMany {
+        /// The parameter.
+        name: &'static str,
+        /// The limit.
+        max: usize,
+    },
     /// A parameter's value is not one of those accepted.
     #[error("parameter {name} must be {expected}")]
     Invalid {
@@ -175,7 +325,7 @@ pub enum QueryError {
 const MAX_VALUE_LEN: usize = 2048;
 
 /// The parameters the API reads; any other is checked and then ignored, as the AWS extension ignores it.
-const KNOWN: [&str; 8] = [
+const KNOWN: [&str; 9] = [
     "secretId",
     "versionId",
     "versionStage",
@@ -184,6 +334,7 @@ const KNOWN: [&str; 8] = [
     "version",
     "label",
     "withDecryption",
+    "field",
 ];
 
 /// A query string, checked and split in one pass: every name and value percent-decodes to UTF-8 without control
@@ -258,6 +409,15 @@ impl<'a> Query<'a> {
         }
     }
 
+    /// `field=`: a top-level key of a JSON value; absent means the whole body.
+    pub fn field(&self) -> Result<Option<String>, QueryError> {
+        match self.get("field")? {
+            None => Ok(None),
+            Some("") => Err(QueryError::Missing("field")),
+            Some(f) => Ok(Some(f.to_owned())),
+        }
+    }
+
     /// A required, non-empty value.
     pub fn required(&self, name: &'static str) -> Result<&str, QueryError> {
         match self.get(name)? {
@@ -298,6 +458,7 @@ impl SecretRequest {
                 selector,
             },
             refresh_now: q.flag("refreshNow")?,
+            field: q.field()?,
         })
     }
 }
@@ -521,6 +682,80 @@ mod tests {
             let p = ParameterRequest::parse(&q).expect(v);
             assert_eq!((p.key.with_decryption, p.refresh_now), (want, want), "{v}");
         }
+    }
+
+    #[test]
+    fn batches_take_every_id_once_in_order_up_to_the_upstream_limit() {
+        let b = BatchRequest::secrets("secretId=a&secretId=b&x=1&secretId=a&field=password")
+            .expect("ok");
+        assert_eq!(b.ids, ["a", "b"]);
+        assert_eq!(b.field.as_deref(), Some("password"));
+        assert!(b
+            .keys
+            .iter()
+            .all(|k| matches!(k, Key::Secret(s) if s.selector == VersionSelector::Current)));
+        let twenty: String = (0..20).map(|i| format!("secretId=s{i}&")).collect();
+        assert_eq!(BatchRequest::secrets(&twenty).expect("20").ids.len(), 20);
+        assert_eq!(
+            BatchRequest::secrets(&format!("{twenty}secretId=one-more")),
+            Err(QueryError::TooMany {
+                name: "secretId",
+                max: 20
+            })
+        );
+        assert_eq!(
+            BatchRequest::secrets("field=x"),
+            Err(QueryError::Missing("secretId"))
+        );
+        assert_eq!(
+            BatchRequest::secrets("secretId="),
+            Err(QueryError::Missing("secretId"))
+        );
+        assert!(matches!(
+            BatchRequest::secrets("secretId=a%00"),
+            Err(QueryError::ControlCharacter(_))
+        ));
+        let p = BatchRequest::parameters("name=%2Fa&name=/b&withDecryption=true").expect("ok");
+        assert_eq!(p.ids, ["/a", "/b"]);
+        assert!(p
+            .keys
+            .iter()
+            .all(|k| matches!(k, Key::Parameter(p) if p.with_decryption)));
+        let eleven: String = (0..11).map(|i| format!("name=/p{i}&")).collect();
+        assert!(matches!(
+            BatchRequest::parameters(&eleven),
+            Err(QueryError::TooMany { max: 10, .. })
+        ));
+    }
+
+    #[test]
+    fn field_is_optional_but_never_empty() {
+        assert_eq!(
+            parse("secretId=a&field=password")
+                .expect("ok")
+                .field
+                .as_deref(),
+            Some("password")
+        );
+        assert_eq!(parse("secretId=a").expect("ok").field, None);
+        assert_eq!(
+            parse("secretId=a&field="),
+            Err(QueryError::Missing("field"))
+        );
+    }
+
+    #[test]
+    fn regions_come_from_arns_only() {
+        assert_eq!(
+            arn_region("arn:aws:secretsmanager:eu-west-1:1:secret:a-AbCdEf"),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            arn_region("arn:aws:ssm:ap-south-1:1:parameter/x"),
+            Some("ap-south-1")
+        );
+        assert_eq!(arn_region("my/db"), None);
+        assert_eq!(arn_region("arn:aws:secretsmanager"), None);
     }
 
     #[test]

@@ -36,7 +36,8 @@ use crate::clock::{SystemWallClock, WallClock};
 use crate::config::AcceptedTokens;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::request::{Key, ParameterRequest, SecretRequest};
+use crate::request::{BatchRequest, Key, ParameterRequest, SecretRequest};
+use crate::respond::{self, Item, Kind, ProjectionError};
 
 /// The header that carries the execution environment's session token.
 pub const TOKEN_HEADER: &str = "x-aws-parameters-secrets-token";
@@ -118,6 +119,8 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 enum Route {
     Secret,
     Parameter,
+    SecretBatch,
+    ParameterBatch,
     Metrics,
 }
 
@@ -163,6 +166,10 @@ async fn route<U: Upstream, W: WallClock, B>(
         }
         "/secretsmanager/get" => Route::Secret,
         "/systemsmanager/parameters/get" | "/systemsmanager/parameters/get/" => Route::Parameter,
+        "/secretsmanager/batch" => Route::SecretBatch,
+        "/systemsmanager/parameters/batch" | "/systemsmanager/parameters/batch/" => {
+            Route::ParameterBatch
+        }
         "/metrics" => Route::Metrics,
         _ => {
             check_token(&app.tokens, req)?;
@@ -171,24 +178,53 @@ async fn route<U: Upstream, W: WallClock, B>(
     };
     check_token(&app.tokens, req)?;
     let query = req.uri().query().unwrap_or("");
-    let (key, refresh_now) = match route {
+    match route {
         Route::Secret => {
             let r = SecretRequest::parse(query)?;
-            (Key::Secret(r.key), r.refresh_now)
+            one(
+                app,
+                req,
+                Key::Secret(r.key),
+                r.refresh_now,
+                r.field,
+                Kind::Secret,
+            )
+            .await
         }
         Route::Parameter => {
             let r = ParameterRequest::parse(query)?;
-            (Key::Parameter(r.key), r.refresh_now)
+            one(
+                app,
+                req,
+                Key::Parameter(r.key),
+                r.refresh_now,
+                r.field,
+                Kind::Parameter,
+            )
+            .await
         }
-        Route::Metrics => {
-            return Ok(text(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                Bytes::from(app.metrics.prometheus()),
-            ))
+        Route::SecretBatch => batch(app, req, BatchRequest::secrets(query)?, Kind::Secret).await,
+        Route::ParameterBatch => {
+            batch(app, req, BatchRequest::parameters(query)?, Kind::Parameter).await
         }
-    };
-    let (body, source) = app.cache.get(&key, refresh_now).await?;
+        Route::Metrics => Ok(text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            Bytes::from(app.metrics.prometheus()),
+        )),
+    }
+}
+
+/// One secret or parameter: its body, or one field of it as text; a 304 when the client already has its version.
+async fn one<U: Upstream, W: WallClock, B>(
+    app: &App<U, W>,
+    req: &Request<B>,
+    key: Key,
+    refresh_now: bool,
+    field: Option<String>,
+    kind: Kind,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (entry, source) = app.cache.get(&key, refresh_now).await?;
     match source {
         Source::Hit => tracing::debug!(key = %key, "cache hit"),
         Source::Stale => {}
@@ -196,16 +232,165 @@ async fn route<U: Upstream, W: WallClock, B>(
             tracing::debug!(key = %key, source = source.as_str(), "served")
         }
     }
-    let mut resp = text(StatusCode::OK, "application/json", body.bytes());
-    resp.headers_mut().insert(
+    let etag = entry.etag().cloned();
+    if let Some(tag) = &etag {
+        if not_modified(req, tag) {
+            return Ok(answered(
+                StatusCode::NOT_MODIFIED,
+                None,
+                Bytes::new(),
+                source,
+                etag,
+            ));
+        }
+    }
+    let resp = match field {
+        None => answered(
+            StatusCode::OK,
+            Some("application/json"),
+            entry.body().bytes(),
+            source,
+            etag,
+        ),
+        Some(field) => {
+            let value = respond::project(entry.body(), kind, &field)?;
+            answered(
+                StatusCode::OK,
+                Some("text/plain; charset=utf-8"),
+                value.bytes(),
+                source,
+                etag,
+            )
+        }
+    };
+    Ok(resp)
+}
+
+/// Several secrets or parameters in one request: hits from the cache, misses in one upstream batch call.
+async fn batch<U: Upstream, W: WallClock, B>(
+    app: &App<U, W>,
+    req: &Request<B>,
+    batch: BatchRequest,
+    kind: Kind,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let results = app.cache.get_many(&batch.keys).await;
+    let field = batch.field.as_deref();
+    let mut projections = Vec::with_capacity(results.len());
+    for result in &results {
+        projections.push(match (result, field) {
+            (Ok((entry, _)), Some(f)) => Some(respond::project(entry.body(), kind, f)),
+            _ => None,
+        });
+    }
+    let items: Vec<Item> = results
+        .iter()
+        .zip(projections)
+        .map(|(result, projection)| match (result, projection) {
+            (Ok((entry, _)), None) => Item::Value(entry.body()),
+            (Ok((entry, _)), Some(Ok(value))) => Item::Field {
+                value,
+                arn: entry.meta().arn.as_deref(),
+                name: entry.meta().name.as_deref(),
+                version: entry.meta().version.as_deref(),
+            },
+            (Ok(_), Some(Err(e))) => Item::Error {
+                code: match e {
+                    ProjectionError::NoSuchField(_) => "FieldNotFoundException",
+                    ProjectionError::NotAnObject(_) => "ValueNotAJsonObjectException",
+                },
+                message: e.to_string(),
+            },
+            (Err(e), _) => Item::from_error(e),
+        })
+        .collect();
+    // The worst of the answers: a client that sees "stale" knows one of them is.
+    let source = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|(_, s)| *s))
+        .max_by_key(|s| match s {
+            Source::Hit => 0,
+            Source::Miss => 1,
+            Source::Refreshed => 2,
+            Source::Stale => 3,
+        })
+        .unwrap_or(Source::Miss);
+    // One ETag for the whole answer, from every version in it; none when any id failed.
+    let etag = results
+        .iter()
+        .map(|r| r.as_ref().ok().and_then(|(e, _)| e.etag()))
+        .collect::<Option<Vec<_>>>()
+        .map(|tags| {
+            let mut h = Sha256::new();
+            for t in tags {
+                h.update(t);
+                h.update(b",");
+            }
+            h.update(field.unwrap_or_default().as_bytes());
+            let d = h.finalize();
+            let hex: String = d[..12].iter().map(|b| format!("{b:02x}")).collect();
+            Bytes::from(format!("\"b-{hex}\""))
+        });
+    if let Some(tag) = &etag {
+        if not_modified(req, tag) {
+            return Ok(answered(
+                StatusCode::NOT_MODIFIED,
+                None,
+                Bytes::new(),
+                source,
+                etag,
+            ));
+        }
+    }
+    let body = match kind {
+        Kind::Secret => respond::secret_batch(&batch.ids, &items, field),
+        Kind::Parameter => respond::parameter_batch(&batch.ids, &items, field),
+    };
+    Ok(answered(
+        StatusCode::OK,
+        Some("application/json"),
+        body.bytes(),
+        source,
+        etag,
+    ))
+}
+
+/// Whether `If-None-Match` names `etag` (or `*`): the client already holds this version.
+fn not_modified<B>(req: &Request<B>, etag: &[u8]) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|t| t.trim_ascii())
+        .map(|t| t.strip_prefix(b"W/").unwrap_or(t))
+        .any(|t| t == etag || t == b"*")
+}
+
+/// A success (or 304) with our cache headers and the ETag.
+fn answered(
+    status: StatusCode,
+    content_type: Option<&'static str>,
+    body: Bytes,
+    source: Source,
+    etag: Option<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    if let Some(ct) = content_type {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    }
+    headers.insert(
         CACHE_NAME.clone(),
         HeaderValue::from_static(source.as_str()),
     );
     if source == Source::Stale {
-        resp.headers_mut()
-            .insert(STALE_NAME.clone(), HeaderValue::from_static("true"));
+        headers.insert(STALE_NAME.clone(), HeaderValue::from_static("true"));
     }
-    Ok(resp)
+    // A version id is a UUID (or a number): always a valid header value, so the check never copies.
+    if let Some(tag) = etag.and_then(|t| HeaderValue::from_maybe_shared(t).ok()) {
+        headers.insert(header::ETAG, tag);
+    }
+    resp
 }
 
 fn check_token<B>(tokens: &TokenCheck, req: &Request<B>) -> Result<(), ApiError> {

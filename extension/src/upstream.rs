@@ -6,42 +6,81 @@
 //!   Building them loads the AWS configuration and the system's root certificates, a few milliseconds that would
 //!   otherwise delay registration and so the start of the function's init. Endpoints honour `AWS_ENDPOINT_URL`,
 //!   `AWS_ENDPOINT_URL_SECRETS_MANAGER` and `AWS_ENDPOINT_URL_SSM` through `aws-config`.
+//! - **Any region**: an ARN of another region is fetched with clients for that region, built the first time one is
+//!   asked for (sent to the home region, it would fail). **Any account**: with a role configured, every call uses
+//!   its credentials, from the SDK's assume-role provider (STS), cached and refreshed by the SDK.
 //! - the [`Upstream`] impl: one call per key, serialized straight into the response body that the cache keeps, in the
-//!   AWS extension's shape (PascalCase, nulls kept, RFC 3339 dates with milliseconds, base64 binary);
+//!   AWS extension's shape (PascalCase, nulls kept, RFC 3339 dates with milliseconds, base64 binary), with the ARN,
+//!   name and version the cache learns aliases and ETags from; and batches: BatchGetSecretValue (20 secrets) and
+//!   GetParameters (10 names), falling back to one call per key, once and for the life of the environment, when the
+//!   role may not batch;
 //! - [`classify`]: an SDK error becomes an [`UpstreamError`] that keeps its meaning.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_secretsmanager::config::http::HttpResponse;
+use aws_sdk_secretsmanager::config::SharedCredentialsProvider;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::operation::batch_get_secret_value::BatchGetSecretValueOutput;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
 use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
+use aws_sdk_ssm::operation::get_parameters::GetParametersOutput;
 use aws_smithy_http_client::tls;
 use aws_smithy_types::DateTime;
 use base64::Engine as _;
 use serde::Serialize;
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::cache::Upstream;
+use crate::cache::alias::SecretArn;
+use crate::cache::{Fetched, Meta, Upstream};
 use crate::config::{Config, Endpoint, SourceConfig};
 use crate::error::UpstreamError;
-use crate::request::{Key, ParameterKey, SecretKey, VersionSelector};
+use crate::request::{arn_region, Key, ParameterKey, SecretKey, VersionSelector};
 use crate::secret::SecretBody;
 
 /// Secrets Manager and SSM clients, built once and shared by every fetch. Clones share them.
 #[derive(Debug, Clone)]
 pub struct AwsUpstream {
-    clients: Arc<OnceCell<Clients>>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     max_connections: usize,
     secrets_config: SourceConfig,
     ssm_config: SourceConfig,
     secrets_endpoint: Endpoint,
     ssm_endpoint: Endpoint,
+    /// The region names resolve in; ARNs of other regions get clients of their own.
+    home_region: Option<String>,
+    role: Option<AssumeRole>,
+    /// The AWS configuration every client is built from (the role's credentials when one is configured).
+    sdk: OnceCell<SdkConfig>,
+    /// The home region's clients.
+    home: OnceCell<Arc<Clients>>,
+    /// Other regions' clients, built the first time an ARN of theirs is asked for.
+    regions: Mutex<HashMap<String, Arc<OnceCell<Arc<Clients>>>>>,
     /// Bounds concurrent upstream calls, and so the connections they open, to the configured pool size.
-    permits: Arc<Semaphore>,
+    permits: Semaphore,
+    /// Set once the role has been refused BatchGetSecretValue / GetParameters: from then on, one call per key.
+    secrets_batch_denied: AtomicBool,
+    ssm_batch_denied: AtomicBool,
+}
+
+/// The role to assume for every call (`PARAMETERS_SECRETS_EXTENSION_ROLE_ARN`), for secrets shared from another
+/// account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssumeRole {
+    /// The role's ARN.
+    pub arn: String,
+    /// The external id the role's trust policy asks for, if any.
+    pub external_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -55,61 +94,112 @@ impl AwsUpstream {
     /// credentials, endpoint overrides) on first use.
     pub fn new(config: &Config) -> Self {
         Self {
-            clients: Arc::new(OnceCell::new()),
-            max_connections: config.max_connections,
-            secrets_config: config.secrets,
-            ssm_config: config.ssm,
-            secrets_endpoint: config.secrets_endpoint.clone(),
-            ssm_endpoint: config.ssm_endpoint.clone(),
-            permits: Arc::new(Semaphore::new(config.max_connections)),
+            inner: Arc::new(Inner {
+                max_connections: config.max_connections,
+                secrets_config: config.secrets,
+                ssm_config: config.ssm,
+                secrets_endpoint: config.secrets_endpoint.clone(),
+                ssm_endpoint: config.ssm_endpoint.clone(),
+                home_region: config.region.clone(),
+                role: config.role.clone(),
+                sdk: OnceCell::new(),
+                home: OnceCell::new(),
+                regions: Mutex::new(HashMap::new()),
+                permits: Semaphore::new(config.max_connections),
+                secrets_batch_denied: AtomicBool::new(false),
+                ssm_batch_denied: AtomicBool::new(false),
+            }),
         }
     }
 
-    /// Builds the clients now, if no fetch has yet. Concurrent callers and fetches wait for the one build.
+    /// Builds the home region's clients now, if no fetch has yet. Concurrent callers and fetches wait for the one
+    /// build.
     pub async fn warm_up(&self) {
         let started = std::time::Instant::now();
-        self.clients().await;
+        self.clients(None).await;
         tracing::debug!(
             millis = started.elapsed().as_millis() as u64,
             "upstream clients ready"
         );
     }
 
-    async fn clients(&self) -> &Clients {
-        self.clients
+    /// The AWS configuration, loaded once: the SDK's default chain for region and credentials, our HTTP client, and
+    /// the role's credentials (cached and refreshed by the SDK) when a role is configured.
+    async fn sdk(&self) -> &SdkConfig {
+        let inner = &self.inner;
+        inner
+            .sdk
             .get_or_init(|| async {
                 let http = aws_smithy_http_client::Builder::new()
-                    .pool_max_idle_per_host(self.max_connections)
+                    .pool_max_idle_per_host(inner.max_connections)
                     .tls_provider(tls::Provider::Rustls(
                         tls::rustls_provider::CryptoMode::Ring,
                     ))
                     .build_https();
-                let sdk = aws_config::defaults(BehaviorVersion::latest())
+                let base = aws_config::defaults(BehaviorVersion::latest())
                     .http_client(http)
                     .load()
                     .await;
-                let secrets = aws_sdk_secretsmanager::config::Builder::from(&sdk)
-                    .timeout_config(timeouts(self.secrets_config))
-                    .build();
-                let ssm = aws_sdk_ssm::config::Builder::from(&sdk)
-                    .timeout_config(timeouts(self.ssm_config))
-                    .build();
-                Clients {
-                    secrets: aws_sdk_secretsmanager::Client::from_conf(secrets),
-                    ssm: aws_sdk_ssm::Client::from_conf(ssm),
+                let Some(role) = &inner.role else {
+                    return base;
+                };
+                let mut builder = AssumeRoleProvider::builder(&role.arn)
+                    .session_name("secretcache")
+                    .configure(&base);
+                if let Some(id) = &role.external_id {
+                    builder = builder.external_id(id);
                 }
+                let provider = builder.build().await;
+                tracing::info!(role = %role.arn, "calls use credentials of the assumed role");
+                base.into_builder()
+                    .credentials_provider(SharedCredentialsProvider::new(provider))
+                    .build()
             })
             .await
     }
 
-    async fn get_secret(&self, key: &SecretKey) -> Result<SecretBody, UpstreamError> {
-        usable(&self.secrets_endpoint)?;
-        let mut call = self
-            .clients()
+    /// The clients for `region` (an ARN's); `None`, or the home region, is the home clients.
+    async fn clients(&self, region: Option<&str>) -> Arc<Clients> {
+        let region = region.filter(|r| Some(*r) != self.inner.home_region.as_deref());
+        let cell = match region {
+            None => return Arc::clone(self.inner.home.get_or_init(|| self.build(None)).await),
+            Some(r) => {
+                let mut regions = self.inner.regions.lock().unwrap_or_else(|p| p.into_inner());
+                Arc::clone(regions.entry(r.to_owned()).or_default())
+            }
+        };
+        Arc::clone(cell.get_or_init(|| self.build(region)).await)
+    }
+
+    async fn build(&self, region: Option<&str>) -> Arc<Clients> {
+        let sdk = self.sdk().await;
+        let mut secrets = aws_sdk_secretsmanager::config::Builder::from(sdk)
+            .timeout_config(timeouts(self.inner.secrets_config));
+        let mut ssm =
+            aws_sdk_ssm::config::Builder::from(sdk).timeout_config(timeouts(self.inner.ssm_config));
+        if let Some(r) = region {
+            tracing::info!(region = r, "building clients for another region");
+            secrets = secrets.region(Region::new(r.to_owned()));
+            ssm = ssm.region(Region::new(r.to_owned()));
+        }
+        Arc::new(Clients {
+            secrets: aws_sdk_secretsmanager::Client::from_conf(secrets.build()),
+            ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
+        })
+    }
+
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, UpstreamError> {
+        self.inner
+            .permits
+            .acquire()
             .await
-            .secrets
-            .get_secret_value()
-            .secret_id(&key.secret_id);
+            .map_err(|_| UpstreamError::Internal("upstream semaphore closed".into()))
+    }
+
+    async fn get_secret(&self, key: &SecretKey) -> Result<Fetched, UpstreamError> {
+        usable(&self.inner.secrets_endpoint)?;
+        let clients = self.clients(arn_region(&key.secret_id)).await;
+        let mut call = clients.secrets.get_secret_value().secret_id(&key.secret_id);
         call = match &key.selector {
             VersionSelector::Current => call,
             VersionSelector::Id(id) => call.version_id(id),
@@ -119,14 +209,14 @@ impl AwsUpstream {
         let out = call
             .send()
             .await
-            .map_err(|e| classify(e, self.secrets_config.timeout))?;
-        secret_body(&out)
+            .map_err(|e| classify(e, self.inner.secrets_config.timeout))?;
+        secret_fetched(&out)
     }
 
-    async fn get_parameter(&self, key: &ParameterKey) -> Result<SecretBody, UpstreamError> {
-        usable(&self.ssm_endpoint)?;
+    async fn get_parameter(&self, key: &ParameterKey) -> Result<Fetched, UpstreamError> {
+        usable(&self.inner.ssm_endpoint)?;
         let out = self
-            .clients()
+            .clients(arn_region(&key.name))
             .await
             .ssm
             .get_parameter()
@@ -134,23 +224,255 @@ impl AwsUpstream {
             .with_decryption(key.with_decryption)
             .send()
             .await
-            .map_err(|e| classify(e, self.ssm_config.timeout))?;
-        parameter_body(&out)
+            .map_err(|e| classify(e, self.inner.ssm_config.timeout))?;
+        parameter_fetched(&out)
+    }
+
+    /// BatchGetSecretValue for secrets' current versions (one region). `None` when the role may not call it.
+    async fn batch_secrets(
+        &self,
+        keys: &[&SecretKey],
+    ) -> Option<Vec<Result<Fetched, UpstreamError>>> {
+        if self.inner.secrets_batch_denied.load(Ordering::Relaxed) {
+            return None;
+        }
+        if let Err(e) = usable(&self.inner.secrets_endpoint) {
+            return Some(keys.iter().map(|_| Err(e.clone())).collect());
+        }
+        let region = keys.first().and_then(|k| arn_region(&k.secret_id));
+        let clients = self.clients(region).await;
+        let ids = keys.iter().map(|k| k.secret_id.clone()).collect();
+        let out = match clients
+            .secrets
+            .batch_get_secret_value()
+            .set_secret_id_list(Some(ids))
+            .send()
+            .await
+            .map_err(|e| classify(e, self.inner.secrets_config.timeout))
+        {
+            Ok(out) => out,
+            Err(UpstreamError::AccessDenied { .. }) => {
+                self.inner
+                    .secrets_batch_denied
+                    .store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    "the role may not call secretsmanager:BatchGetSecretValue; batches are fetched one \
+                     GetSecretValue per secret from now on"
+                );
+                return None;
+            }
+            Err(e) => return Some(keys.iter().map(|_| Err(e.clone())).collect()),
+        };
+        Some(
+            keys.iter()
+                .map(|k| batch_secret_result(&out, &k.secret_id))
+                .collect(),
+        )
+    }
+
+    /// GetParameters for parameters (one region, one decryption setting). `None` when the role may not call it.
+    async fn batch_parameters(
+        &self,
+        keys: &[&ParameterKey],
+    ) -> Option<Vec<Result<Fetched, UpstreamError>>> {
+        if self.inner.ssm_batch_denied.load(Ordering::Relaxed) {
+            return None;
+        }
+        if let Err(e) = usable(&self.inner.ssm_endpoint) {
+            return Some(keys.iter().map(|_| Err(e.clone())).collect());
+        }
+        let region = keys.first().and_then(|k| arn_region(&k.name));
+        let decrypt = keys.first().is_some_and(|k| k.with_decryption);
+        let names = keys.iter().map(|k| k.name.clone()).collect();
+        let out = match self
+            .clients(region)
+            .await
+            .ssm
+            .get_parameters()
+            .set_names(Some(names))
+            .with_decryption(decrypt)
+            .send()
+            .await
+            .map_err(|e| classify(e, self.inner.ssm_config.timeout))
+        {
+            Ok(out) => out,
+            Err(UpstreamError::AccessDenied { .. }) => {
+                self.inner.ssm_batch_denied.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    "the role may not call ssm:GetParameters; batches are fetched one GetParameter per name \
+                     from now on"
+                );
+                return None;
+            }
+            Err(e) => return Some(keys.iter().map(|_| Err(e.clone())).collect()),
+        };
+        Some(
+            keys.iter()
+                .map(|k| batch_parameter_result(&out, &k.name))
+                .collect(),
+        )
+    }
+
+    /// Every parameter under `path` (recursive, decrypted), as `(key, value)` pairs ready for the cache; for the init
+    /// prefetch of an SSM path. Pages are fetched until the path ends.
+    async fn parameters_by_path(&self, path: &str) -> Result<Vec<(Key, Fetched)>, UpstreamError> {
+        usable(&self.inner.ssm_endpoint)?;
+        let clients = self.clients(None).await;
+        let mut found = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let _permit = self.permit().await?;
+            let out = clients
+                .ssm
+                .get_parameters_by_path()
+                .path(path)
+                .recursive(true)
+                .with_decryption(true)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| classify(e, self.inner.ssm_config.timeout))?;
+            for p in out.parameters() {
+                let Some(name) = p.name() else { continue };
+                let single = GetParameterOutput::builder().parameter(p.clone()).build();
+                let key = Key::Parameter(ParameterKey {
+                    name: name.to_owned(),
+                    with_decryption: true,
+                });
+                found.push((key, parameter_fetched(&single)?));
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => return Ok(found),
+            }
+        }
     }
 }
 
 impl Upstream for AwsUpstream {
-    async fn fetch(&self, key: &Key) -> Result<SecretBody, UpstreamError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| UpstreamError::Internal("upstream semaphore closed".into()))?;
+    async fn fetch(&self, key: &Key) -> Result<Fetched, UpstreamError> {
+        let _permit = self.permit().await?;
         match key {
             Key::Secret(k) => self.get_secret(k).await,
             Key::Parameter(k) => self.get_parameter(k).await,
         }
     }
+
+    /// One BatchGetSecretValue or GetParameters call for keys the cache grouped (same kind, region and, for
+    /// parameters, decryption); one call per key when the role may not batch.
+    async fn fetch_batch(&self, keys: &[Key]) -> Vec<Result<Fetched, UpstreamError>> {
+        let secrets: Vec<&SecretKey> = keys
+            .iter()
+            .filter_map(|k| match k {
+                Key::Secret(s) => Some(s),
+                Key::Parameter(_) => None,
+            })
+            .collect();
+        let parameters: Vec<&ParameterKey> = keys
+            .iter()
+            .filter_map(|k| match k {
+                Key::Parameter(p) => Some(p),
+                Key::Secret(_) => None,
+            })
+            .collect();
+        let batched = {
+            let _permit = match self.permit().await {
+                Ok(p) => p,
+                Err(e) => return keys.iter().map(|_| Err(e.clone())).collect(),
+            };
+            if secrets.len() == keys.len() {
+                self.batch_secrets(&secrets).await
+            } else if parameters.len() == keys.len() {
+                self.batch_parameters(&parameters).await
+            } else {
+                None
+            }
+        };
+        match batched {
+            Some(results) => results,
+            None => futures_util::future::join_all(keys.iter().map(|k| self.fetch(k))).await,
+        }
+    }
+
+    async fn fetch_path(&self, path: &str) -> Result<Vec<(Key, Fetched)>, UpstreamError> {
+        self.parameters_by_path(path).await
+    }
+}
+
+/// The answer for `id` in a BatchGetSecretValue result: its value, or its error, matched by the id as asked
+/// (name, full ARN or partial ARN).
+fn batch_secret_result(
+    out: &BatchGetSecretValueOutput,
+    id: &str,
+) -> Result<Fetched, UpstreamError> {
+    let found = out.secret_values().iter().find(|v| {
+        v.name() == Some(id)
+            || v.arn() == Some(id)
+            || v.arn()
+                .and_then(SecretArn::parse)
+                .is_some_and(|a| a.partial == id)
+    });
+    if let Some(v) = found {
+        let single = GetSecretValueOutput::builder()
+            .set_arn(v.arn().map(str::to_owned))
+            .set_name(v.name().map(str::to_owned))
+            .set_version_id(v.version_id().map(str::to_owned))
+            .set_secret_binary(v.secret_binary().cloned())
+            .set_secret_string(v.secret_string().map(str::to_owned))
+            .set_version_stages(Some(v.version_stages().to_vec()))
+            .set_created_date(v.created_date().cloned())
+            .build();
+        return secret_fetched(&single);
+    }
+    match out.errors().iter().find(|e| e.secret_id() == Some(id)) {
+        Some(e) => Err(classify_service(e.error_code(), e.message(), 400)),
+        None => Err(UpstreamError::NotFound {
+            code: "ResourceNotFoundException".into(),
+            message: "the batch answer has no value and no error for this secret".into(),
+        }),
+    }
+}
+
+/// The answer for `name` in a GetParameters result: its value, or not found when it is among the invalid names.
+fn batch_parameter_result(out: &GetParametersOutput, name: &str) -> Result<Fetched, UpstreamError> {
+    let found = out.parameters().iter().find(|p| {
+        p.name() == Some(name)
+            || p.arn() == Some(name)
+            || p.selector()
+                .is_some_and(|s| p.name().map(|n| format!("{n}{s}")).as_deref() == Some(name))
+    });
+    match found {
+        Some(p) => parameter_fetched(&GetParameterOutput::builder().parameter(p.clone()).build()),
+        None => Err(UpstreamError::NotFound {
+            code: "ParameterNotFound".into(),
+            message: format!("parameter {name} was not found"),
+        }),
+    }
+}
+
+/// The body and what the upstream said about a GetSecretValue answer.
+fn secret_fetched(out: &GetSecretValueOutput) -> Result<Fetched, UpstreamError> {
+    Ok(Fetched {
+        body: secret_body(out)?,
+        meta: Meta {
+            arn: out.arn().map(str::to_owned),
+            name: out.name().map(str::to_owned),
+            version: out.version_id().map(str::to_owned),
+        },
+    })
+}
+
+/// The body and what the upstream said about a GetParameter answer.
+fn parameter_fetched(out: &GetParameterOutput) -> Result<Fetched, UpstreamError> {
+    let p = out.parameter();
+    Ok(Fetched {
+        body: parameter_body(out)?,
+        meta: Meta {
+            arn: p.and_then(|p| p.arn()).map(str::to_owned),
+            name: p.and_then(|p| p.name()).map(str::to_owned),
+            version: p.map(|p| p.version().to_string()),
+        },
+    })
 }
 
 /// An endpoint override that is not a URL would fail inside the SDK with an opaque construction error; say which

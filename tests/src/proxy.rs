@@ -1,9 +1,11 @@
 //! A counting, **fault-injecting** HTTP proxy for tests: it sits between the extension and moto.
 //!
-//! It counts AWS API calls by their `X-Amz-Target` (e.g. `secretsmanager.GetSecretValue`), so tests count upstream
-//! calls outside the extension instead of trusting its own counters. On command it injects the faults that the real
-//! moto cannot produce: a delay, a 500, a `ThrottlingException`, or a dropped connection. This is a fault injector,
-//! not a stand-in for Secrets Manager: every request that is not faulted goes to the real moto.
+//! It counts AWS API calls by their `X-Amz-Target` (e.g. `secretsmanager.GetSecretValue`), or by their `Action` for
+//! the query protocol (STS's `AssumeRole`), so tests count upstream calls outside the extension instead of trusting
+//! its own counters; it also records the region and access key each call was signed for. On command it injects the
+//! faults that the real moto cannot produce: a delay, a 500, a `ThrottlingException`, a dropped connection, or an
+//! `AccessDeniedException` for one operation (an IAM policy without it). This is a fault injector, not a stand-in for
+//! Secrets Manager: every request that is not faulted goes to the real moto.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +41,21 @@ pub enum Fault {
 struct State {
     counts: HashMap<String, u64>,
     fault: Option<Fault>,
+    /// Operations answered with AccessDeniedException, as an IAM policy without them would.
+    denied: Vec<String>,
+    /// Every call: its operation, and the region and access key id of its signature.
+    calls: Vec<Call>,
+}
+
+/// One call as the proxy saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// `secretsmanager.GetSecretValue`, `AssumeRole`, ...
+    pub operation: String,
+    /// The region in the signature's credential scope.
+    pub region: String,
+    /// The access key id that signed it.
+    pub access_key: String,
 }
 
 /// A running proxy; stops when dropped.
@@ -101,14 +118,16 @@ impl FaultInjectingProxy {
         }
     }
 
-    /// How many calls with this `X-Amz-Target` suffix (e.g. `GetSecretValue`) have arrived, faulted or not.
+    /// How many calls of `operation` (e.g. `GetSecretValue`: the `X-Amz-Target` without its service prefix, or the
+    /// query protocol's `Action`) have arrived, faulted or not. `GetSecretValue` does not count
+    /// `BatchGetSecretValue`.
     pub fn count(&self, operation: &str) -> u64 {
         self.state
             .lock()
             .map(|s| {
                 s.counts
                     .iter()
-                    .filter(|(k, _)| k.ends_with(operation))
+                    .filter(|(k, _)| k.rsplit('.').next() == Some(operation))
                     .map(|(_, v)| *v)
                     .sum()
             })
@@ -119,11 +138,54 @@ impl FaultInjectingProxy {
     pub fn reset_counts(&self) {
         if let Ok(mut s) = self.state.lock() {
             s.counts.clear();
+            s.calls.clear();
         }
+    }
+
+    /// Answers every call of `operation` (an `X-Amz-Target` suffix such as `BatchGetSecretValue`) with
+    /// AccessDeniedException from now on, as a role whose policy lacks it would be answered.
+    pub fn deny(&self, operation: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            s.denied.push(operation.to_owned());
+        }
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state
+            .lock()
+            .map(|s| s.calls.clone())
+            .unwrap_or_default()
     }
 }
 
 type ProxyClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+/// The operation of an AWS call: its `X-Amz-Target` (JSON protocols), else its form body's `Action` (STS).
+fn operation(headers: &http::HeaderMap, body: &[u8]) -> String {
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        return target.to_owned();
+    }
+    String::from_utf8_lossy(body)
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("Action="))
+        .map_or_else(|| "unknown".to_owned(), str::to_owned)
+}
+
+/// The region and access key id of a SigV4 `Authorization` header
+/// (`... Credential=<key>/<date>/<region>/<service>/aws4_request, ...`).
+fn signer(headers: &http::HeaderMap) -> (String, String) {
+    let credential = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split(',').next())
+        .unwrap_or_default();
+    let mut parts = credential.split('/');
+    let key = parts.next().unwrap_or_default().to_owned();
+    let region = parts.nth(1).unwrap_or_default().to_owned();
+    (region, key)
+}
 
 async fn forward(
     req: http::Request<hyper::body::Incoming>,
@@ -131,16 +193,27 @@ async fn forward(
     client: &ProxyClient,
     target: &str,
 ) -> Result<http::Response<Full<Bytes>>, std::io::Error> {
-    let op = req
-        .headers()
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("unknown")
-        .to_owned();
-    let fault = {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let op = operation(&parts.headers, &body);
+    let (region, access_key) = signer(&parts.headers);
+    let (fault, denied) = {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-        *s.counts.entry(op).or_default() += 1;
-        s.fault.unwrap_or(Fault::None)
+        *s.counts.entry(op.clone()).or_default() += 1;
+        s.calls.push(Call {
+            operation: op.clone(),
+            region,
+            access_key,
+        });
+        let denied = s
+            .denied
+            .iter()
+            .any(|d| op.rsplit('.').next() == Some(d.as_str()));
+        (s.fault.unwrap_or(Fault::None), denied)
     };
     let aws_error = |status: u16, kind: &str, msg: &str| {
         let mut r = http::Response::new(Full::new(Bytes::from(
@@ -158,6 +231,13 @@ async fn forward(
         );
         r
     };
+    if denied {
+        return Ok(aws_error(
+            400,
+            "AccessDeniedException",
+            "User is not authorized to perform this operation (injected: the policy lacks it)",
+        ));
+    }
     match fault {
         Fault::None => {}
         Fault::Delay(d) => tokio::time::sleep(d).await,
@@ -173,12 +253,6 @@ async fn forward(
         Fault::Drop => return Err(std::io::Error::other("injected connection drop")),
         Fault::Hang => std::future::pending::<()>().await,
     }
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
     let uri = format!(
         "{target}{}",
         parts

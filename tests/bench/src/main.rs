@@ -65,7 +65,7 @@ async fn run(settings: Settings) -> Result<Report, String> {
     let fx = Fixture::prepare(max_secrets, settings.memory_secret_bytes).await?;
     eprintln!(
         "bench: moto ready with {} secrets in {:.1} s",
-        max_secrets + 3,
+        max_secrets + 3 + scenarios::BATCH_IDS,
         fx.setup.as_secs_f64()
     );
 
@@ -87,6 +87,12 @@ async fn run(settings: Settings) -> Result<Report, String> {
         "bench: /items overhead done in {:.1} s",
         t.elapsed().as_secs_f64()
     );
+    let t = Instant::now();
+    let (batch_rows, batch_raw) = scenarios::batch::run(&fx, &settings).await?;
+    eprintln!(
+        "bench: batch reads done in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     if let Some(p) = machine.pinning {
         secretcache_bench::host::pin(std::process::id(), p.client_cpu)?;
@@ -101,6 +107,7 @@ async fn run(settings: Settings) -> Result<Report, String> {
     rows.extend(mem_rows);
     rows.extend(scenarios::size::run(&out_dir)?);
     rows.extend(function_rows);
+    rows.extend(batch_rows);
 
     let window = format!(
         "{} s measured after {} s warm-up per load point, {} repeats",
@@ -138,7 +145,7 @@ async fn run(settings: Settings) -> Result<Report, String> {
     };
     let json = serde_json::json!({
         "report": report,
-        "raw": { "hit": hit.raw, "cold": cold_raw, "memory": mem_raw, "function": function_raw },
+        "raw": { "hit": hit.raw, "cold": cold_raw, "memory": mem_raw, "function": function_raw, "batch": batch_raw },
     });
     let text = serde_json::to_string_pretty(&json).map_err(|e| format!("JSON: {e}"))?;
     for name in [

@@ -6,8 +6,10 @@
 //! - [`cold`]: item 4, spawn-to-ready, the first uncached request, and single-flight under a cold burst;
 //! - [`memory`]: item 5, RSS idle and with cached secrets;
 //! - [`size`]: item 6, the stripped binary and the layer zip;
-//! - [`function`]: item 7, the `/items` function's overhead through the local Lambda environment.
+//! - [`function`]: item 7, the `/items` function's overhead through the local Lambda environment;
+//! - [`batch`]: item 8, ten uncached secrets in one batch request beside ten single reads.
 
+pub mod batch;
 pub mod cold;
 pub mod function;
 pub mod hit;
@@ -26,6 +28,14 @@ pub const HIT_SECRET: &str = "bench/items/db";
 pub const COLD_FIRST_SECRET: &str = "bench/cold/first";
 /// Read by the concurrent cold burst.
 pub const COLD_BURST_SECRET: &str = "bench/cold/burst";
+/// How many secrets the batch row reads.
+pub const BATCH_IDS: usize = 10;
+
+/// The id of the `i`th secret the batch row reads.
+pub fn batch_id(i: usize) -> String {
+    format!("bench/batch/{i:02}")
+}
+
 /// The header carrying the token.
 pub const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
 
@@ -71,6 +81,7 @@ impl Fixture {
             (COLD_FIRST_SECRET.to_owned(), filler(64, 2)),
             (COLD_BURST_SECRET.to_owned(), filler(64, 3)),
         ];
+        named.extend((0..BATCH_IDS).map(|i| (batch_id(i), filler(64, 10 + i as u64))));
         let memory_ids: Vec<String> = (0..count).map(|i| format!("bench/mem/{i:04}")).collect();
         named.extend(
             memory_ids

@@ -1,18 +1,24 @@
-//! The bounded cache in front of the upstream: single-flight, refresh-ahead, stale-on-error, and memory of recent
-//! answers so that a client retrying in a loop does not hammer the upstream.
+//! The bounded cache in front of the upstream: single-flight, refresh-ahead, stale-on-error, one entry per secret
+//! however it is named, batches, and memory of recent answers so that a client retrying in a loop does not hammer the
+//! upstream.
 //!
-//! It knows nothing of HTTP and nothing of the AWS SDK: it stores [`SecretBody`] values under [`Key`]s and asks an
-//! [`Upstream`] (a small trait) for missing ones.
+//! It knows nothing of HTTP and nothing of the AWS SDK: it stores [`Entry`] values (a [`SecretBody`] and what the
+//! upstream said about it) under [`Key`]s and asks an [`Upstream`] (a small trait) for missing ones.
 //!
 //! Parts and the reasons for them:
 //! - **Storage** is a moka cache bounded by entry count *and* bytes. moka has one capacity, so each entry weighs
 //!   `max(its bytes, byte_budget / max_entries)`: the total weight limit then bounds both.
+//! - **One entry per secret version** ([`alias`]): an answer is stored under every spelling the upstream's own answer
+//!   says it has (name, full ARN, partial ARN, and the version id of `AWSCURRENT`), all pointing to one entry, so a
+//!   hit is one lookup whatever the spelling and a second spelling costs no second upstream call. The first key is
+//!   the canonical one (the full ARN): refreshes and single-flight use it.
 //! - **Freshness** is judged by our own per-entry timestamp from a [`Clock`] that is tokio's monotonic clock plus every
 //!   pause it did not see (a paused or restored micro-VM), not by moka's TTL (which cannot be paused in tests). moka's
 //!   TTL is only the eviction backstop, at TTL + the stale window. Under SnapStart a detected pause (a restore) drops
 //!   every cached value before the read that noticed it is answered.
 //! - **Single-flight**: all concurrent misses, `refreshNow`s and background refreshes of one key share one spawned
-//!   upstream call. The call runs in its own task, so a client that hangs up does not cancel it for the others.
+//!   upstream call, and a batch's misses share one upstream batch call. The call runs in its own task, so a client
+//!   that hangs up does not cancel it for the others.
 //! - **Refresh-ahead**: a hit within the refresh-ahead window of expiry starts a background refresh and still answers
 //!   at once; [`Cache::refresh_due`] does the same for every entry on a Lambda INVOKE (a frozen environment runs no
 //!   background work), skipping keys in backoff and waiting only within a small budget: an INVOKE must never hold
@@ -20,9 +26,12 @@
 //! - **Stale-on-error**: when a refresh of an expired entry fails transiently (timeout, unreachable, 5xx, throttle),
 //!   the last good value is served, marked stale, for up to `max_stale` past expiry. Never for not-found or denied,
 //!   and never for `refreshNow`. A key whose upstream failed is in backoff: reads get the stale value at once.
-//! - **No hot loops upstream**: a not-found or access-denied answer is remembered for `negative_ttl`, and a
-//!   `refreshNow` of one key calls upstream at most once per `refresh_now_interval` (requests inside it get what that
-//!   call fetched). `refreshNow` bypasses the negative memory.
+//! - **No hot loops upstream** ([`memory`]): a not-found or access-denied answer is remembered for `negative_ttl`, and
+//!   a `refreshNow` of one key calls upstream at most once per `refresh_now_interval` (requests inside it get what
+//!   that call fetched). `refreshNow` bypasses the negative memory.
+
+pub mod alias;
+mod memory;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,6 +39,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
@@ -39,15 +49,44 @@ use crate::error::UpstreamError;
 use crate::metrics::Metrics;
 use crate::request::Key;
 use crate::secret::SecretBody;
+use alias::Home;
+pub use alias::Meta;
+use memory::Memory;
+
+/// A value as the upstream returned it: the response body, and what the upstream said about it.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The body served to clients.
+    pub body: SecretBody,
+    /// Its ARN, name and version.
+    pub meta: Meta,
+}
 
 /// Where values come from on a miss.
 pub trait Upstream: Send + Sync + 'static {
-    /// Fetches the current value for `key` and serializes it into the response body.
-    fn fetch(&self, key: &Key) -> impl Future<Output = Result<SecretBody, UpstreamError>> + Send;
+    /// Fetches the current value for `key`.
+    fn fetch(&self, key: &Key) -> impl Future<Output = Result<Fetched, UpstreamError>> + Send;
+
+    /// Fetches several keys, one result per key in order; an upstream with a batch operation makes one call. The
+    /// default makes one `fetch` per key, concurrently.
+    fn fetch_batch(
+        &self,
+        keys: &[Key],
+    ) -> impl Future<Output = Vec<Result<Fetched, UpstreamError>>> + Send {
+        futures_util::future::join_all(keys.iter().map(|k| self.fetch(k)))
+    }
+
+    /// Every SSM parameter under `path` (recursive, decrypted), each with the key it answers. The default has none.
+    fn fetch_path(
+        &self,
+        _path: &str,
+    ) -> impl Future<Output = Result<Vec<(Key, Fetched)>, UpstreamError>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
 }
 
 /// How long values stay fresh, and what may be done around expiry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// Freshness of Secrets Manager values; zero disables caching them.
     pub secret_ttl: Duration,
@@ -67,6 +106,8 @@ pub struct Policy {
     pub refresh_now_interval: Duration,
     /// Drop every cached value when a pause is detected (SnapStart: the pause is a restore from a snapshot).
     pub forget_on_pause: bool,
+    /// The region names resolve in; a secret's name aliases its ARN only in this region (and the account).
+    pub home_region: Option<String>,
 }
 
 impl Policy {
@@ -120,10 +161,34 @@ pub struct RefreshReport {
     pub finished: usize,
 }
 
+/// One cached value: the body served, what the upstream said about it, and every key it is stored under.
 #[derive(Debug)]
-struct Entry {
+pub struct Entry {
     body: SecretBody,
     fetched_at: Instant,
+    meta: Meta,
+    /// `"<version>"`, built once so that a hit's ETag costs no formatting.
+    etag: Option<Bytes>,
+    /// The canonical key first, then its aliases.
+    keys: Vec<Key>,
+}
+
+impl Entry {
+    /// The response body.
+    pub fn body(&self) -> &SecretBody {
+        &self.body
+    }
+    /// The ETag (quoted), when the upstream gave a version.
+    pub fn etag(&self) -> Option<&Bytes> {
+        self.etag.as_ref()
+    }
+    /// What the upstream said about the value.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn canonical(&self) -> &Key {
+        &self.keys[0]
+    }
 }
 
 /// Exponential backoff with jitter for a key whose upstream calls fail transiently.
@@ -141,6 +206,8 @@ const STALE_GRACE: Duration = Duration::from_millis(250);
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// Probes run in the background, so a short cap costs no request any latency and recovery is quick.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// What an alias key weighs in the byte budget: its own size plus moka's bookkeeping, not the shared body again.
+const ALIAS_WEIGHT: u64 = 96;
 
 impl Backoff {
     /// The wait after `failures` consecutive failures: exponential, capped, with "equal jitter" (half fixed, half
@@ -156,52 +223,15 @@ impl Backoff {
 
 type Flight = Shared<BoxFuture<'static, Result<Arc<Entry>, UpstreamError>>>;
 
-/// Answers remembered per key for a short while, each with when it was recorded.
-#[derive(Debug)]
-struct Memory<V> {
-    map: Mutex<HashMap<Key, (Instant, V)>>,
-    ttl: Duration,
-}
+/// What a lookup answers: the entry and how it was found, or why there is none.
+pub type Lookup = Result<(Arc<Entry>, Source), UpstreamError>;
 
-impl<V: Clone> Memory<V> {
-    fn new(ttl: Duration) -> Self {
-        Self {
-            map: Mutex::new(HashMap::new()),
-            ttl,
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (Instant, V)>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The value recorded for `key` less than the memory's TTL before `now`.
-    fn get(&self, key: &Key, now: Instant) -> Option<V> {
-        if self.ttl.is_zero() {
-            return None;
-        }
-        let map = self.lock();
-        map.get(key)
-            .filter(|(at, _)| now.saturating_duration_since(*at) < self.ttl)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn put(&self, key: Key, now: Instant, value: V) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        // Recording is rare (a refusal, a refreshNow), so old answers are dropped on every record: a remembered
-        // refreshNow holds a secret value, which should not outlive its interval by much.
-        let mut map = self.lock();
-        map.retain(|_, (at, _)| now.saturating_duration_since(*at) < self.ttl);
-        map.insert(key, (now, value));
-    }
-
-    fn forget(&self, key: &Key) {
-        if !self.ttl.is_zero() {
-            self.lock().remove(key);
-        }
-    }
+/// A key of a batch that needs the upstream: its place in the answer, the key to fetch, and its expired entry (with
+/// whether it may still be served stale) if there is one.
+struct Wanted {
+    index: usize,
+    key: Key,
+    expired: Option<(Arc<Entry>, bool)>,
 }
 
 /// The cache. Cheap to share behind an `Arc`.
@@ -209,6 +239,7 @@ pub struct Cache<U, W = SystemWallClock> {
     upstream: Arc<U>,
     clock: Clock<W>,
     policy: Policy,
+    home: Home,
     store: moka::future::Cache<Key, Arc<Entry>>,
     /// The one upstream call per key in progress, and when it started (monotonic, unskewed).
     inflight: Mutex<HashMap<Key, (Flight, Instant)>>,
@@ -233,6 +264,10 @@ impl<U, W> std::fmt::Debug for Cache<U, W> {
     }
 }
 
+fn primary(key: &Key, e: &Entry) -> bool {
+    key == e.canonical()
+}
+
 impl<U: Upstream, W: WallClock> Cache<U, W> {
     /// A cache over `upstream`, sized and timed by `policy`, ageing entries by `wall`-checked monotonic time.
     pub fn new(upstream: U, wall: W, policy: Policy, metrics: Arc<Metrics>) -> Arc<Self> {
@@ -247,13 +282,17 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
             let store = moka::future::Cache::builder()
                 .max_capacity(policy.max_bytes)
                 .weigher(move |key: &Key, e: &Arc<Entry>| {
-                    let bytes = (e.body.len() + key.len()) as u64;
-                    u32::try_from(bytes.max(per_entry_floor)).unwrap_or(u32::MAX)
+                    let bytes = if primary(key, e) {
+                        ((e.body.len() + key.len()) as u64).max(per_entry_floor)
+                    } else {
+                        key.len() as u64 + ALIAS_WEIGHT
+                    };
+                    u32::try_from(bytes).unwrap_or(u32::MAX)
                 })
                 .time_to_live(backstop)
                 .eviction_listener(move |key: Arc<Key>, e: Arc<Entry>, _cause| {
-                    if let Some(cache) = weak.upgrade() {
-                        // Called for every removal, replacements included, so it mirrors every insert.
+                    // Called for every removal, replacements included, so it mirrors every insert of a primary.
+                    if let (Some(cache), true) = (weak.upgrade(), primary(&key, &e)) {
                         cache.entries.fetch_sub(1, Ordering::Relaxed);
                         cache
                             .bytes
@@ -265,12 +304,13 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
             Self {
                 upstream: Arc::new(upstream),
                 clock: Clock::new(wall),
+                home: Home::new(policy.home_region.clone()),
+                negative: Memory::new(policy.negative_ttl),
+                refreshed: Memory::new(policy.refresh_now_interval),
                 policy,
                 store,
                 inflight: Mutex::new(HashMap::new()),
                 backoff: Mutex::new(HashMap::new()),
-                negative: Memory::new(policy.negative_ttl),
-                refreshed: Memory::new(policy.refresh_now_interval),
                 metrics,
                 entries: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
@@ -279,69 +319,96 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
     }
 
     /// Looks `key` up, fetching upstream when it is missing, expired, or `refresh_now` is set.
-    pub async fn get(
-        self: &Arc<Self>,
-        key: &Key,
-        refresh_now: bool,
-    ) -> Result<(SecretBody, Source), UpstreamError> {
+    pub async fn get(self: &Arc<Self>, key: &Key, refresh_now: bool) -> Lookup {
         let now = self.now();
-        if refresh_now {
-            return self.refresh_now(key, now).await;
-        }
-        let ttl = self.policy.ttl(key);
-        let caching = self.caching(key);
-        let cached = if caching {
+        let cached = if self.caching(key) {
             self.store.get(key).await
         } else {
             None
         };
+        if refresh_now {
+            // Through whichever spelling: the refresh is of the secret itself.
+            let spellings = cached
+                .as_ref()
+                .map_or(std::slice::from_ref(key), |e| &e.keys[..]);
+            return self.refresh_now(spellings, now).await;
+        }
         let Some(entry) = cached else {
             self.metrics.miss();
             if let Some(e) = self.remembered_failure(key, now) {
                 return Err(e);
             }
-            let entry = self.fetch(key.clone()).await?;
-            return Ok((entry.body.clone(), Source::Miss));
+            let entry = self.flight(key.clone()).await?;
+            return Ok((entry, Source::Miss));
         };
+        match self.freshness(key, &entry, now) {
+            Freshness::Fresh => {
+                self.metrics.hit();
+                Ok((entry, Source::Hit))
+            }
+            Freshness::Expired { stale_allowed } => {
+                self.metrics.miss();
+                self.expired(key, entry, now, stale_allowed).await
+            }
+        }
+    }
+
+    /// Whether `entry` (found under `key`) is fresh; a fresh one within the refresh-ahead window starts a background
+    /// refresh of its secret.
+    fn freshness(self: &Arc<Self>, key: &Key, entry: &Arc<Entry>, now: Instant) -> Freshness {
+        let ttl = self.policy.ttl(key);
         let age = now.saturating_duration_since(entry.fetched_at);
         if age < ttl {
             if age >= ttl - self.policy.refresh_ahead(ttl) {
                 // Refresh-ahead: start the refresh and answer from the cache without waiting for it.
-                self.refresh_in_background(key.clone());
+                self.refresh_in_background(entry.canonical().clone());
             }
-            self.metrics.hit();
-            return Ok((entry.body.clone(), Source::Hit));
+            return Freshness::Fresh;
         }
-        self.metrics.miss();
-        if let Some(e) = self.remembered_failure(key, now) {
+        Freshness::Expired {
+            stale_allowed: age < ttl + self.policy.max_stale,
+        }
+    }
+
+    /// An expired entry: fetched again, or (when the upstream fails transiently and staleness is allowed) served as
+    /// it is.
+    async fn expired(
+        self: &Arc<Self>,
+        key: &Key,
+        entry: Arc<Entry>,
+        now: Instant,
+        stale_allowed: bool,
+    ) -> Lookup {
+        let fkey = entry.canonical().clone();
+        let stale = |cache: &Self| {
+            cache.metrics.stale();
+            Ok((Arc::clone(&entry), Source::Stale))
+        };
+        if let Some(e) = self.remembered_failure(&fkey, now) {
             return Err(e);
         }
-        let stale_allowed = age < ttl + self.policy.max_stale;
         if stale_allowed {
-            if let Some(retry_due) = self.backoff_state(key, now) {
+            if let Some(retry_due) = self.backoff_state(&fkey, now) {
                 // The upstream failed for this key moments ago: answer at once with the last good value instead of
                 // making every request wait for another timeout, and probe the upstream in the background only once
                 // the backoff has passed.
                 if retry_due {
-                    self.refresh_in_background(key.clone());
+                    self.refresh_in_background(fkey.clone());
                 }
                 tracing::debug!(key = %key, "upstream in backoff; serving the last good value");
-                self.metrics.stale();
-                return Ok((entry.body.clone(), Source::Stale));
+                return stale(self);
+            }
+            if self
+                .in_flight_for(&fkey)
+                .is_some_and(|running| running >= STALE_GRACE)
+            {
+                // A call for this key has been running longer than the grace: the upstream is slow or gone, and
+                // this read would only wait another grace to learn it.
+                tracing::debug!(key = %key, "upstream slow; serving the last good value meanwhile");
+                return stale(self);
             }
         }
-        if stale_allowed
-            && self
-                .in_flight_for(key)
-                .is_some_and(|running| running >= STALE_GRACE)
-        {
-            // A call for this key has been running longer than the grace: the upstream is slow or gone, and this
-            // read would only wait another grace to learn it.
-            tracing::debug!(key = %key, "upstream slow; serving the last good value meanwhile");
-            self.metrics.stale();
-            return Ok((entry.body.clone(), Source::Stale));
-        }
-        let flight = self.flight(key.clone());
+        let flight = self.flight(fkey);
         let result = if stale_allowed {
             // Stale-if-slow: a failing upstream often fails by timing out, so do not wait the whole timeout to find
             // out. Past the grace the last good value is served; the fetch goes on in its own task and fills the
@@ -350,48 +417,121 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
                 r = flight => r,
                 _ = tokio::time::sleep(STALE_GRACE) => {
                     tracing::debug!(key = %key, "upstream slow; serving the last good value meanwhile");
-                    self.metrics.stale();
-                    return Ok((entry.body.clone(), Source::Stale));
+                    return stale(self);
                 }
             }
         } else {
             flight.await
         };
         match result {
-            Ok(fresh) => Ok((fresh.body.clone(), Source::Miss)),
+            Ok(fresh) => Ok((fresh, Source::Miss)),
             Err(e) if e.is_transient() && stale_allowed => {
                 tracing::warn!(
                     key = %key,
                     error = %e,
-                    stale_for_secs = (age - ttl).as_secs(),
                     "upstream failed; serving the last good value"
                 );
-                self.metrics.stale();
-                Ok((entry.body.clone(), Source::Stale))
+                stale(self)
             }
             Err(e) => Err(e),
         }
     }
 
-    /// `refreshNow`: a fresh upstream call, or the one another `refreshNow` of this key made within the interval.
-    async fn refresh_now(
-        self: &Arc<Self>,
-        key: &Key,
-        now: Instant,
-    ) -> Result<(SecretBody, Source), UpstreamError> {
-        let flight = match self.refreshed.get(key, now) {
-            Some(recent) => {
+    /// Several keys at once: fresh hits from the cache, and every key that needs the upstream in one batch call
+    /// (single-flight per key still holds: a key already being fetched is joined, not fetched again). Results are in
+    /// the order of `keys`.
+    pub async fn get_many(self: &Arc<Self>, keys: &[Key]) -> Vec<Lookup> {
+        let now = self.now();
+        let mut results: Vec<Option<Lookup>> = Vec::with_capacity(keys.len());
+        let mut wanted: Vec<Wanted> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let cached = if self.caching(key) {
+                self.store.get(key).await
+            } else {
+                None
+            };
+            match cached {
+                Some(entry) => match self.freshness(key, &entry, now) {
+                    Freshness::Fresh => {
+                        self.metrics.hit();
+                        results.push(Some(Ok((entry, Source::Hit))));
+                    }
+                    Freshness::Expired { stale_allowed } => {
+                        self.metrics.miss();
+                        let fkey = entry.canonical().clone();
+                        if stale_allowed && self.backoff_state(&fkey, now).is_some() {
+                            self.metrics.stale();
+                            results.push(Some(Ok((entry, Source::Stale))));
+                        } else {
+                            results.push(None);
+                            wanted.push(Wanted {
+                                index: i,
+                                key: fkey,
+                                expired: Some((entry, stale_allowed)),
+                            });
+                        }
+                    }
+                },
+                None => {
+                    self.metrics.miss();
+                    match self.remembered_failure(key, now) {
+                        Some(e) => results.push(Some(Err(e))),
+                        None => {
+                            results.push(None);
+                            wanted.push(Wanted {
+                                index: i,
+                                key: key.clone(),
+                                expired: None,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let flights = self.batch_flights(wanted.iter().map(|w| w.key.clone()).collect());
+        let fetched = futures_util::future::join_all(flights).await;
+        for (
+            Wanted {
+                index,
+                key,
+                expired,
+            },
+            result,
+        ) in wanted.into_iter().zip(fetched)
+        {
+            results[index] = Some(match (result, expired) {
+                (Ok(entry), _) => Ok((entry, Source::Miss)),
+                (Err(e), Some((entry, true))) if e.is_transient() => {
+                    tracing::warn!(key = %key, error = %e, "upstream failed; serving the last good value");
+                    self.metrics.stale();
+                    Ok((entry, Source::Stale))
+                }
+                (Err(e), _) => Err(e),
+            });
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| no_result().map(|e| (e, Source::Miss))))
+            .collect()
+    }
+
+    /// `refreshNow`: a fresh upstream call for the secret, or the one another `refreshNow` of it made within the
+    /// interval under any of its `spellings` (the canonical key first; just the key asked for when it is not cached).
+    async fn refresh_now(self: &Arc<Self>, spellings: &[Key], now: Instant) -> Lookup {
+        let recent = spellings.iter().find_map(|k| self.refreshed.get(k, now));
+        let flight = match (recent, spellings.first()) {
+            (Some(recent), _) => {
                 self.metrics.refresh_now_coalesced();
                 recent
             }
-            None => {
+            (None, Some(key)) => {
                 let flight = self.flight(key.clone());
                 self.refreshed.put(key.clone(), now, flight.clone());
                 flight
             }
+            (None, None) => return no_result().map(|e| (e, Source::Refreshed)),
         };
-        let entry = flight.await?;
-        Ok((entry.body.clone(), Source::Refreshed))
+        Ok((flight.await?, Source::Refreshed))
     }
 
     /// A not-found or access-denied answer for `key` from moments ago, counted as a negative hit.
@@ -417,6 +557,10 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
         // One key failing (or a call hanging) means the upstream is probably failing for all: wait for none.
         let failing = self.upstream_failing(budget);
         for (key, entry) in self.store.iter() {
+            // Aliases share their secret's entry: refresh each secret once, under its canonical key.
+            if !primary(&key, &entry) {
+                continue;
+            }
             let ttl = self.policy.ttl(&key);
             if now.saturating_duration_since(entry.fetched_at)
                 < ttl - self.policy.refresh_ahead(ttl)
@@ -446,25 +590,48 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
                 }
             }
         }
-        // Failures are logged where they happen (fetch_and_store); here only the count matters.
+        // Failures are logged where they happen (store); here only the count matters.
         while let Ok(Some(_)) = tokio::time::timeout_at(deadline, pending.next()).await {
             report.finished += 1;
         }
         report
     }
 
-    /// Fetches `keys` into the cache concurrently (init prefetch). Failures are logged, never fatal.
+    /// Fetches `keys` into the cache (init prefetch), batched where the upstream can. Failures are logged, never
+    /// fatal.
     pub async fn prefetch(self: &Arc<Self>, keys: Vec<Key>) {
-        let flights = keys.into_iter().map(|key| {
-            let this = Arc::clone(self);
-            async move {
-                match this.fetch(key.clone()).await {
-                    Ok(_) => tracing::info!(key = %key, "prefetched"),
-                    Err(e) => tracing::warn!(key = %key, error = %e, "prefetch failed; will fetch on first use"),
+        let flights = self.batch_flights(keys.clone());
+        let results = futures_util::future::join_all(flights).await;
+        for (key, result) in keys.iter().zip(results) {
+            match result {
+                Ok(_) => tracing::info!(key = %key, "prefetched"),
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %e, "prefetch failed; will fetch on first use")
                 }
             }
-        });
-        futures_util::future::join_all(flights).await;
+        }
+    }
+
+    /// Fetches every SSM parameter under `path` into the cache (init prefetch), each under its own key as if it had
+    /// been asked for. A failure is logged, never fatal.
+    pub async fn prefetch_path(self: &Arc<Self>, path: &str) {
+        let started = Instant::now();
+        let result = self.upstream.fetch_path(path).await;
+        self.metrics.upstream_call(
+            "parameter",
+            result.as_ref().err().map(UpstreamError::code),
+            started.elapsed(),
+        );
+        match result {
+            Ok(values) => {
+                let n = values.len();
+                for (key, fetched) in values {
+                    let _ = self.store(&key, Ok(fetched)).await;
+                }
+                tracing::info!(path, parameters = n, "prefetched an SSM path");
+            }
+            Err(e) => tracing::warn!(path, error = %e, "prefetch of an SSM path failed"),
+        }
     }
 
     /// Forgets every cached value and remembered answer (after a SnapStart restore, when their age is unknown).
@@ -582,70 +749,168 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
         });
     }
 
-    async fn fetch(self: &Arc<Self>, key: Key) -> Result<Arc<Entry>, UpstreamError> {
-        self.flight(key).await
-    }
-
     /// The one in-flight upstream call for `key`, started if there is none.
     fn flight(self: &Arc<Self>, key: Key) -> Flight {
-        // The lock is held only to look up or insert, never across an await.
-        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((f, _)) = inflight.get(&key) {
-            return f.clone();
+        match self.batch_flights(vec![key]).pop() {
+            Some(flight) => flight,
+            None => futures_util::future::ready(no_result()).boxed().shared(),
         }
-        let this = Arc::clone(self);
-        let task_key = key.clone();
-        let handle = tokio::spawn(async move {
-            let result = this.fetch_and_store(&task_key).await;
-            this.inflight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&task_key);
-            result
-        });
-        let flight = async move {
-            match handle.await {
-                Ok(r) => r,
-                Err(e) => Err(UpstreamError::Internal(format!("fetch task failed: {e}"))),
-            }
-        }
-        .boxed()
-        .shared();
-        inflight.insert(key, (flight.clone(), Instant::now()));
-        flight
     }
 
-    async fn fetch_and_store(&self, key: &Key) -> Result<Arc<Entry>, UpstreamError> {
-        let started = Instant::now();
-        let result = self.upstream.fetch(key).await;
-        let elapsed = started.elapsed();
-        self.metrics.upstream_call(
-            key.kind(),
-            result.as_ref().err().map(UpstreamError::code),
-            elapsed,
-        );
-        self.record_outcome(key, result.as_ref().err());
-        let body = match result {
-            Ok(body) => body,
-            Err(e) => {
-                tracing::warn!(key = %key, error = %e, millis = elapsed.as_millis() as u64, "upstream fetch failed");
-                return Err(e);
+    /// One flight per key, in order: a key already being fetched joins that call; the others share new upstream
+    /// calls, one per group of keys the upstream can answer together (a batch when there are several).
+    fn batch_flights(self: &Arc<Self>, keys: Vec<Key>) -> Vec<Flight> {
+        // The lock is held only to look up or insert, never across an await.
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut groups: Vec<Vec<Key>> = Vec::new();
+        for key in &keys {
+            if inflight.contains_key(key) || groups.iter().any(|g| g.contains(key)) {
+                continue;
             }
+            match groups.iter_mut().find(|g| {
+                g.len() < key.batch_limit()
+                    && g[0].batches_with(key, self.policy.home_region.as_deref())
+            }) {
+                Some(group) => group.push(key.clone()),
+                None => groups.push(vec![key.clone()]),
+            }
+        }
+        for group in groups {
+            let this = Arc::clone(self);
+            let task_keys = group.clone();
+            let handle = tokio::spawn(async move {
+                let results = this.fetch_upstream(&task_keys).await;
+                let mut stored = Vec::with_capacity(results.len());
+                for (key, result) in task_keys.iter().zip(results) {
+                    stored.push(this.store(key, result).await);
+                }
+                let mut inflight = this.inflight.lock().unwrap_or_else(|p| p.into_inner());
+                for key in &task_keys {
+                    inflight.remove(key);
+                }
+                stored
+            });
+            let call = async move {
+                handle
+                    .await
+                    .map_err(|e| UpstreamError::Internal(format!("fetch task failed: {e}")))
+            }
+            .boxed()
+            .shared();
+            let started = Instant::now();
+            for (i, key) in group.into_iter().enumerate() {
+                let flight = call
+                    .clone()
+                    .map(move |r| match r {
+                        Ok(stored) => stored.get(i).cloned().unwrap_or_else(no_result),
+                        Err(e) => Err(e),
+                    })
+                    .boxed()
+                    .shared();
+                inflight.insert(key, (flight, started));
+            }
+        }
+        keys.iter()
+            .map(|k| match inflight.get(k) {
+                Some((f, _)) => f.clone(),
+                None => futures_util::future::ready(no_result()).boxed().shared(),
+            })
+            .collect()
+    }
+
+    /// One upstream call for `keys` (a batch when there are several), counted once in the metrics.
+    async fn fetch_upstream(&self, keys: &[Key]) -> Vec<Result<Fetched, UpstreamError>> {
+        let started = Instant::now();
+        let results = match keys {
+            [key] => vec![self.upstream.fetch(key).await],
+            keys => self.upstream.fetch_batch(keys).await,
         };
-        tracing::info!(key = %key, bytes = body.len(), millis = elapsed.as_millis() as u64, "fetched from upstream");
+        let elapsed = started.elapsed();
+        // Every key of a call is of one kind (`batch_flights` groups them so).
+        let kind = keys.first().map_or("secret", Key::kind);
+        // A batch that failed as a whole fails every key alike; report the first error as the call's.
+        let error = match keys {
+            [_] => results
+                .first()
+                .and_then(|r| r.as_ref().err())
+                .map(UpstreamError::code),
+            _ => results
+                .iter()
+                .all(Result::is_err)
+                .then(|| {
+                    results
+                        .first()
+                        .and_then(|r| r.as_ref().err())
+                        .map(UpstreamError::code)
+                })
+                .flatten(),
+        };
+        self.metrics.upstream_call(kind, error, elapsed);
+        for (key, result) in keys.iter().zip(&results) {
+            match result {
+                Ok(f) => tracing::info!(
+                    key = %key,
+                    bytes = f.body.len(),
+                    millis = elapsed.as_millis() as u64,
+                    batch = keys.len(),
+                    "fetched from upstream"
+                ),
+                Err(e) => tracing::warn!(
+                    key = %key,
+                    error = %e,
+                    millis = elapsed.as_millis() as u64,
+                    "upstream fetch failed"
+                ),
+            }
+        }
+        results
+    }
+
+    /// Records the outcome of an upstream call for `key` and, on success, stores the value under every key it
+    /// answers to.
+    async fn store(
+        &self,
+        key: &Key,
+        result: Result<Fetched, UpstreamError>,
+    ) -> Result<Arc<Entry>, UpstreamError> {
+        self.record_outcome(key, result.as_ref().err());
+        let Fetched { body, meta } = result?;
+        let keys = self.home.aliases(key, &meta);
+        let etag = meta
+            .version
+            .as_deref()
+            .map(|v| Bytes::from(format!("\"{v}\"")));
         let entry = Arc::new(Entry {
             body,
             fetched_at: self.now(),
+            meta,
+            etag,
+            keys,
         });
         if self.caching(key) {
             self.entries.fetch_add(1, Ordering::Relaxed);
-            self.bytes
-                .fetch_add((entry.body.len() + key.len()) as u64, Ordering::Relaxed);
-            self.store.insert(key.clone(), Arc::clone(&entry)).await;
+            self.bytes.fetch_add(
+                (entry.body.len() + entry.canonical().len()) as u64,
+                Ordering::Relaxed,
+            );
+            for k in &entry.keys {
+                self.store.insert(k.clone(), Arc::clone(&entry)).await;
+            }
             self.publish_size();
         }
         Ok(entry)
     }
+}
+
+/// A key a batch call had no answer for: our bug, never the client's.
+fn no_result() -> Result<Arc<Entry>, UpstreamError> {
+    Err(UpstreamError::Internal("a batch key got no result".into()))
+}
+
+/// Whether an entry may be served as it is.
+enum Freshness {
+    Fresh,
+    Expired { stale_allowed: bool },
 }
 
 #[cfg(test)]
@@ -655,31 +920,54 @@ mod tests {
     use crate::request::{SecretKey, VersionSelector};
     use std::sync::atomic::AtomicUsize;
 
-    /// A scripted upstream: counts calls and answers from a mutable script, after a delay on tokio's clock.
+    /// A scripted upstream: counts calls (a batch is one) and answers from a mutable script, after a delay on
+    /// tokio's clock, with the ARN, name and version the script says.
     #[derive(Default)]
     struct Scripted {
         calls: AtomicUsize,
+        batches: AtomicUsize,
         answer: Mutex<Option<Result<String, UpstreamError>>>,
+        meta: Mutex<Meta>,
         delay: Mutex<Duration>,
     }
 
+    impl Scripted {
+        async fn answer(&self) -> Result<Fetched, UpstreamError> {
+            let delay = *self.delay.lock().expect("lock");
+            tokio::time::sleep(delay).await;
+            let answer = self
+                .answer
+                .lock()
+                .expect("lock")
+                .clone()
+                .unwrap_or(Ok("v".into()));
+            let meta = self.meta.lock().expect("lock").clone();
+            answer.map(|s| Fetched {
+                body: SecretBody::new(s.into_bytes()),
+                meta,
+            })
+        }
+    }
+
     impl Upstream for Arc<Scripted> {
-        fn fetch(
-            &self,
-            _key: &Key,
-        ) -> impl Future<Output = Result<SecretBody, UpstreamError>> + Send {
+        fn fetch(&self, _key: &Key) -> impl Future<Output = Result<Fetched, UpstreamError>> + Send {
             let this = Arc::clone(self);
             async move {
                 this.calls.fetch_add(1, Ordering::SeqCst);
-                let delay = *this.delay.lock().expect("lock");
-                tokio::time::sleep(delay).await;
-                let answer = this
-                    .answer
-                    .lock()
-                    .expect("lock")
-                    .clone()
-                    .unwrap_or(Ok("v".into()));
-                answer.map(|s| SecretBody::new(s.into_bytes()))
+                this.answer().await
+            }
+        }
+
+        fn fetch_batch(
+            &self,
+            keys: &[Key],
+        ) -> impl Future<Output = Vec<Result<Fetched, UpstreamError>>> + Send {
+            let (this, n) = (Arc::clone(self), keys.len());
+            async move {
+                this.calls.fetch_add(1, Ordering::SeqCst);
+                this.batches.fetch_add(1, Ordering::SeqCst);
+                let one = this.answer().await;
+                vec![one; n]
             }
         }
     }
@@ -695,6 +983,7 @@ mod tests {
             negative_ttl: Duration::ZERO,
             refresh_now_interval: Duration::ZERO,
             forget_on_pause: false,
+            home_region: Some("us-east-1".into()),
         }
     }
 
@@ -728,8 +1017,11 @@ mod tests {
     }
 
     async fn text(c: &TestCache, k: &str, refresh: bool) -> (String, Source) {
-        let (b, s) = c.get(&key(k), refresh).await.expect("value");
-        (String::from_utf8(b.bytes().to_vec()).expect("utf8"), s)
+        let (e, s) = c.get(&key(k), refresh).await.expect("value");
+        (
+            String::from_utf8(e.body().bytes().to_vec()).expect("utf8"),
+            s,
+        )
     }
 
     /// Lets spawned tasks (background refreshes) run to completion on the paused clock.
@@ -1092,6 +1384,97 @@ mod tests {
         assert_eq!((probe.started, probe.finished), (1, 0));
         settle().await;
         assert_eq!(calls(&up), 3);
+    }
+
+    const ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:my/db-AbCdEf";
+    const PARTIAL: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:my/db";
+
+    #[tokio::test(start_paused = true)]
+    async fn every_spelling_of_a_secret_shares_one_entry_and_one_call() {
+        let (up, _wall, cache) = setup(policy());
+        *up.meta.lock().expect("lock") = Meta {
+            arn: Some(ARN.into()),
+            name: Some("my/db".into()),
+            version: Some("v-1".into()),
+        };
+        set(&up, Ok("{}"));
+        assert_eq!(text(&cache, "my/db", false).await.1, Source::Miss);
+        for spelling in [ARN, PARTIAL, "my/db"] {
+            assert_eq!(
+                text(&cache, spelling, false).await.1,
+                Source::Hit,
+                "{spelling}"
+            );
+        }
+        let by_version = Key::Secret(SecretKey {
+            secret_id: ARN.into(),
+            selector: VersionSelector::Id("v-1".into()),
+        });
+        let (entry, source) = cache.get(&by_version, false).await.expect("value");
+        assert_eq!(source, Source::Hit);
+        assert_eq!(entry.etag().map(|t| &t[..]), Some(&b"\"v-1\""[..]));
+        assert_eq!(calls(&up), 1);
+        assert_eq!(cache.size().0, 1, "one entry, however many names");
+        // A refresh of any spelling refreshes the secret once, and every spelling sees it.
+        tokio::time::advance(Duration::from_secs(101)).await;
+        set(&up, Ok("{\"new\":1}"));
+        assert_eq!(text(&cache, PARTIAL, false).await.1, Source::Miss);
+        assert_eq!(
+            text(&cache, "my/db", false).await,
+            ("{\"new\":1}".into(), Source::Hit)
+        );
+        assert_eq!(calls(&up), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresh_now_of_a_spelling_not_yet_cached_and_then_of_another_is_one_call() {
+        let (up, _wall, cache) = setup(Policy {
+            refresh_now_interval: Duration::from_secs(1),
+            ..policy()
+        });
+        *up.meta.lock().expect("lock") = Meta {
+            arn: Some(ARN.into()),
+            name: Some("my/db".into()),
+            version: Some("v-1".into()),
+        };
+        for spelling in ["my/db", "my/db", ARN, PARTIAL] {
+            assert_eq!(text(&cache, spelling, true).await.1, Source::Refreshed);
+        }
+        assert_eq!(calls(&up), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_of_misses_is_one_upstream_call_and_hits_stay_in_the_cache() {
+        let (up, _wall, cache) = setup(policy());
+        set(&up, Ok("v"));
+        text(&cache, "k0", false).await;
+        assert_eq!(calls(&up), 1);
+        let keys: Vec<Key> = (0..10).map(|i| key(&format!("k{i}"))).collect();
+        let answers = cache.get_many(&keys).await;
+        assert_eq!(answers.len(), 10);
+        assert_eq!(answers[0].as_ref().expect("hit").1, Source::Hit);
+        assert!(answers[1..]
+            .iter()
+            .all(|a| a.as_ref().is_ok_and(|(_, s)| *s == Source::Miss)));
+        assert_eq!((calls(&up), up.batches.load(Ordering::SeqCst)), (2, 1));
+        // All cached now: a second batch costs nothing.
+        cache.get_many(&keys).await;
+        assert_eq!(calls(&up), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_joins_a_fetch_already_running_for_one_of_its_keys() {
+        let (up, _wall, cache) = setup(policy());
+        *up.delay.lock().expect("lock") = Duration::from_millis(50);
+        let single = {
+            let c = Arc::clone(&cache);
+            tokio::spawn(async move { c.get(&key("a"), false).await.map(|(_, s)| s) })
+        };
+        tokio::task::yield_now().await;
+        let answers = cache.get_many(&[key("a"), key("b"), key("c")]).await;
+        assert!(answers.iter().all(Result::is_ok));
+        assert!(single.await.expect("join").is_ok());
+        assert_eq!(calls(&up), 2, "one for a, one batch for b and c");
     }
 
     #[tokio::test(start_paused = true)]
