@@ -64,7 +64,7 @@ pub fn check_config(data: &[u8]) {
         "an empty upstream pool was accepted"
     );
     assert_eq!(
-        c.tokens.values().is_empty(),
+        c.tokens.is_empty(),
         c.diagnostics
             .errors
             .iter()

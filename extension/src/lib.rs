@@ -9,9 +9,11 @@
 //! - [`clock`]: monotonic time that also counts the pauses a frozen or restored micro-VM hides from it;
 //! - [`upstream`]: the AWS SDK clients and the success bodies;
 //! - [`server`]: the localhost HTTP server and its request checks;
+//! - [`token`]: the token a request must carry, from a variable or (in containers) a file that may change;
 //! - [`lifecycle`]: the Lambda Extensions API lifecycle, and standalone mode;
 //! - [`error`]: errors, and the one mapping to HTTP;
 //! - [`secret`], [`metrics`], [`logging`]: the secret-holding type, counters, tracing set-up;
+//! - [`health`]: `secretcache ping`, a container health check;
 //! - [`fuzzing`]: property checks shared by the fuzz targets and their regression tests.
 
 pub mod cache;
@@ -19,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fuzzing;
+pub mod health;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
@@ -26,6 +29,7 @@ pub mod request;
 pub mod respond;
 pub mod secret;
 pub mod server;
+pub mod token;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -38,7 +42,8 @@ use crate::clock::SystemWallClock;
 use crate::config::Config;
 use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::metrics::Metrics;
-use crate::server::{App, TokenCheck};
+use crate::server::App;
+use crate::token::Tokens;
 use crate::upstream::AwsUpstream;
 
 /// Runs the extension on already-bound listeners ([`server::bind`]) until shutdown.
@@ -61,12 +66,17 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), Life
         Policy::from(&config),
         Arc::clone(&metrics),
     );
-    let app = Arc::new(App {
-        cache: Arc::clone(&cache),
-        tokens: TokenCheck::new(&config.tokens),
-        metrics: Arc::clone(&metrics),
-    });
+    let tokens = Tokens::new(config.tokens.clone());
+    let app = Arc::new(App::new(
+        Arc::clone(&cache),
+        Arc::clone(&tokens),
+        &config.token_headers,
+        config.path_prefix.clone(),
+        Arc::clone(&metrics),
+    ));
     let shutdown = CancellationToken::new();
+    // A token from a file is re-read when the file changes (a rotated token in a sidecar's shared volume).
+    tokio::spawn(tokens.watch(shutdown.clone()));
     let server = tokio::spawn(server::serve(
         listeners,
         app,

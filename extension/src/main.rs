@@ -1,13 +1,57 @@
 //! The `secretcache` binary: read config, set up tracing, bind the loopback port, run.
+//!
+//! ```text
+//! secretcache                      as a Lambda extension (AWS_LAMBDA_RUNTIME_API set), or a standalone sidecar
+//! secretcache --config agent.toml  the same, with an AWS Secrets Manager Agent configuration file
+//! secretcache ping [--config f]    a container health check: exit 0 when the local /ping answers 200
+//! ```
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use secretcache::config::{Config, ProcessEnv};
 
+const USAGE: &str =
+    "usage: secretcache [--config <agent.toml>] | secretcache ping [--config <agent.toml>]";
+
+/// What the command line asks for.
+struct Args {
+    ping: bool,
+    config: Option<PathBuf>,
+}
+
+fn args() -> Result<Args, String> {
+    let mut parsed = Args {
+        ping: false,
+        config: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "ping" => parsed.ping = true,
+            "--config" => parsed.config = Some(args.next().ok_or("--config needs a file")?.into()),
+            a if a.starts_with("--config=") => parsed.config = Some(a["--config=".len()..].into()),
+            "--help" | "-h" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(parsed)
+}
+
 fn main() -> ExitCode {
+    let args = match args() {
+        Ok(a) => a,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
     // Never fails: a value that cannot be used is replaced by its default and reported once tracing is up. An
     // extension that exits during init fails the whole function, so only an unusable port stops it (below).
-    let config = Config::from_env(&ProcessEnv);
+    let config = Config::load(&ProcessEnv, args.config.as_deref());
+    if args.ping {
+        return secretcache::health::ping(config.port);
+    }
     secretcache::logging::init(&config);
     secretcache::logging::report(&config.diagnostics);
     tracing::debug!(config = ?config, "effective configuration");

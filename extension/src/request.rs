@@ -443,6 +443,29 @@ impl SecretRequest {
     pub fn parse(raw_query: &str) -> Result<Self, QueryError> {
         let q = Query::parse(raw_query)?;
         let secret_id = q.required("secretId")?.to_owned();
+        Self::with_id(secret_id, &q)
+    }
+
+    /// Parses `GET <prefix><secretId>?<query>`, the AWS Secrets Manager Agent's path-based read: the id is the
+    /// percent-decoded rest of the path, checked as a `secretId` is.
+    pub fn parse_path(raw_id: &str, raw_query: &str) -> Result<Self, QueryError> {
+        let id = decode(raw_id).map_err(|()| QueryError::BadEncoding("secretId".to_owned()))?;
+        if id.is_empty() {
+            return Err(QueryError::Missing("secretId"));
+        }
+        if has_control(&id) {
+            return Err(QueryError::ControlCharacter("secretId".to_owned()));
+        }
+        if id.len() > MAX_VALUE_LEN {
+            return Err(QueryError::Invalid {
+                name: "secretId",
+                expected: "at most 2048 characters long",
+            });
+        }
+        Self::with_id(id.into_owned(), &Query::parse(raw_query)?)
+    }
+
+    fn with_id(secret_id: String, q: &Query<'_>) -> Result<Self, QueryError> {
         let version_id = q.get("versionId")?.filter(|v| !v.is_empty());
         let version_stage = q.get("versionStage")?.filter(|v| !v.is_empty());
         let selector = match (version_id, version_stage) {
@@ -725,6 +748,29 @@ mod tests {
         assert!(matches!(
             BatchRequest::parameters(&eleven),
             Err(QueryError::TooMany { max: 10, .. })
+        ));
+    }
+
+    #[test]
+    fn a_path_read_takes_its_id_from_the_path() {
+        let r = SecretRequest::parse_path("my%2Fdb", "versionStage=AWSPENDING").expect("ok");
+        assert_eq!(r.key.secret_id, "my/db");
+        assert_eq!(r.key.selector, VersionSelector::Stage("AWSPENDING".into()));
+        let arn = "arn:aws:secretsmanager:us-east-1:1:secret:my/db-AbCdEf";
+        assert_eq!(
+            SecretRequest::parse_path(arn, "")
+                .expect("ok")
+                .key
+                .secret_id,
+            arn
+        );
+        assert_eq!(
+            SecretRequest::parse_path("", ""),
+            Err(QueryError::Missing("secretId"))
+        );
+        assert!(matches!(
+            SecretRequest::parse_path("a%00", ""),
+            Err(QueryError::ControlCharacter(_))
         ));
     }
 

@@ -25,7 +25,6 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -33,11 +32,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::cache::{Cache, Source, Upstream};
 use crate::clock::{SystemWallClock, WallClock};
-use crate::config::AcceptedTokens;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::request::{BatchRequest, Key, ParameterRequest, SecretRequest};
 use crate::respond::{self, Item, Kind, ProjectionError};
+use crate::token::Tokens;
 
 /// The header that carries the execution environment's session token.
 pub const TOKEN_HEADER: &str = "x-aws-parameters-secrets-token";
@@ -46,7 +45,6 @@ pub const CACHE_HEADER: &str = "x-secretcache-cache";
 /// Present (`true`) when the value is past its TTL and served because the upstream failed.
 pub const STALE_HEADER: &str = "x-secretcache-stale";
 // The same names, parsed once: a lookup or insert by `&str` would validate and lower-case the name on every request.
-static TOKEN_NAME: HeaderName = HeaderName::from_static(TOKEN_HEADER);
 static CACHE_NAME: HeaderName = HeaderName::from_static(CACHE_HEADER);
 static STALE_NAME: HeaderName = HeaderName::from_static(STALE_HEADER);
 static FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -63,10 +61,43 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct App<U, W = SystemWallClock> {
     /// The cache, in front of the upstream.
     pub cache: Arc<Cache<U, W>>,
-    /// The values the token header may carry.
-    pub tokens: TokenCheck,
+    /// The tokens a request may carry.
+    pub tokens: Arc<Tokens>,
+    /// The headers it may carry one in (the AWS extension's, and the Agent's `X-Vault-Token`), parsed once.
+    pub token_headers: Vec<HeaderName>,
+    /// The prefix of path-based reads (`/v1/<secretId>`).
+    pub path_prefix: String,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+}
+
+impl<U, W> App<U, W> {
+    /// The handler's state: `token_headers` that are not valid header names are dropped (with a log line).
+    pub fn new(
+        cache: Arc<Cache<U, W>>,
+        tokens: Arc<Tokens>,
+        token_headers: &[String],
+        path_prefix: String,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let token_headers = token_headers
+            .iter()
+            .filter_map(|h| match HeaderName::try_from(h.as_str()) {
+                Ok(name) => Some(name),
+                Err(_) => {
+                    tracing::error!(header = %h, "not a valid header name; it is not accepted for the token");
+                    None
+                }
+            })
+            .collect();
+        Self {
+            cache,
+            tokens,
+            token_headers,
+            path_prefix,
+            metrics,
+        }
+    }
 }
 
 impl<U, W> std::fmt::Debug for App<U, W> {
@@ -77,47 +108,10 @@ impl<U, W> std::fmt::Debug for App<U, W> {
     }
 }
 
-/// The accepted tokens as SHA-256 digests. A given token is digested too and compared in constant time with every
-/// accepted one: equal-length inputs make the comparison's time independent of the token's length and content.
-#[derive(Clone)]
-pub struct TokenCheck(Vec<[u8; 32]>);
-
-impl TokenCheck {
-    /// Digests `tokens` once, at start-up.
-    pub fn new(tokens: &AcceptedTokens) -> Self {
-        Self(
-            tokens
-                .values()
-                .iter()
-                .map(|t| digest(t.as_bytes()))
-                .collect(),
-        )
-    }
-
-    /// Whether `given` is one of the accepted tokens.
-    pub fn accepts(&self, given: &[u8]) -> bool {
-        let given = digest(given);
-        // Every accepted value is compared, without stopping early, so timing says nothing about which one matched.
-        let matched = self
-            .0
-            .iter()
-            .fold(subtle::Choice::from(0), |acc, t| acc | t.ct_eq(&given));
-        bool::from(matched)
-    }
-}
-
-impl std::fmt::Debug for TokenCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TokenCheck([{} digests])", self.0.len())
-    }
-}
-
-fn digest(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
 enum Route {
     Secret,
+    /// `<prefix><secretId>`, as the AWS Secrets Manager Agent serves it.
+    SecretByPath,
     Parameter,
     SecretBatch,
     ParameterBatch,
@@ -171,16 +165,30 @@ async fn route<U: Upstream, W: WallClock, B>(
             Route::ParameterBatch
         }
         "/metrics" => Route::Metrics,
+        p if p.starts_with(app.path_prefix.as_str()) => Route::SecretByPath,
         _ => {
-            check_token(&app.tokens, req)?;
+            check_token(app, req)?;
             return Err(ApiError::UnknownPath);
         }
     };
-    check_token(&app.tokens, req)?;
+    check_token(app, req)?;
     let query = req.uri().query().unwrap_or("");
     match route {
         Route::Secret => {
             let r = SecretRequest::parse(query)?;
+            one(
+                app,
+                req,
+                Key::Secret(r.key),
+                r.refresh_now,
+                r.field,
+                Kind::Secret,
+            )
+            .await
+        }
+        Route::SecretByPath => {
+            let id = &req.uri().path()[app.path_prefix.len()..];
+            let r = SecretRequest::parse_path(id, query)?;
             one(
                 app,
                 req,
@@ -393,19 +401,24 @@ fn answered(
     resp
 }
 
-fn check_token<B>(tokens: &TokenCheck, req: &Request<B>) -> Result<(), ApiError> {
-    let mut values = req.headers().get_all(&TOKEN_NAME).iter();
-    let Some(given) = values.next() else {
-        return Err(ApiError::MissingToken);
-    };
-    if values.next().is_some() {
-        return Err(ApiError::DuplicateToken);
+/// The request's token: the first configured header it carries (each at most once), checked against the accepted
+/// tokens.
+fn check_token<U, W, B>(app: &App<U, W>, req: &Request<B>) -> Result<(), ApiError> {
+    for name in &app.token_headers {
+        let mut values = req.headers().get_all(name).iter();
+        let Some(given) = values.next() else {
+            continue;
+        };
+        if values.next().is_some() {
+            return Err(ApiError::DuplicateToken);
+        }
+        return if app.tokens.accepts(given.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::WrongToken)
+        };
     }
-    if tokens.accepts(given.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::WrongToken)
-    }
+    Err(ApiError::MissingToken)
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {

@@ -136,10 +136,12 @@ impl AwsUpstream {
                         tls::rustls_provider::CryptoMode::Ring,
                     ))
                     .build_https();
-                let base = aws_config::defaults(BehaviorVersion::latest())
-                    .http_client(http)
-                    .load()
-                    .await;
+                let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+                // The variable, or the Agent configuration file's `region`, which the SDK would not read itself.
+                if let Some(region) = &inner.home_region {
+                    loader = loader.region(Region::new(region.clone()));
+                }
+                let base = loader.load().await;
                 let Some(role) = &inner.role else {
                     return base;
                 };

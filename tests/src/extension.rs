@@ -58,7 +58,19 @@ impl Standalone {
         port: u16,
         token: String,
     ) -> Standalone {
+        Self::spawn_with_args(env, overrides, &[], port, token)
+    }
+
+    /// Like [`Standalone::spawn_with_env`], with command-line arguments (`--config <file>`).
+    pub fn spawn_with_args(
+        env: Vec<(String, String)>,
+        overrides: &[(&str, &str)],
+        args: &[&str],
+        port: u16,
+        token: String,
+    ) -> Standalone {
         let mut cmd = Command::new(crate::bin_path("secretcache"));
+        cmd.args(args);
         cmd.env_clear();
         for (k, v) in &env {
             if !overrides.iter().any(|(o, _)| o == k) {

@@ -16,20 +16,21 @@ const K8S: &str = "deploy/k8s-sidecar.yaml";
 const DOCKERFILE: &str = "deploy/Dockerfile";
 /// The oldest Kubernetes with native sidecars on by default (SidecarContainers beta).
 const K8S_VERSION: &str = "1.29.0";
-/// What every health check of the examples must ask: secretcache's token-free health path, on loopback.
-const PING: &str = "http://127.0.0.1:2773/ping";
+/// What every health check of the examples must run after the binary: `secretcache ping` asks the token-free /ping
+/// on loopback, inside the container.
+const PING: &str = "ping";
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(workspace_root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// The binary the Dockerfile installs for probes (`COPY --from=busybox ... <dest>`).
+/// Where the Dockerfile installs secretcache, which is also the health check (`COPY --from=bin ... <dest>`).
 fn dockerfile_probe_binary() -> String {
     read(DOCKERFILE)
         .lines()
-        .find(|l| l.starts_with("COPY --from=busybox"))
+        .find(|l| l.starts_with("COPY --from=bin"))
         .and_then(|l| l.split_whitespace().last())
-        .expect("the Dockerfile copies busybox in")
+        .expect("the Dockerfile copies secretcache in")
         .to_string()
 }
 
@@ -547,7 +548,7 @@ fn sidecar_dockerfile_copies_what_make_package_builds() {
         dockerfile.contains(&format!("\"{}\"", dockerfile_probe_binary())),
         "HEALTHCHECK uses the probe binary"
     );
-    assert!(dockerfile.contains(PING));
+    assert!(dockerfile.contains(&format!("\"{}\", \"{PING}\"]", dockerfile_probe_binary())));
 
     // After `make package` (make test builds both architectures first), each binary is where the Dockerfile looks.
     for arch in [

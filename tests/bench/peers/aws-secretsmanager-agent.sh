@@ -9,7 +9,10 @@
 # GetCallerIdentity on moto before it listens), except: the port, log_level INFO (ours runs at info too) and
 # log_to_file = false (the bench keeps stdout/stderr in target/bench/peer.log).
 #
-# Usage: aws-secretsmanager-agent.sh <agent binary>
+# The same file starts secretcache unchanged (`secretcache --config agent.toml` reads the Agent's keys), so this script
+# also shows the drop-in: aws-secretsmanager-agent.sh target/release/secretcache runs ours from the Agent's config.
+#
+# Usage: aws-secretsmanager-agent.sh <agent binary, or secretcache>
 set -euo pipefail
 agent=${1:?usage: $0 <path to aws_secretsmanager_agent>}
 port=${BENCH_PEER_PORT:?BENCH_PEER_PORT is set by the bench}

@@ -17,11 +17,16 @@
 //! - [`Config::from_env`]: parse every value; never fails;
 //! - [`Diagnostics`]: what parsing found (errors, notices, likely misspellings), logged once tracing is up.
 
+pub mod agent;
+
 use std::collections::HashMap;
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
+pub use crate::token::TokenSource;
 pub use crate::upstream::AssumeRole;
+use agent::AgentFile;
 
 /// HTTP port of the localhost cache.
 pub const HTTP_PORT: &str = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT";
@@ -76,6 +81,20 @@ pub const AWS_LAMBDA_INITIALIZATION_TYPE: &str = "AWS_LAMBDA_INITIALIZATION_TYPE
 pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
 /// The token under SnapStart, where `AWS_SESSION_TOKEN` is absent.
 pub const AWS_CONTAINER_AUTHORIZATION_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
+/// The AWS Secrets Manager Agent's token variable (a value, or `file:///path`); read first outside Lambda.
+pub const AWS_TOKEN: &str = "AWS_TOKEN";
+/// (ours) The prefix of path-based reads, `/v1/` by default as with the AWS Secrets Manager Agent.
+pub const PATH_PREFIX: &str = "PARAMETERS_SECRETS_EXTENSION_PATH_PREFIX";
+/// The header clients send the token in (the AWS extension's).
+pub const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
+/// The other header the AWS Secrets Manager Agent accepts it in.
+pub const VAULT_TOKEN_HEADER: &str = "X-Vault-Token";
+/// Where outside Lambda the token is looked for, in order (the Agent's order): the first set wins.
+pub const STANDALONE_TOKEN_VARIABLES: [&str; 3] = [
+    AWS_TOKEN,
+    AWS_SESSION_TOKEN,
+    AWS_CONTAINER_AUTHORIZATION_TOKEN,
+];
 /// Set by Lambda; when absent the extension runs standalone.
 pub const AWS_LAMBDA_RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 /// `json` switches the log format to JSON lines.
@@ -109,6 +128,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     REFRESH_NOW_INTERVAL_MILLIS,
     ROLE_ARN,
     ROLE_EXTERNAL_ID,
+    PATH_PREFIX,
 ];
 
 /// Our default upstream timeout where the AWS extension's default (0) would mean "wait forever": an upstream call
@@ -150,6 +170,24 @@ impl Env for ProcessEnv {
         std::env::vars_os()
             .filter_map(|(k, _)| k.into_string().ok())
             .collect()
+    }
+}
+
+/// The environment over the defaults an Agent configuration file gives: a variable that is set wins.
+struct WithFile<'a, E> {
+    env: &'a E,
+    file: &'a HashMap<&'static str, String>,
+}
+
+impl<E: Env> Env for WithFile<'_, E> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.env
+            .get(name)
+            .filter(|v| !v.trim().is_empty())
+            .or_else(|| self.file.get(name).cloned())
+    }
+    fn names(&self) -> Vec<String> {
+        self.env.names()
     }
 }
 
@@ -252,27 +290,6 @@ pub enum Endpoint {
     Invalid(&'static str),
 }
 
-/// The token values a request may carry. Its `Debug` redacts them: they are credentials.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AcceptedTokens(Vec<String>);
-
-impl AcceptedTokens {
-    /// Builds the set from explicit values (empty strings are dropped).
-    pub fn new(values: impl IntoIterator<Item = String>) -> Self {
-        Self(values.into_iter().filter(|v| !v.is_empty()).collect())
-    }
-    /// The accepted values.
-    pub fn values(&self) -> &[String] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for AcceptedTokens {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AcceptedTokens([{} redacted])", self.0.len())
-    }
-}
-
 /// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -304,8 +321,12 @@ pub struct Config {
     pub role: Option<AssumeRole>,
     /// Budget of the init prefetch.
     pub prefetch_timeout: Duration,
-    /// Values the token header may carry.
-    pub tokens: AcceptedTokens,
+    /// Where the token a request must carry comes from.
+    pub tokens: Vec<TokenSource>,
+    /// The headers a request may carry the token in.
+    pub token_headers: Vec<String>,
+    /// The prefix of path-based reads (`/v1/<secretId>`, as the AWS Secrets Manager Agent serves them).
+    pub path_prefix: String,
     /// The Lambda Runtime API address, or `None` to run standalone.
     pub runtime_api: Option<String>,
     /// Percent of the TTL before expiry in which hits trigger a background refresh.
@@ -491,9 +512,28 @@ impl<'e, E: Env> Reader<'e, E> {
 }
 
 impl Config {
-    /// Reads the configuration. Never fails: what cannot be used is replaced by its default and reported in
-    /// [`Config::diagnostics`]. Nothing is bound or spawned before this returns.
+    /// Reads the configuration from the environment alone; see [`Config::load`].
     pub fn from_env(env: &impl Env) -> Self {
+        Self::load(env, None)
+    }
+
+    /// Reads the configuration from the environment and, with `--config`, an AWS Secrets Manager Agent file whose
+    /// values are defaults under the variables. Never fails: what cannot be used is replaced by its default and
+    /// reported in [`Config::diagnostics`]. Nothing is bound or spawned before this returns.
+    pub fn load(env: &impl Env, agent_file: Option<&Path>) -> Self {
+        let file = agent_file.map(AgentFile::read).unwrap_or_default();
+        let env = WithFile {
+            env,
+            file: &file.defaults,
+        };
+        let mut c = Self::read(&env, &file);
+        c.diagnostics.errors.extend(file.errors);
+        c.diagnostics.notices.extend(file.notices);
+        c.diagnostics.misspellings.extend(file.warnings);
+        c
+    }
+
+    fn read(env: &impl Env, file: &AgentFile) -> Self {
         let mut r = Reader {
             env,
             diagnostics: Diagnostics::default(),
@@ -546,10 +586,11 @@ impl Config {
         };
         let secrets_endpoint = r.endpoint(AWS_ENDPOINT_URL_SECRETS_MANAGER);
         let ssm_endpoint = r.endpoint(AWS_ENDPOINT_URL_SSM);
-        let prefetch = r
+        let mut prefetch: Vec<Prefetch> = r
             .raw(PREFETCH)
             .map(|v| v.split(',').filter_map(Prefetch::parse).collect())
             .unwrap_or_default();
+        prefetch.extend(file.prefetch.iter().map(|id| Prefetch::Secret(id.clone())));
         let region = r.raw(AWS_REGION).or_else(|| r.raw(AWS_DEFAULT_REGION));
         let role = r.raw(ROLE_ARN).and_then(|arn| {
             if arn.starts_with("arn:") && arn.contains(":role/") {
@@ -625,23 +666,59 @@ impl Config {
         let log_json = r
             .raw(AWS_LAMBDA_LOG_FORMAT)
             .is_some_and(|v| v.eq_ignore_ascii_case("json"));
-        // SnapStart removes AWS_SESSION_TOKEN and provides AWS_CONTAINER_AUTHORIZATION_TOKEN; accept either. The
-        // values are used as given (not trimmed): they are compared byte for byte with what clients send.
-        let tokens = AcceptedTokens::new(
+        let runtime_api = r.raw(AWS_LAMBDA_RUNTIME_API);
+        // The values are used as given (not trimmed): they are compared byte for byte with what clients send.
+        let tokens: Vec<TokenSource> = if runtime_api.is_some() {
+            // In Lambda: the session token, or under SnapStart (where it is absent) the container token; either.
             [AWS_SESSION_TOKEN, AWS_CONTAINER_AUTHORIZATION_TOKEN]
                 .into_iter()
-                .filter_map(|n| env.get(n)),
-        );
-        if tokens.values().is_empty() {
+                .filter_map(|n| env.get(n).filter(|v| !v.is_empty()).map(|v| (n, v)))
+                .map(|(n, v)| TokenSource::Value {
+                    variable: n.to_owned(),
+                    token: v,
+                })
+                .collect()
+        } else {
+            // Outside Lambda, as the AWS Secrets Manager Agent: the first variable set wins, and `file:///path` means
+            // the contents of that file (a volume the application shares).
+            let variables: Vec<String> = file
+                .token_variables
+                .clone()
+                .unwrap_or_else(|| STANDALONE_TOKEN_VARIABLES.map(str::to_owned).to_vec());
+            variables
+                .iter()
+                .find_map(|n| env.get(n).filter(|v| !v.is_empty()).map(|v| (n, v)))
+                .map(|(n, v)| TokenSource::from_value(n, v))
+                .into_iter()
+                .collect()
+        };
+        if tokens.is_empty() {
             r.diagnostics.errors.push(ConfigError {
                 name: AWS_SESSION_TOKEN,
                 value: "<unset>".to_owned(),
-                expected: "the token clients send in X-Aws-Parameters-Secrets-Token \
-                           (or AWS_CONTAINER_AUTHORIZATION_TOKEN)",
+                expected: "the token clients send in X-Aws-Parameters-Secrets-Token (in Lambda \
+                           AWS_SESSION_TOKEN or AWS_CONTAINER_AUTHORIZATION_TOKEN; outside it AWS_TOKEN, which may \
+                           be file:///path)",
                 used: "no token: every request except /ping is refused with 401".to_owned(),
             });
         }
-        let runtime_api = r.raw(AWS_LAMBDA_RUNTIME_API);
+        let token_headers = file
+            .token_headers
+            .clone()
+            .unwrap_or_else(|| vec![TOKEN_HEADER.to_owned(), VAULT_TOKEN_HEADER.to_owned()]);
+        let path_prefix = match r.raw(PATH_PREFIX).or_else(|| file.path_prefix.clone()) {
+            Some(p) if p.starts_with('/') && p.ends_with('/') && p.len() > 1 => p,
+            Some(p) => {
+                r.error(
+                    PATH_PREFIX,
+                    &p,
+                    "a path that starts and ends with / (e.g. /v1/)",
+                    "/v1/".to_owned(),
+                );
+                "/v1/".to_owned()
+            }
+            None => "/v1/".to_owned(),
+        };
         r.diagnostics.misspellings = misspellings(env);
         Self {
             port,
@@ -659,6 +736,8 @@ impl Config {
             role,
             prefetch_timeout,
             tokens,
+            token_headers,
+            path_prefix,
             runtime_api,
             refresh_ahead_percent,
             max_stale,
@@ -955,18 +1034,79 @@ mod tests {
         assert_eq!(c.diagnostics.errors.len(), 1);
     }
 
+    fn token_values(c: &Config) -> Vec<&str> {
+        c.tokens
+            .iter()
+            .map(|t| match t {
+                TokenSource::Value { token, .. } => token.as_str(),
+                TokenSource::File { .. } => "<file>",
+            })
+            .collect()
+    }
+
     #[test]
-    fn tokens_come_from_either_variable_are_redacted_and_never_echoed() {
-        let mut e = env(&[(AWS_CONTAINER_AUTHORIZATION_TOKEN, "q7-container-token")]);
+    fn in_lambda_tokens_come_from_either_variable_are_redacted_and_never_echoed() {
+        let mut e = env(&[
+            (AWS_CONTAINER_AUTHORIZATION_TOKEN, "q7-container-token"),
+            (AWS_LAMBDA_RUNTIME_API, "127.0.0.1:9001"),
+            (AWS_TOKEN, "ignored-in-lambda"),
+        ]);
         e.remove(AWS_SESSION_TOKEN);
         let c = Config::from_env(&e);
-        assert_eq!(c.tokens.values(), ["q7-container-token"]);
+        assert_eq!(token_values(&c), ["q7-container-token"]);
         assert!(!format!("{c:?}").contains("q7-container-token"));
+        e.insert(AWS_SESSION_TOKEN.into(), "session".into());
+        assert_eq!(
+            token_values(&Config::from_env(&e)),
+            ["session", "q7-container-token"]
+        );
         e.remove(AWS_CONTAINER_AUTHORIZATION_TOKEN);
+        e.remove(AWS_SESSION_TOKEN);
         let c = Config::from_env(&e);
-        assert!(c.tokens.values().is_empty());
+        assert!(c.tokens.is_empty());
         assert_eq!(c.diagnostics.errors.len(), 1);
         assert!(c.diagnostics.errors[0].to_string().contains("401"));
+    }
+
+    #[test]
+    fn outside_lambda_the_first_token_variable_set_wins_and_may_name_a_file() {
+        let c = Config::from_env(&env(&[
+            (AWS_TOKEN, "file:///var/run/awssmatoken"),
+            (AWS_CONTAINER_AUTHORIZATION_TOKEN, "c"),
+        ]));
+        assert_eq!(
+            c.tokens,
+            [TokenSource::File {
+                variable: AWS_TOKEN.into(),
+                path: "/var/run/awssmatoken".into()
+            }]
+        );
+        let c = Config::from_env(&env(&[(AWS_CONTAINER_AUTHORIZATION_TOKEN, "c")]));
+        assert_eq!(
+            token_values(&c),
+            ["tok"],
+            "AWS_SESSION_TOKEN comes before it"
+        );
+        assert_eq!(c.token_headers, [TOKEN_HEADER, VAULT_TOKEN_HEADER]);
+        assert_eq!(c.path_prefix, "/v1/");
+    }
+
+    #[test]
+    fn an_agent_file_gives_defaults_under_the_variables() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            "http_port = \"2999\"\nttl_seconds = \"60\"\nssrf_env_variables = [\"MY_TOKEN\"]\npath_prefix = \"/s/\"\n",
+        )
+        .expect("write");
+        let e = env(&[(SECRETS_MANAGER_TTL, "30"), ("MY_TOKEN", "mine")]);
+        let c = Config::load(&e, Some(&path));
+        assert_eq!(c.port, 2999, "from the file");
+        assert_eq!(c.secrets.ttl, Duration::from_secs(30), "the variable wins");
+        assert_eq!(token_values(&c), ["mine"]);
+        assert_eq!(c.path_prefix, "/s/");
+        assert!(c.diagnostics.errors.is_empty(), "{:?}", c.diagnostics);
     }
 
     #[test]

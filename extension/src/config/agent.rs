@@ -1,0 +1,245 @@
+//! The AWS Secrets Manager Agent's configuration file (`secretcache --config <file.toml>`), mapped onto ours, so that a
+//! sidecar moving from the Agent keeps its file.
+//!
+//! The Agent's keys and what they become:
+//! - `http_port`, `ttl_seconds`, `cache_size`, `max_conn`, `log_level`, `region`: defaults for
+//!   `PARAMETERS_SECRETS_EXTENSION_HTTP_PORT`, `SECRETS_MANAGER_TTL`, `PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE`,
+//!   `PARAMETERS_SECRETS_EXTENSION_MAX_CLIENT_CONNECTIONS`, `PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL` and `AWS_REGION`:
+//!   a variable that is set still wins, and the values are checked as the variables are;
+//! - `ssrf_headers`, `ssrf_env_variables`, `path_prefix`: the token headers, the token variables and the prefix of
+//!   path-based reads (`/v1/<secretId>`);
+//! - `prefetch.secrets[].secret_id`: added to the init prefetch;
+//! - the Agent's keys that have no meaning here (`log_to_file`, `max_roles`, `ignore_transient_errors`,
+//!   `validate_credentials`) are named once at INFO; any other key is a warning, never an error. Numbers may be
+//!   written as the Agent's own examples write them, as strings.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::{
+    ConfigError, Notice, AWS_REGION, CACHE_SIZE, HTTP_PORT, LOG_LEVEL, MAX_CLIENT_CONNECTIONS,
+    SECRETS_MANAGER_TTL,
+};
+
+/// What an Agent configuration file says, in our terms.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AgentFile {
+    /// Values for our variables, used when the variable itself is not set.
+    pub defaults: HashMap<&'static str, String>,
+    /// `ssrf_headers`.
+    pub token_headers: Option<Vec<String>>,
+    /// `ssrf_env_variables`.
+    pub token_variables: Option<Vec<String>>,
+    /// `path_prefix`.
+    pub path_prefix: Option<String>,
+    /// `prefetch.secrets[].secret_id`.
+    pub prefetch: Vec<String>,
+    /// What could not be used.
+    pub errors: Vec<ConfigError>,
+    /// Keys noted or ignored.
+    pub notices: Vec<Notice>,
+    /// Unknown keys.
+    pub warnings: Vec<String>,
+}
+
+/// The Agent's keys that map onto one of our variables.
+const MAPPED: [(&str, &str); 6] = [
+    ("http_port", HTTP_PORT),
+    ("ttl_seconds", SECRETS_MANAGER_TTL),
+    ("cache_size", CACHE_SIZE),
+    ("max_conn", MAX_CLIENT_CONNECTIONS),
+    ("log_level", LOG_LEVEL),
+    ("region", AWS_REGION),
+];
+
+/// The Agent's keys that mean nothing here, and why.
+const NOT_APPLICABLE: [(&str, &str); 4] = [
+    ("log_to_file", "logs go to stdout/stderr, where a container runtime collects them"),
+    ("max_roles", "a role is set once with PARAMETERS_SECRETS_EXTENSION_ROLE_ARN"),
+    (
+        "ignore_transient_errors",
+        "a value past its TTL is always served while the upstream fails transiently (PARAMETERS_SECRETS_EXTENSION_MAX_STALE)",
+    ),
+    ("validate_credentials", "credentials are checked by the first upstream call, not at start"),
+];
+
+impl AgentFile {
+    /// Reads `path`. A file that cannot be read or parsed is one error, and nothing of it is used.
+    pub fn read(path: &Path) -> Self {
+        let mut file = Self::default();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                file.errors.push(ConfigError {
+                    name: "--config",
+                    value: format!("{:?} ({e})", path.display().to_string()),
+                    expected: "a readable TOML file with the AWS Secrets Manager Agent's keys",
+                    used: "the environment and the defaults".to_owned(),
+                });
+                return file;
+            }
+        };
+        match text.parse::<toml::Table>() {
+            Ok(table) => file.apply(&table),
+            Err(e) => file.errors.push(ConfigError {
+                name: "--config",
+                // The parser's message names the line and what it expected; it does not echo values.
+                value: format!("{:?} ({})", path.display().to_string(), e.message()),
+                expected: "a TOML file with the AWS Secrets Manager Agent's keys",
+                used: "the environment and the defaults".to_owned(),
+            }),
+        }
+        file
+    }
+
+    fn apply(&mut self, table: &toml::Table) {
+        let mut ignored = Vec::new();
+        for (key, value) in table {
+            if let Some((_, variable)) = MAPPED.iter().find(|(k, _)| k == key) {
+                match scalar(value) {
+                    Some(v) => {
+                        self.defaults.insert(variable, v);
+                    }
+                    None => self.wrong_type(key, "a number or a string"),
+                }
+                continue;
+            }
+            match key.as_str() {
+                "ssrf_headers" => self.token_headers = self.strings(key, value),
+                "ssrf_env_variables" => self.token_variables = self.strings(key, value),
+                "path_prefix" => match value.as_str() {
+                    Some(p) if p.starts_with('/') && p.ends_with('/') && p.len() > 1 => {
+                        self.path_prefix = Some(p.to_owned())
+                    }
+                    _ => self.wrong_type(key, "a path that starts and ends with / (e.g. \"/v1/\")"),
+                },
+                "prefetch" => self.prefetch(value),
+                other => match NOT_APPLICABLE.iter().find(|(k, _)| *k == other) {
+                    Some((k, why)) => ignored.push(format!("{k} ({why})")),
+                    None => self.warnings.push(format!(
+                        "the configuration file has a key {other:?} that neither secretcache nor the AWS Secrets \
+                         Manager Agent reads; it is ignored"
+                    )),
+                },
+            }
+        }
+        if !ignored.is_empty() {
+            self.notices.push(Notice::BeyondAws(format!(
+                "configuration file: the Agent's {} mean nothing here and are ignored",
+                ignored.join(", ")
+            )));
+        }
+    }
+
+    fn strings(&mut self, key: &str, value: &toml::Value) -> Option<Vec<String>> {
+        let list: Option<Vec<String>> = value
+            .as_array()
+            .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_owned)).collect());
+        match list {
+            Some(l) if !l.is_empty() => Some(l),
+            _ => {
+                self.wrong_type(key, "a non-empty list of strings");
+                None
+            }
+        }
+    }
+
+    fn prefetch(&mut self, value: &toml::Value) {
+        let secrets = value.get("secrets").and_then(toml::Value::as_array);
+        for s in secrets.into_iter().flatten() {
+            if let Some(id) = s.get("secret_id").and_then(toml::Value::as_str) {
+                self.prefetch.push(id.to_owned());
+            }
+            if s.get("role_arn").is_some() {
+                self.warnings.push(format!(
+                    "the configuration file's prefetch of {:?} names a role_arn; secretcache assumes one role for \
+                     every call (PARAMETERS_SECRETS_EXTENSION_ROLE_ARN), so it is prefetched without it",
+                    s.get("secret_id").and_then(toml::Value::as_str).unwrap_or("?")
+                ));
+            }
+        }
+    }
+
+    fn wrong_type(&mut self, key: &str, expected: &'static str) {
+        self.errors.push(ConfigError {
+            name: "--config",
+            value: format!("{key} (of the wrong type)"),
+            expected,
+            used: "the default for it".to_owned(),
+        });
+    }
+}
+
+/// A number or a string, as text (the Agent's own examples quote numbers).
+fn scalar(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> AgentFile {
+        let mut f = AgentFile::default();
+        f.apply(&text.parse::<toml::Table>().expect("toml"));
+        f
+    }
+
+    #[test]
+    fn the_agents_keys_map_onto_ours() {
+        let f = parse(
+            r#"
+            log_level = "DEBUG"
+            http_port = "2775"
+            ttl_seconds = 60
+            cache_size = "500"
+            max_conn = 200
+            region = "eu-west-1"
+            ssrf_headers = ["X-My-Token"]
+            ssrf_env_variables = ["MY_TOKEN", "AWS_TOKEN"]
+            path_prefix = "/secrets/"
+            log_to_file = false
+            validate_credentials = true
+
+            [prefetch]
+            cache_buffer_ratio = 0.8
+            secrets = [{ secret_id = "app/db" }, { secret_id = "app/api", role_arn = "arn:aws:iam::1:role/r" }]
+            "#,
+        );
+        assert_eq!(f.defaults[HTTP_PORT], "2775");
+        assert_eq!(f.defaults[SECRETS_MANAGER_TTL], "60");
+        assert_eq!(f.defaults[CACHE_SIZE], "500");
+        assert_eq!(f.defaults[MAX_CLIENT_CONNECTIONS], "200");
+        assert_eq!(f.defaults[LOG_LEVEL], "DEBUG");
+        assert_eq!(f.defaults[AWS_REGION], "eu-west-1");
+        assert_eq!(f.token_headers, Some(vec!["X-My-Token".to_owned()]));
+        assert_eq!(
+            f.token_variables,
+            Some(vec!["MY_TOKEN".to_owned(), "AWS_TOKEN".to_owned()])
+        );
+        assert_eq!(f.path_prefix.as_deref(), Some("/secrets/"));
+        assert_eq!(f.prefetch, ["app/db", "app/api"]);
+        assert!(f.errors.is_empty(), "{:?}", f.errors);
+        assert_eq!(f.notices.len(), 1, "{:?}", f.notices);
+        assert_eq!(f.warnings.len(), 1, "the role_arn: {:?}", f.warnings);
+    }
+
+    #[test]
+    fn unknown_keys_warn_and_wrong_types_are_errors_never_fatal() {
+        let f = parse("http_prot = 1\nssrf_headers = \"X\"\npath_prefix = \"v1\"\n");
+        assert_eq!(f.warnings.len(), 1);
+        assert!(f.warnings[0].contains("http_prot"));
+        assert_eq!(f.errors.len(), 2, "{:?}", f.errors);
+        let missing = AgentFile::read(Path::new("/nonexistent/agent.toml"));
+        assert_eq!(missing.errors.len(), 1);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "http_port = = 3").expect("write");
+        assert_eq!(AgentFile::read(&bad).errors.len(), 1);
+    }
+}
