@@ -49,9 +49,8 @@
 //! # async fn log_in(_password: &str) -> bool { true }
 //! # async fn example(client: &Client) -> Result<(), secretcache_client::Error> {
 //! let mut candidates = client.rotation("prod/db");
-//! while let Some(candidate) = candidates.next().await {
-//!     let (version, body) = candidate?;
-//!     let Some(secret) = body.into_secret_string() else { continue };
+//! while let Some((version, fetched)) = candidates.next().await {
+//!     let Some(secret) = fetched?.into_secret_string() else { continue };
 //!     if log_in(secret.expose_secret()).await {
 //!         println!("logged in with {}", version.stage());
 //!         break;

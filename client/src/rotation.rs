@@ -57,10 +57,10 @@ impl<'a> Rotation<'a> {
         }
     }
 
-    /// The next candidate and its secret, or `None` when there is nothing more to try.
+    /// The next candidate and what fetching it gave, or `None` when there is nothing more to try.
     pub async fn next(
         &mut self,
-    ) -> Option<Result<(Candidate, GetSecretValueBody<'static>), Error>> {
+    ) -> Option<(Candidate, Result<GetSecretValueBody<'static>, Error>)> {
         let candidate = *Candidate::ORDER.get(self.next)?;
         self.next += 1;
         let request = self.client.secret(self.secret_id).refresh_now(true);
@@ -71,12 +71,12 @@ impl<'a> Rotation<'a> {
             Candidate::Pending => request.version_stage(stage::AWSPENDING),
         };
         match request.send().await {
-            Ok(body) => Some(Ok((candidate, body))),
             Err(e) if candidate == Candidate::Pending && e.is_not_found() => None,
             Err(e) => {
                 self.next = Candidate::ORDER.len();
-                Some(Err(e))
+                Some((candidate, Err(e)))
             }
+            fetched => Some((candidate, fetched)),
         }
     }
 }

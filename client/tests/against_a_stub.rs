@@ -445,13 +445,15 @@ async fn rotation_tries_awscurrent_anew_then_awspending() {
     let client = stub.client();
     let mut candidates = client.rotation("db");
 
-    let (first, body) = candidates.next().await.expect("one").expect("ok");
+    let (first, body) = candidates.next().await.expect("one");
+    let body = body.expect("ok");
     assert_eq!(
         (first, body.version_id.as_deref()),
         (Candidate::Current, Some("v1"))
     );
     assert_eq!(stub.targets(), [REFRESH], "fetched one at a time");
-    let (second, body) = candidates.next().await.expect("two").expect("ok");
+    let (second, body) = candidates.next().await.expect("two");
+    let body = body.expect("ok");
     assert_eq!(
         (second, body.version_id.as_deref()),
         (Candidate::Pending, Some("v2"))
@@ -483,8 +485,9 @@ async fn no_awspending_version_means_no_rotation_in_progress() {
     .await;
     let client = stub.client();
     let mut candidates = client.rotation("db");
-    let (only, _) = candidates.next().await.expect("one").expect("ok");
+    let (only, fetched) = candidates.next().await.expect("one");
     assert_eq!(only, Candidate::Current);
+    assert!(fetched.is_ok());
     assert!(
         candidates.next().await.is_none(),
         "a 404 for AWSPENDING ends it quietly"
@@ -498,11 +501,9 @@ async fn an_error_is_yielded_once_and_ends_the_candidates() {
         Stub::start(|_, _| answer(404, error_body("ResourceNotFoundException", "gone"))).await;
     let client = stub.client();
     let mut candidates = client.rotation("db");
-    let e = candidates
-        .next()
-        .await
-        .expect("the error")
-        .expect_err("404");
+    let (which, fetched) = candidates.next().await.expect("the error");
+    assert_eq!(which, Candidate::Current);
+    let e = fetched.expect_err("404");
     assert!(
         e.is_not_found(),
         "a missing AWSCURRENT is an error, not the end: {e}"
