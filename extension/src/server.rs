@@ -24,6 +24,7 @@ use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use secretcache_client::contract::path;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -38,12 +39,9 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::request::{Key, ParameterRequest, SecretRequest};
 
-/// The header that carries the execution environment's session token.
-pub const TOKEN_HEADER: &str = "x-aws-parameters-secrets-token";
-/// How a value was served: `hit`, `miss`, `refresh` or `stale`.
-pub const CACHE_HEADER: &str = "x-secretcache-cache";
-/// Present (`true`) when the value is past its TTL and served because the upstream failed.
-pub const STALE_HEADER: &str = "x-secretcache-stale";
+// The header that carries the execution environment's session token; how a value was served (`hit`, `miss`,
+// `refresh` or `stale`); and `true` when the value is past its TTL and served because the upstream failed.
+pub use secretcache_client::contract::{CACHE_HEADER, STALE_HEADER, TOKEN_HEADER};
 // The same names, parsed once: a lookup or insert by `&str` would validate and lower-case the name on every request.
 static TOKEN_NAME: HeaderName = HeaderName::from_static(TOKEN_HEADER);
 static CACHE_NAME: HeaderName = HeaderName::from_static(CACHE_HEADER);
@@ -154,16 +152,16 @@ async fn route<U: Upstream, W: WallClock, B>(
     }
     let route = match req.uri().path() {
         // Readiness checks need no token, as with the Agent.
-        "/ping" => {
+        path::PING => {
             return Ok(text(
                 StatusCode::OK,
                 "text/plain",
                 Bytes::from_static(b"healthy"),
             ))
         }
-        "/secretsmanager/get" => Route::Secret,
-        "/systemsmanager/parameters/get" | "/systemsmanager/parameters/get/" => Route::Parameter,
-        "/metrics" => Route::Metrics,
+        path::SECRET => Route::Secret,
+        path::PARAMETER | path::PARAMETER_SLASH => Route::Parameter,
+        path::METRICS => Route::Metrics,
         _ => {
             check_token(&app.tokens, req)?;
             return Err(ApiError::UnknownPath);
