@@ -4,13 +4,15 @@
 //!   throttled, timed out, unreachable). It is `Clone` because one single-flight fetch answers many waiters.
 //! - [`ApiError`]: everything a request can fail with; [`ApiError::into_response`] is the only error-to-HTTP mapping.
 //!
-//! Bodies follow AWS's error style, `{"__type":"ResourceNotFoundException","message":"..."}`, built with serde so they
-//! are always valid JSON. No body or message ever carries a secret value: upstream messages are AWS's own, and our own
-//! bugs answer a generic 500 while their detail goes to the log.
+//! Bodies follow AWS's error style, `{"__type":"ResourceNotFoundException","message":"..."}`, serialized from
+//! `secretcache-client`'s `ErrorBody` (the type clients read them with), so they are always valid JSON. No body or
+//! message ever carries a secret value: upstream messages are AWS's own, and our own bugs answer a generic 500 while
+//! their detail goes to the log.
 
 use bytes::Bytes;
 use http::{header, Response, StatusCode};
 use http_body_util::Full;
+use secretcache_client::ErrorBody;
 
 use crate::request::QueryError;
 
@@ -220,7 +222,10 @@ impl ApiError {
             | Self::Upstream(UpstreamError::Throttled { message, .. }) => message.clone(),
             other => other.to_string(),
         };
-        let body = serde_json::json!({ "__type": kind, "message": message });
+        let body = ErrorBody {
+            kind: kind.into(),
+            message: message.into(),
+        };
         let mut builder = Response::builder()
             .status(status)
             .header(header::CONTENT_TYPE, "application/json");
@@ -230,7 +235,10 @@ impl ApiError {
                 .header(header::RETRY_AFTER, "1");
         }
         builder
-            .body(Full::new(Bytes::from(body.to_string())))
+            // Serializing two strings cannot fail; an empty body would be the answer if it ever did.
+            .body(Full::new(Bytes::from(
+                serde_json::to_vec(&body).unwrap_or_default(),
+            )))
             .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"{}"))))
     }
 }

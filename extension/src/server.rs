@@ -24,6 +24,7 @@ use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use secretcache_client::contract::path;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -38,12 +39,9 @@ use crate::request::{BatchRequest, Key, ParameterRequest, SecretRequest};
 use crate::respond::{self, Item, Kind, ProjectionError};
 use crate::token::Tokens;
 
-/// The header that carries the execution environment's session token.
-pub const TOKEN_HEADER: &str = "x-aws-parameters-secrets-token";
-/// How a value was served: `hit`, `miss`, `refresh` or `stale`.
-pub const CACHE_HEADER: &str = "x-secretcache-cache";
-/// Present (`true`) when the value is past its TTL and served because the upstream failed.
-pub const STALE_HEADER: &str = "x-secretcache-stale";
+// The header that carries the execution environment's session token; how a value was served (`hit`, `miss`,
+// `refresh` or `stale`); and `true` when the value is past its TTL and served because the upstream failed.
+pub use secretcache_client::contract::{CACHE_HEADER, STALE_HEADER, TOKEN_HEADER};
 // The same names, parsed once: a lookup or insert by `&str` would validate and lower-case the name on every request.
 static CACHE_NAME: HeaderName = HeaderName::from_static(CACHE_HEADER);
 static STALE_NAME: HeaderName = HeaderName::from_static(STALE_HEADER);
@@ -151,20 +149,20 @@ async fn route<U: Upstream, W: WallClock, B>(
     }
     let route = match req.uri().path() {
         // Readiness checks need no token, as with the Agent.
-        "/ping" => {
+        path::PING => {
             return Ok(text(
                 StatusCode::OK,
                 "text/plain",
                 Bytes::from_static(b"healthy"),
             ))
         }
-        "/secretsmanager/get" => Route::Secret,
-        "/systemsmanager/parameters/get" | "/systemsmanager/parameters/get/" => Route::Parameter,
+        path::SECRET => Route::Secret,
+        path::PARAMETER | path::PARAMETER_SLASH => Route::Parameter,
         "/secretsmanager/batch" => Route::SecretBatch,
         "/systemsmanager/parameters/batch" | "/systemsmanager/parameters/batch/" => {
             Route::ParameterBatch
         }
-        "/metrics" => Route::Metrics,
+        path::METRICS => Route::Metrics,
         p if p.starts_with(app.path_prefix.as_str()) => Route::SecretByPath,
         _ => {
             check_token(app, req)?;

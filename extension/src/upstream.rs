@@ -10,12 +10,14 @@
 //!   asked for (sent to the home region, it would fail). **Any account**: with a role configured, every call uses
 //!   its credentials, from the SDK's assume-role provider (STS), cached and refreshed by the SDK.
 //! - the [`Upstream`] impl: one call per key, serialized straight into the response body that the cache keeps, in the
-//!   AWS extension's shape (PascalCase, nulls kept, RFC 3339 dates with milliseconds, base64 binary), with the ARN,
-//!   name and version the cache learns aliases and ETags from; and batches: BatchGetSecretValue (20 secrets) and
-//!   GetParameters (10 names), falling back to one call per key, once and for the life of the environment, when the
-//!   role may not batch;
+//!   AWS extension's shape (PascalCase, nulls kept, RFC 3339 dates with milliseconds, base64 binary), from the body
+//!   types of `secretcache-client`, which clients read back (they borrow from the SDK's output: no extra copy), with
+//!   the ARN, name and version the cache learns aliases and ETags from; and batches: BatchGetSecretValue (20 secrets)
+//!   and GetParameters (10 names), falling back to one call per key, once and for the life of the environment, when
+//!   the role may not batch;
 //! - [`classify`]: an SDK error becomes an [`UpstreamError`] that keeps its meaning.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,6 +36,9 @@ use aws_sdk_ssm::operation::get_parameters::GetParametersOutput;
 use aws_smithy_http_client::tls;
 use aws_smithy_types::DateTime;
 use base64::Engine as _;
+use secretcache_client::body::{
+    GetParameterBody, GetSecretValueBody, Parameter, ResultMetadata, SecretText,
+};
 use serde::Serialize;
 use tokio::sync::{OnceCell, Semaphore};
 
@@ -582,58 +587,19 @@ fn classify_service(code: Option<&str>, message: Option<&str>, status: u16) -> U
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct SecretJson<'a> {
-    #[serde(rename = "ARN")]
-    arn: Option<&'a str>,
-    created_date: Option<String>,
-    name: Option<&'a str>,
-    secret_binary: Option<String>,
-    secret_string: Option<&'a str>,
-    version_id: Option<&'a str>,
-    version_stages: Option<&'a [String]>,
-    result_metadata: Empty,
-}
-
-#[derive(Serialize)]
-struct Empty {}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ParameterJson<'a> {
-    parameter: Option<ParameterFields<'a>>,
-    result_metadata: Empty,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ParameterFields<'a> {
-    #[serde(rename = "ARN")]
-    arn: Option<&'a str>,
-    data_type: Option<&'a str>,
-    last_modified_date: Option<String>,
-    name: Option<&'a str>,
-    selector: Option<&'a str>,
-    source_result: Option<&'a str>,
-    r#type: Option<&'a str>,
-    value: Option<&'a str>,
-    version: i64,
-}
-
 /// Serializes a GetSecretValue result in the AWS extension's shape.
 pub fn secret_body(out: &GetSecretValueOutput) -> Result<SecretBody, UpstreamError> {
-    let json = SecretJson {
-        arn: out.arn(),
-        created_date: out.created_date().map(rfc3339_millis),
-        name: out.name(),
-        secret_binary: out
-            .secret_binary()
-            .map(|b| base64::engine::general_purpose::STANDARD.encode(b.as_ref())),
-        secret_string: out.secret_string(),
-        version_id: out.version_id(),
-        version_stages: out.version_stages.as_deref(),
-        result_metadata: Empty {},
+    let json = GetSecretValueBody {
+        arn: out.arn().map(Cow::Borrowed),
+        created_date: out.created_date().map(|d| Cow::Owned(rfc3339_millis(d))),
+        name: out.name().map(Cow::Borrowed),
+        secret_binary: out.secret_binary().map(|b| {
+            SecretText::from(base64::engine::general_purpose::STANDARD.encode(b.as_ref()))
+        }),
+        secret_string: out.secret_string().map(SecretText::borrowed),
+        version_id: out.version_id().map(Cow::Borrowed),
+        version_stages: out.version_stages.as_deref().map(Cow::Borrowed),
+        result_metadata: ResultMetadata {},
     };
     to_body(&json, out.secret_string().map_or(0, str::len))
 }
@@ -641,19 +607,21 @@ pub fn secret_body(out: &GetSecretValueOutput) -> Result<SecretBody, UpstreamErr
 /// Serializes a GetParameter result in the AWS extension's shape.
 pub fn parameter_body(out: &GetParameterOutput) -> Result<SecretBody, UpstreamError> {
     let p = out.parameter();
-    let json = ParameterJson {
-        parameter: p.map(|p| ParameterFields {
-            arn: p.arn(),
-            data_type: p.data_type(),
-            last_modified_date: p.last_modified_date().map(rfc3339_millis),
-            name: p.name(),
-            selector: p.selector(),
-            source_result: p.source_result(),
-            r#type: p.r#type().map(|t| t.as_str()),
-            value: p.value(),
+    let json = GetParameterBody {
+        parameter: p.map(|p| Parameter {
+            arn: p.arn().map(Cow::Borrowed),
+            data_type: p.data_type().map(Cow::Borrowed),
+            last_modified_date: p
+                .last_modified_date()
+                .map(|d| Cow::Owned(rfc3339_millis(d))),
+            name: p.name().map(Cow::Borrowed),
+            selector: p.selector().map(Cow::Borrowed),
+            source_result: p.source_result().map(Cow::Borrowed),
+            r#type: p.r#type().map(|t| Cow::Borrowed(t.as_str())),
+            value: p.value().map(SecretText::borrowed),
             version: p.version(),
         }),
-        result_metadata: Empty {},
+        result_metadata: ResultMetadata {},
     };
     to_body(&json, p.and_then(|p| p.value()).map_or(0, str::len))
 }
@@ -745,6 +713,44 @@ mod tests {
             serde_json::from_slice(&secret_body(&bin).expect("body").bytes()).expect("json");
         assert_eq!(v["SecretBinary"], "AAEC/w==");
         assert!(v["SecretString"].is_null());
+    }
+
+    #[test]
+    fn a_client_reads_back_what_is_served() {
+        let out = GetSecretValueOutput::builder()
+            .name("db")
+            .secret_string("{\"password\":\"p\u{e9}\\\"\"}")
+            .version_stages("AWSCURRENT")
+            .build();
+        let read: GetSecretValueBody =
+            serde_json::from_slice(&secret_body(&out).expect("body").bytes())
+                .expect("client reads it");
+        assert_eq!(read.name.as_deref(), Some("db"));
+        assert_eq!(
+            read.version_stages.as_deref(),
+            Some(&["AWSCURRENT".to_owned()][..])
+        );
+        let secret = read.into_secret_string().expect("a string");
+        assert_eq!(
+            secretcache_client::ExposeSecret::expose_secret(&secret),
+            out.secret_string().expect("set")
+        );
+
+        let out = GetParameterOutput::builder()
+            .parameter(
+                aws_sdk_ssm::types::Parameter::builder()
+                    .name("/p")
+                    .value("v")
+                    .version(2)
+                    .build(),
+            )
+            .build();
+        let read: GetParameterBody =
+            serde_json::from_slice(&parameter_body(&out).expect("body").bytes())
+                .expect("client reads it");
+        assert_eq!(read.parameter.as_ref().map(|p| p.version), Some(2));
+        let value = read.into_value().expect("a value");
+        assert_eq!(secretcache_client::ExposeSecret::expose_secret(&value), "v");
     }
 
     #[test]

@@ -58,12 +58,11 @@ pub const DATABASE_REJECTED_BACKOFF_MS: &str = "DATABASE_REJECTED_BACKOFF_MS";
 pub const DB_SECRET_TIMEOUT_MS: &str = "DB_SECRET_TIMEOUT_MS";
 /// How long, in milliseconds, a cold start waits for an extension that is not answering yet.
 pub const DB_SECRET_STARTUP_WAIT_MS: &str = "DB_SECRET_STARTUP_WAIT_MS";
-/// The extension's port (the AWS extension's variable, so both read the same value).
-pub const PARAMETERS_SECRETS_EXTENSION_HTTP_PORT: &str = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT";
-/// The execution environment's session token: what the extension's token header must carry.
-pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
-/// The token under SnapStart, where `AWS_SESSION_TOKEN` is absent.
-pub const AWS_CONTAINER_AUTHORIZATION_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
+// The extension's port (the AWS extension's variable, so both read the same value), the execution environment's
+// session token that the extension's token header must carry, and the token under SnapStart: the wire contract's.
+pub use secretcache_client::contract::env::{
+    AWS_CONTAINER_AUTHORIZATION_TOKEN, AWS_SESSION_TOKEN, PARAMETERS_SECRETS_EXTENSION_HTTP_PORT,
+};
 /// Set by Lambda in every execution environment: the sign that we run inside Lambda.
 pub const AWS_LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
 /// Where Lambda extracted the function zip (`/var/task`); a CA bundle packaged with the function is found there.
@@ -97,7 +96,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
 /// The SQLite file used outside Lambda when nothing else is configured.
 pub const DEFAULT_DATABASE_PATH: &str = "./data/collections.db";
 /// The extension's default port, as for the AWS extension.
-pub const DEFAULT_EXTENSION_PORT: u16 = 2773;
+pub use secretcache_client::DEFAULT_PORT as DEFAULT_EXTENSION_PORT;
 /// PostgreSQL's default port.
 pub const DEFAULT_POSTGRES_PORT: u16 = 5432;
 

@@ -1,16 +1,18 @@
 //! The credential provider: where the PostgreSQL user name and password come from.
 //!
 //! Parts:
-//! - [`ExtensionClient`]: one small HTTP/1.1 client for the secretcache extension (or the AWS Parameters and Secrets
-//!   Lambda Extension it replaces) on `127.0.0.1`. It never calls AWS itself: the extension caches, and it is the one
-//!   holding the IAM credentials. It rides out the cold-start race (the extension not answering yet) with a short
-//!   backoff.
+//! - [`extension_client`]: the [`secretcache_client::Client`] for the secretcache extension (or the AWS Parameters
+//!   and Secrets Lambda Extension it replaces) on `127.0.0.1`, built from our settings. The function never calls AWS
+//!   itself: the extension caches, and it is the one holding the IAM credentials. The client rides out the cold-start
+//!   race (the extension not answering yet) with a short backoff, and it and the extension share one definition of
+//!   the wire contract and the bodies.
 //! - [`parse_rds_secret`]: the RDS secret JSON (`username`, `password`, `host`, `port`, `dbname`, `engine`), with
 //!   `DATABASE_HOST` / `DATABASE_PORT` / `DATABASE_NAME` filling what an RDS-managed master secret leaves out.
 //! - [`CredentialProvider`]: fixed credentials (the legacy variables), the secret, or the deprecated Parameter Store
-//!   URL, fetched in one of three ways ([`Fetch`]): from the extension's cache, fresh (`refreshNow=true`) after a
-//!   login failed, or the `AWSPENDING` version, since single-user rotation changes the password before it moves
-//!   `AWSCURRENT`.
+//!   URL. [`CredentialProvider::fetch`] reads from the extension's cache; after a login failed,
+//!   [`CredentialProvider::candidates`] gives the versions worth trying, in the client's rotation order
+//!   ([`secretcache_client::Rotation`]): `AWSCURRENT` fetched anew (`refreshNow=true`), then `AWSPENDING`, since
+//!   single-user rotation changes the password before it moves `AWSCURRENT`.
 //!
 //! The seed note's log lines (`Successfully retrieved database credentials from Secrets Manager`, `Failed to
 //! retrieve DATABASE_URL from Secrets Manager: ...`) are written here, word for word, because operators' runbooks
@@ -21,14 +23,8 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use secretcache_client::{Candidate, Client, ExposeSecret, Rotation, SecretString};
 use serde::Deserialize;
-use tokio::time::Instant;
 
 use crate::config::{
     ExtensionConfig, StaticCredentials, DATABASE_HOST, DB_SECRET_ARN, DEFAULT_POSTGRES_PORT,
@@ -36,39 +32,14 @@ use crate::config::{
 };
 use crate::secret::Secret;
 
-/// The header the extension checks against the execution environment's session token.
-pub(crate) const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
+/// The `version` log field of a read from the extension's cache.
+const CACHED: &str = "AWSCURRENT";
 
-/// Largest extension response we read. Secrets Manager caps a secret at 64 KiB; the JSON around it is small.
-const MAX_RESPONSE_BYTES: usize = 256 * 1024;
-
-/// Everything but the unreserved characters is escaped in the query, so an ARN's `:` and `/` arrive intact.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-/// Which version of the secret to ask for, and how.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fetch {
-    /// `AWSCURRENT`, served from the extension's cache when it has it. The normal case.
-    Cached,
-    /// `AWSCURRENT` with `refreshNow=true`: the database refused the cached password, so it may have rotated.
-    Refresh,
-    /// `AWSPENDING` with `refreshNow=true`: single-user rotation sets the new password in the database before the
-    /// new version becomes `AWSCURRENT`.
-    Pending,
-}
-
-impl Fetch {
-    /// A name for log fields.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::Cached => "AWSCURRENT",
-            Self::Refresh => "AWSCURRENT (refreshNow)",
-            Self::Pending => "AWSPENDING",
-        }
+/// The `version` log field of a rotation candidate (the runbook's lines carry these names).
+fn version_name(candidate: Candidate) -> &'static str {
+    match candidate {
+        Candidate::Current => "AWSCURRENT (refreshNow)",
+        Candidate::Pending => "AWSPENDING",
     }
 }
 
@@ -119,223 +90,58 @@ pub(crate) enum CredentialsError {
 }
 
 impl CredentialsError {
-    /// The secret (or that version of it) does not exist.
-    pub(crate) fn is_not_found(&self) -> bool {
-        matches!(self, Self::Extension { status: 404, .. })
-    }
-
     fn invalid_secret(reason: &'static str) -> Self {
         Self::InvalidSecret {
             variable: DB_SECRET_ARN,
             reason,
         }
     }
-}
 
-/// A client for the extension's `GET /secretsmanager/get`. Build it once per execution environment.
-pub(crate) struct ExtensionClient {
-    port: u16,
-    token: Option<Secret>,
-    timeout: Duration,
-    startup_wait: Duration,
-    http: Client<HttpConnector, Empty<Bytes>>,
-}
-
-impl std::fmt::Debug for ExtensionClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExtensionClient")
-            .field("port", &self.port)
-            .field("token", &self.token)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Deserialize)]
-struct GetSecretValue {
-    #[serde(rename = "SecretString")]
-    secret_string: Option<Secret>,
-}
-
-/// GetParameter's answer, as far as we read it.
-#[derive(Deserialize)]
-struct GetParameter {
-    #[serde(rename = "Parameter")]
-    parameter: Option<ParameterValue>,
-}
-
-#[derive(Deserialize)]
-struct ParameterValue {
-    #[serde(rename = "Value")]
-    value: Option<Secret>,
-}
-
-#[derive(Deserialize)]
-struct ExtensionErrorBody {
-    #[serde(rename = "__type")]
-    kind: Option<String>,
-}
-
-impl ExtensionClient {
-    /// A client for the extension described by `config`.
-    pub(crate) fn new(config: &ExtensionConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.timeout));
-        connector.set_nodelay(true);
-        // No pooled connections: a fetch is rare (cold start, rotation), and a kept-alive connection may have been
-        // closed by the extension while the environment was frozen.
-        let http = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build(connector);
-        Self {
-            port: config.port,
-            token: config.token.clone(),
-            timeout: config.timeout,
-            startup_wait: config.startup_wait,
-            http,
-        }
-    }
-
-    /// The `SecretString` of `secret_id`, fetched as `fetch` says.
-    pub(crate) async fn secret_string(
-        &self,
-        secret_id: &str,
-        fetch: Fetch,
-    ) -> Result<Secret, CredentialsError> {
-        let mut path = format!(
-            "/secretsmanager/get?secretId={}",
-            utf8_percent_encode(secret_id, QUERY_VALUE)
-        );
-        match fetch {
-            Fetch::Cached => {}
-            Fetch::Refresh => path.push_str("&refreshNow=true"),
-            Fetch::Pending => path.push_str("&versionStage=AWSPENDING&refreshNow=true"),
-        }
-        let body = self.get(&path, DB_SECRET_ARN).await?;
-        parse_get_secret_value(&body)
-    }
-
-    /// The decrypted value of the SSM parameter `name`; `Fetch::Refresh` bypasses the extension's cache.
-    pub(crate) async fn parameter_value(
-        &self,
-        name: &str,
-        fetch: Fetch,
-    ) -> Result<Secret, CredentialsError> {
-        let mut path = format!(
-            "/systemsmanager/parameters/get?name={}&withDecryption=true",
-            utf8_percent_encode(name, QUERY_VALUE)
-        );
-        if fetch != Fetch::Cached {
-            path.push_str("&refreshNow=true");
-        }
-        let body = self.get(&path, PARAMETER_STORE_DB_URL).await?;
-        parse_get_parameter(&body)
-    }
-
-    /// `GET path_and_query` on the extension; the body of a 200, or the error. `variable` names what was asked for.
-    async fn get(
-        &self,
-        path_and_query: &str,
-        variable: &'static str,
-    ) -> Result<Bytes, CredentialsError> {
-        let token = self.token.as_ref().ok_or(CredentialsError::NoToken)?;
-        let uri = format!("http://127.0.0.1:{}{path_and_query}", self.port);
-
-        // The cold-start race: the function's init can run before the extension listens. Connection refused (and
-        // a 503 from an extension still warming up) are retried until `startup_wait` is spent.
-        let give_up = Instant::now() + self.startup_wait;
-        let mut pause = Duration::from_millis(20);
-        loop {
-            let outcome = tokio::time::timeout(self.timeout, self.get_once(&uri, token)).await;
-            let retryable = match &outcome {
-                Err(_) => return Err(CredentialsError::Timeout(self.timeout)),
-                Ok(Err(Attempt::Refused)) => true,
-                Ok(Ok((status, _))) => *status == 503,
-                Ok(Err(Attempt::Other(_))) => false,
-            };
-            if !retryable || Instant::now() + pause > give_up {
-                return match outcome {
-                    Err(_) => Err(CredentialsError::Timeout(self.timeout)),
-                    Ok(Err(Attempt::Refused)) => {
-                        Err(CredentialsError::Unreachable { port: self.port })
-                    }
-                    Ok(Err(Attempt::Other(e))) => Err(e),
-                    Ok(Ok((200, body))) => Ok(body),
-                    Ok(Ok((status, body))) => Err(CredentialsError::Extension {
-                        status,
-                        code: error_code(&body),
-                        variable,
-                    }),
-                };
+    /// The client's error, for the value that `variable` names.
+    fn from_client(e: secretcache_client::Error, variable: &'static str) -> Self {
+        use secretcache_client::Error as E;
+        let invalid = |reason| Self::InvalidSecret { variable, reason };
+        match e {
+            E::NoToken => Self::NoToken,
+            E::Unreachable { port } => Self::Unreachable { port },
+            E::Timeout(after) => Self::Timeout(after),
+            E::Status { status, code } => Self::Extension {
+                status,
+                code,
+                variable,
+            },
+            E::InvalidBody { .. } if variable == PARAMETER_STORE_DB_URL => {
+                invalid("the extension's answer is not GetParameter JSON")
             }
-            tracing::debug!(
-                pause_ms = pause.as_millis() as u64,
-                "secrets extension not ready yet; retrying"
-            );
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(250));
+            E::InvalidBody { .. } => invalid("the extension's answer is not GetSecretValue JSON"),
+            E::InvalidToken => invalid("the token or secret id cannot be sent in an HTTP request"),
+            E::Transport(detail) => Self::Transport(detail),
+            other => Self::Transport(other.to_string()),
         }
     }
+}
 
-    async fn get_once(&self, uri: &str, token: &Secret) -> Result<(u16, Bytes), Attempt> {
-        let request = http::Request::get(uri)
-            .header(TOKEN_HEADER, token.expose())
-            .body(Empty::<Bytes>::new())
-            .map_err(|_| {
-                Attempt::Other(CredentialsError::invalid_secret(
-                    "the token or secret id cannot be sent in an HTTP request",
-                ))
-            })?;
-        let response = self.http.request(request).await.map_err(|e| {
-            if e.is_connect() {
-                Attempt::Refused
-            } else {
-                Attempt::Other(CredentialsError::Transport(e.to_string()))
-            }
-        })?;
-        let status = response.status().as_u16();
-        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|e| Attempt::Other(CredentialsError::Transport(e.to_string())))?
-            .to_bytes();
-        Ok((status, body))
+/// The client for the extension described by `config`. Build it once per execution environment.
+pub(crate) fn extension_client(config: &ExtensionConfig) -> Client {
+    let mut builder = Client::builder()
+        .port(config.port)
+        .timeout(config.timeout)
+        .startup_wait(config.startup_wait);
+    if let Some(token) = &config.token {
+        builder = builder.token(SecretString::from(token.expose()));
     }
+    builder.build()
 }
 
-enum Attempt {
-    Refused,
-    Other(CredentialsError),
-}
-
-fn parse_get_secret_value(body: &[u8]) -> Result<Secret, CredentialsError> {
-    let value: GetSecretValue = serde_json::from_slice(body).map_err(|_| {
-        CredentialsError::invalid_secret("the extension's answer is not GetSecretValue JSON")
-    })?;
-    value.secret_string.ok_or(CredentialsError::invalid_secret(
-        "it has no SecretString (a binary secret?)",
-    ))
-}
-
-fn parse_get_parameter(body: &[u8]) -> Result<Secret, CredentialsError> {
-    let invalid = |reason| CredentialsError::InvalidSecret {
-        variable: PARAMETER_STORE_DB_URL,
-        reason,
-    };
-    let value: GetParameter = serde_json::from_slice(body)
-        .map_err(|_| invalid("the extension's answer is not GetParameter JSON"))?;
-    value
-        .parameter
-        .and_then(|p| p.value)
-        .ok_or(invalid("it has no Value"))
-}
-
-fn error_code(body: &[u8]) -> String {
-    serde_json::from_slice::<ExtensionErrorBody>(body)
-        .ok()
-        .and_then(|b| b.kind)
-        .filter(|k| k.len() <= 64 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'))
-        .unwrap_or_else(|| "unknown".to_owned())
+/// The `SecretString` of a GetSecretValue answer, as ours.
+fn secret_string(
+    body: secretcache_client::GetSecretValueBody<'static>,
+) -> Result<Secret, CredentialsError> {
+    body.into_secret_string()
+        .map(|s| Secret::new(s.expose_secret()))
+        .ok_or(CredentialsError::invalid_secret(
+            "it has no SecretString (a binary secret?)",
+        ))
 }
 
 /// `port` in an RDS secret is a number, but hand-made secrets often hold a string.
@@ -450,7 +256,7 @@ pub(crate) enum CredentialProvider {
     /// `DB_SECRET_ARN` through the extension.
     Extension {
         /// The client, built once (boxed: it is much larger than the other variant).
-        client: Box<ExtensionClient>,
+        client: Box<Client>,
         /// The secret's name or ARN.
         secret_id: String,
         /// What fills the secret's gaps.
@@ -459,7 +265,7 @@ pub(crate) enum CredentialProvider {
     /// `PARAMETER_STORE_DB_URL` through the extension's SSM endpoint, with decryption.
     ParameterStore {
         /// The client, built once.
-        client: Box<ExtensionClient>,
+        client: Box<Client>,
         /// The parameter's name.
         name: String,
     },
@@ -471,11 +277,6 @@ impl CredentialProvider {
         !matches!(self, Self::Static(_))
     }
 
-    /// Whether `fetch` means anything to this provider (a parameter has no `AWSPENDING`).
-    pub(crate) fn offers(&self, fetch: Fetch) -> bool {
-        !(matches!(self, Self::ParameterStore { .. }) && fetch == Fetch::Pending)
-    }
-
     /// The variable the credentials come from, for log lines.
     pub(crate) fn source_name(&self) -> &'static str {
         match self {
@@ -485,8 +286,8 @@ impl CredentialProvider {
         }
     }
 
-    /// The login, fetched as `fetch` says (fixed credentials ignore it).
-    pub(crate) async fn fetch(&self, fetch: Fetch) -> Result<Login, CredentialsError> {
+    /// The login: fixed, or read from the extension's cache.
+    pub(crate) async fn fetch(&self) -> Result<Login, CredentialsError> {
         match self {
             Self::Static(c) => Ok(Login::Credentials(c.clone())),
             Self::Extension {
@@ -495,44 +296,146 @@ impl CredentialProvider {
                 fallbacks,
             } => {
                 let fetched = client
-                    .secret_string(secret_id, fetch)
+                    .secret(secret_id)
+                    .send()
                     .await
-                    .and_then(|s| parse_rds_secret(&s, fallbacks));
-                match fetched {
-                    Ok(creds) => {
-                        tracing::info!(
-                            source = DB_SECRET_ARN,
-                            version = fetch.as_str(),
-                            "Successfully retrieved database credentials from Secrets Manager"
-                        );
-                        Ok(Login::Credentials(creds))
-                    }
-                    // No rotation in progress: no AWSPENDING version. Expected, so not the seed's failure line.
-                    Err(e) if fetch == Fetch::Pending && e.is_not_found() => Err(e),
-                    Err(e) => {
-                        tracing::error!(
-                            source = DB_SECRET_ARN,
-                            version = fetch.as_str(),
-                            error = %e,
-                            "Failed to retrieve DATABASE_URL from Secrets Manager: {e}"
-                        );
-                        Err(e)
-                    }
-                }
+                    .map_err(|e| CredentialsError::from_client(e, DB_SECRET_ARN));
+                secret_login(fetched, fallbacks, CACHED)
             }
-            Self::ParameterStore { client, name } => {
-                let url = client.parameter_value(name, fetch).await.inspect_err(|e| {
-                    tracing::error!(source = PARAMETER_STORE_DB_URL, error = %e, "Failed to retrieve DATABASE_URL from Parameter Store: {e}");
-                })?;
-                tracing::info!(
-                    source = PARAMETER_STORE_DB_URL,
-                    refreshed = fetch != Fetch::Cached,
-                    "Retrieved DATABASE_URL from Parameter Store (deprecated)"
-                );
-                Ok(Login::Url(url))
+            Self::ParameterStore { client, name } => parameter_login(client, name, false).await,
+        }
+    }
+
+    /// After the database refused the login: the versions worth trying, in order. Fixed credentials have none.
+    pub(crate) fn candidates(&self) -> Candidates<'_> {
+        let next = match self {
+            Self::Static(_) => Next::Done,
+            Self::Extension {
+                client,
+                secret_id,
+                fallbacks,
+            } => Next::Secret {
+                rotation: client.rotation(secret_id),
+                fallbacks,
+            },
+            // A parameter has no AWSPENDING: it can only be read anew.
+            Self::ParameterStore { client, name } => Next::Parameter { client, name },
+        };
+        Candidates { next }
+    }
+}
+
+/// The logins to try after a refused one, fetched one at a time ([`CredentialProvider::candidates`]).
+pub(crate) struct Candidates<'a> {
+    next: Next<'a>,
+}
+
+enum Next<'a> {
+    Secret {
+        rotation: Rotation<'a>,
+        fallbacks: &'a Fallbacks,
+    },
+    Parameter {
+        client: &'a Client,
+        name: &'a str,
+    },
+    Done,
+}
+
+impl Candidates<'_> {
+    /// The next login and the version it came from (for log lines), or `None` when nothing is left to try. After an
+    /// error there is nothing more: the caller gives up with it.
+    pub(crate) async fn next(&mut self) -> Option<Result<(&'static str, Login), CredentialsError>> {
+        match &mut self.next {
+            Next::Done => None,
+            Next::Secret {
+                rotation,
+                fallbacks,
+            } => {
+                // No AWSPENDING version (no rotation in progress) ends the rotation without an error: expected, so
+                // not the seed's failure line.
+                let (candidate, fetched) = rotation.next().await?;
+                let version = version_name(candidate);
+                let fetched = fetched.map_err(|e| CredentialsError::from_client(e, DB_SECRET_ARN));
+                let login = secret_login(fetched, fallbacks, version);
+                if login.is_err() {
+                    self.next = Next::Done;
+                }
+                Some(login.map(|l| (version, l)))
+            }
+            Next::Parameter { client, name } => {
+                let login = parameter_login(client, name, true).await;
+                self.next = Next::Done;
+                Some(login.map(|l| (version_name(Candidate::Current), l)))
             }
         }
     }
+}
+
+/// The login in a GetSecretValue answer, with the seed's success or failure line; `version` names what was asked.
+fn secret_login(
+    fetched: Result<secretcache_client::GetSecretValueBody<'static>, CredentialsError>,
+    fallbacks: &Fallbacks,
+    version: &'static str,
+) -> Result<Login, CredentialsError> {
+    match fetched
+        .and_then(secret_string)
+        .and_then(|s| parse_rds_secret(&s, fallbacks))
+    {
+        Ok(creds) => {
+            tracing::info!(
+                source = DB_SECRET_ARN,
+                version,
+                "Successfully retrieved database credentials from Secrets Manager"
+            );
+            Ok(Login::Credentials(creds))
+        }
+        Err(e) => {
+            tracing::error!(
+                source = DB_SECRET_ARN,
+                version,
+                error = %e,
+                "Failed to retrieve DATABASE_URL from Secrets Manager: {e}"
+            );
+            Err(e)
+        }
+    }
+}
+
+/// The URL in the parameter, read with decryption; `refresh` bypasses the extension's cache.
+async fn parameter_login(
+    client: &Client,
+    name: &str,
+    refresh: bool,
+) -> Result<Login, CredentialsError> {
+    let url = client
+        .parameter(name, true)
+        .refresh_now(refresh)
+        .send()
+        .await
+        .map_err(|e| CredentialsError::from_client(e, PARAMETER_STORE_DB_URL))
+        .and_then(parameter_value)
+        .inspect_err(|e| {
+            tracing::error!(source = PARAMETER_STORE_DB_URL, error = %e, "Failed to retrieve DATABASE_URL from Parameter Store: {e}");
+        })?;
+    tracing::info!(
+        source = PARAMETER_STORE_DB_URL,
+        refreshed = refresh,
+        "Retrieved DATABASE_URL from Parameter Store (deprecated)"
+    );
+    Ok(Login::Url(url))
+}
+
+/// The `Value` of a GetParameter answer, as ours.
+fn parameter_value(
+    body: secretcache_client::GetParameterBody<'static>,
+) -> Result<Secret, CredentialsError> {
+    body.into_value()
+        .map(|s| Secret::new(s.expose_secret()))
+        .ok_or(CredentialsError::InvalidSecret {
+            variable: PARAMETER_STORE_DB_URL,
+            reason: "it has no Value",
+        })
 }
 
 #[cfg(test)]
@@ -610,40 +513,53 @@ mod tests {
     #[test]
     fn get_secret_value_body() {
         let body = br#"{"ARN":"arn","Name":"db","SecretBinary":null,"SecretString":"{\"username\":\"u\"}","VersionId":"v","VersionStages":["AWSCURRENT"],"CreatedDate":"2022-11-16T08:22:40.499Z","ResultMetadata":{}}"#;
-        assert_eq!(
-            parse_get_secret_value(body).expect("parses").expose(),
-            r#"{"username":"u"}"#
-        );
-        assert!(parse_get_secret_value(br#"{"SecretString":null}"#).is_err());
+        let parse = |body: &[u8]| secret_string(serde_json::from_slice(body).expect("JSON"));
+        assert_eq!(parse(body).expect("parses").expose(), r#"{"username":"u"}"#);
+        assert!(parse(br#"{"SecretString":null}"#).is_err());
     }
 
     #[test]
     fn get_parameter_body() {
         let body = br#"{"Parameter":{"ARN":"arn","DataType":"text","LastModifiedDate":"2024-01-01T00:00:00Z","Name":"/db/url","Selector":null,"SourceResult":null,"Type":"SecureString","Value":"postgres://u:pw@h/d","Version":1},"ResultMetadata":{}}"#;
-        assert_eq!(
-            parse_get_parameter(body).expect("parses").expose(),
-            "postgres://u:pw@h/d"
-        );
-        let e = parse_get_parameter(br#"{"Parameter":{"Name":"x"}}"#).expect_err("no value");
+        let parse = |body: &[u8]| parameter_value(serde_json::from_slice(body).expect("JSON"));
+        assert_eq!(parse(body).expect("parses").expose(), "postgres://u:pw@h/d");
+        let e = parse(br#"{"Parameter":{"Name":"x"}}"#).expect_err("no value");
         assert!(e.to_string().contains(PARAMETER_STORE_DB_URL), "{e}");
     }
 
     #[test]
-    fn error_codes_are_read_and_sanitised() {
-        assert_eq!(
-            error_code(br#"{"__type":"ResourceNotFoundException","message":"x"}"#),
-            "ResourceNotFoundException"
+    fn client_errors_keep_their_meaning_and_name_the_variable() {
+        use secretcache_client::Error as E;
+        let e = CredentialsError::from_client(
+            E::Status {
+                status: 404,
+                code: "ResourceNotFoundException".into(),
+            },
+            DB_SECRET_ARN,
         );
-        assert_eq!(error_code(br#"{"__type":"<script>"}"#), "unknown");
-        assert_eq!(error_code(b"garbage"), "unknown");
-    }
-
-    #[test]
-    fn arns_are_escaped_in_the_query() {
-        let arn = "arn:aws:secretsmanager:us-east-1:123:secret:db/prod-AbC";
         assert_eq!(
-            utf8_percent_encode(arn, QUERY_VALUE).to_string(),
-            "arn%3Aaws%3Asecretsmanager%3Aus-east-1%3A123%3Asecret%3Adb%2Fprod-AbC"
+            e.to_string(),
+            "the secrets extension answered 404 (ResourceNotFoundException) for the value named by DB_SECRET_ARN"
+        );
+        assert!(matches!(
+            CredentialsError::from_client(E::Unreachable { port: 2773 }, DB_SECRET_ARN),
+            CredentialsError::Unreachable { port: 2773 }
+        ));
+        assert!(matches!(
+            CredentialsError::from_client(E::NoToken, DB_SECRET_ARN),
+            CredentialsError::NoToken
+        ));
+        let e = CredentialsError::from_client(
+            E::InvalidBody {
+                expected: "GetParameter",
+            },
+            PARAMETER_STORE_DB_URL,
+        );
+        assert!(e.to_string().contains("not GetParameter JSON"), "{e}");
+        let e = CredentialsError::from_client(E::Transport("reset".into()), DB_SECRET_ARN);
+        assert_eq!(
+            e.to_string(),
+            "talking to the secrets extension failed: reset"
         );
     }
 }

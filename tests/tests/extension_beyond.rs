@@ -10,7 +10,7 @@ use secretcache_tests::http;
 use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::proxy::{Fault, FaultInjectingProxy};
 
-const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
+use secretcache_client::TOKEN_HEADER;
 
 async fn get_param(ext: &Standalone, query: &str) -> http::Response {
     http::get(

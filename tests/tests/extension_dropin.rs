@@ -8,7 +8,7 @@ use secretcache_tests::extension::{base_env, Standalone};
 use secretcache_tests::http;
 use secretcache_tests::moto::{Endpoint, Moto};
 
-const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
+use secretcache_client::TOKEN_HEADER;
 
 /// One environment block, as found in public CDK, Terraform, SAM, Serverless and CLI code for the AWS extension.
 struct Block {

@@ -9,7 +9,7 @@ use secretcache_tests::http;
 use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::proxy::FaultInjectingProxy;
 
-const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
+use secretcache_client::TOKEN_HEADER;
 
 /// Checks the RFC 3339 UTC milliseconds form, e.g. 2022-11-16T08:22:40.499Z.
 fn assert_rfc3339_millis(s: &str) {

@@ -38,7 +38,7 @@ use crate::config::{
     Config, ConfigError, DatabaseSource, PoolConfig, SslMode, TlsConfig, DATABASE_SSL_ROOT_CERT,
     DATABASE_URL,
 };
-use crate::credentials::{CredentialProvider, ExtensionClient, Fallbacks, Fetch};
+use crate::credentials::{extension_client, CredentialProvider, Fallbacks};
 use crate::schema::{self, SchemaProblem};
 use error::is_invalid_password;
 use pool::{apply_tls, sqlite_file, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
@@ -148,7 +148,7 @@ impl Database {
             }
             DatabaseSource::ParameterStore(name) => {
                 Target::Postgres(CredentialProvider::ParameterStore {
-                    client: Box::new(ExtensionClient::new(&config.extension)),
+                    client: Box::new(extension_client(&config.extension)),
                     name: name.clone(),
                 })
             }
@@ -158,7 +158,7 @@ impl Database {
                 port,
                 dbname,
             } => Target::Postgres(CredentialProvider::Extension {
-                client: Box::new(ExtensionClient::new(&config.extension)),
+                client: Box::new(extension_client(&config.extension)),
                 secret_id: secret_id.clone(),
                 fallbacks: Fallbacks {
                     host: host.clone(),
@@ -335,7 +335,7 @@ impl Database {
                         retry_after: Some(wait),
                     });
                 }
-                let login = provider.fetch(Fetch::Cached).await?;
+                let login = provider.fetch().await?;
                 let pool = self.pg_pool(self.pg_options(&login)?);
                 self.prepare_postgres(&pool, self.migrate).await?;
                 Ok(Backend::Postgres(pool))
@@ -357,7 +357,7 @@ impl Database {
             Target::Sqlite { .. } => return self.build().await.map(|_| ()),
             Target::PostgresUrl(options) => self.pg_pool((**options).clone()),
             Target::Postgres(provider) => {
-                let login = provider.fetch(Fetch::Cached).await?;
+                let login = provider.fetch().await?;
                 self.pg_pool(self.pg_options(&login)?)
             }
         };

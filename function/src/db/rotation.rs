@@ -1,5 +1,5 @@
 //! Recovery from a rotated password: after PostgreSQL refuses a login with `28P01`, find the version of the secret it
-//! accepts (`refreshNow=true`, then `AWSPENDING`) and hand it to the pool, single-flighted; and [`Rejection`], the
+//! accepts (`refreshNow=true`, then `AWSPENDING`, in the order `secretcache_client::Rotation` gives) and hand it to the pool, single-flighted; and [`Rejection`], the
 //! short memory of "every version was rejected" that keeps the next requests from asking the extension again.
 
 use std::sync::atomic::Ordering;
@@ -12,7 +12,6 @@ use tokio::time::Instant;
 
 use super::error::is_invalid_password;
 use super::{Database, DbError, Target};
-use crate::credentials::Fetch;
 
 /// Remembers, for a short while, that the database rejected every version of the secret, so that the requests after
 /// it answer at once instead of each asking the extension for every version again. On tokio's clock, so tests can
@@ -101,16 +100,10 @@ impl Database {
         let give_up = Instant::now() + self.pool.rotation_grace;
         let mut pause = Duration::from_millis(50);
         loop {
-            for fetch in [Fetch::Refresh, Fetch::Pending] {
-                if !provider.offers(fetch) {
-                    continue;
-                }
-                let login = match provider.fetch(fetch).await {
-                    Ok(l) => l,
-                    // No rotation in progress: there is no AWSPENDING version.
-                    Err(e) if fetch == Fetch::Pending && e.is_not_found() => continue,
-                    Err(e) => return Err(e.into()),
-                };
+            // The client's rotation order: AWSCURRENT anew, then AWSPENDING (a parameter: read anew, once).
+            let mut candidates = provider.candidates();
+            while let Some(next) = candidates.next().await {
+                let (version, login) = next?;
                 let options = self.pg_options(&login)?;
                 let probe = tokio::time::timeout(
                     self.pool.acquire_timeout,
@@ -126,7 +119,7 @@ impl Database {
                         self.rejected.forget();
                         tracing::info!(
                             source = source_name,
-                            version = fetch.as_str(),
+                            version,
                             "database login works again with the refreshed credentials"
                         );
                         return Ok(());
@@ -134,7 +127,7 @@ impl Database {
                     Ok(Err(e)) if is_invalid_password(&e) => {
                         tracing::warn!(
                             source = source_name,
-                            version = fetch.as_str(),
+                            version,
                             "the database rejected this version of the secret too"
                         );
                     }
