@@ -12,6 +12,9 @@
 /// AWS documentation spells it `X-Aws-Parameters-Secrets-Token`.
 pub const TOKEN_HEADER: &str = "x-aws-parameters-secrets-token";
 
+/// The other header a token may come in, as the AWS Secrets Manager Agent accepts it.
+pub const VAULT_TOKEN_HEADER: &str = "x-vault-token";
+
 /// (ours) How a value was served: `hit`, `miss`, `refresh` or `stale`.
 pub const CACHE_HEADER: &str = "x-secretcache-cache";
 
@@ -32,6 +35,9 @@ pub mod env {
     pub const AWS_CONTAINER_AUTHORIZATION_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
     /// The token variables, in the order a client tries them.
     pub const TOKEN_VARIABLES: [&str; 2] = [AWS_SESSION_TOKEN, AWS_CONTAINER_AUTHORIZATION_TOKEN];
+    /// (as the AWS Secrets Manager Agent) Outside Lambda, the token tried first; `file:///path` means that file's
+    /// contents.
+    pub const AWS_TOKEN: &str = "AWS_TOKEN";
 }
 
 /// Request paths.
@@ -46,6 +52,14 @@ pub mod path {
     pub const PING: &str = "/ping";
     /// (ours) Prometheus text; needs the token.
     pub const METRICS: &str = "/metrics";
+    /// (ours) Several secrets: repeated [`super::query::SECRET_ID`] (up to 20), BatchGetSecretValue's shape.
+    pub const SECRET_BATCH: &str = "/secretsmanager/batch";
+    /// (ours) Several parameters: repeated [`super::query::NAME`] (up to 10), GetParameters' shape.
+    pub const PARAMETER_BATCH: &str = "/systemsmanager/parameters/batch";
+    /// [`PARAMETER_BATCH`] with a trailing `/`.
+    pub const PARAMETER_BATCH_SLASH: &str = "/systemsmanager/parameters/batch/";
+    /// (as the AWS Secrets Manager Agent) The default prefix of a path-based read: `/v1/<secretId>`.
+    pub const V1_PREFIX: &str = "/v1/";
 }
 
 /// Query parameter names.
@@ -67,6 +81,8 @@ pub mod query {
     pub const LABEL: &str = "label";
     /// [`super::path::PARAMETER`]: `true` to decrypt a `SecureString` (default `false`).
     pub const WITH_DECRYPTION: &str = "withDecryption";
+    /// (ours) A top-level key of a JSON value: the answer is that key's value, as `text/plain`.
+    pub const FIELD: &str = "field";
 }
 
 /// Secrets Manager's staging labels.

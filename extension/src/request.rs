@@ -10,6 +10,8 @@
 
 use std::borrow::Cow;
 
+use secretcache_client::contract::query;
+
 /// What the cache stores values under: a secret or a parameter, with its version selector.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Key {
@@ -326,15 +328,15 @@ const MAX_VALUE_LEN: usize = 2048;
 
 /// The parameters the API reads; any other is checked and then ignored, as the AWS extension ignores it.
 const KNOWN: [&str; 9] = [
-    "secretId",
-    "versionId",
-    "versionStage",
-    "refreshNow",
-    "name",
-    "version",
-    "label",
-    "withDecryption",
-    "field",
+    query::SECRET_ID,
+    query::VERSION_ID,
+    query::VERSION_STAGE,
+    query::REFRESH_NOW,
+    query::NAME,
+    query::VERSION,
+    query::LABEL,
+    query::WITH_DECRYPTION,
+    query::FIELD,
 ];
 
 /// A query string, checked and split in one pass: every name and value percent-decodes to UTF-8 without control

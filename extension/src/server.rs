@@ -158,10 +158,8 @@ async fn route<U: Upstream, W: WallClock, B>(
         }
         path::SECRET => Route::Secret,
         path::PARAMETER | path::PARAMETER_SLASH => Route::Parameter,
-        "/secretsmanager/batch" => Route::SecretBatch,
-        "/systemsmanager/parameters/batch" | "/systemsmanager/parameters/batch/" => {
-            Route::ParameterBatch
-        }
+        path::SECRET_BATCH => Route::SecretBatch,
+        path::PARAMETER_BATCH | path::PARAMETER_BATCH_SLASH => Route::ParameterBatch,
         path::METRICS => Route::Metrics,
         p if p.starts_with(app.path_prefix.as_str()) => Route::SecretByPath,
         _ => {

@@ -24,12 +24,14 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+use secretcache_client::contract::env;
+
 pub use crate::token::TokenSource;
 pub use crate::upstream::AssumeRole;
 use agent::AgentFile;
 
 /// HTTP port of the localhost cache.
-pub const HTTP_PORT: &str = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT";
+pub const HTTP_PORT: &str = env::PARAMETERS_SECRETS_EXTENSION_HTTP_PORT;
 /// Boolean: whether values are cached at all.
 pub const CACHE_ENABLED: &str = "PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED";
 /// Maximum number of cached entries; 0 disables the cache.
@@ -77,18 +79,10 @@ pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
 pub const AWS_LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
 /// `snap-start` under SnapStart.
 pub const AWS_LAMBDA_INITIALIZATION_TYPE: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
-/// The execution environment's session token: the value the token header must carry.
-pub const AWS_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
-/// The token under SnapStart, where `AWS_SESSION_TOKEN` is absent.
-pub const AWS_CONTAINER_AUTHORIZATION_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
-/// The AWS Secrets Manager Agent's token variable (a value, or `file:///path`); read first outside Lambda.
-pub const AWS_TOKEN: &str = "AWS_TOKEN";
+pub use env::{AWS_CONTAINER_AUTHORIZATION_TOKEN, AWS_SESSION_TOKEN, AWS_TOKEN};
 /// (ours) The prefix of path-based reads, `/v1/` by default as with the AWS Secrets Manager Agent.
 pub const PATH_PREFIX: &str = "PARAMETERS_SECRETS_EXTENSION_PATH_PREFIX";
-/// The header clients send the token in (the AWS extension's).
-pub const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
-/// The other header the AWS Secrets Manager Agent accepts it in.
-pub const VAULT_TOKEN_HEADER: &str = "X-Vault-Token";
+pub use secretcache_client::contract::{TOKEN_HEADER, VAULT_TOKEN_HEADER};
 /// Where outside Lambda the token is looked for, in order (the Agent's order): the first set wins.
 pub const STANDALONE_TOKEN_VARIABLES: [&str; 3] = [
     AWS_TOKEN,
@@ -145,7 +139,7 @@ pub const MAX_CACHE_SIZE: u64 = 1_000_000;
 /// Lambda gives extensions 10 s of init in total; the prefetch must leave room for registering and the runtime.
 pub const MAX_PREFETCH_TIMEOUT_MILLIS: u64 = 9_000;
 /// The default port, the AWS extension's.
-pub const DEFAULT_PORT: u16 = 2773;
+pub const DEFAULT_PORT: u16 = secretcache_client::contract::DEFAULT_PORT;
 
 /// Read access to environment variables.
 ///
@@ -706,6 +700,7 @@ impl Config {
             .token_headers
             .clone()
             .unwrap_or_else(|| vec![TOKEN_HEADER.to_owned(), VAULT_TOKEN_HEADER.to_owned()]);
+        let v1 = secretcache_client::contract::path::V1_PREFIX;
         let path_prefix = match r.raw(PATH_PREFIX).or_else(|| file.path_prefix.clone()) {
             Some(p) if p.starts_with('/') && p.ends_with('/') && p.len() > 1 => p,
             Some(p) => {
@@ -713,11 +708,11 @@ impl Config {
                     PATH_PREFIX,
                     &p,
                     "a path that starts and ends with / (e.g. /v1/)",
-                    "/v1/".to_owned(),
+                    v1.to_owned(),
                 );
-                "/v1/".to_owned()
+                v1.to_owned()
             }
-            None => "/v1/".to_owned(),
+            None => v1.to_owned(),
         };
         r.diagnostics.misspellings = misspellings(env);
         Self {
