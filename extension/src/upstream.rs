@@ -753,6 +753,89 @@ mod tests {
         assert_eq!(secretcache_client::ExposeSecret::expose_secret(&value), "v");
     }
 
+    /// What `classify` makes of what the SDK returns for a scripted HTTP response, through the SDK's own error
+    /// parsing (aws-smithy-mocks intercepts the call; nothing leaves the process).
+    async fn classified(status: u16, error_type: &str) -> UpstreamError {
+        use aws_sdk_secretsmanager::config::http::HttpResponse as Raw;
+        use aws_sdk_secretsmanager::Client;
+        use aws_smithy_mocks::{mock, mock_client, RuleMode};
+        use aws_smithy_types::body::SdkBody;
+        let body = format!("{{\"__type\":\"{error_type}\",\"message\":\"scripted\"}}");
+        let rule = mock!(Client::get_secret_value).then_http_response(move || {
+            Raw::new(
+                status.try_into().expect("status"),
+                SdkBody::from(body.clone()),
+            )
+        });
+        // No retries: what classify sees is the SDK's error after them, and their backoff would be real sleeping.
+        let client = mock_client!(aws_sdk_secretsmanager, RuleMode::MatchAny, [&rule], |c| c
+            .retry_config(aws_sdk_secretsmanager::config::retry::RetryConfig::disabled()));
+        let err = client
+            .get_secret_value()
+            .secret_id("s")
+            .send()
+            .await
+            .expect_err("a scripted error");
+        classify(err, Duration::from_secs(3))
+    }
+
+    #[tokio::test]
+    async fn sdk_errors_keep_their_meaning_through_the_sdk() {
+        assert!(matches!(
+            classified(400, "ResourceNotFoundException").await,
+            UpstreamError::NotFound { code, .. } if code == "ResourceNotFoundException"
+        ));
+        assert!(matches!(
+            classified(400, "AccessDeniedException").await,
+            UpstreamError::AccessDenied { .. }
+        ));
+        assert!(matches!(
+            classified(400, "DecryptionFailure").await,
+            UpstreamError::AccessDenied { .. }
+        ));
+        assert!(matches!(
+            classified(400, "ThrottlingException").await,
+            UpstreamError::Throttled { .. }
+        ));
+        assert!(matches!(
+            classified(500, "InternalServiceError").await,
+            UpstreamError::ServerError { .. }
+        ));
+        assert!(matches!(
+            classified(400, "InvalidRequestException").await,
+            UpstreamError::InvalidRequest { .. }
+        ));
+        assert!(matches!(
+            classified(403, "").await,
+            UpstreamError::AccessDenied { .. }
+        ));
+    }
+
+    #[test]
+    fn transport_failures_are_timeouts_or_unreachable() {
+        use aws_smithy_runtime_api::client::result::ConnectorError;
+        type E = SdkError<
+            aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError,
+            HttpResponse,
+        >;
+        let t = Duration::from_millis(1500);
+        assert_eq!(
+            classify(E::timeout_error("slow"), t),
+            UpstreamError::Timeout { millis: 1500 }
+        );
+        assert_eq!(
+            classify(
+                E::dispatch_failure(ConnectorError::timeout("slow".into())),
+                t
+            ),
+            UpstreamError::Timeout { millis: 1500 }
+        );
+        assert!(matches!(
+            classify(E::dispatch_failure(ConnectorError::io("refused".into())), t),
+            UpstreamError::Unreachable { .. }
+        ));
+    }
+
     #[test]
     fn service_errors_keep_their_meaning() {
         assert!(matches!(
