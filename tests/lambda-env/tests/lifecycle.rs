@@ -134,7 +134,12 @@ async fn an_invoke_waits_for_the_extension_and_reports_its_post_runtime_time() {
     let r = &invoked.report;
     assert_eq!(r.status, InvokeStatus::Success);
     assert!(r.init_duration.is_some());
-    assert!(r.post_runtime_duration >= Duration::from_millis(250), "{r}");
+    // The extension is back on next 0.3 s after the event, whenever the runtime answered within that time.
+    assert!(
+        r.runtime_duration + r.post_runtime_duration >= Duration::from_millis(250),
+        "{r}"
+    );
+    assert!(r.post_runtime_duration > Duration::ZERO, "{r}");
     assert!(r.duration >= r.runtime_duration + r.post_runtime_duration - Duration::from_millis(1));
 
     // The extension saw the INVOKE with the same request id and a real deadline; the runtime the same deadline.
