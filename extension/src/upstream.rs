@@ -23,6 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
+use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -33,7 +35,10 @@ use aws_sdk_secretsmanager::operation::batch_get_secret_value::BatchGetSecretVal
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
 use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
 use aws_sdk_ssm::operation::get_parameters::GetParametersOutput;
+use aws_smithy_async::rt::sleep::default_async_sleep;
+use aws_smithy_async::time::{SharedTimeSource, SystemTimeSource};
 use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_types::DateTime;
 use base64::Engine as _;
 use secretcache_client::body::{
@@ -44,7 +49,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::cache::alias::SecretArn;
 use crate::cache::{Fetched, Meta, Upstream};
-use crate::config::{Config, Endpoint, SourceConfig};
+use crate::config::{Config, Endpoint, SdkSource, SourceConfig};
 use crate::error::UpstreamError;
 use crate::request::{arn_region, Key, ParameterKey, SecretKey, VersionSelector};
 use crate::secret::SecretBody;
@@ -65,6 +70,7 @@ struct Inner {
     /// The region names resolve in; ARNs of other regions get clients of their own.
     home_region: Option<String>,
     role: Option<AssumeRole>,
+    sdk_source: SdkSource,
     /// The AWS configuration every client is built from (the role's credentials when one is configured).
     sdk: OnceCell<SdkConfig>,
     /// The home region's clients.
@@ -107,6 +113,7 @@ impl AwsUpstream {
                 ssm_endpoint: config.ssm_endpoint.clone(),
                 home_region: config.region.clone(),
                 role: config.role.clone(),
+                sdk_source: config.sdk_source,
                 sdk: OnceCell::new(),
                 home: OnceCell::new(),
                 regions: Mutex::new(HashMap::new()),
@@ -141,12 +148,25 @@ impl AwsUpstream {
                         tls::rustls_provider::CryptoMode::Ring,
                     ))
                     .build_https();
-                let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
-                // The variable, or the Agent configuration file's `region`, which the SDK would not read itself.
-                if let Some(region) = &inner.home_region {
-                    loader = loader.region(Region::new(region.clone()));
-                }
-                let base = loader.load().await;
+                let started = std::time::Instant::now();
+                let base = match (inner.sdk_source, &inner.home_region) {
+                    (SdkSource::LambdaEnvironment, Some(region)) => lambda_sdk(http, region),
+                    _ => {
+                        let mut loader =
+                            aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+                        // The variable, or the Agent configuration file's `region`, which the SDK would not read
+                        // itself.
+                        if let Some(region) = &inner.home_region {
+                            loader = loader.region(Region::new(region.clone()));
+                        }
+                        loader.load().await
+                    }
+                };
+                tracing::debug!(
+                    source = ?inner.sdk_source,
+                    micros = started.elapsed().as_micros() as u64,
+                    "AWS configuration loaded"
+                );
                 let Some(role) = &inner.role else {
                     return base;
                 };
@@ -180,19 +200,33 @@ impl AwsUpstream {
 
     async fn build(&self, region: Option<&str>) -> Arc<Clients> {
         let sdk = self.sdk().await;
+        let started = std::time::Instant::now();
         let mut secrets = aws_sdk_secretsmanager::config::Builder::from(sdk)
             .timeout_config(timeouts(self.inner.secrets_config));
         let mut ssm =
             aws_sdk_ssm::config::Builder::from(sdk).timeout_config(timeouts(self.inner.ssm_config));
+        // Set here, from the configuration read once, in either way of loading: the SDK's own loader reads these
+        // variables too, the Lambda one does not.
+        if let Endpoint::Url { url, .. } = &self.inner.secrets_endpoint {
+            secrets = secrets.endpoint_url(url);
+        }
+        if let Endpoint::Url { url, .. } = &self.inner.ssm_endpoint {
+            ssm = ssm.endpoint_url(url);
+        }
         if let Some(r) = region {
             tracing::info!(region = r, "building clients for another region");
             secrets = secrets.region(Region::new(r.to_owned()));
             ssm = ssm.region(Region::new(r.to_owned()));
         }
-        Arc::new(Clients {
+        let clients = Arc::new(Clients {
             secrets: aws_sdk_secretsmanager::Client::from_conf(secrets.build()),
             ssm: aws_sdk_ssm::Client::from_conf(ssm.build()),
-        })
+        });
+        tracing::debug!(
+            micros = started.elapsed().as_micros() as u64,
+            "upstream clients built"
+        );
+        clients
     }
 
     async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, UpstreamError> {
@@ -482,12 +516,31 @@ fn parameter_fetched(out: &GetParameterOutput) -> Result<Fetched, UpstreamError>
     })
 }
 
+/// Lambda's environment as an AWS configuration: the region and the execution role's credentials are in the
+/// environment, so there is nothing to look for (no profile files, no instance metadata, no SSO or process
+/// providers) and nothing to wait on before the first call. The HTTP client is shared by every service client.
+fn lambda_sdk(http: SharedHttpClient, region: &str) -> SdkConfig {
+    let mut builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(SharedCredentialsProvider::new(
+            EnvironmentVariableCredentialsProvider::new(),
+        ))
+        .http_client(http)
+        .time_source(SharedTimeSource::new(SystemTimeSource::new()))
+        .retry_config(RetryConfig::standard());
+    if let Some(sleep) = default_async_sleep() {
+        builder = builder.sleep_impl(sleep);
+    }
+    builder.build()
+}
+
 /// An endpoint override that is not a URL would fail inside the SDK with an opaque construction error; say which
 /// variable to fix instead.
 fn usable(endpoint: &Endpoint) -> Result<(), UpstreamError> {
     match endpoint {
         Endpoint::Invalid(variable) => Err(UpstreamError::BadEndpoint { variable }),
-        Endpoint::Default | Endpoint::Url(_) => Ok(()),
+        Endpoint::Default | Endpoint::Url { .. } => Ok(()),
     }
 }
 

@@ -273,13 +273,29 @@ pub struct SourceConfig {
     pub timeout: Duration,
 }
 
+/// Where the AWS configuration (region, credentials) comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SdkSource {
+    /// Inside Lambda, with the execution role's credentials and the region in the environment: read just those,
+    /// with nothing to probe (no profile files, no instance metadata), so the first call pays for nothing else.
+    LambdaEnvironment,
+    /// Everywhere else (containers, EC2, SnapStart, whose credentials come from an endpoint): the SDK's default
+    /// chain.
+    DefaultChain,
+}
+
 /// The endpoint override a service uses, from the SDK's variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     /// No override: the service's regional endpoint.
     Default,
-    /// A valid URL from the named variable (the SDK reads it itself).
-    Url(&'static str),
+    /// A valid URL, from the named variable.
+    Url {
+        /// The variable it came from.
+        variable: &'static str,
+        /// The URL.
+        url: String,
+    },
     /// The named variable holds something that is not an http(s) URL: every call answers 502 naming it.
     Invalid(&'static str),
 }
@@ -313,6 +329,8 @@ pub struct Config {
     pub region: Option<String>,
     /// The role every upstream call assumes, if one is set.
     pub role: Option<AssumeRole>,
+    /// Where the AWS configuration comes from.
+    pub sdk_source: SdkSource,
     /// Budget of the init prefetch.
     pub prefetch_timeout: Duration,
     /// Where the token a request must carry comes from.
@@ -488,7 +506,10 @@ impl<'e, E: Env> Reader<'e, E> {
         };
         let raw = self.raw(name).unwrap_or_default();
         if is_http_url(&raw) {
-            Endpoint::Url(name)
+            Endpoint::Url {
+                variable: name,
+                url: raw,
+            }
         } else {
             // Reported once per variable, however many services it affects.
             if !self.diagnostics.errors.iter().any(|e| e.name == name) {
@@ -714,6 +735,18 @@ impl Config {
             }
             None => v1.to_owned(),
         };
+        // Chosen at start, by the environment: Lambda sets the region and, except under SnapStart (credentials from
+        // an endpoint after a restore), the role's keys.
+        let sdk_source = if runtime_api.is_some()
+            && !snap_start
+            && region.is_some()
+            && r.raw("AWS_ACCESS_KEY_ID").is_some()
+            && r.raw("AWS_SECRET_ACCESS_KEY").is_some()
+        {
+            SdkSource::LambdaEnvironment
+        } else {
+            SdkSource::DefaultChain
+        };
         r.diagnostics.misspellings = misspellings(env);
         Self {
             port,
@@ -729,6 +762,7 @@ impl Config {
             prefetch,
             region,
             role,
+            sdk_source,
             prefetch_timeout,
             tokens,
             token_headers,
@@ -1087,6 +1121,39 @@ mod tests {
     }
 
     #[test]
+    fn the_aws_configuration_is_read_from_lambdas_environment_only_where_it_is_all_there() {
+        let lambda = [
+            (AWS_LAMBDA_RUNTIME_API, "127.0.0.1:9001"),
+            (AWS_REGION, "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIA"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+        ];
+        assert_eq!(
+            Config::from_env(&env(&lambda)).sdk_source,
+            SdkSource::LambdaEnvironment
+        );
+        // Standalone, SnapStart (credentials from an endpoint), or anything missing: the SDK's default chain.
+        for (without, with) in [
+            (AWS_LAMBDA_RUNTIME_API, None),
+            ("AWS_ACCESS_KEY_ID", None),
+            (AWS_REGION, None),
+            ("", Some((AWS_LAMBDA_INITIALIZATION_TYPE, "snap-start"))),
+        ] {
+            let mut pairs: Vec<(&str, &str)> = lambda
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != without)
+                .collect();
+            pairs.extend(with);
+            assert_eq!(
+                Config::from_env(&env(&pairs)).sdk_source,
+                SdkSource::DefaultChain,
+                "without {without:?}, with {with:?}"
+            );
+        }
+    }
+
+    #[test]
     fn an_agent_file_gives_defaults_under_the_variables() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("agent.toml");
@@ -1107,14 +1174,27 @@ mod tests {
     #[test]
     fn endpoint_overrides_are_checked_and_the_specific_one_wins() {
         let c = Config::from_env(&env(&[(AWS_ENDPOINT_URL, "http://127.0.0.1:4566")]));
-        assert_eq!(c.secrets_endpoint, Endpoint::Url(AWS_ENDPOINT_URL));
-        assert_eq!(c.ssm_endpoint, Endpoint::Url(AWS_ENDPOINT_URL));
+        let url = |variable, url: &str| Endpoint::Url {
+            variable,
+            url: url.to_owned(),
+        };
+        assert_eq!(
+            c.secrets_endpoint,
+            url(AWS_ENDPOINT_URL, "http://127.0.0.1:4566")
+        );
+        assert_eq!(
+            c.ssm_endpoint,
+            url(AWS_ENDPOINT_URL, "http://127.0.0.1:4566")
+        );
         let c = Config::from_env(&env(&[
             (AWS_ENDPOINT_URL, "localhost:4566"),
             (AWS_ENDPOINT_URL_SSM, "https://ssm.example"),
         ]));
         assert_eq!(c.secrets_endpoint, Endpoint::Invalid(AWS_ENDPOINT_URL));
-        assert_eq!(c.ssm_endpoint, Endpoint::Url(AWS_ENDPOINT_URL_SSM));
+        assert_eq!(
+            c.ssm_endpoint,
+            url(AWS_ENDPOINT_URL_SSM, "https://ssm.example")
+        );
         assert_eq!(c.diagnostics.errors.len(), 1, "{:?}", c.diagnostics);
         assert!(c.diagnostics.errors[0].to_string().contains("502"));
         for bad in ["not a url", "ftp://x", "http://", "//host"] {
