@@ -10,7 +10,8 @@
 //! - [`upstream`]: the AWS SDK clients and the success bodies;
 //! - [`server`]: the localhost HTTP server and its request checks;
 //! - [`token`]: the token a request must carry, from a variable or (in containers) a file that may change;
-//! - [`lifecycle`]: the Lambda Extensions API lifecycle, and standalone mode;
+//! - [`extensions_api`]: the three calls of the Lambda Extensions API;
+//! - [`lifecycle`]: the Lambda lifecycle on that API, and standalone mode;
 //! - [`error`]: errors, and the one mapping to HTTP;
 //! - [`secret`], [`metrics`], [`logging`]: the secret-holding type, counters, tracing set-up;
 //! - [`health`]: `secretcache ping`, a container health check;
@@ -20,6 +21,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod extensions_api;
 pub mod fuzzing;
 pub mod health;
 pub mod lifecycle;
@@ -93,8 +95,8 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), Life
         invoke_budget: config.invoke_budget,
         snap_start: config.snap_start,
     };
-    if config.runtime_api.is_some() {
-        lifecycle.lambda().await
+    if let Some(runtime_api) = &config.runtime_api {
+        lifecycle.lambda(runtime_api).await
     } else {
         lifecycle.standalone().await
     }

@@ -2,26 +2,26 @@
 //!
 //! Lambda mode, in order:
 //! 1. the caller has already bound the listener and started serving, so the function's init code can call us;
-//! 2. register with the Extensions API for INVOKE and SHUTDOWN (`lambda-extension`'s `register()`);
+//! 2. register with the Extensions API for INVOKE and SHUTDOWN ([`crate::extensions_api`]);
 //! 3. prefetch the configured secrets, bounded in time (failures are logged, never fatal);
-//! 4. `run()`: its first `event/next` tells Lambda we are ready. On INVOKE we start refreshing what is near or past
+//! 4. loop on `event/next`: the first call tells Lambda we are ready. On INVOKE we start refreshing what is near or past
 //!    expiry (the environment is frozen between invokes, so this is when background work can run), and wait for it
 //!    only within a small budget that never reaches the event's deadline: every millisecond before we are back on
 //!    `event/next` is billed to the function and delays its next event. On SHUTDOWN we stop accepting, drain within
-//!    the event's deadline, and exit the process: the crate's loop never returns.
+//!    the event's deadline, and exit the process.
 //!
 //! Standalone mode (no `AWS_LAMBDA_RUNTIME_API`): prefetch, then serve until SIGTERM or SIGINT, then drain.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::{Cache, Upstream};
 use crate::clock::WallClock;
 use crate::config::Prefetch;
+use crate::extensions_api::{self, Event};
 use crate::metrics::Metrics;
 use crate::request::{Key, ParameterKey, SecretKey, VersionSelector};
 
@@ -61,8 +61,8 @@ pub struct Lifecycle<U, W> {
 pub struct LifecycleError(String);
 
 impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
-    /// Runs inside Lambda. Exits the process on SHUTDOWN.
-    pub async fn lambda(self) -> Result<(), LifecycleError> {
+    /// Runs inside Lambda, registered with the Extensions API at `runtime_api`. Exits the process on SHUTDOWN.
+    pub async fn lambda(self, runtime_api: &str) -> Result<(), LifecycleError> {
         let Self {
             cache,
             metrics,
@@ -73,83 +73,12 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
             invoke_budget,
             snap_start,
         } = self;
-        let server = Arc::new(tokio::sync::Mutex::new(Some(server)));
-        let state = Arc::new(std::sync::Mutex::new(InvokeState {
-            first: true,
-            last_emf: Instant::now(),
-        }));
-        let function_name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
-        let processor = {
-            let (cache, metrics, shutdown, server) = (
-                Arc::clone(&cache),
-                Arc::clone(&metrics),
-                shutdown.clone(),
-                Arc::clone(&server),
-            );
-            service_fn(move |event: LambdaEvent| {
-                let (cache, metrics, shutdown, server, state, function_name) = (
-                    Arc::clone(&cache),
-                    Arc::clone(&metrics),
-                    shutdown.clone(),
-                    Arc::clone(&server),
-                    Arc::clone(&state),
-                    function_name.clone(),
-                );
-                async move {
-                    match event.next {
-                        NextEvent::Invoke(invoke) => {
-                            let (first, emit) = {
-                                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-                                let first = std::mem::replace(&mut s.first, false);
-                                let emit = s.last_emf.elapsed() >= EMF_INTERVAL;
-                                if emit {
-                                    s.last_emf = Instant::now();
-                                }
-                                (first, emit)
-                            };
-                            if first && snap_start {
-                                // Restored from a snapshot: whatever was cached before it may be arbitrarily old.
-                                // (A read that comes before this event is covered by the cache's own detection of
-                                // the restore's clock jump.)
-                                cache.invalidate_all();
-                            }
-                            let left = Duration::from_millis(
-                                invoke.deadline_ms.saturating_sub(now_millis()),
-                            );
-                            let budget = invoke_budget.min(left.saturating_sub(INVOKE_MARGIN));
-                            let r = cache.refresh_due(budget).await;
-                            tracing::debug!(
-                                request_id = %invoke.request_id,
-                                due = r.due,
-                                started = r.started,
-                                skipped_backoff = r.skipped_backoff,
-                                finished = r.finished,
-                                budget_ms = budget.as_millis() as u64,
-                                "invoke"
-                            );
-                            if emit {
-                                println!("{}", metrics.emf(now_millis(), &function_name));
-                            }
-                        }
-                        NextEvent::Shutdown(event) => {
-                            tracing::info!(reason = %event.shutdown_reason, "shutdown");
-                            let deadline = deadline_from_epoch_millis(event.deadline_ms);
-                            drain(&shutdown, &server, deadline).await;
-                            println!("{}", metrics.emf(now_millis(), &function_name));
-                            std::process::exit(0);
-                        }
-                    }
-                    Ok::<(), lambda_extension::Error>(())
-                }
-            })
-        };
-        let registered = Extension::new()
-            .with_events(&["INVOKE", "SHUTDOWN"])
-            .with_events_processor(processor)
-            .register()
-            .await
-            .map_err(|e| LifecycleError(e.to_string()))?;
-        tracing::info!(function = %registered.function_name, "registered with the Extensions API");
+        let server = tokio::sync::Mutex::new(Some(server));
+        let (api, registration) =
+            extensions_api::register(runtime_api, &extension_name(), &["INVOKE", "SHUTDOWN"])
+                .await
+                .map_err(|e| LifecycleError(e.to_string()))?;
+        tracing::info!(function = %registration.function_name, "registered with the Extensions API");
         if snap_start {
             tracing::info!(
                 "SnapStart: no prefetch before the snapshot, so no secret is baked into it"
@@ -157,8 +86,62 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
         } else {
             prefetch_bounded(&cache, prefetch, prefetch_timeout).await;
         }
+        let function_name = registration.function_name;
+        let mut first = true;
+        let mut last_emf = Instant::now();
+        let events = async {
+            loop {
+                // Asking for the next event is how Lambda learns we are done with this one.
+                let event = match api.next().await {
+                    Ok(e) => e,
+                    Err(e) => {
+                        // The API is gone or broken: say so once, so Lambda resets the environment.
+                        let _ = api.exit_error("EventNext").await;
+                        return Err(LifecycleError(e.to_string()));
+                    }
+                };
+                match event {
+                    Event::Invoke {
+                        request_id,
+                        deadline_ms,
+                    } => {
+                        if std::mem::replace(&mut first, false) && snap_start {
+                            // Restored from a snapshot: whatever was cached before it may be arbitrarily old. (A read
+                            // that comes before this event is covered by the cache's own detection of the restore's
+                            // clock jump.)
+                            cache.invalidate_all();
+                        }
+                        let left = Duration::from_millis(deadline_ms.saturating_sub(now_millis()));
+                        let budget = invoke_budget.min(left.saturating_sub(INVOKE_MARGIN));
+                        let r = cache.refresh_due(budget).await;
+                        tracing::debug!(
+                            request_id = %request_id,
+                            due = r.due,
+                            started = r.started,
+                            skipped_backoff = r.skipped_backoff,
+                            finished = r.finished,
+                            budget_ms = budget.as_millis() as u64,
+                            "invoke"
+                        );
+                        if last_emf.elapsed() >= EMF_INTERVAL {
+                            last_emf = Instant::now();
+                            println!("{}", metrics.emf(now_millis(), &function_name));
+                        }
+                    }
+                    Event::Shutdown {
+                        reason,
+                        deadline_ms,
+                    } => {
+                        tracing::info!(reason = %reason, "shutdown");
+                        drain(&shutdown, &server, deadline_from_epoch_millis(deadline_ms)).await;
+                        println!("{}", metrics.emf(now_millis(), &function_name));
+                        std::process::exit(0);
+                    }
+                }
+            }
+        };
         tokio::select! {
-            res = registered.run() => res.map_err(|e| LifecycleError(e.to_string())),
+            res = events => res,
             _ = terminate_signal() => {
                 drain(&shutdown, &server, tokio::time::Instant::now() + STANDALONE_GRACE).await;
                 Ok(())
@@ -189,11 +172,6 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
         .await;
         Ok(())
     }
-}
-
-struct InvokeState {
-    first: bool,
-    last_emf: Instant,
 }
 
 async fn prefetch_bounded<U: Upstream, W: WallClock>(
@@ -254,6 +232,15 @@ async fn drain(
     if tokio::time::timeout_at(until, handle).await.is_err() {
         tracing::warn!("connections still open at the shutdown deadline; exiting anyway");
     }
+}
+
+/// The name Lambda knows the extension by: the executable's file name, as the Extensions API asks (Lambda starts
+/// `/opt/extensions/<name>`).
+fn extension_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "secretcache".to_owned())
 }
 
 /// Converts the event's wall-clock deadline (epoch milliseconds) to a monotonic instant.

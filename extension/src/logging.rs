@@ -4,34 +4,34 @@
 //! from `AWS_LAMBDA_LOG_FORMAT` (`json` gives one JSON object a line). Our own crate logs at the chosen level, every
 //! dependency at `warn` at most: the SDK's debug and trace output can include raw response bodies, which hold secrets.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{Config, Diagnostics, LogLevel, Notice};
 
 /// Installs the global subscriber. Call once, before anything logs.
 pub fn init(config: &Config) {
     let ours = match config.log_level {
-        LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warn => "warn",
-        LogLevel::Error => "error",
-        LogLevel::None => "off",
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::None => LevelFilter::OFF,
     };
-    let deps = if config.log_level == LogLevel::None {
-        "off"
-    } else {
-        "warn"
-    };
-    let filter = EnvFilter::new(format!("{deps},secretcache={ours}"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // A fixed filter by target (no `RUST_LOG` parsing, so no regex engine in the layer).
+    let filter = Targets::new()
+        .with_default(ours.min(LevelFilter::WARN))
+        .with_target("secretcache", ours);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .with_target(false);
+    let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests that run the library twice) keeps the first subscriber.
     let _ = if config.log_json {
-        builder.json().flatten_event(true).try_init()
+        registry.with(fmt.json().flatten_event(true)).try_init()
     } else {
-        builder.try_init()
+        registry.with(fmt).try_init()
     };
 }
 
