@@ -1,8 +1,6 @@
-//! Test support shared by the function's own tests and the whole-system tests in `tests/` (which include this file
-//! by path): real API Gateway HTTP API v2 and Function URL events from `fixtures/`, adjusted per request, and one
-//! CRUD-and-paging scenario that runs unchanged on SQLite and PostgreSQL.
-
-#![allow(dead_code)]
+//! The `/items` function in-process, for its tests (`tests/items_*.rs`): real API Gateway HTTP API v2 and Function URL
+//! events from `tests/fixtures/`, adjusted per request; the handler called with them without a socket; one
+//! CRUD-and-paging scenario that runs unchanged on SQLite and PostgreSQL; and per-test log capture.
 
 use std::collections::HashMap;
 
@@ -56,9 +54,13 @@ pub fn request(event: &Value) -> lambda_http::Request {
 /// A response, with its body as JSON (`Null` when empty).
 #[derive(Debug)]
 pub struct Reply {
+    /// The status.
     pub status: StatusCode,
+    /// The headers.
     pub headers: http::HeaderMap,
+    /// The body as JSON (`Null` when empty).
     pub body: Value,
+    /// The body as text.
     pub text: String,
 }
 
@@ -309,6 +311,7 @@ pub async fn client_errors(app: &App) {
     assert_eq!(r.status, 415, "{}", r.text);
 }
 
+#[derive(Debug)]
 struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for LogWriter {

@@ -3,15 +3,12 @@
 //!
 //! One cluster serves the whole binary; each test gets its own role and database.
 
-#[path = "../../function/tests/common/mod.rs"]
-mod common;
-
-use common::{app, call, crud_and_paging};
+use secretcache_tests::items::{self, app, call, crud_and_paging};
 use secretcache_tests::postgres::PgCluster;
 
 #[tokio::test]
 async fn crud_and_paging_over_verify_full_tls() {
-    let _logs = common::capture();
+    let _logs = items::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("crud").await;
     let ca = pg.ca_cert().to_string_lossy().into_owned();
@@ -25,7 +22,7 @@ async fn crud_and_paging_over_verify_full_tls() {
 
 #[tokio::test]
 async fn the_default_sslmode_is_require_and_the_server_accepts_only_tls() {
-    let _logs = common::capture();
+    let _logs = items::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("tls").await;
 
@@ -57,7 +54,7 @@ async fn the_default_sslmode_is_require_and_the_server_accepts_only_tls() {
 
 #[tokio::test]
 async fn legacy_variables_work_and_a_wrong_password_is_a_clean_503() {
-    let logs = common::capture();
+    let logs = items::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("legacy").await;
     let port = db.port.to_string();
@@ -87,7 +84,7 @@ async fn legacy_variables_work_and_a_wrong_password_is_a_clean_503() {
 
 #[tokio::test]
 async fn one_small_pool_serves_many_invocations() {
-    let _logs = common::capture();
+    let _logs = items::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("pool").await;
     let app = app(&[("DATABASE_URL", &db.url())]);
@@ -145,7 +142,7 @@ impl Drop for TaskRoot {
 #[tokio::test]
 async fn verify_full_from_the_packaged_bundle_refuses_attacker_invalid_and_accepts_the_real_server()
 {
-    let logs = common::capture();
+    let logs = items::capture();
     let pg = PgCluster::shared().await;
     let real = pg.create_app_database("verify").await;
     // The impostor knows the role and its password, and has the table: only its certificate gives it away.
@@ -201,7 +198,7 @@ async fn verify_full_from_the_packaged_bundle_refuses_attacker_invalid_and_accep
 
 #[tokio::test]
 async fn without_a_bundle_require_stays_the_default_with_one_warning_that_says_how_to_fix_it() {
-    let logs = common::capture();
+    let logs = items::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("nobundle").await;
     let app = app(&[
@@ -227,7 +224,7 @@ async fn without_a_bundle_require_stays_the_default_with_one_warning_that_says_h
 
 #[tokio::test]
 async fn least_privilege_role_gets_a_503_naming_the_table_until_an_operator_migrates_then_serves() {
-    let logs = common::capture();
+    let logs = items::capture();
     let pg = PgCluster::shared().await;
     let ca = pg.ca_cert().to_string_lossy().into_owned();
     let owner = pg.create_bare_database("lp").await;
@@ -335,7 +332,7 @@ async fn run_migrate(
 
 #[tokio::test]
 async fn a_conflicting_preexisting_items_table_is_a_503_naming_it_and_health_reports_it() {
-    let _logs = common::capture();
+    let _logs = items::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_bare_database("conflict").await;
     pg.admin_in(

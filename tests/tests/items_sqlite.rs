@@ -1,9 +1,7 @@
 //! The handlers, called without a socket with real API Gateway v2 / Function URL events, on SQLite files; and the
 //! missing-configuration-in-Lambda case, which must be a clear 503 and must not create a SQLite file.
 
-mod common;
-
-use common::{app, call, call_event, crud_and_paging, event};
+use secretcache_tests::items::{app, call, call_event, crud_and_paging, event};
 
 /// A fresh folder under the system temp dir, removed on drop.
 fn temp_dir() -> tempfile::TempDir {
