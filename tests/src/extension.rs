@@ -145,12 +145,12 @@ impl Standalone {
 
     /// `GET /secretsmanager/get?<query>` with the right token.
     pub async fn get_secret(&self, query: &str) -> crate::http::Response {
-        crate::http::get(
-            &format!("{}/secretsmanager/get?{query}", self.url()),
-            &[("X-Aws-Parameters-Secrets-Token", &self.token)],
-        )
-        .await
-        .expect("request to the extension")
+        self.client().get_secret(query).await
+    }
+
+    /// A client for it.
+    pub fn client(&self) -> Client {
+        Client::new(self.port, &self.token)
     }
 
     /// Sends SIGTERM.

@@ -28,9 +28,10 @@ fn function(options: Options, vars: &[(&str, &str)]) -> Options {
     options
 }
 
-/// Sends one API Gateway event and returns the function's response (the API Gateway v2 response JSON), or
+/// Sends one API Gateway event, `method path` with `body` as [`items::event_json`] builds it, and returns the function's response (the API Gateway v2 response JSON), or
 /// `{"runtimeError": <error document>}`.
-async fn invoke(env: &LambdaEnv, event: &Value) -> Value {
+async fn invoke(env: &LambdaEnv, method: &str, path: &str, body: Option<&str>) -> Value {
+    let event = items::event_json(method, path, body);
     let invoked = env
         .invoke(event.to_string().into())
         .await
@@ -79,7 +80,7 @@ async fn the_original_bug_in_lambda_is_a_503_naming_db_secret_arn_and_no_sqlite_
     let env = LambdaEnv::start(options)
         .await
         .expect("the environment starts");
-    let response = invoke(&env, &items::event("GET", "/items?limit=50&offset=0", None)).await;
+    let response = invoke(&env, "GET", "/items?limit=50&offset=0", None).await;
     let (status, body) = status_and_body(&response);
     assert_eq!(status, 503, "{response}\nlogs:\n{}", function_logs(&env));
     // The GET fixture carries a JWT authorizer's claims: an authenticated caller is told what to set.
@@ -139,7 +140,7 @@ async fn the_binary_serves_items_with_credentials_from_the_extension() {
         ("GET", "/items?limit=0", None, 400),
         ("GET", "/items/424242", None, 404),
     ] {
-        let response = invoke(&env, &items::event(method, path, body)).await;
+        let response = invoke(&env, method, path, body).await;
         let (status, _) = status_and_body(&response);
         assert_eq!(
             status,

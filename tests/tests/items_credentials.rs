@@ -282,7 +282,8 @@ async fn misconfigurations_are_clear_and_never_500() {
     let chain = Chain::new("misconf").await;
 
     // Inside Lambda with nothing configured: a 503 naming DB_SECRET_ARN, and no SQLite file anywhere.
-    let dir = std::env::temp_dir().join(format!("items-misconf-{}", std::process::id()));
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let dir = tmp.path().join("data");
     let sqlite = dir.join("collections.db");
     let sqlite_s = sqlite.to_string_lossy().into_owned();
     let none = app(&[

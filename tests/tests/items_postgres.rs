@@ -118,24 +118,20 @@ async fn one_small_pool_serves_many_invocations() {
 
 /// A function zip's root as Lambda extracts it (`LAMBDA_TASK_ROOT`), holding the CA bundle where
 /// `make package DATABASE_CA_BUNDLE=...` puts it.
-struct TaskRoot(std::path::PathBuf);
+struct TaskRoot(tempfile::TempDir);
 
 impl TaskRoot {
     fn with_bundle(ca: &std::path::Path) -> TaskRoot {
-        let dir =
-            std::env::temp_dir().join(format!("items-task-{}", secretcache_tests::random_token()));
-        std::fs::create_dir_all(dir.join("certs")).expect("certs folder");
-        std::fs::copy(ca, dir.join("certs/database-ca.pem")).expect("the bundle");
+        let dir = tempfile::Builder::new()
+            .prefix("items-task-")
+            .tempdir()
+            .expect("a temporary folder");
+        std::fs::create_dir_all(dir.path().join("certs")).expect("certs folder");
+        std::fs::copy(ca, dir.path().join("certs/database-ca.pem")).expect("the bundle");
         TaskRoot(dir)
     }
     fn path(&self) -> String {
-        self.0.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TaskRoot {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path().to_string_lossy().into_owned()
     }
 }
 

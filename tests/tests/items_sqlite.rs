@@ -77,7 +77,7 @@ async fn in_lambda_without_configuration_every_route_is_a_503_naming_db_secret_a
     ] {
         let body = (method == "POST").then_some(r#"{"name":"x"}"#);
         let e = event(method, route, body);
-        let authenticated = e["requestContext"]["authorizer"].is_object();
+        let authenticated = e.request_context.authorizer.is_some();
         let r = call_event(&app, &e).await;
         assert_eq!(r.status, 503, "{method} {route}: {}", r.text);
         assert_eq!(r.body["error"], "database_not_configured");

@@ -37,30 +37,30 @@ pub enum SandboxError {
     },
 }
 
-/// The directories of one environment.
+/// The directories of one environment, removed on drop.
 #[derive(Debug)]
 pub struct Sandbox {
-    root: PathBuf,
+    _root: tempfile::TempDir,
     /// The directories inside it.
     pub paths: Paths,
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
 }
 
 impl Sandbox {
     /// Makes a fresh root and extracts `layers` (in order, later ones overwriting) and `function` into it.
     pub fn new(layers: &[PathBuf], function: &Path) -> Result<Self, SandboxError> {
-        let root = std::env::temp_dir().join(format!("lambda-env-{}", crate::ids::hex(12)));
+        let root = tempfile::Builder::new()
+            .prefix("lambda-env-")
+            .tempdir()
+            .map_err(|source| SandboxError::Io {
+                path: std::env::temp_dir(),
+                source,
+            })?;
         let paths = Paths {
-            opt: root.join("opt"),
-            task: root.join("var/task"),
-            tmp: root.join("tmp"),
+            opt: root.path().join("opt"),
+            task: root.path().join("var/task"),
+            tmp: root.path().join("tmp"),
         };
-        let sandbox = Sandbox { root, paths };
+        let sandbox = Sandbox { _root: root, paths };
         for dir in [&sandbox.paths.opt, &sandbox.paths.task, &sandbox.paths.tmp] {
             std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
                 path: dir.clone(),
