@@ -1,4 +1,8 @@
 # The Makefile mirrors CI exactly: .ci/run calls `make test` and nothing else.
+#
+# Tiers: `make check` is the fast one (formatting, clippy, the unit and in-process tests, the docs; well under a minute
+# on a warm build); `make lint` is formatting, clippy and the manifest's truth (rust-version, licenses, bans, sources);
+# `make test` is both, plus the whole-system suites that spawn the built binaries and the zips.
 # Everything a fresh clone needs (the Python virtualenv with moto and cfn-lint, the Node runtime interface client,
 # PostgreSQL and qemu-user from Debian) is installed here.
 
@@ -21,7 +25,8 @@ ARCH ?= x86_64
 CARGO ?= cargo
 
 
-.PHONY: all venv pg qemu node-ric package packages build test lint unit run deploy-check fmt clean reliability fuzz
+.PHONY: all venv pg qemu node-ric package packages build test check lint fmt-check clippy unit doc rust-version deny run \
+  deploy-check fmt clean reliability fuzz
 
 all: test
 
@@ -103,15 +108,54 @@ node-ric: $(NODE_RIC_STAMP)
 build:
 	$(CARGO) build --workspace --bins
 
-lint:
+fmt-check:
 	$(CARGO) fmt --all --check
+
+clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# Formatting, clippy, then every test: unit tests, and whole-system tests that spawn the built binaries against
-# moto and a throwaway PostgreSQL (the tests start both themselves), and run both architectures' zips and the Python
-# and Node functions in the local Lambda environment.
-test: venv pg qemu node-ric lint build packages
-	$(CARGO) test --workspace
+# The test files that run in-process (they spawn nothing: no binary, no moto, no PostgreSQL, no zip). A new test file
+# of that kind belongs here; every other test file is a whole-system one and runs in `make test` only.
+IN_PROCESS_TESTS := fuzz_regressions items_sqlite deploy_template
+
+# The unit tests of every crate (`--lib --bins`), the doc tests, and the in-process test files.
+unit:
+	$(CARGO) test --workspace --lib --bins $(addprefix --test ,$(IN_PROCESS_TESTS))
+	$(CARGO) test --workspace --doc
+
+# The API documentation of our crates, with rustdoc's warnings (broken links, bad code blocks) as errors.
+doc:
+	RUSTDOCFLAGS='-D warnings' $(CARGO) doc --workspace --no-deps --quiet
+
+# The fast tier.
+check: fmt-check clippy unit doc
+
+# Every workspace member declares at least the rust-version its locked dependencies need.
+rust-version:
+	$(PYTHON) .ci/check-rust-version.py
+
+# cargo-deny, pinned, built from crates.io into target/tools on first use (make lint): licenses, bans and sources
+# (deny.toml). Built lean: `--debug` skips its fat-LTO release profile, and without debug info or incremental state;
+# it checks a lockfile in a second either way. That is about 2 CPU-minutes (roughly 1.5 min on 2 idle cores), once
+# per clone. Its advisories check is not run: it fetches the RustSec database from GitHub, which this machine's
+# network does not reach; run `cargo deny check advisories` where it does.
+CARGO_DENY_VERSION := 0.20.2
+CARGO_DENY := target/tools/bin/cargo-deny
+$(CARGO_DENY):
+	CARGO_TARGET_DIR=target/tools/build CARGO_PROFILE_DEV_DEBUG=0 CARGO_INCREMENTAL=0 \
+	  $(CARGO) install --locked --debug --quiet --root target/tools cargo-deny@$(CARGO_DENY_VERSION)
+	rm -rf target/tools/build
+
+deny: $(CARGO_DENY)
+	$(CARGO_DENY) --log-level error check licenses bans sources
+
+lint: fmt-check clippy rust-version deny
+
+# `make check`, `make lint`, then every whole-system test: the built binaries against moto and a throwaway
+# PostgreSQL (the tests start both themselves), both architectures' zips and the Python and Node functions in the
+# local Lambda environment, and the deploy templates' offline checks.
+test: venv pg qemu node-ric check lint build packages
+	$(CARGO) test --workspace --test '*'
 	@if [ -f deploy/check.sh ]; then $(MAKE) --no-print-directory deploy-check; fi
 
 deploy-check: venv

@@ -5,7 +5,9 @@
 //!   ever calls `set_var`.
 //! - [`Config::from_env`]: parses every value into a type. A malformed value is a [`ConfigError`] that names the
 //!   variable and what it accepts; it stops the cold start, because a function running on a guess is worse.
-//! - [`DatabaseSource`]: where the database credentials come from, resolved in the seed note's priority order:
+//! - [`DatabaseSource`]: where the database is and where its credentials come from (the one type that says so: a
+//!   `DATABASE_URL` is parsed here, into PostgreSQL's or SQLite's connect options), resolved in the seed note's
+//!   priority order:
 //!   `DATABASE_URL`, then `DB_SECRET_ARN` (through the extension), then `PARAMETER_STORE_DB_URL` (deprecated, through
 //!   the extension's SSM endpoint), then the legacy `DATABASE_*` variables, then SQLite at `DATABASE_PATH`, the last
 //!   **only outside Lambda**. Inside Lambda with nothing configured the source is
@@ -14,8 +16,12 @@
 //! - [`Config::warnings`]: variables that look like misspellings of ours, logged once tracing is up.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 
 use crate::secret::Secret;
 
@@ -231,11 +237,13 @@ pub struct ExtensionConfig {
     pub startup_wait: Duration,
 }
 
-/// Where the database and its credentials come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the database is and where its credentials come from.
+#[derive(Debug, Clone)]
 pub enum DatabaseSource {
-    /// `DATABASE_URL`, PostgreSQL or SQLite. Held as a secret because it may carry a password.
-    Url(Secret),
+    /// A `DATABASE_URL` naming PostgreSQL: fixed connect options, nothing to refresh.
+    PostgresUrl(PostgresUrl),
+    /// SQLite: `DATABASE_PATH` (outside Lambda only), or a `sqlite:` `DATABASE_URL`.
+    Sqlite(SqliteFile),
     /// `DB_SECRET_ARN`, read through the extension. The `DATABASE_*` values fill what the secret leaves out
     /// (RDS-managed master secrets hold only `username` and `password`).
     SecretsManager {
@@ -253,8 +261,6 @@ pub enum DatabaseSource {
     ParameterStore(String),
     /// The legacy variables, all from the environment.
     Legacy(StaticCredentials),
-    /// SQLite at this file (outside Lambda only).
-    Sqlite(PathBuf),
     /// Inside Lambda with nothing usable configured: every request is a 503 naming `variable`.
     Missing {
         /// The variable to set.
@@ -262,6 +268,116 @@ pub enum DatabaseSource {
         /// Why, in words (never a value).
         detail: String,
     },
+}
+
+impl DatabaseSource {
+    /// The variable the database settings come from, for log lines (never a value).
+    pub fn source_name(&self) -> &'static str {
+        match self {
+            Self::Missing { .. } => "none",
+            Self::Sqlite(_) => "DATABASE_PATH (SQLite)",
+            Self::PostgresUrl(_) => DATABASE_URL,
+            Self::SecretsManager { .. } => DB_SECRET_ARN,
+            Self::ParameterStore(_) => PARAMETER_STORE_DB_URL,
+            Self::Legacy(_) => "DATABASE_USER/DATABASE_PASSWORD",
+        }
+    }
+}
+
+/// A PostgreSQL `DATABASE_URL`, parsed when the configuration is read, so a bad one stops the cold start before any
+/// request. `DATABASE_SSLMODE` and the CA bundle are applied when the pool is built. `Debug` shows where it points,
+/// never the password (sqlx's own `Debug` of the options prints it).
+#[derive(Clone)]
+pub struct PostgresUrl {
+    pub(crate) options: Box<PgConnectOptions>,
+    /// Whether the URL chose an `sslmode` itself (then only `DATABASE_SSLMODE` overrides it).
+    pub(crate) has_sslmode: bool,
+}
+
+impl PostgresUrl {
+    fn parse(url: &str) -> Result<Self, ConfigError> {
+        // sqlx's parse error can quote the URL, password and all: a fixed message it is.
+        let options = PgConnectOptions::from_str(url).map_err(|_| ConfigError::Invalid {
+            name: DATABASE_URL,
+            expected: "a valid postgres:// URL",
+        })?;
+        Ok(Self {
+            options: Box::new(options),
+            has_sslmode: url.contains("sslmode=") || url.contains("ssl-mode="),
+        })
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresUrl")
+            .field("host", &self.options.get_host())
+            .field("port", &self.options.get_port())
+            .field("database", &self.options.get_database())
+            .field("has_sslmode", &self.has_sslmode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A SQLite database: its connect options, the folder to create first, and whether it lives in memory.
+#[derive(Clone)]
+pub struct SqliteFile {
+    /// Boxed: SQLite's options are several times larger than the other variants.
+    pub(crate) options: Box<SqliteConnectOptions>,
+    /// The folder to create first (`None` for in-memory databases).
+    pub(crate) folder: Option<PathBuf>,
+    /// Each connection to an in-memory database is its own database.
+    pub(crate) in_memory: bool,
+}
+
+impl SqliteFile {
+    /// The file at `path`, created when missing, in WAL mode.
+    pub fn at(path: &Path) -> Self {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            // WAL lets readers and the one writer of a local run overlap; the busy timeout absorbs the rest.
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5));
+        Self {
+            options: Box::new(options),
+            folder: path.parent().map(Path::to_path_buf),
+            in_memory: false,
+        }
+    }
+
+    fn parse(url: &str) -> Result<Self, ConfigError> {
+        // sqlx's parse error can quote the URL; a fixed message it is.
+        let options = SqliteConnectOptions::from_str(url).map_err(|_| ConfigError::Invalid {
+            name: DATABASE_URL,
+            expected: "a valid sqlite: URL",
+        })?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let folder = if in_memory {
+            None
+        } else {
+            options.get_filename().parent().map(Path::to_path_buf)
+        };
+        Ok(Self {
+            options: Box::new(options.create_if_missing(true)),
+            folder,
+            in_memory,
+        })
+    }
+
+    /// The file (`:memory:` and the like for an in-memory database).
+    pub fn filename(&self) -> &Path {
+        self.options.get_filename()
+    }
+}
+
+impl std::fmt::Debug for SqliteFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteFile")
+            .field("filename", &self.filename())
+            .field("in_memory", &self.in_memory)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A complete set of PostgreSQL credentials. `Debug` shows everything but the password.
@@ -280,7 +396,7 @@ pub struct StaticCredentials {
 }
 
 /// Everything the function reads from the environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// Where the database is.
     pub database: DatabaseSource,
@@ -318,17 +434,18 @@ impl Config {
         let host = get(DATABASE_HOST);
         let dbname = get(DATABASE_NAME);
         let database = if let Some(url) = get(DATABASE_URL) {
-            let lower = url.trim_start().to_ascii_lowercase();
-            if !(lower.starts_with("postgres://")
-                || lower.starts_with("postgresql://")
-                || lower.starts_with("sqlite:"))
-            {
+            let url = url.trim();
+            let lower = url.to_ascii_lowercase();
+            if lower.starts_with("sqlite:") {
+                DatabaseSource::Sqlite(SqliteFile::parse(url)?)
+            } else if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+                DatabaseSource::PostgresUrl(PostgresUrl::parse(url)?)
+            } else {
                 return Err(ConfigError::Invalid {
                     name: DATABASE_URL,
                     expected: "a postgres://, postgresql:// or sqlite: URL",
                 });
             }
-            DatabaseSource::Url(Secret::new(url))
         } else if let Some(secret_id) = get(DB_SECRET_ARN) {
             DatabaseSource::SecretsManager {
                 secret_id: secret_id.trim().to_owned(),
@@ -369,9 +486,9 @@ impl Config {
                     .to_owned(),
             }
         } else {
-            DatabaseSource::Sqlite(PathBuf::from(
-                get(DATABASE_PATH).unwrap_or_else(|| DEFAULT_DATABASE_PATH.to_owned()),
-            ))
+            DatabaseSource::Sqlite(SqliteFile::at(Path::new(
+                &get(DATABASE_PATH).unwrap_or_else(|| DEFAULT_DATABASE_PATH.to_owned()),
+            )))
         };
 
         let tls = TlsConfig {
@@ -554,10 +671,14 @@ mod tests {
     #[test]
     fn nothing_outside_lambda_is_sqlite_at_the_default_path() {
         let c = Config::from_env(&env(&[])).expect("config");
-        assert_eq!(
-            c.database,
-            DatabaseSource::Sqlite(PathBuf::from(DEFAULT_DATABASE_PATH))
-        );
+        match &c.database {
+            DatabaseSource::Sqlite(file) => {
+                assert_eq!(file.filename(), Path::new(DEFAULT_DATABASE_PATH));
+                assert_eq!(file.folder.as_deref(), Some(Path::new("./data")));
+                assert!(!file.in_memory);
+            }
+            other => panic!("expected SQLite, got {other:?}"),
+        }
         assert!(!c.in_lambda);
         assert_eq!(c.pool.max_connections, 2);
         assert_eq!(c.extension.port, 2773);
@@ -608,7 +729,7 @@ mod tests {
             (DATABASE_PASSWORD, "p"),
         ];
         let c = Config::from_env(&env(&all)).expect("config");
-        assert!(matches!(c.database, DatabaseSource::Url(_)));
+        assert!(matches!(c.database, DatabaseSource::PostgresUrl(_)));
         let c = Config::from_env(&env(&all[1..])).expect("config");
         assert!(matches!(c.database, DatabaseSource::SecretsManager { .. }));
         let c = Config::from_env(&env(&all[2..])).expect("config");
@@ -633,15 +754,20 @@ mod tests {
             (DATABASE_NAME, "collections"),
         ]))
         .expect("config");
-        assert_eq!(
-            c.database,
+        match c.database {
             DatabaseSource::SecretsManager {
-                secret_id: "arn:aws:secretsmanager:us-east-1:1:secret:db".into(),
-                host: Some("h".into()),
-                port: Some(6432),
-                dbname: Some("collections".into()),
+                secret_id,
+                host,
+                port,
+                dbname,
+            } => {
+                assert_eq!(secret_id, "arn:aws:secretsmanager:us-east-1:1:secret:db");
+                assert_eq!(host.as_deref(), Some("h"));
+                assert_eq!(port, Some(6432));
+                assert_eq!(dbname.as_deref(), Some("collections"));
             }
-        );
+            other => panic!("expected SecretsManager, got {other:?}"),
+        }
     }
 
     #[test]
@@ -674,9 +800,10 @@ mod tests {
         let c = Config::from_env(&env(&all)).expect("config");
         assert!(matches!(c.database, DatabaseSource::SecretsManager { .. }));
         let c = Config::from_env(&env(&all[1..])).expect("config");
-        assert_eq!(
-            c.database,
-            DatabaseSource::ParameterStore("/collections/db-url".into())
+        assert!(
+            matches!(&c.database, DatabaseSource::ParameterStore(name) if name == "/collections/db-url"),
+            "{:?}",
+            c.database
         );
     }
 

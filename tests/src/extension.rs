@@ -1,4 +1,6 @@
-//! The built `secretcache` binary as a child process: environment set explicitly, output captured, killed on drop.
+//! The built `secretcache` binary as a child process ([`Standalone`]: environment set explicitly, output captured,
+//! killed on drop), and [`Client`], which talks to any running extension (one inside the local Lambda environment
+//! too) as a function does.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -155,12 +157,12 @@ impl Standalone {
 
     /// `GET /secretsmanager/get?<query>` with the right token.
     pub async fn get_secret(&self, query: &str) -> crate::http::Response {
-        crate::http::get(
-            &format!("{}/secretsmanager/get?{query}", self.url()),
-            &[("X-Aws-Parameters-Secrets-Token", &self.token)],
-        )
-        .await
-        .expect("request to the extension")
+        self.client().get_secret(query).await
+    }
+
+    /// A client for it.
+    pub fn client(&self) -> Client {
+        Client::new(self.port, &self.token)
     }
 
     /// Sends SIGTERM.
@@ -191,4 +193,31 @@ fn capture(stream: impl AsyncRead + Unpin + Send + 'static, logs: Arc<Mutex<Stri
             }
         }
     });
+}
+
+/// A running extension as a function sees it: where it listens and the token it accepts.
+#[derive(Debug, Clone)]
+pub struct Client {
+    url: String,
+    token: String,
+}
+
+impl Client {
+    /// The extension on 127.0.0.1:`port` that accepts `token`.
+    pub fn new(port: u16, token: &str) -> Client {
+        Client {
+            url: format!("http://127.0.0.1:{port}"),
+            token: token.to_owned(),
+        }
+    }
+
+    /// `GET /secretsmanager/get?<query>` with the right token.
+    pub async fn get_secret(&self, query: &str) -> crate::http::Response {
+        crate::http::get(
+            &format!("{}/secretsmanager/get?{query}", self.url),
+            &[("X-Aws-Parameters-Secrets-Token", &self.token)],
+        )
+        .await
+        .expect("request to the extension")
+    }
 }

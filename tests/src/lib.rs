@@ -1,19 +1,23 @@
 //! Whole-system test harness: real components, started per test and stopped on drop.
 //!
 //! - [`moto`]: a real AWS API emulator (moto server from the project's virtualenv) for Secrets Manager and SSM;
-//! - [`extension`]: the built `secretcache` binary, spawned standalone or under the Extensions API stand-in;
+//! - [`extension`]: the built `secretcache` binary spawned standalone, and a client for any running extension (for
+//!   lifecycle tests it runs in the local Lambda environment, `lambda-env`, through [`with_extension_binary`]);
 //! - [`proxy`]: a counting and **fault-injecting** proxy between the extension and moto (counts are taken outside the
 //!   extension; faults are the ones moto cannot produce: timeouts, throttles, 500s, dropped connections);
-//! - [`extensions_api`]: a minimal Lambda Extensions API stand-in for lifecycle tests;
 //! - [`http`]: a tiny HTTP/1.1 client for talking to all of them;
-//! - [`probe`]: a shell custom runtime that reads one secret through the extension per invoke;
+//! - [`probe`]: shell custom runtimes: one reads a secret through the extension per invoke, one does nothing;
 //! - [`runtimes`]: Python and Node functions (AWS's runtime interface clients) that read through the layer;
-//! - [`cfn`]: the CloudFormation templates in `deploy/`, read and evaluated under given parameters, and cfn-lint.
+//! - [`cfn`]: the CloudFormation templates in `deploy/`, read and evaluated under given parameters, and cfn-lint;
+//! - [`items`]: the `/items` function in-process: fixture events, the handler without a socket, per-test logs;
+//! - [`postgres`]: a throwaway PostgreSQL 15 cluster with TLS; [`raw`]: raw HTTP/1.x for hostile requests;
+//! - [`reliability`]: the reliability suite, one module per scenario; [`stats`]: the percentiles and summaries that
+//!   it and `make bench` print.
 
 pub mod cfn;
 pub mod extension;
-pub mod extensions_api;
 pub mod http;
+pub mod items;
 pub mod moto;
 pub mod postgres;
 pub mod probe;
@@ -21,6 +25,7 @@ pub mod proxy;
 pub mod raw;
 pub mod reliability;
 pub mod runtimes;
+pub mod stats;
 
 use std::path::PathBuf;
 
@@ -114,7 +119,24 @@ pub fn lambda_zip(stem: &str, arch: Arch) -> PathBuf {
 /// with test credentials, and the extension listens on a free port (`PARAMETERS_SECRETS_EXTENSION_HTTP_PORT`), so
 /// tests can run side by side.
 pub fn with_layer(function: impl Into<PathBuf>, arch: Arch, endpoint: &str) -> lambda_env::Options {
-    lambda_env::Options::new(function, vec![lambda_zip("secretcache-layer", arch)])
+    with_extension(function, lambda_zip("secretcache-layer", arch), endpoint)
+}
+
+/// `function` with the `secretcache` binary of this build (no zip: lambda-env links it into `/opt/extensions`), set
+/// up as [`with_layer`] sets up the layer, and logging at debug. For the extension's lifecycle tests, which need the
+/// build under test, not a packaged release.
+pub fn with_extension_binary(function: impl Into<PathBuf>, endpoint: &str) -> lambda_env::Options {
+    with_extension(function, bin_path("secretcache"), endpoint)
+        .var("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "debug")
+        .var("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+fn with_extension(
+    function: impl Into<PathBuf>,
+    layer: PathBuf,
+    endpoint: &str,
+) -> lambda_env::Options {
+    lambda_env::Options::new(function, vec![layer])
         .var("AWS_ACCESS_KEY_ID", "testing")
         .var("AWS_SECRET_ACCESS_KEY", "testing")
         .var("AWS_ENDPOINT_URL", endpoint)
@@ -142,15 +164,17 @@ pub fn items_with_layer(
 
 /// A random-enough token for one test run (not a credential anywhere real).
 pub fn random_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    format!("tok-{:016x}", h.finish())
+    format!("tok-{:016x}", fastrand::u64(..))
+}
+
+/// The extension's port in `options` (`PARAMETERS_SECRETS_EXTENSION_HTTP_PORT`, which [`with_layer`] sets).
+pub fn extension_port(options: &lambda_env::Options) -> u16 {
+    options
+        .env
+        .iter()
+        .find(|(k, _)| k == "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("the options name the extension's port")
 }
 
 /// Resident memory of a process in KiB (`VmRSS` of `/proc/<pid>/status`).

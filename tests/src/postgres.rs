@@ -35,6 +35,8 @@ pub const IMPOSTOR_CN: &str = "attacker.invalid";
 /// A running cluster; stopped and removed on drop.
 #[derive(Debug)]
 pub struct PgCluster {
+    /// The cluster's folder, removed (after the server is stopped) when the cluster is dropped.
+    _folder: tempfile::TempDir,
     dir: PathBuf,
     port: u16,
     superuser_password: String,
@@ -162,8 +164,11 @@ impl PgCluster {
             "{PG_BIN}/initdb is missing; install the Debian package postgresql-15"
         );
         let as_postgres = running_as_root();
-        let dir = std::env::temp_dir().join(format!("secretcache-pg-{}", unique("c")));
-        std::fs::create_dir_all(&dir).expect("cluster folder");
+        let folder = tempfile::Builder::new()
+            .prefix("secretcache-pg-")
+            .tempdir()
+            .expect("cluster folder");
+        let dir = folder.path().to_path_buf();
         let superuser_password = format!("su-{}", crate::random_token());
         std::fs::write(dir.join("pwfile"), &superuser_password).expect("pwfile");
         if verifiable {
@@ -172,6 +177,7 @@ impl PgCluster {
             make_impostor_certificate(&dir);
         }
         let mut cluster = PgCluster {
+            _folder: folder,
             dir,
             port: 0,
             superuser_password,
@@ -443,7 +449,7 @@ impl Drop for PgCluster {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // `folder` is removed after this, with the server stopped.
     }
 }
 

@@ -69,10 +69,11 @@ impl Runtime {
     /// The function zip, built from the fixture folder into a temporary folder removed with the returned value.
     pub fn function_zip(self) -> FunctionZip {
         let source = workspace_root().join("tests/runtimes").join(self.name());
-        let dir =
-            std::env::temp_dir().join(format!("runtime-{}-{}", self.name(), crate::random_token()));
-        std::fs::create_dir_all(&dir).expect("a temporary folder");
-        let zip = dir.join("function.zip");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("runtime-{}-", self.name()))
+            .tempdir()
+            .expect("a temporary folder");
+        let zip = dir.path().join("function.zip");
         // `-X -D`: no extra attributes, no folder entries, as layer/build.sh zips. zip keeps the modes, so the
         // bootstrap's executable bit (from git) reaches the task root as in a real upload.
         let status = std::process::Command::new("zip")
@@ -83,7 +84,7 @@ impl Runtime {
             .status()
             .expect("run zip");
         assert!(status.success(), "zipping {}", source.display());
-        FunctionZip { dir, zip }
+        FunctionZip { _dir: dir, zip }
     }
 }
 
@@ -99,13 +100,7 @@ fn python_has_awslambdaric(python: &Path) -> bool {
 /// A function zip in a temporary folder, removed on drop.
 #[derive(Debug)]
 pub struct FunctionZip {
-    dir: PathBuf,
+    _dir: tempfile::TempDir,
     /// The zip.
     pub zip: PathBuf,
-}
-
-impl Drop for FunctionZip {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }

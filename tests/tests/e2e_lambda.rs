@@ -313,59 +313,8 @@ async fn cold_start_then_50_warm_invokes_make_one_upstream_call_and_log_no_secre
     stack.assert_not_logged(&stack.db.password);
 }
 
-/// A custom runtime, as in Lambda's own custom-runtime tutorial (a shell `bootstrap` and curl): each invoke reads
-/// `DB_SECRET_ARN` through the extension and answers with what it got. It stands in for the function here so the
-/// test sees exactly the value the extension served inside an invoke.
-const PROBE_BOOTSTRAP: &str = r#"#!/bin/sh
-set -eu
-api="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
-headers="${TMPDIR:-/tmp}/probe-headers"
-while true; do
-  curl -sS -D "$headers" -o /dev/null "$api/invocation/next"
-  id=$(grep -i '^lambda-runtime-aws-request-id:' "$headers" | cut -d' ' -f2 | tr -d '\r')
-  curl -sS -H "X-Aws-Parameters-Secrets-Token: $AWS_SESSION_TOKEN" \
-    "http://127.0.0.1:${PARAMETERS_SECRETS_EXTENSION_HTTP_PORT}/secretsmanager/get?secretId=${DB_SECRET_ARN}" \
-    -o "${TMPDIR:-/tmp}/probe-body"
-  curl -sS -X POST "$api/invocation/$id/response" --data-binary "@${TMPDIR:-/tmp}/probe-body" -o /dev/null
-done
-"#;
-
-fn probe_zip() -> (tempdir::Dir, PathBuf) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempdir::Dir::new("probe");
-    let bootstrap = dir.0.join("bootstrap");
-    std::fs::write(&bootstrap, PROBE_BOOTSTRAP).expect("write bootstrap");
-    std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let zip = dir.0.join("probe.zip");
-    let status = std::process::Command::new("zip")
-        .current_dir(&dir.0)
-        .args(["-q", "-X", "probe.zip", "bootstrap"])
-        .status()
-        .expect("run zip");
-    assert!(status.success());
-    (dir, zip)
-}
-
-mod tempdir {
-    /// A temporary directory, removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new(tag: &str) -> Dir {
-            let p = std::env::temp_dir()
-                .join(format!("e2e-{tag}-{}", secretcache_tests::random_token()));
-            std::fs::create_dir_all(&p).expect("temp dir");
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 async fn after_a_frozen_gap_longer_than_the_ttl_the_next_invoke_gets_the_new_value(arch: Arch) {
-    let (_dir, probe) = probe_zip();
+    let (_dir, probe) = secretcache_tests::probe::function_zip();
     let stack = Stack::start(
         &format!("e2efreeze{}", arch.as_str()),
         arch,

@@ -1,11 +1,12 @@
 //! Beyond the AWS extension: refresh-ahead, stale-on-error, SSM, the byte budget, metrics, SnapStart.
 //! Faults come from the fault-injecting proxy between the extension and the real moto.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ssm::types::ParameterType;
-use secretcache_tests::extension::{base_env, Standalone};
-use secretcache_tests::extensions_api::ExtensionsApi;
+use lambda_env::{InvokeStatus, LambdaEnv};
+use secretcache_tests::extension::{Client, Standalone};
 use secretcache_tests::http;
 use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::proxy::{Fault, FaultInjectingProxy};
@@ -434,6 +435,36 @@ async fn metrics_match_what_the_proxy_saw() {
     );
 }
 
+/// This build's extension in the local Lambda environment with `vars`, against `upstream`, freezing off (the tests
+/// read the extension between events, as the function's code would). Returns the environment, a client for the
+/// extension, and the function's folder (kept alive with the environment).
+async fn in_lambda(
+    upstream: &impl Endpoint,
+    vars: &[(&str, &str)],
+) -> (Arc<LambdaEnv>, Client, tempfile::TempDir) {
+    let (dir, function) = secretcache_tests::probe::idle_function_zip();
+    let mut options = secretcache_tests::with_extension_binary(&function, &upstream.endpoint());
+    for (k, v) in vars {
+        options = options.var(k, v);
+    }
+    options.freeze = false;
+    let port = secretcache_tests::extension_port(&options);
+    let env = LambdaEnv::start(options)
+        .await
+        .expect("the environment starts");
+    let init = env.init_result().expect("init ran");
+    assert!(
+        init.is_ok(),
+        "never ready: {init:?}; logs:\n{}",
+        env.logs()
+            .iter()
+            .map(|l| format!("{} | {}\n", l.source, l.text))
+            .collect::<String>()
+    );
+    let client = Client::new(port, env.session_token());
+    (env, client, dir)
+}
+
 #[tokio::test]
 async fn snap_start_prefetches_nothing_and_expires_everything_after_restore() {
     let moto = Moto::start().await;
@@ -446,26 +477,16 @@ async fn snap_start_prefetches_nothing_and_expires_everything_after_restore() {
         .await
         .expect("create");
     let proxy = FaultInjectingProxy::start(&moto).await;
-    let port = secretcache_tests::free_port();
-    let api = ExtensionsApi::start(port).await;
-    let token = "container-token".to_string();
-    let mut env = base_env(&proxy.endpoint(), port, "unused");
-    env.retain(|(k, _)| k != "AWS_SESSION_TOKEN");
-    env.extend(
-        [
-            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", token.as_str()),
-            ("AWS_LAMBDA_RUNTIME_API", &api.address()),
+    // Under SnapStart lambda-env gives the processes AWS_CONTAINER_AUTHORIZATION_TOKEN and no AWS_SESSION_TOKEN, as
+    // Lambda does; the client below uses that token.
+    let (env, ext, _dir) = in_lambda(
+        &proxy,
+        &[
             ("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start"),
             ("PARAMETERS_SECRETS_EXTENSION_PREFETCH", "snap"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    );
-    let ext = Standalone::spawn_with_env(env, &[], port, token);
-    assert!(
-        api.wait_next_calls(1, Duration::from_secs(15)).await,
-        "{}",
-        ext.logs()
-    );
+        ],
+    )
+    .await;
     assert_eq!(
         proxy.count("GetSecretValue"),
         0,
@@ -480,8 +501,8 @@ async fn snap_start_prefetches_nothing_and_expires_everything_after_restore() {
         Some("hit")
     );
     // ...and after restore (the first INVOKE) the cached value is not trusted.
-    api.invoke("r1", Duration::from_secs(3));
-    assert!(api.wait_next_calls(2, Duration::from_secs(5)).await);
+    let invoked = env.invoke("{}".into()).await.expect("the invoke runs");
+    assert_eq!(invoked.report.status, InvokeStatus::Success);
     assert_eq!(
         ext.get_secret("secretId=snap")
             .await
@@ -502,19 +523,14 @@ async fn invoke_refreshes_what_expired_while_frozen() {
         .await
         .expect("create");
     let proxy = FaultInjectingProxy::start(&moto).await;
-    let port = secretcache_tests::free_port();
-    let api = ExtensionsApi::start(port).await;
-    let token = secretcache_tests::random_token();
-    let mut env = base_env(&proxy.endpoint(), port, &token);
-    env.push(("AWS_LAMBDA_RUNTIME_API".into(), api.address()));
-    env.push(("SECRETS_MANAGER_TTL".into(), "1".into()));
-    env.push(("PARAMETERS_SECRETS_EXTENSION_PREFETCH".into(), "fz".into()));
-    let ext = Standalone::spawn_with_env(env, &[], port, token);
-    assert!(
-        api.wait_next_calls(1, Duration::from_secs(15)).await,
-        "{}",
-        ext.logs()
-    );
+    let (env, ext, _dir) = in_lambda(
+        &proxy,
+        &[
+            ("SECRETS_MANAGER_TTL", "1"),
+            ("PARAMETERS_SECRETS_EXTENSION_PREFETCH", "fz"),
+        ],
+    )
+    .await;
     sm.put_secret_value()
         .secret_id("fz")
         .secret_string("after")
@@ -523,8 +539,8 @@ async fn invoke_refreshes_what_expired_while_frozen() {
         .expect("put");
     tokio::time::sleep(Duration::from_millis(1200)).await;
     // The INVOKE event refreshes the expired entry before the extension is back on next.
-    api.invoke("r1", Duration::from_secs(3));
-    assert!(api.wait_next_calls(2, Duration::from_secs(5)).await);
+    let invoked = env.invoke("{}".into()).await.expect("the invoke runs");
+    assert_eq!(invoked.report.status, InvokeStatus::Success);
     assert_eq!(proxy.count("GetSecretValue"), 2);
     let r = ext.get_secret("secretId=fz").await;
     assert_eq!(r.header("x-secretcache-cache"), Some("hit"));

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::primitives::Blob;
-use secretcache_tests::extension::{base_env, Standalone};
-use secretcache_tests::extensions_api::{epoch_millis, ExtensionsApi};
+use lambda_env::{InvokeStatus, LambdaEnv};
+use secretcache_tests::extension::{Client, Standalone};
 use secretcache_tests::http;
 use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::proxy::FaultInjectingProxy;
@@ -365,6 +365,9 @@ async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T
     out
 }
 
+/// In the local Lambda environment with this build's extension (freezing off: the test reads the extension between
+/// events, as the function's code would): the port is open when it registers, the prefetch lands before it is
+/// ready, and it ends by itself before SHUTDOWN's deadline.
 #[tokio::test]
 async fn port_is_open_before_register_and_shutdown_exits_before_its_deadline() {
     let moto = Moto::start().await;
@@ -377,27 +380,25 @@ async fn port_is_open_before_register_and_shutdown_exits_before_its_deadline() {
         .await
         .expect("create");
     let proxy = FaultInjectingProxy::start(&moto).await;
-    let port = secretcache_tests::free_port();
-    let api = ExtensionsApi::start(port).await;
-    let token = secretcache_tests::random_token();
-    let mut env = base_env(&proxy.endpoint(), port, &token);
-    env.push(("AWS_LAMBDA_RUNTIME_API".into(), api.address()));
-    env.push(("AWS_LAMBDA_FUNCTION_NAME".into(), "test".into()));
-    env.push((
-        "PARAMETERS_SECRETS_EXTENSION_PREFETCH".into(),
-        "pre, absent".into(),
-    ));
-    let mut ext = Standalone::spawn_with_env(env, &[], port, token);
+    let (_dir, function) = secretcache_tests::probe::idle_function_zip();
+    let mut options = secretcache_tests::with_extension_binary(&function, &proxy.endpoint())
+        .var("PARAMETERS_SECRETS_EXTENSION_PREFETCH", "pre, absent");
+    options.freeze = false;
+    let port = secretcache_tests::extension_port(&options);
+    let env = LambdaEnv::start(options)
+        .await
+        .expect("the environment starts");
+    let logs = || env_logs(&env);
+    let init = env.init_result().expect("init ran");
+    assert!(init.is_ok(), "never ready: {init:?}; logs:\n{}", logs());
 
+    let registrations = env.registrations();
+    let [reg] = registrations.as_slice() else {
+        panic!("one registration expected: {registrations:?}");
+    };
     assert!(
-        api.wait_next_calls(1, Duration::from_secs(15)).await,
-        "never called next; logs:\n{}",
-        ext.logs()
-    );
-    let reg = api.registration().expect("registered");
-    assert!(
-        reg.port_open,
-        "the port must be open when register is called"
+        reg.listening.contains(&port),
+        "the port must be open when register is called: {reg:?}"
     );
     assert_eq!(reg.name, "secretcache");
     assert_eq!(reg.events, ["INVOKE", "SHUTDOWN"]);
@@ -410,26 +411,40 @@ async fn port_is_open_before_register_and_shutdown_exits_before_its_deadline() {
         (1, 0),
         "prefetch of both ids (one absent) in one call before ready"
     );
+    let ext = Client::new(port, env.session_token());
     let r = ext.get_secret("secretId=pre").await;
     assert_eq!(r.header("x-secretcache-cache"), Some("hit"));
     assert!(
-        ext.logs().contains("prefetch failed"),
+        logs().contains("prefetch failed"),
         "the absent id is logged, not fatal"
     );
 
-    api.invoke("req-1", Duration::from_secs(3));
-    assert!(api.wait_next_calls(2, Duration::from_secs(5)).await);
+    let invoked = env.invoke("{}".into()).await.expect("the invoke runs");
+    assert_eq!(invoked.report.status, InvokeStatus::Success, "{}", logs());
 
-    let deadline = api.shutdown(Duration::from_secs(2));
-    let status = ext.wait_exit(Duration::from_secs(5)).await.expect("exited");
-    let exited_at = epoch_millis();
-    assert!(status.success(), "{status:?}\n{}", ext.logs());
+    let shutdown = env.shutdown().await;
+    let ended = shutdown
+        .processes
+        .iter()
+        .find(|p| p.name == "secretcache")
+        .expect("the extension's end is reported");
+    assert_eq!(ended.status, "exit status 0", "{shutdown}\n{}", logs());
     assert!(
-        exited_at <= deadline,
-        "exited {} ms after the deadline",
-        exited_at - deadline
+        !ended.killed && ended.after.is_some_and(|a| a <= shutdown.limit),
+        "exited after the deadline: {shutdown}"
     );
-    assert!(api.errors().is_empty(), "{:?}", api.errors());
+    assert!(
+        env.reported_errors().is_empty(),
+        "{:?}",
+        env.reported_errors()
+    );
+}
+
+fn env_logs(env: &LambdaEnv) -> String {
+    env.logs()
+        .iter()
+        .map(|l| format!("{} | {}\n", l.source, l.text))
+        .collect()
 }
 
 #[tokio::test]

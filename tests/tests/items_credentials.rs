@@ -10,16 +10,13 @@
 //!
 //! `PutSecretValue` is used to move `AWSCURRENT`, never `UpdateSecretVersionStage`: moto gets stages wrong there.
 
-#[path = "../../function/tests/common/mod.rs"]
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{app, call, crud_and_paging, Logs, Reply};
 use items_function::App;
 use secretcache_tests::extension::{base_env, Standalone};
+use secretcache_tests::items::{self, app, call, crud_and_paging, Logs, Reply};
 use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::postgres::{new_password, AppDatabase, PgCluster};
 use secretcache_tests::proxy::FaultInjectingProxy;
@@ -118,7 +115,7 @@ async fn create_secret(sm: &aws_sdk_secretsmanager::Client, tag: &str, json: &st
 
 #[tokio::test]
 async fn the_api_works_on_credentials_read_through_the_extension() {
-    let logs = common::capture();
+    let logs = items::capture();
     let chain = Chain::new("creds").await;
     let app = chain.app(&[]);
     crud_and_paging(&app, "postgresql").await;
@@ -140,7 +137,7 @@ async fn the_api_works_on_credentials_read_through_the_extension() {
 
 #[tokio::test]
 async fn a_rotation_under_a_loop_of_requests_gives_no_5xx() {
-    let logs = common::capture();
+    let logs = items::capture();
     let chain = Chain::new("rotate").await;
     // Connections live one second, so after the rotation the pool must open new ones with the new password while
     // the extension's cache (TTL 300 s) still holds the old secret: only refreshNow can save those requests.
@@ -161,7 +158,7 @@ async fn a_rotation_under_a_loop_of_requests_gives_no_5xx() {
                 && i < 2_000
                 && started.elapsed() < Duration::from_secs(30)
             {
-                let r = if i % 4 == 0 {
+                let r = if i.is_multiple_of(4) {
                     let body = format!(r#"{{"name":"during rotation {i}"}}"#);
                     call(&app, "POST", "/items", Some(&body)).await
                 } else {
@@ -219,7 +216,7 @@ async fn a_rotation_under_a_loop_of_requests_gives_no_5xx() {
 
 #[tokio::test]
 async fn single_user_rotation_order_is_recovered_through_awspending() {
-    let logs = common::capture();
+    let logs = items::capture();
     let chain = Chain::new("pending").await;
     // The rotation Lambda's createSecret and setSecret steps: the new password is AWSPENDING, and the database has
     // it already; AWSCURRENT still holds the old one.
@@ -244,7 +241,7 @@ async fn single_user_rotation_order_is_recovered_through_awspending() {
 
 #[tokio::test]
 async fn the_cold_start_race_with_the_extension_is_ridden_out() {
-    let _logs = common::capture();
+    let _logs = items::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("race").await;
     let moto = Moto::start().await;
@@ -281,11 +278,12 @@ async fn the_cold_start_race_with_the_extension_is_ridden_out() {
 
 #[tokio::test]
 async fn misconfigurations_are_clear_and_never_500() {
-    let logs = common::capture();
+    let logs = items::capture();
     let chain = Chain::new("misconf").await;
 
     // Inside Lambda with nothing configured: a 503 naming DB_SECRET_ARN, and no SQLite file anywhere.
-    let dir = std::env::temp_dir().join(format!("items-misconf-{}", std::process::id()));
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let dir = tmp.path().join("data");
     let sqlite = dir.join("collections.db");
     let sqlite_s = sqlite.to_string_lossy().into_owned();
     let none = app(&[
@@ -365,7 +363,7 @@ async fn misconfigurations_are_clear_and_never_500() {
 
 #[tokio::test]
 async fn the_seeds_failure_lines_are_logged_where_they_happen() {
-    let logs = common::capture();
+    let logs = items::capture();
     let chain = Chain::new("seedfail").await;
     let missing = chain.app(&[(
         "DB_SECRET_ARN",
@@ -401,7 +399,7 @@ async fn the_seeds_failure_lines_are_logged_where_they_happen() {
 
 #[tokio::test]
 async fn parameter_store_db_url_is_the_deprecated_third_tier_read_with_decryption() {
-    let logs = common::capture();
+    let logs = items::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("ssm").await;
     let moto = Moto::start().await;
@@ -471,7 +469,7 @@ impl Endpoint for At {
 
 #[tokio::test]
 async fn after_every_version_is_rejected_requests_get_a_503_at_once_without_asking_the_extension() {
-    let logs = common::capture();
+    let logs = items::capture();
     let chain = Chain::new("backoff").await;
     // Every call the function makes to the extension passes this proxy, which counts it.
     let counted = FaultInjectingProxy::start(&At(chain.ext.url())).await;

@@ -3,15 +3,12 @@
 //!
 //! One cluster serves the whole binary; each test gets its own role and database.
 
-#[path = "../../function/tests/common/mod.rs"]
-mod common;
-
-use common::{app, call, crud_and_paging};
+use secretcache_tests::items::{self, app, call, crud_and_paging};
 use secretcache_tests::postgres::PgCluster;
 
 #[tokio::test]
 async fn crud_and_paging_over_verify_full_tls() {
-    let _logs = common::capture();
+    let _logs = items::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("crud").await;
     let ca = pg.ca_cert().to_string_lossy().into_owned();
@@ -25,7 +22,7 @@ async fn crud_and_paging_over_verify_full_tls() {
 
 #[tokio::test]
 async fn the_default_sslmode_is_require_and_the_server_accepts_only_tls() {
-    let _logs = common::capture();
+    let _logs = items::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("tls").await;
 
@@ -57,7 +54,7 @@ async fn the_default_sslmode_is_require_and_the_server_accepts_only_tls() {
 
 #[tokio::test]
 async fn legacy_variables_work_and_a_wrong_password_is_a_clean_503() {
-    let logs = common::capture();
+    let logs = items::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("legacy").await;
     let port = db.port.to_string();
@@ -87,7 +84,7 @@ async fn legacy_variables_work_and_a_wrong_password_is_a_clean_503() {
 
 #[tokio::test]
 async fn one_small_pool_serves_many_invocations() {
-    let _logs = common::capture();
+    let _logs = items::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("pool").await;
     let app = app(&[("DATABASE_URL", &db.url())]);
@@ -121,31 +118,27 @@ async fn one_small_pool_serves_many_invocations() {
 
 /// A function zip's root as Lambda extracts it (`LAMBDA_TASK_ROOT`), holding the CA bundle where
 /// `make package DATABASE_CA_BUNDLE=...` puts it.
-struct TaskRoot(std::path::PathBuf);
+struct TaskRoot(tempfile::TempDir);
 
 impl TaskRoot {
     fn with_bundle(ca: &std::path::Path) -> TaskRoot {
-        let dir =
-            std::env::temp_dir().join(format!("items-task-{}", secretcache_tests::random_token()));
-        std::fs::create_dir_all(dir.join("certs")).expect("certs folder");
-        std::fs::copy(ca, dir.join("certs/database-ca.pem")).expect("the bundle");
+        let dir = tempfile::Builder::new()
+            .prefix("items-task-")
+            .tempdir()
+            .expect("a temporary folder");
+        std::fs::create_dir_all(dir.path().join("certs")).expect("certs folder");
+        std::fs::copy(ca, dir.path().join("certs/database-ca.pem")).expect("the bundle");
         TaskRoot(dir)
     }
     fn path(&self) -> String {
-        self.0.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TaskRoot {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path().to_string_lossy().into_owned()
     }
 }
 
 #[tokio::test]
 async fn verify_full_from_the_packaged_bundle_refuses_attacker_invalid_and_accepts_the_real_server()
 {
-    let logs = common::capture();
+    let logs = items::capture();
     let pg = PgCluster::shared().await;
     let real = pg.create_app_database("verify").await;
     // The impostor knows the role and its password, and has the table: only its certificate gives it away.
@@ -201,7 +194,7 @@ async fn verify_full_from_the_packaged_bundle_refuses_attacker_invalid_and_accep
 
 #[tokio::test]
 async fn without_a_bundle_require_stays_the_default_with_one_warning_that_says_how_to_fix_it() {
-    let logs = common::capture();
+    let logs = items::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("nobundle").await;
     let app = app(&[
@@ -227,7 +220,7 @@ async fn without_a_bundle_require_stays_the_default_with_one_warning_that_says_h
 
 #[tokio::test]
 async fn least_privilege_role_gets_a_503_naming_the_table_until_an_operator_migrates_then_serves() {
-    let logs = common::capture();
+    let logs = items::capture();
     let pg = PgCluster::shared().await;
     let ca = pg.ca_cert().to_string_lossy().into_owned();
     let owner = pg.create_bare_database("lp").await;
@@ -335,7 +328,7 @@ async fn run_migrate(
 
 #[tokio::test]
 async fn a_conflicting_preexisting_items_table_is_a_503_naming_it_and_health_reports_it() {
-    let _logs = common::capture();
+    let _logs = items::capture();
     let pg = PgCluster::shared().await;
     let db = pg.create_bare_database("conflict").await;
     pg.admin_in(

@@ -27,34 +27,34 @@ fn check(rows: &[Outcome]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_of_cached_reads() {
-    check(&[reliability::load(Scale::fast()).await]);
+    check(&[reliability::load::run(Scale::fast()).await]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_faults_never_fail_a_cached_read() {
-    check(&reliability::upstream_faults(Scale::fast()).await);
+    check(&reliability::upstream_faults::run(Scale::fast()).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_under_load_fails_no_items_request() {
-    check(&[reliability::rotation_under_load(Scale::fast()).await]);
+    check(&[reliability::rotation_under_load::run(Scale::fast()).await]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_matrix() {
-    let row = reliability::hostile_input().await;
+    let row = reliability::hostile_input::run().await;
     assert!(row.sent >= 41, "the matrix has at least 40 cases");
     check(&[row]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_do_not_starve_new_clients() {
-    check(&[reliability::connection_exhaustion(Scale::fast()).await]);
+    check(&[reliability::connection_exhaustion::run(Scale::fast()).await]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_faults() {
-    check(&reliability::lifecycle_faults().await);
+    check(&reliability::lifecycle_faults::run().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

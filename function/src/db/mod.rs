@@ -1,8 +1,9 @@
 //! The database pool: one per execution environment, built lazily, and kept working across a password rotation.
 //!
 //! Parts:
-//! - [`Database::new`]: turns the configuration into a connection target, before any request; a bad `DATABASE_URL`
-//!   or a missing CA bundle stops the cold start there.
+//! - [`Database::new`]: takes the configuration's [`DatabaseSource`] (where the database is; a bad `DATABASE_URL`
+//!   already stopped the cold start when the configuration was read) and builds the credential provider a source
+//!   with changing credentials needs, before any request; a missing CA bundle stops the cold start there.
 //! - [`Database::run`]: runs one store operation on the pool. The first call builds the pool, applies the embedded
 //!   migrations when it may (SQLite always; PostgreSQL only with `DATABASE_MIGRATE`, by default only outside Lambda:
 //!   in Lambda they are an operator's step, [`Database::migrate_now`]) and checks the table (`schema.rs`). When the
@@ -22,12 +23,10 @@ mod error;
 mod pool;
 mod rotation;
 
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgSslMode};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::ConnectOptions;
 use tokio::sync::{Mutex, OnceCell};
 
@@ -35,40 +34,26 @@ pub(crate) use error::DbError;
 pub(crate) use pool::Backend;
 
 use crate::config::{
-    Config, ConfigError, DatabaseSource, PoolConfig, SslMode, TlsConfig, DATABASE_SSL_ROOT_CERT,
-    DATABASE_URL,
+    Config, ConfigError, DatabaseSource, PoolConfig, PostgresUrl, SslMode, TlsConfig,
+    DATABASE_SSL_ROOT_CERT, DB_SECRET_ARN,
 };
 use crate::credentials::{extension_client, CredentialProvider, Fallbacks};
 use crate::schema::{self, SchemaProblem};
 use error::is_invalid_password;
-use pool::{apply_tls, sqlite_file, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+use pool::{apply_tls, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 use rotation::Rejection;
 
 /// How many times one operation is retried after a rejected login was recovered from. More than one, because a
 /// second rotation (or a pool connection opened with the old options just before the swap) can fail once more.
 const AUTH_RETRIES: usize = 2;
 
-enum Target {
-    Missing {
-        variable: &'static str,
-        detail: String,
-    },
-    Sqlite {
-        /// Boxed: SQLite's options are several times larger than the other variants.
-        options: Box<SqliteConnectOptions>,
-        /// The folder to create first (`None` for in-memory databases).
-        folder: Option<PathBuf>,
-        in_memory: bool,
-    },
-    /// A PostgreSQL `DATABASE_URL`: fixed options, nothing to refresh.
-    PostgresUrl(Box<PgConnectOptions>),
-    /// PostgreSQL with credentials from a provider.
-    Postgres(CredentialProvider),
-}
-
 /// The database of one execution environment. Build it once, at cold start, and share it.
 pub(crate) struct Database {
-    target: Target,
+    /// Where the database is.
+    source: DatabaseSource,
+    /// How to log in, for the sources whose credentials are not in fixed connect options (a secret, a parameter,
+    /// the legacy variables): built once here, with its client. `None` for the others.
+    credentials: Option<CredentialProvider>,
     pool: PoolConfig,
     tls: TlsConfig,
     /// Whether PostgreSQL gets the migrations from us (SQLite always does).
@@ -106,58 +91,21 @@ impl Database {
                 });
             }
         }
-        let target = match &config.database {
-            DatabaseSource::Missing { variable, detail } => Target::Missing {
-                variable,
-                detail: detail.clone(),
-            },
-            DatabaseSource::Sqlite(path) => sqlite_file(path),
-            DatabaseSource::Url(url) => {
-                let url = url.expose().trim();
-                if url.to_ascii_lowercase().starts_with("sqlite:") {
-                    // sqlx's parse error can quote the URL; a fixed message it is.
-                    let options =
-                        SqliteConnectOptions::from_str(url).map_err(|_| ConfigError::Invalid {
-                            name: DATABASE_URL,
-                            expected: "a valid sqlite: URL",
-                        })?;
-                    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-                    let folder = if in_memory {
-                        None
-                    } else {
-                        options.get_filename().parent().map(Path::to_path_buf)
-                    };
-                    Target::Sqlite {
-                        options: Box::new(options.create_if_missing(true)),
-                        folder,
-                        in_memory,
-                    }
-                } else {
-                    let options =
-                        PgConnectOptions::from_str(url).map_err(|_| ConfigError::Invalid {
-                            name: DATABASE_URL,
-                            expected: "a valid postgres:// URL",
-                        })?;
-                    // An sslmode in the URL is the URL author's choice; DATABASE_SSLMODE still overrides it.
-                    let url_has_sslmode = url.contains("sslmode=") || url.contains("ssl-mode=");
-                    Target::PostgresUrl(Box::new(apply_tls(options, &config.tls, url_has_sslmode)))
-                }
-            }
-            DatabaseSource::Legacy(creds) => {
-                Target::Postgres(CredentialProvider::Static(creds.clone()))
-            }
-            DatabaseSource::ParameterStore(name) => {
-                Target::Postgres(CredentialProvider::ParameterStore {
-                    client: Box::new(extension_client(&config.extension)),
-                    name: name.clone(),
-                })
-            }
+        let credentials = match &config.database {
+            DatabaseSource::Missing { .. }
+            | DatabaseSource::Sqlite(_)
+            | DatabaseSource::PostgresUrl(_) => None,
+            DatabaseSource::Legacy(creds) => Some(CredentialProvider::Static(creds.clone())),
+            DatabaseSource::ParameterStore(name) => Some(CredentialProvider::ParameterStore {
+                client: Box::new(extension_client(&config.extension)),
+                name: name.clone(),
+            }),
             DatabaseSource::SecretsManager {
                 secret_id,
                 host,
                 port,
                 dbname,
-            } => Target::Postgres(CredentialProvider::Extension {
+            } => Some(CredentialProvider::Extension {
                 client: Box::new(extension_client(&config.extension)),
                 secret_id: secret_id.clone(),
                 fallbacks: Fallbacks {
@@ -168,7 +116,8 @@ impl Database {
             }),
         };
         Ok(Self {
-            target,
+            source: config.database.clone(),
+            credentials,
             pool: config.pool.clone(),
             tls: config.tls.clone(),
             migrate: config.migrate,
@@ -181,34 +130,47 @@ impl Database {
 
     /// The variable the database settings come from, for log lines (never a value).
     pub(crate) fn source_name(&self) -> &'static str {
-        match &self.target {
-            Target::Missing { .. } => "none",
-            Target::Sqlite { .. } => "DATABASE_PATH (SQLite)",
-            Target::PostgresUrl(_) => DATABASE_URL,
-            Target::Postgres(p) => p.source_name(),
-        }
+        self.source.source_name()
     }
 
     /// The variable that must be set, when the database is not configured.
     pub(crate) fn missing_variable(&self) -> Option<&'static str> {
-        match &self.target {
-            Target::Missing { variable, .. } => Some(variable),
+        match &self.source {
+            DatabaseSource::Missing { variable, .. } => Some(variable),
             _ => None,
         }
     }
 
+    /// A PostgreSQL URL's connect options with the TLS settings applied.
+    fn url_options(&self, url: &PostgresUrl) -> PgConnectOptions {
+        apply_tls((*url.options).clone(), &self.tls, url.has_sslmode)
+    }
+
+    /// The credential provider of a source whose login is not in fixed connect options. `new` builds one for
+    /// exactly those sources, so the error is never met; it keeps a request from panicking if that ever changed.
+    fn provider(&self) -> Result<&CredentialProvider, DbError> {
+        self.credentials
+            .as_ref()
+            .ok_or_else(|| DbError::NotConfigured {
+                variable: DB_SECRET_ARN,
+                detail: format!("no credential provider for {}", self.source_name()),
+            })
+    }
+
     /// The cold start's warning about TLS, when PostgreSQL's certificate will not be verified.
     pub(crate) fn tls_warning(&self) -> Option<String> {
-        let mode = match &self.target {
-            Target::Missing { .. } | Target::Sqlite { .. } => return None,
-            Target::PostgresUrl(options) => match options.get_ssl_mode() {
+        let mode = match &self.source {
+            DatabaseSource::Missing { .. } | DatabaseSource::Sqlite(_) => return None,
+            DatabaseSource::PostgresUrl(url) => match self.url_options(url).get_ssl_mode() {
                 PgSslMode::VerifyCa | PgSslMode::VerifyFull => return None,
                 PgSslMode::Disable => "disable",
                 PgSslMode::Allow => "allow",
                 PgSslMode::Prefer => "prefer",
                 PgSslMode::Require => "require",
             },
-            Target::Postgres(_) => match self.tls.mode.unwrap_or(self.tls.default_mode()) {
+            DatabaseSource::SecretsManager { .. }
+            | DatabaseSource::ParameterStore(_)
+            | DatabaseSource::Legacy(_) => match self.tls.mode.unwrap_or(self.tls.default_mode()) {
                 SslMode::VerifyCa | SslMode::VerifyFull => return None,
                 SslMode::Disable => "disable",
                 SslMode::Allow => "allow",
@@ -226,10 +188,7 @@ impl Database {
 
     /// Whether the source is the deprecated Parameter Store tier.
     pub(crate) fn is_deprecated_source(&self) -> bool {
-        matches!(
-            &self.target,
-            Target::Postgres(CredentialProvider::ParameterStore { .. })
-        )
+        matches!(&self.source, DatabaseSource::ParameterStore(_))
     }
 
     /// Runs `op` on the pool, building it first if this is the first call. A login refused because the password
@@ -265,7 +224,7 @@ impl Database {
 
     /// The pool, built on first use. A failed build leaves nothing behind, so the next request tries again.
     pub(crate) async fn backend(&self) -> Result<Backend, DbError> {
-        if let Target::Missing { variable, detail } = &self.target {
+        if let DatabaseSource::Missing { variable, detail } = &self.source {
             // Logged on every request on purpose: this is the line someone searching the logs for the 503 finds,
             // worded as the seed note's failure indicator.
             tracing::error!(
@@ -282,17 +241,13 @@ impl Database {
     }
 
     async fn build(&self) -> Result<Backend, DbError> {
-        match &self.target {
-            Target::Missing { variable, detail } => Err(DbError::NotConfigured {
+        match &self.source {
+            DatabaseSource::Missing { variable, detail } => Err(DbError::NotConfigured {
                 variable,
                 detail: detail.clone(),
             }),
-            Target::Sqlite {
-                options,
-                folder,
-                in_memory,
-            } => {
-                if let Some(folder) = folder.as_deref().filter(|f| !f.as_os_str().is_empty()) {
+            DatabaseSource::Sqlite(file) => {
+                if let Some(folder) = file.folder.as_deref().filter(|f| !f.as_os_str().is_empty()) {
                     tokio::fs::create_dir_all(folder)
                         .await
                         .map_err(DbError::SqliteFolder)?;
@@ -300,7 +255,7 @@ impl Database {
                 let mut pool_options = SqlitePoolOptions::new()
                     .acquire_timeout(self.pool.acquire_timeout)
                     .max_connections(self.pool.max_connections);
-                if *in_memory {
+                if file.in_memory {
                     // Each connection to `:memory:` is its own database: one connection, kept forever.
                     pool_options = pool_options
                         .max_connections(1)
@@ -308,7 +263,7 @@ impl Database {
                         .max_lifetime(None);
                 }
                 let pool = pool_options
-                    .connect_with((**options).clone().disable_statement_logging())
+                    .connect_with((*file.options).clone().disable_statement_logging())
                     .await?;
                 let mut conn = pool.acquire().await?;
                 // `run_direct` rather than `run`: `run`'s `Acquire` bound is not general enough for the future to be
@@ -321,12 +276,15 @@ impl Database {
                 tracing::info!(database = "sqlite", "database ready");
                 Ok(Backend::Sqlite(pool))
             }
-            Target::PostgresUrl(options) => {
-                let pool = self.pg_pool((**options).clone());
+            DatabaseSource::PostgresUrl(url) => {
+                let pool = self.pg_pool(self.url_options(url));
                 self.prepare_postgres(&pool, self.migrate).await?;
                 Ok(Backend::Postgres(pool))
             }
-            Target::Postgres(provider) => {
+            DatabaseSource::SecretsManager { .. }
+            | DatabaseSource::ParameterStore(_)
+            | DatabaseSource::Legacy(_) => {
+                let provider = self.provider()?;
                 // A cold start that just met a rejection of every version: the pool was never built, and asking
                 // the extension again within the backoff would only repeat the answer.
                 if let Some(wait) = self.rejected.remaining() {
@@ -347,17 +305,19 @@ impl Database {
     /// (an administrator's credentials), applies the migrations, checks the table, and, when `grant_to` names a
     /// role, grants it exactly what the function needs.
     pub(crate) async fn migrate_now(&self, grant_to: Option<&str>) -> Result<(), DbError> {
-        let pool = match &self.target {
-            Target::Missing { variable, detail } => {
+        let pool = match &self.source {
+            DatabaseSource::Missing { variable, detail } => {
                 return Err(DbError::NotConfigured {
                     variable,
                     detail: detail.clone(),
                 })
             }
-            Target::Sqlite { .. } => return self.build().await.map(|_| ()),
-            Target::PostgresUrl(options) => self.pg_pool((**options).clone()),
-            Target::Postgres(provider) => {
-                let login = provider.fetch().await?;
+            DatabaseSource::Sqlite(_) => return self.build().await.map(|_| ()),
+            DatabaseSource::PostgresUrl(url) => self.pg_pool(self.url_options(url)),
+            DatabaseSource::SecretsManager { .. }
+            | DatabaseSource::ParameterStore(_)
+            | DatabaseSource::Legacy(_) => {
+                let login = self.provider()?.fetch().await?;
                 self.pg_pool(self.pg_options(&login)?)
             }
         };
@@ -425,38 +385,41 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Config {
+        try_config(pairs).expect("config")
+    }
+
+    fn try_config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let env: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        Config::from_env(&env).expect("config")
+        Config::from_env(&env)
+    }
+
+    /// The PostgreSQL URL's options as the pool gets them, TLS applied.
+    fn url_ssl_mode(db: &Database) -> PgSslMode {
+        match &db.source {
+            DatabaseSource::PostgresUrl(url) => db.url_options(url).get_ssl_mode(),
+            other => panic!("expected a PostgreSQL URL, got {other:?}"),
+        }
     }
 
     #[test]
     fn postgres_defaults_to_sslmode_require() {
         let db = Database::new(&config(&[("DATABASE_URL", "postgres://u:p@h/d")])).expect("db");
-        match &db.target {
-            Target::PostgresUrl(o) => assert!(matches!(o.get_ssl_mode(), PgSslMode::Require)),
-            _ => panic!("expected a PostgreSQL URL target"),
-        }
+        assert!(matches!(url_ssl_mode(&db), PgSslMode::Require));
         let db = Database::new(&config(&[(
             "DATABASE_URL",
             "postgres://u:p@h/d?sslmode=disable",
         )]))
         .expect("db");
-        match &db.target {
-            Target::PostgresUrl(o) => assert!(matches!(o.get_ssl_mode(), PgSslMode::Disable)),
-            _ => panic!("expected a PostgreSQL URL target"),
-        }
+        assert!(matches!(url_ssl_mode(&db), PgSslMode::Disable));
         let db = Database::new(&config(&[
             ("DATABASE_URL", "postgres://u:p@h/d?sslmode=disable"),
             ("DATABASE_SSLMODE", "verify-full"),
         ]))
         .expect("db");
-        match &db.target {
-            Target::PostgresUrl(o) => assert!(matches!(o.get_ssl_mode(), PgSslMode::VerifyFull)),
-            _ => panic!("expected a PostgreSQL URL target"),
-        }
+        assert!(matches!(url_ssl_mode(&db), PgSslMode::VerifyFull));
     }
 
     #[test]
@@ -471,18 +434,22 @@ mod tests {
 
     #[test]
     fn a_bad_url_never_echoes_itself() {
-        let e = Database::new(&config(&[(
-            "DATABASE_URL",
+        // Rejected when the configuration is read, before anything is built.
+        for url in [
             "postgres://u:hunter2@h:notaport/d",
-        )]))
-        .expect_err("bad url");
-        assert!(!e.to_string().contains("hunter2"), "{e}");
+            "sqlite://hunter2?mode=nonsense",
+        ] {
+            let e = try_config(&[("DATABASE_URL", url)]).expect_err("bad url");
+            assert!(e.to_string().contains("DATABASE_URL"), "{e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
     }
 
     #[test]
     fn debug_hides_the_password() {
-        let db =
-            Database::new(&config(&[("DATABASE_URL", "postgres://u:hunter2@h/d")])).expect("db");
+        let config = config(&[("DATABASE_URL", "postgres://u:hunter2@h/d")]);
+        assert!(!format!("{config:?}").contains("hunter2"), "{config:?}");
+        let db = Database::new(&config).expect("db");
         assert!(!format!("{db:?}").contains("hunter2"));
     }
 
@@ -496,10 +463,7 @@ mod tests {
             ("DATABASE_SSL_ROOT_CERT", &ca_s),
         ]))
         .expect("db");
-        match &db.target {
-            Target::PostgresUrl(o) => assert!(matches!(o.get_ssl_mode(), PgSslMode::VerifyFull)),
-            _ => panic!("expected a PostgreSQL URL target"),
-        }
+        assert!(matches!(url_ssl_mode(&db), PgSslMode::VerifyFull));
         assert_eq!(db.tls_warning(), None);
 
         let db = Database::new(&config(&[("DATABASE_URL", "postgres://u:p@h/d")])).expect("db");

@@ -1,18 +1,18 @@
 //! Building pools: PostgreSQL's connect options from a login (with TLS: the mode, and the CA bundle), the pool's
-//! sizing, SQLite's file options, and the embedded migrations.
+//! sizing, and the embedded migrations. (SQLite's options and a PostgreSQL URL's come with the configuration's
+//! `DatabaseSource`.)
 //!
 //! PostgreSQL's connect options derive `Debug` with the password in it, so they are never logged, and statement
 //! logging is off so that no SQL text reaches the logs either.
 
-use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
+use sqlx::sqlite::SqlitePool;
 use sqlx::ConnectOptions;
 
-use super::{Database, DbError, Target};
+use super::{Database, DbError};
 use crate::config::{SslMode, TlsConfig, DB_SECRET_ARN, PARAMETER_STORE_DB_URL};
 use crate::credentials::{CredentialsError, Login};
 
@@ -83,20 +83,6 @@ impl Database {
                 Ok(apply_tls(options, &self.tls, url_has_sslmode))
             }
         }
-    }
-}
-
-pub(super) fn sqlite_file(path: &Path) -> Target {
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        // WAL lets readers and the one writer of a local run overlap; the busy timeout absorbs the rest.
-        .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(Duration::from_secs(5));
-    Target::Sqlite {
-        options: Box::new(options),
-        folder: path.parent().map(Path::to_path_buf),
-        in_memory: false,
     }
 }
 

@@ -11,7 +11,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::time::Instant;
 
 use super::error::is_invalid_password;
-use super::{Database, DbError, Target};
+use super::{Database, DbError};
 
 /// Remembers, for a short while, that the database rejected every version of the secret, so that the requests after
 /// it answer at once instead of each asking the extension for every version again. On tokio's clock, so tests can
@@ -60,8 +60,8 @@ impl Database {
         failed_generation: u64,
     ) -> Result<(), DbError> {
         let source_name = self.source_name();
-        let provider = match &self.target {
-            Target::Postgres(p) if p.rotates() => p,
+        let provider = match &self.credentials {
+            Some(p) if p.rotates() => p,
             _ => {
                 tracing::error!(
                     source = source_name,

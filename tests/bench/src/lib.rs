@@ -6,7 +6,8 @@
 //! - [`targets`]: the processes under test (baseline, ours, peer);
 //! - [`load`]: the keep-alive, closed-loop load generator (hyper client);
 //! - [`scenarios`]: items 1–7 of the issue, each returning table rows;
-//! - [`stats`] and [`report`]: medians of repeats, paired ratios, the Markdown table and the JSON.
+//! - [`report`]: the Markdown table and the JSON; percentiles, medians of repeats and paired ratios come from
+//!   [`secretcache_tests::stats`], which the reliability suite uses too.
 //!
 //! Every figure is the median of several repeats with their min and max, and each has a ratio to the baseline
 //! measured in the same run (paired repeat by repeat). Nothing here asserts on timing: this is a measurement, not a
@@ -16,7 +17,6 @@ pub mod host;
 pub mod load;
 pub mod report;
 pub mod scenarios;
-pub mod stats;
 pub mod targets;
 
 use std::time::Duration;

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
-use crate::stats::percentile;
+use secretcache_tests::stats::percentile;
 
 /// One load point against one server.
 #[derive(Debug, Clone)]

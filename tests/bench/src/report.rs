@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::stats::Summary;
+use secretcache_tests::stats::Summary;
 
 /// One cell of the table.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::ids;
-use crate::state::{Agent, Outcome, ReportedError, Shared};
+use crate::state::{Agent, Outcome, Registration, ReportedError, Shared};
 
 /// Lambda's limit on a synchronous response.
 pub const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
@@ -168,6 +168,16 @@ fn register(headers: &HeaderMap, body: &[u8], shared: &Shared) -> Response<Body>
     }
     let wants_account = header(headers, "lambda-extension-accept-feature")
         .is_some_and(|f| f.split(',').any(|f| f.trim() == "accountId"));
+    // Read before answering, while the extension waits for this answer: what it listens on now, it opened before
+    // registering. The scan reads /proc outside the state's lock.
+    let pid = shared
+        .lock()
+        .started
+        .iter()
+        .rev()
+        .find(|(n, _, _)| n == name)
+        .map(|(_, pid, _)| *pid);
+    let listening = pid.map(crate::process::listening_ports).unwrap_or_default();
     let mut state = shared.lock();
     if !state.registration_open {
         return error(
@@ -191,6 +201,11 @@ fn register(headers: &HeaderMap, body: &[u8], shared: &Shared) -> Response<Body>
         );
     }
     let id = ids::uuid();
+    state.registrations.push(Registration {
+        name: name.to_owned(),
+        events: events.clone(),
+        listening,
+    });
     state.agents.push(Agent {
         id: id.clone(),
         name: name.to_owned(),
@@ -198,6 +213,7 @@ fn register(headers: &HeaderMap, body: &[u8], shared: &Shared) -> Response<Body>
         queue: Default::default(),
         waiter: None,
         last_next: None,
+        first_next: None,
     });
     let mut doc = serde_json::json!({
         "functionName": state.function_name,
@@ -235,7 +251,9 @@ async fn extension_next(headers: &HeaderMap, shared: &Shared) -> Response<Body> 
                 "unknown Lambda-Extension-Identifier",
             );
         };
-        agent.last_next = Some(Instant::now());
+        let now = Instant::now();
+        agent.last_next = Some(now);
+        agent.first_next.get_or_insert(now);
         if let Some(event) = agent.queue.pop_front() {
             return event_response(&event);
         }

@@ -7,7 +7,12 @@
 //! - an answer with a `statusCode` is used as is; any other JSON answer is a 200 `application/json` with that JSON
 //!   as its body; a function error is a 500 `{"message":"Internal Server Error"}`, a timeout a 503.
 //!
-//! Pure functions, so they are tested without a socket.
+//! Pure functions, so they are tested without a socket, and against `aws_lambda_events`' types (what `lambda_http`
+//! reads). The event is built here rather than by serialising `aws_lambda_events::apigw::ApiGatewayV2httpRequest`:
+//! that type also writes the fields of custom-authorizer payloads that API Gateway never sends in an HTTP API event
+//! (`type`, `methodArn`, `identitySource`, `authorizationToken`, `resource`, `stageVariables`, and `httpMethod`,
+//! always `"GET"`, even for a POST), and the front door feeds Python and Node functions too, whose libraries may read
+//! any of them.
 
 use base64::Engine;
 use http::HeaderMap;
@@ -330,6 +335,71 @@ mod tests {
         assert_eq!(e["body"], "/wA=");
         assert_eq!(e["isBase64Encoded"], true);
         assert!(e.get("queryStringParameters").is_none());
+    }
+
+    #[test]
+    fn the_event_reads_as_the_type_lambda_http_reads() {
+        use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+        let h = headers(&[
+            ("host", "127.0.0.1:9000"),
+            ("cookie", "a=1"),
+            ("x-multi", "a"),
+        ]);
+        let req = HttpRequest {
+            method: "POST",
+            path: "/items/7",
+            query: "limit=5&tag=a%20b",
+            headers: &h,
+            body: br#"{"name":"x"}"#,
+            source_ip: "127.0.0.1",
+        };
+        let e = http_api_v2_event(&req, &CTX);
+        let typed: ApiGatewayV2httpRequest =
+            serde_json::from_value(e.clone()).expect("a payload 2.0 event");
+        assert_eq!(typed.version.as_deref(), Some("2.0"));
+        assert_eq!(typed.request_context.http.method, http::Method::POST);
+        assert_eq!(typed.raw_path.as_deref(), Some("/items/7"));
+        assert_eq!(typed.raw_query_string.as_deref(), Some("limit=5&tag=a%20b"));
+        assert_eq!(typed.query_string_parameters.first("tag"), Some("a b"));
+        assert_eq!(typed.cookies, Some(vec!["a=1".to_owned()]));
+        assert_eq!(typed.headers["x-multi"], "a");
+        assert_eq!(typed.body.as_deref(), Some(r#"{"name":"x"}"#));
+        assert!(!typed.is_base64_encoded);
+        assert_eq!(typed.request_context.time_epoch, 1_710_324_932_123);
+        // And nothing of the custom-authorizer payloads, which serialising the type would add.
+        for absent in [
+            "httpMethod",
+            "type",
+            "methodArn",
+            "resource",
+            "stageVariables",
+        ] {
+            assert!(e.get(absent).is_none(), "{absent}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_response_written_by_the_typed_struct_is_read_right() {
+        use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+        use aws_lambda_events::encodings::Body;
+        let mut typed = ApiGatewayV2httpResponse::default();
+        typed.status_code = 201;
+        typed.headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        typed.body = Some(Body::Text(r#"{"id":1}"#.to_owned()));
+        typed.cookies = vec!["s=1".to_owned()];
+        let payload = serde_json::to_vec(&typed).expect("JSON");
+        let r = http_api_v2_response(&payload);
+        assert_eq!(r.status, 201);
+        assert!(r
+            .headers
+            .contains(&("content-type".to_owned(), "application/json".to_owned())));
+        assert!(r
+            .headers
+            .contains(&("set-cookie".to_owned(), "s=1".to_owned())));
+        assert_eq!(r.body, br#"{"id":1}"#);
     }
 
     #[test]

@@ -31,7 +31,9 @@ use crate::report::{
     InitFailure, InitReport, InvokeReport, InvokeStatus, ProcessEnd, ShutdownReport,
 };
 use crate::sandbox::{Sandbox, SandboxError};
-use crate::state::{Invocation, Outcome, Phase, Runtime, Shared, State};
+use crate::state::{
+    Invocation, Outcome, Phase, Registration, ReportedError, Runtime, Shared, State,
+};
 use crate::{api, ids};
 
 /// Why an environment could not start or an invoke could not run.
@@ -116,6 +118,8 @@ impl LambdaEnv {
             runtime: Runtime::default(),
             errors: Vec::new(),
             exits: Vec::new(),
+            started: Vec::new(),
+            registrations: Vec::new(),
             function_name: options.function_name.clone(),
             function_version: "$LATEST".to_owned(),
             handler: options.handler.clone(),
@@ -180,6 +184,26 @@ impl LambdaEnv {
     /// The `/opt`, `/var/task` and `/tmp` of this environment.
     pub fn paths(&self) -> &Paths {
         &self.sandbox.paths
+    }
+
+    /// Every extension registration since the environment was made, across inits, with the ports each extension
+    /// was listening on at that moment.
+    pub fn registrations(&self) -> Vec<Registration> {
+        self.shared.lock().registrations.clone()
+    }
+
+    /// How long the extension `name` of the current init took to be ready: from starting its process to its first
+    /// `event/next` (its own share of the init). `None` before it is ready.
+    pub fn extension_ready_after(&self, name: &str) -> Option<Duration> {
+        let state = self.shared.lock();
+        let first_next = state.agents.iter().find(|a| a.name == name)?.first_next?;
+        let (_, _, started) = state.started.iter().rev().find(|(n, _, _)| n == name)?;
+        Some(first_next.saturating_duration_since(*started))
+    }
+
+    /// The `init/error` and `exit/error` reports of the current (or last) init and its invokes.
+    pub fn reported_errors(&self) -> Vec<ReportedError> {
+        self.shared.lock().errors.clone()
     }
 
     /// The options it runs with.

@@ -1,48 +1,24 @@
-//! Identifiers and clocks the platform hands out: request ids, trace ids, epoch milliseconds and API Gateway's
-//! request time.
-//!
-//! Request ids only need to be unique within a run, not unguessable, so they come from std's randomly seeded hasher
-//! and a counter rather than a random-number crate.
+//! Identifiers and clocks the platform hands out: request ids (`uuid`), trace ids and random hex (`fastrand`; they
+//! need to be unique within a run, not unguessable), epoch milliseconds, and the dates API Gateway and the log stream
+//! name carry (`time`).
 
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
+use time::macros::format_description;
+use time::OffsetDateTime;
 
-fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
-}
-
-/// A version-4-shaped UUID, like Lambda's request ids.
+/// A version-4 UUID, like Lambda's request ids.
 pub fn uuid() -> String {
-    let (a, b) = (random_u64(), random_u64());
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0x0fff,
-        ((b >> 48) & 0x3fff) | 0x8000,
-        b & 0xffff_ffff_ffff
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// An X-Ray trace header, as the Runtime API passes in `Lambda-Runtime-Trace-Id`.
 pub fn trace_id() -> String {
     format!(
-        "Root=1-{:08x}-{:012x}{:012x};Parent={:016x};Sampled=0",
+        "Root=1-{:08x}-{:024x};Parent={:016x};Sampled=0",
         epoch_millis() / 1000,
-        random_u64() & 0xffff_ffff_ffff,
-        random_u64() & 0xffff_ffff_ffff,
-        random_u64()
+        fastrand::u128(..) & ((1 << 96) - 1),
+        fastrand::u64(..)
     )
 }
 
@@ -54,47 +30,32 @@ pub fn epoch_millis() -> u64 {
         .unwrap_or(0)
 }
 
+fn utc(epoch_ms: u64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp((epoch_ms / 1000) as i64)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
 /// API Gateway's `requestContext.time`: `13/Mar/2024:10:15:32 +0000`.
 pub fn apigw_time(epoch_ms: u64) -> String {
-    let secs = epoch_ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.get((m as usize).saturating_sub(1)).unwrap_or(&"Jan");
-    format!(
-        "{d:02}/{month}/{y}:{:02}:{:02}:{:02} +0000",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    utc(epoch_ms)
+        .format(format_description!(
+            "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
+        ))
+        .unwrap_or_default()
 }
 
 /// `YYYY/MM/DD`, the date part of a Lambda log stream name.
 pub fn log_stream_date(epoch_ms: u64) -> String {
-    let (y, m, d) = civil_from_days((epoch_ms / 1000 / 86_400) as i64);
-    format!("{y}/{m:02}/{d:02}")
+    utc(epoch_ms)
+        .format(format_description!("[year]/[month]/[day]"))
+        .unwrap_or_default()
 }
 
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// A random hex string of `n` characters (`n` <= 16).
+/// A random hex string of `n` characters.
 pub fn hex(n: usize) -> String {
-    let s = format!("{:016x}", random_u64());
-    s[..n.min(16)].to_owned()
+    (0..n)
+        .map(|_| char::from_digit(fastrand::u32(..16), 16).unwrap_or('0'))
+        .collect()
 }
 
 #[cfg(test)]
@@ -106,6 +67,7 @@ mod tests {
         // From a recorded HTTP API event: "time": "13/Mar/2024:10:15:32 +0000", "timeEpoch": 1710324932123.
         assert_eq!(apigw_time(1_710_324_932_123), "13/Mar/2024:10:15:32 +0000");
         assert_eq!(log_stream_date(1_710_324_932_123), "2024/03/13");
+        assert_eq!(apigw_time(1_704_067_199_000), "31/Dec/2023:23:59:59 +0000");
     }
 
     #[test]
@@ -114,5 +76,18 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 36);
         assert_eq!(a.as_bytes()[14], b'4');
+    }
+
+    #[test]
+    fn ids_have_their_shapes() {
+        let h = hex(20);
+        assert_eq!(h.len(), 20);
+        assert!(h.chars().all(|c| c.is_ascii_hexdigit()), "{h}");
+        let t = trace_id();
+        let root = t
+            .strip_prefix("Root=1-")
+            .and_then(|r| r.split(';').next())
+            .expect("Root=1-...");
+        assert_eq!(root.len(), 8 + 1 + 24, "{t}");
     }
 }

@@ -33,4 +33,4 @@ pub use environment::{Invoked, LambdaEnv, LambdaError};
 pub use logs::LogLine;
 pub use options::Options;
 pub use report::{InitFailure, InitReport, InvokeReport, InvokeStatus, ShutdownReport};
-pub use state::Outcome;
+pub use state::{Outcome, Registration, ReportedError};

@@ -7,9 +7,11 @@ use std::time::Duration;
 /// The settings of one local execution environment. [`Options::new`] gives Lambda's defaults.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Layer zips, extracted in order into the `/opt`-like directory.
+    /// Layer zips, extracted in order into the `/opt`-like directory; a bare executable instead of a zip becomes
+    /// `/opt/extensions/<its file name>` (an extension built by a test, unpackaged).
     pub layers: Vec<PathBuf>,
-    /// The function zip, extracted into the `/var/task`-like directory.
+    /// The function zip, extracted into the `/var/task`-like directory; a bare executable instead becomes its
+    /// `bootstrap`.
     pub function: PathBuf,
     /// `AWS_LAMBDA_FUNCTION_NAME`.
     pub function_name: String,
@@ -27,7 +29,7 @@ pub struct Options {
     /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`). They override Lambda's defaults except the runtime API
     /// address, `LAMBDA_TASK_ROOT` and `_HANDLER`.
     pub env: Vec<(String, String)>,
-    /// `AWS_SESSION_TOKEN`; a random one when `None`.
+    /// `AWS_SESSION_TOKEN` (`AWS_CONTAINER_AUTHORIZATION_TOKEN` under SnapStart); a random one when `None`.
     pub session_token: Option<String>,
     /// Freeze every process (SIGSTOP) between invokes, as Lambda does.
     pub freeze: bool,
@@ -140,6 +142,23 @@ pub fn lambda_vars(
         vars.retain(|(existing, _)| existing != k);
         vars.push((k.clone(), v.clone()));
     }
+    // Under SnapStart Lambda sets no AWS_SESSION_TOKEN: the processes get AWS_CONTAINER_AUTHORIZATION_TOKEN instead,
+    // and that is the token the secrets extensions accept. `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start` asks for it.
+    let snap_start = vars
+        .iter()
+        .any(|(k, v)| k == "AWS_LAMBDA_INITIALIZATION_TYPE" && v == "snap-start");
+    if snap_start {
+        vars.retain(|(k, _)| k != "AWS_SESSION_TOKEN");
+        if !vars
+            .iter()
+            .any(|(k, _)| k == "AWS_CONTAINER_AUTHORIZATION_TOKEN")
+        {
+            vars.push((
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN".to_owned(),
+                session_token.to_owned(),
+            ));
+        }
+    }
     vars
 }
 
@@ -170,5 +189,23 @@ mod tests {
         assert_eq!(get("DB_SECRET_ARN"), ["db"]);
         assert_eq!(get("LAMBDA_TASK_ROOT"), ["/t"]);
         assert_eq!(get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"), ["128"]);
+        assert_eq!(get("AWS_SESSION_TOKEN"), ["tok"]);
+        assert!(get("AWS_CONTAINER_AUTHORIZATION_TOKEN").is_empty());
+    }
+
+    #[test]
+    fn snap_start_swaps_the_session_token_for_the_container_token() {
+        let options =
+            Options::new("f.zip", vec![]).var("AWS_LAMBDA_INITIALIZATION_TYPE", "snap-start");
+        let paths = Paths {
+            opt: "/o".into(),
+            task: "/t".into(),
+            tmp: "/x".into(),
+        };
+        let vars = lambda_vars(&options, &paths, "127.0.0.1:9001", "tok", "s");
+        assert!(!vars.iter().any(|(k, _)| k == "AWS_SESSION_TOKEN"));
+        assert!(vars
+            .iter()
+            .any(|(k, v)| k == "AWS_CONTAINER_AUTHORIZATION_TOKEN" && v == "tok"));
     }
 }

@@ -83,6 +83,10 @@ pub fn spawn(
     let pid = child
         .id()
         .ok_or_else(|| std::io::Error::other("the process ended before its pid was read"))?;
+    shared
+        .lock()
+        .started
+        .push((name.to_owned(), pid, Instant::now()));
     let mut captures = Vec::new();
     if let Some(out) = child.stdout.take() {
         captures.push(capture(out, name.to_owned(), logs.clone()));
@@ -201,4 +205,51 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
 /// Peak resident memory (`VmHWM`) of `pid` in KiB, from `/proc`; 0 once it is gone.
 pub fn peak_rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmHWM").unwrap_or(0)
+}
+
+/// The TCP ports `pid` listens on, IPv4 and IPv6, from `/proc`: its socket descriptors (`/proc/<pid>/fd`) matched by
+/// inode with the listening rows of `/proc/net/tcp` and `/proc/net/tcp6`. Empty when the process is gone.
+pub fn listening_ports(pid: u32) -> Vec<u16> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: std::collections::HashSet<String> = fds
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ...
+        for row in text.lines().skip(1) {
+            let fields: Vec<&str> = row.split_whitespace().collect();
+            let (Some(local), Some(&"0A"), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            if inodes.contains(*inode) {
+                if let Some(port) = local
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                {
+                    ports.push(port);
+                }
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    ports
 }

@@ -3,6 +3,10 @@
 //!
 //! Extraction uses Info-ZIP's `unzip`, which restores the Unix modes stored in the zip as Lambda does, so a
 //! `bootstrap` zipped without its executable bit fails here as it would in Lambda.
+//!
+//! A layer or a function may also be a bare executable instead of a zip (a binary a test just built): it is linked
+//! where its zip would have put it, `/opt/extensions/<its file name>` for a layer and `bootstrap` for a function, so a
+//! test runs the build it has without packaging it first.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,30 +37,30 @@ pub enum SandboxError {
     },
 }
 
-/// The directories of one environment.
+/// The directories of one environment, removed on drop.
 #[derive(Debug)]
 pub struct Sandbox {
-    root: PathBuf,
+    _root: tempfile::TempDir,
     /// The directories inside it.
     pub paths: Paths,
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
 }
 
 impl Sandbox {
     /// Makes a fresh root and extracts `layers` (in order, later ones overwriting) and `function` into it.
     pub fn new(layers: &[PathBuf], function: &Path) -> Result<Self, SandboxError> {
-        let root = std::env::temp_dir().join(format!("lambda-env-{}", crate::ids::hex(12)));
+        let root = tempfile::Builder::new()
+            .prefix("lambda-env-")
+            .tempdir()
+            .map_err(|source| SandboxError::Io {
+                path: std::env::temp_dir(),
+                source,
+            })?;
         let paths = Paths {
-            opt: root.join("opt"),
-            task: root.join("var/task"),
-            tmp: root.join("tmp"),
+            opt: root.path().join("opt"),
+            task: root.path().join("var/task"),
+            tmp: root.path().join("tmp"),
         };
-        let sandbox = Sandbox { root, paths };
+        let sandbox = Sandbox { _root: root, paths };
         for dir in [&sandbox.paths.opt, &sandbox.paths.task, &sandbox.paths.tmp] {
             std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
                 path: dir.clone(),
@@ -64,9 +68,18 @@ impl Sandbox {
             })?;
         }
         for layer in layers {
-            unzip(layer, &sandbox.paths.opt)?;
+            if is_zip(layer)? {
+                unzip(layer, &sandbox.paths.opt)?;
+            } else {
+                let name = layer.file_name().unwrap_or(layer.as_os_str());
+                link(layer, &sandbox.paths.opt.join("extensions").join(name))?;
+            }
         }
-        unzip(function, &sandbox.paths.task)?;
+        if is_zip(function)? {
+            unzip(function, &sandbox.paths.task)?;
+        } else {
+            link(function, &sandbox.paths.task.join("bootstrap"))?;
+        }
         Ok(sandbox)
     }
 
@@ -102,6 +115,36 @@ impl Sandbox {
         .into_iter()
         .find(|p| p.is_file())
     }
+}
+
+/// Whether `path` starts like a zip archive (a local file header, or the end record of an empty archive).
+fn is_zip(path: &Path) -> Result<bool, SandboxError> {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    let io = |source| SandboxError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => SandboxError::Missing(path.to_path_buf()),
+        _ => io(e),
+    })?;
+    let read = file.read(&mut magic).map_err(io)?;
+    Ok(read == 4 && (magic == *b"PK\x03\x04" || magic == *b"PK\x05\x06"))
+}
+
+/// Links the executable `target` at `at` (a symbolic link: the file keeps its own name for what it reports).
+fn link(target: &Path, at: &Path) -> Result<(), SandboxError> {
+    let io = |source| SandboxError::Io {
+        path: at.to_path_buf(),
+        source,
+    };
+    let target = std::fs::canonicalize(target).map_err(io)?;
+    if let Some(parent) = at.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let _ = std::fs::remove_file(at);
+    std::os::unix::fs::symlink(&target, at).map_err(io)
 }
 
 fn unzip(zip: &Path, into: &Path) -> Result<(), SandboxError> {

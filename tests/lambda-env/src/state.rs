@@ -55,6 +55,8 @@ pub struct Agent {
     pub waiter: Option<oneshot::Sender<serde_json::Value>>,
     /// When it last called `event/next`.
     pub last_next: Option<Instant>,
+    /// When it first called `event/next`: the end of its own init.
+    pub first_next: Option<Instant>,
 }
 
 impl Agent {
@@ -136,6 +138,18 @@ impl Runtime {
     }
 }
 
+/// One registration, as the Extensions API received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// `Lambda-Extension-Name`.
+    pub name: String,
+    /// The events it registered for.
+    pub events: Vec<String>,
+    /// The TCP ports the extension's process was listening on when it registered (read from `/proc` before the
+    /// answer went out), so a test can tell that an extension was ready to serve before it said so.
+    pub listening: Vec<u16>,
+}
+
 /// An error a process reported through `init/error` or `exit/error`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportedError {
@@ -177,6 +191,10 @@ pub struct State {
     pub errors: Vec<ReportedError>,
     /// Processes that ended.
     pub exits: Vec<Exit>,
+    /// Every process started: its name (`runtime`, or the extension's file name), pid and start, latest last.
+    pub started: Vec<(String, u32, Instant)>,
+    /// Every registration since the environment was made, across inits.
+    pub registrations: Vec<Registration>,
     /// Function name, version and handler, for the register response.
     pub function_name: String,
     /// See `function_name`.

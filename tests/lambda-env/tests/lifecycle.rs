@@ -52,15 +52,9 @@ done
 "#;
 
 struct Zips {
-    dir: PathBuf,
+    _dir: tempfile::TempDir,
     layer: PathBuf,
     function: PathBuf,
-}
-
-impl Drop for Zips {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn write_exec(path: &Path, text: &str) {
@@ -82,16 +76,16 @@ fn zip(dir: &Path, out: &str, member: &str) -> PathBuf {
 }
 
 fn zips(tag: &str) -> Zips {
-    let dir = std::env::temp_dir().join(format!(
-        "lambda-env-test-{tag}-{}",
-        lambda_env::ids::hex(10)
-    ));
-    write_exec(&dir.join("extensions/probe-ext"), EXTENSION);
-    write_exec(&dir.join("bootstrap"), RUNTIME);
-    let layer = zip(&dir, "layer.zip", "extensions/probe-ext");
-    let function = zip(&dir, "function.zip", "bootstrap");
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("lambda-env-test-{tag}-"))
+        .tempdir()
+        .expect("a temporary folder");
+    write_exec(&dir.path().join("extensions/probe-ext"), EXTENSION);
+    write_exec(&dir.path().join("bootstrap"), RUNTIME);
+    let layer = zip(dir.path(), "layer.zip", "extensions/probe-ext");
+    let function = zip(dir.path(), "function.zip", "bootstrap");
     Zips {
-        dir,
+        _dir: dir,
         layer,
         function,
     }

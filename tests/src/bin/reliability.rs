@@ -8,20 +8,20 @@ async fn main() -> std::process::ExitCode {
     let scale = Scale::full();
     let mut rows = Vec::new();
     eprintln!("1/7 load ({} requests)", scale.load_requests);
-    rows.push(reliability::load(scale).await);
+    rows.push(reliability::load::run(scale).await);
     eprintln!("2/7 upstream faults (outage {} s)", scale.outage.as_secs());
-    rows.extend(reliability::upstream_faults(scale).await);
+    rows.extend(reliability::upstream_faults::run(scale).await);
     eprintln!(
         "3/7 rotation under load ({} s of /items through the zips)",
         scale.rotation_run.as_secs()
     );
-    rows.push(reliability::rotation_under_load(scale).await);
+    rows.push(reliability::rotation_under_load::run(scale).await);
     eprintln!("4/7 hostile input");
-    rows.push(reliability::hostile_input().await);
+    rows.push(reliability::hostile_input::run().await);
     eprintln!("5/7 connection exhaustion");
-    rows.push(reliability::connection_exhaustion(scale).await);
+    rows.push(reliability::connection_exhaustion::run(scale).await);
     eprintln!("6/7 lifecycle faults");
-    rows.extend(reliability::lifecycle_faults().await);
+    rows.extend(reliability::lifecycle_faults::run().await);
     eprintln!(
         "7/7 INVOKEs through a {} s outage in the local Lambda environment",
         scale.invoke_outage.as_secs()

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use lambda_env::{InvokeStatus, LambdaEnv, Outcome as Invocation};
 
-use super::{leaks_in, p99, Outcome, Scale};
+use super::{leaks_in, Outcome, Scale};
 use crate::moto::{Endpoint, Moto};
 use crate::proxy::{Fault, FaultInjectingProxy};
+use crate::stats::percentile_ms;
 
 /// An invoke whose extension is not back on `next` this long after the function answered fails the row. The goal is
 /// the environment's own floor (a fraction of a millisecond); this bound is far below the 3 s upstream timeout that
@@ -91,7 +92,7 @@ pub async fn run(scale: Scale) -> Outcome {
     let (healthy, healthy_failed) = invoke_for(&env, Duration::from_secs(5), &values[0]).await;
     proxy.set_fault(Fault::Hang);
     let calls_before = proxy.count("GetSecretValue");
-    let (mut outage, outage_failed) = invoke_for(&env, scale.invoke_outage, &values[0]).await;
+    let (outage, outage_failed) = invoke_for(&env, scale.invoke_outage, &values[0]).await;
     let calls_during = proxy.count("GetSecretValue") - calls_before;
     proxy.set_fault(Fault::None);
     // Recovery: within a few invokes after the upstream is back, values are fetched again (TTL 2 s, backoff ≤ 5 s).
@@ -111,7 +112,6 @@ pub async fn run(scale: Scale) -> Outcome {
     let shutdown = env.shutdown().await;
     let logs: Vec<String> = env.logs().into_iter().map(|l| l.text).collect();
     let leaks = logs.iter().map(|l| leaks_in(l, &values)).sum();
-    let mut healthy_sorted = healthy.clone();
     let failed = outage_failed
         + healthy_failed
         + recovery_failed
@@ -125,7 +125,7 @@ pub async fn run(scale: Scale) -> Outcome {
         ),
         sent: outage.len() as u64,
         failed,
-        p99_ms: p99(&mut outage),
+        p99_ms: percentile_ms(&outage, 99.0),
         max_rss_kib: rss,
         rule: format!(
             "every invoke succeeds with the last good value and its post-runtime duration (REPORT) is under {} ms; \
@@ -133,7 +133,7 @@ pub async fn run(scale: Scale) -> Outcome {
              {:.2} ms, max {:.2} ms; {} GetSecretValue calls reached the black hole; recovered after: {}",
             POST_RUNTIME_BOUND.as_millis(),
             max_ms(&outage),
-            p99(&mut healthy_sorted),
+            percentile_ms(&healthy, 99.0),
             max_ms(&healthy),
             calls_during,
             if recovered { "yes" } else { "NO" },

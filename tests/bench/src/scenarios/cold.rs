@@ -1,6 +1,9 @@
 //! Item 4, the cold path, on a fresh process per repeat (unpinned, as a cold start is not a steady state):
-//! - spawn-to-ready: from spawn until the port answers `/ping` *and* the process has registered with the stub
-//!   Extensions API (its first `event/next`); the baseline is the minimal server's spawn until its port answers;
+//! - spawn-to-ready: ours runs in the local Lambda environment (lambda-env's Extensions API, the release binary linked
+//!   into `/opt/extensions`, freezing off), from its process's start to its first `event/next`, with its port open
+//!   when it registered (else until `/ping` answers, if later); the baseline is the minimal server's spawn until its
+//!   port answers. A peer runs outside lambda-env (it need not be a Lambda extension): its figure is spawn until its
+//!   port answers;
 //! - the first request for an uncached secret; the baseline is a first `GetSecretValue` from a fresh SDK client
 //!   through the same proxy to the same moto (the one upstream round trip a miss cannot avoid);
 //! - a burst of concurrent requests for one uncached secret: the upstream calls, counted by the proxy (must be 1),
@@ -9,8 +12,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use secretcache_tests::extension::{base_env, Standalone};
-use secretcache_tests::extensions_api::ExtensionsApi;
+use lambda_env::LambdaEnv;
 use secretcache_tests::moto::Endpoint;
 use secretcache_tests::proxy::FaultInjectingProxy;
 
@@ -21,8 +23,6 @@ use crate::Settings;
 
 /// How long a process may take to become ready before the run fails.
 const READY_WITHIN: Duration = Duration::from_secs(10);
-/// How long to wait, after the port answers, for a peer that may never register.
-const PEER_REGISTER_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default, serde::Serialize)]
 struct Samples {
@@ -106,54 +106,53 @@ async fn cold_start(
     peer: Option<(&PeerCmd, &PathBuf)>,
     into: &mut Samples,
 ) -> Result<(), String> {
-    let port = secretcache_tests::free_port();
-    let api = ExtensionsApi::start(port).await;
-    let token = secretcache_tests::random_token();
-    let start = Instant::now();
-    // Held until the end of this function: dropping either kills the process.
-    let (_ours, _peer, port, port_ready) = match peer {
+    // Held until the end of this function: dropping either ends the process.
+    let (_ours, _peer, port, token) = match peer {
         None => {
-            let mut env = base_env(&proxy.endpoint(), port, &token);
-            env.push(("AWS_LAMBDA_RUNTIME_API".into(), api.address()));
-            let ext = Standalone::spawn_with_env(env, &[LOG_LEVEL], port, token.clone());
-            let port_ready = wait_ping(port, start, READY_WITHIN).await?;
-            (Some(ext), None, port, port_ready)
+            let (_dir, function) = secretcache_tests::probe::idle_function_zip();
+            let mut options = secretcache_tests::with_extension_binary(function, &proxy.endpoint())
+                .var(LOG_LEVEL.0, LOG_LEVEL.1);
+            options.freeze = false;
+            let port = secretcache_tests::extension_port(&options);
+            let env = LambdaEnv::start(options)
+                .await
+                .map_err(|e| format!("the local Lambda environment did not start: {e}"))?;
+            let ready = match env.init_result() {
+                Some(Ok(_)) => env.extension_ready_after("secretcache"),
+                _ => None,
+            };
+            let Some(ready) = ready else {
+                return Err(format!(
+                    "ours did not become ready: {:?}",
+                    env.init_result()
+                ));
+            };
+            let port_open = env
+                .registrations()
+                .iter()
+                .any(|r| r.name == "secretcache" && r.listening.contains(&port));
+            // Ready means serving: if the port was not open yet when it registered, until `/ping` answers.
+            let ready = if port_open {
+                ready
+            } else {
+                ready.max(wait_ping(port, Instant::now(), READY_WITHIN).await?)
+            };
+            into.ready_ms.push(ms(ready));
+            into.registered.push(true);
+            into.registered_with_port_open.push(port_open);
+            let token = env.session_token().to_owned();
+            (Some(env), None, port, token)
         }
         Some((cmd, log)) => {
-            let address = api.address();
-            let p = cmd
-                .spawn(
-                    proxy,
-                    &token,
-                    &[("AWS_LAMBDA_RUNTIME_API", &address)],
-                    None,
-                    log,
-                )
-                .await?;
-            let (port, port_ready) = (p.port(), p.spawn_to_ready);
-            (None, Some(p), port, port_ready)
+            let token = secretcache_tests::random_token();
+            let p = cmd.spawn(proxy, &token, &[], None, log).await?;
+            into.ready_ms.push(ms(p.spawn_to_ready));
+            into.registered.push(false);
+            into.registered_with_port_open.push(false);
+            let port = p.port();
+            (None, Some(p), port, token)
         }
     };
-    let grace = if peer.is_some() {
-        PEER_REGISTER_GRACE
-    } else {
-        READY_WITHIN
-    };
-    let registered = api.wait_next_calls(1, grace).await;
-    if !registered && peer.is_none() {
-        return Err("ours did not register with the stub Extensions API".to_owned());
-    }
-    // The port answered first (both branches wait for it), so ready is when registration came too. A peer that never
-    // registers (the AWS Secrets Manager Agent is not a Lambda extension) is ready when its port answered, not when
-    // the grace for registering ran out.
-    into.ready_ms.push(ms(if registered {
-        start.elapsed()
-    } else {
-        port_ready
-    }));
-    into.registered.push(registered);
-    into.registered_with_port_open
-        .push(api.registration().is_some_and(|r| r.port_open));
 
     let t = Instant::now();
     let (status, _, source) = get_secret(port, &token, COLD_FIRST_SECRET).await?;

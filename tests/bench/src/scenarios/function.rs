@@ -17,8 +17,8 @@ use secretcache_tests::postgres::PgCluster;
 
 use super::{ms, Fixture};
 use crate::report::{Cell, Row};
-use crate::stats::percentile;
 use crate::Settings;
+use secretcache_tests::stats::percentile;
 
 /// Warm requests per environment and repeat; each repeat reports their median.
 const REQUESTS: usize = 40;

@@ -1,9 +1,7 @@
 //! The handlers, called without a socket with real API Gateway v2 / Function URL events, on SQLite files; and the
 //! missing-configuration-in-Lambda case, which must be a clear 503 and must not create a SQLite file.
 
-mod common;
-
-use common::{app, call, call_event, crud_and_paging, event};
+use secretcache_tests::items::{app, call, call_event, crud_and_paging, event};
 
 /// A fresh folder under the system temp dir, removed on drop.
 fn temp_dir() -> tempfile::TempDir {
@@ -79,7 +77,7 @@ async fn in_lambda_without_configuration_every_route_is_a_503_naming_db_secret_a
     ] {
         let body = (method == "POST").then_some(r#"{"name":"x"}"#);
         let e = event(method, route, body);
-        let authenticated = e["requestContext"]["authorizer"].is_object();
+        let authenticated = e.request_context.authorizer.is_some();
         let r = call_event(&app, &e).await;
         assert_eq!(r.status, 503, "{method} {route}: {}", r.text);
         assert_eq!(r.body["error"], "database_not_configured");

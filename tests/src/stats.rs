@@ -1,16 +1,26 @@
-//! Small statistics: percentiles of latency samples, and the median/min/max summary of repeats that every figure in
-//! the table is.
+//! Small statistics, one implementation for every figure we print: percentiles of latency samples (the reliability
+//! table's p99 column, `make bench`'s latency rows), and the median/min/max summary of repeats that every figure in
+//! the bench's table is.
+
+use std::time::Duration;
 
 use serde::Serialize;
 
 /// The `p`-th percentile (0–100) of `sorted` by the nearest-rank method; `None` when there are no samples.
-pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
     if sorted.is_empty() {
         return None;
     }
     // The epsilon keeps float error from pushing an exact rank up by one (0.999 * 1000 is 999.0000000000001).
     let rank = ((p / 100.0) * sorted.len() as f64 - 1e-9).ceil() as usize;
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// The `p`-th percentile of `samples` (in any order) in milliseconds, by [`percentile`]; 0 when there are none.
+pub fn percentile_ms(samples: &[Duration], p: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    percentile(&sorted, p).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 /// The figure reported for one measurement: the median of its repeats, with their min and max and every sample.
@@ -73,8 +83,17 @@ mod tests {
         assert_eq!(percentile(&v, 99.9), Some(999));
         assert_eq!(percentile(&v, 100.0), Some(1000));
         assert_eq!(percentile(&v, 0.0), Some(1));
-        assert_eq!(percentile(&[], 50.0), None);
+        assert_eq!(percentile::<u64>(&[], 50.0), None);
         assert_eq!(percentile(&[7], 99.9), Some(7));
+    }
+
+    #[test]
+    fn percentile_ms_sorts_durations_first() {
+        let mut v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        v.reverse();
+        // 0.99 * 100 is 99.00000000000001 in floating point: still the 99th sample, not the 100th.
+        assert_eq!(percentile_ms(&v, 99.0), 99.0);
+        assert_eq!(percentile_ms(&[], 99.0), 0.0);
     }
 
     #[test]

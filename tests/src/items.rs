@@ -1,69 +1,106 @@
-//! Test support shared by the function's own tests and the whole-system tests in `tests/` (which include this file
-//! by path): real API Gateway HTTP API v2 and Function URL events from `fixtures/`, adjusted per request, and one
-//! CRUD-and-paging scenario that runs unchanged on SQLite and PostgreSQL.
-
-#![allow(dead_code)]
+//! The `/items` function in-process, for its tests (`tests/items_*.rs`): real API Gateway HTTP API v2 and Function URL
+//! events from `tests/fixtures/`, adjusted per request; the handler called with them without a socket; one
+//! CRUD-and-paging scenario that runs unchanged on SQLite and PostgreSQL; and per-test log capture.
 
 use std::collections::HashMap;
 
 use http::StatusCode;
 use items_function::config::Config;
 use items_function::App;
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use lambda_http::aws_lambda_events::query_map::QueryMap;
+use lambda_http::request::LambdaRequest;
 use serde_json::{json, Value};
+
+/// An HTTP API (payload 2.0) or Function URL event: Function URLs send the same shape.
+pub type Event = ApiGatewayV2httpRequest;
 
 const GET_ITEMS: &str = include_str!("../fixtures/apigw_v2_get_items.json");
 const POST_ITEMS: &str = include_str!("../fixtures/apigw_v2_post_items.json");
 const NAMED_STAGE: &str = include_str!("../fixtures/apigw_v2_named_stage.json");
 const FUNCTION_URL_DELETE: &str = include_str!("../fixtures/function_url_delete_item.json");
 
-/// A fixture event by file name, as JSON.
-pub fn fixture(name: &str) -> Value {
-    let text = match name {
+/// A fixture event by file name, typed as `lambda_http` reads it.
+pub fn fixture(name: &str) -> Event {
+    serde_json::from_str(fixture_json(name)).expect("the fixture is an HTTP API event")
+}
+
+/// A fixture event by file name, as recorded.
+pub fn fixture_json(name: &str) -> &'static str {
+    match name {
         "apigw_v2_get_items" => GET_ITEMS,
         "apigw_v2_post_items" => POST_ITEMS,
         "apigw_v2_named_stage" => NAMED_STAGE,
         "function_url_delete_item" => FUNCTION_URL_DELETE,
         other => panic!("no fixture {other}"),
-    };
-    serde_json::from_str(text).expect("fixture is JSON")
+    }
+}
+
+/// `e` sent to `path_and_query`: the raw path and query, the route's path, and no parsed query parameters (as the
+/// fixtures' own requests had none; the handler reads the raw query).
+pub fn retarget(e: &mut Event, path_and_query: &str) {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    e.raw_path = Some(path.to_owned());
+    e.raw_query_string = Some(query.to_owned());
+    e.query_string_parameters = QueryMap::default();
+    e.request_context.http.path = Some(path.to_owned());
 }
 
 /// An event for `method` on `path_and_query`, built from the closest real fixture (POST from the HTTP API POST
 /// event, DELETE from the Function URL event, everything else from the HTTP API GET event).
-pub fn event(method: &str, path_and_query: &str, body: Option<&str>) -> Value {
-    let mut e = fixture(match method {
-        "POST" => "apigw_v2_post_items",
-        "DELETE" => "function_url_delete_item",
-        _ => "apigw_v2_get_items",
-    });
-    let (path, query) = path_and_query
-        .split_once('?')
-        .unwrap_or((path_and_query, ""));
-    e["rawPath"] = json!(path);
-    e["rawQueryString"] = json!(query);
-    e["queryStringParameters"] = Value::Null;
-    e["requestContext"]["http"]["method"] = json!(method);
-    e["requestContext"]["http"]["path"] = json!(path);
-    e["body"] = body.map_or(Value::Null, |b| json!(b));
+pub fn event(method: &str, path_and_query: &str, body: Option<&str>) -> Event {
+    let mut e = fixture(fixture_for(method));
+    retarget(&mut e, path_and_query);
+    e.request_context.http.method = method.parse().expect("an HTTP method");
+    e.body = body.map(str::to_owned);
     e
 }
 
+fn fixture_for(method: &str) -> &'static str {
+    match method {
+        "POST" => "apigw_v2_post_items",
+        "DELETE" => "function_url_delete_item",
+        _ => "apigw_v2_get_items",
+    }
+}
+
+/// [`event`] as the JSON a runtime receives: the recorded fixture's document with the fields [`event`] sets
+/// replaced, so nothing the real event lacks is added (serialising [`Event`] itself would add fields only custom
+/// authorizers send, among them a top-level `httpMethod` of `GET` on every request).
+pub fn event_json(method: &str, path_and_query: &str, body: Option<&str>) -> Value {
+    let e = event(method, path_and_query, body);
+    let mut doc: Value = serde_json::from_str(fixture_json(fixture_for(method))).expect("JSON");
+    doc["rawPath"] = json!(e.raw_path);
+    doc["rawQueryString"] = json!(e.raw_query_string);
+    doc["queryStringParameters"] = Value::Null;
+    doc["requestContext"]["http"]["method"] = json!(e.request_context.http.method.as_str());
+    doc["requestContext"]["http"]["path"] = json!(e.request_context.http.path);
+    doc["body"] = json!(e.body);
+    doc
+}
+
 /// The event as the `lambda_http` request the runtime would hand the handler.
-pub fn request(event: &Value) -> lambda_http::Request {
-    lambda_http::request::from_str(&event.to_string()).expect("lambda_http parses the event")
+pub fn request(event: &Event) -> lambda_http::Request {
+    LambdaRequest::ApiGatewayV2(event.clone()).into()
 }
 
 /// A response, with its body as JSON (`Null` when empty).
 #[derive(Debug)]
 pub struct Reply {
+    /// The status.
     pub status: StatusCode,
+    /// The headers.
     pub headers: http::HeaderMap,
+    /// The body as JSON (`Null` when empty).
     pub body: Value,
+    /// The body as text.
     pub text: String,
 }
 
 /// Calls the handler with `event`.
-pub async fn call_event(app: &App, event: &Value) -> Reply {
+pub async fn call_event(app: &App, event: &Event) -> Reply {
     let response = items_function::handle(app, request(event)).await;
     let text = String::from_utf8_lossy(response.body().as_ref()).into_owned();
     Reply {
@@ -185,8 +222,8 @@ pub async fn crud_and_paging(app: &App, database: &str) {
 
     // Delete through the Function URL fixture.
     let mut e = fixture("function_url_delete_item");
-    e["rawPath"] = json!(format!("/items/{teapot}"));
-    e["requestContext"]["http"]["path"] = json!(format!("/items/{teapot}"));
+    e.raw_path = Some(format!("/items/{teapot}"));
+    e.request_context.http.path = Some(format!("/items/{teapot}"));
     let r = call_event(app, &e).await;
     assert_eq!(r.status, 204, "{}", r.text);
     assert!(r.text.is_empty());
@@ -203,14 +240,12 @@ pub async fn crud_and_paging(app: &App, database: &str) {
     let r = call_event(app, &fixture("apigw_v2_named_stage")).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let mut e = fixture("apigw_v2_named_stage");
-    let stage = e["requestContext"]["stage"]
-        .as_str()
-        .expect("a stage")
-        .to_owned();
-    e["rawPath"] = json!(format!("/{stage}/items"));
-    e["requestContext"]["http"]["path"] = json!(format!("/{stage}/items"));
-    e["queryStringParameters"] = json!({"limit": "1"});
-    e["rawQueryString"] = json!("limit=1");
+    let stage = e.request_context.stage.clone().expect("a stage");
+    e.raw_path = Some(format!("/{stage}/items"));
+    e.request_context.http.path = Some(format!("/{stage}/items"));
+    e.query_string_parameters =
+        QueryMap::from(HashMap::from([("limit".to_owned(), vec!["1".to_owned()])]));
+    e.raw_query_string = Some("limit=1".to_owned());
     let r = call_event(app, &e).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
@@ -304,11 +339,15 @@ pub async fn client_errors(app: &App) {
     assert_eq!(r.status, 400, "{}", r.text);
 
     let mut e = event("POST", "/items", Some(r#"{"name":"x"}"#));
-    e["headers"]["content-type"] = json!("text/plain");
+    e.headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
     let r = call_event(app, &e).await;
     assert_eq!(r.status, 415, "{}", r.text);
 }
 
+#[derive(Debug)]
 struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for LogWriter {
