@@ -26,7 +26,7 @@
 //! - **Stale-on-error**: when a refresh of an expired entry fails transiently (timeout, unreachable, 5xx, throttle),
 //!   the last good value is served, marked stale, for up to `max_stale` past expiry. Never for not-found or denied,
 //!   and never for `refreshNow`. A key whose upstream failed is in backoff: reads get the stale value at once.
-//! - **No hot loops upstream** ([`memory`]): a not-found or access-denied answer is remembered for `negative_ttl`, and
+//! - **No hot loops upstream** (`memory.rs`): a not-found or access-denied answer is remembered for `negative_ttl`, and
 //!   a `refreshNow` of one key calls upstream at most once per `refresh_now_interval` (requests inside it get what
 //!   that call fetched). `refreshNow` bypasses the negative memory.
 
