@@ -8,16 +8,26 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, Diagnostics, LogLevel, Notice};
 
-/// Installs the global subscriber. Call once, before anything logs.
+/// Installs the global subscriber, writing to stdout. Call once, before anything logs.
 pub fn init(config: &Config) {
-    let ours = match config.log_level {
+    init_to(config.log_level, config.log_json, std::io::stdout);
+}
+
+/// Installs the global subscriber at `level`, in the format `json` says, writing to `writer`: what [`init`] does,
+/// for a process whose stdout is someone else's (`secretcache exec` writes to stderr, the runtime's being the
+/// function's).
+pub fn init_to<W>(level: LogLevel, json: bool, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let ours = match level {
         LogLevel::Debug => "debug",
         LogLevel::Info => "info",
         LogLevel::Warn => "warn",
         LogLevel::Error => "error",
         LogLevel::None => "off",
     };
-    let deps = if config.log_level == LogLevel::None {
+    let deps = if level == LogLevel::None {
         "off"
     } else {
         "warn"
@@ -26,9 +36,10 @@ pub fn init(config: &Config) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(writer);
     // A second init (tests that run the library twice) keeps the first subscriber.
-    let _ = if config.log_json {
+    let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {
         builder.try_init()
