@@ -438,8 +438,10 @@ mod tests {
         assert_eq!(read.errors[0].secret_id, "gone");
         assert_eq!(read.errors[0].error_code, "ResourceNotFoundException");
         assert_eq!(
-            serde_json::from_str::<BatchGetSecretValueBody>(&serde_json::to_string(&read).expect("ser"))
-                .expect("de"),
+            serde_json::from_str::<BatchGetSecretValueBody>(
+                &serde_json::to_string(&read).expect("ser")
+            )
+            .expect("de"),
             read
         );
         assert!(!format!("{read:?}").contains("password"), "{read:?}");

@@ -89,7 +89,14 @@ mod tests {
             project(json, "Password").expect_err("keys are case-sensitive"),
             FieldError::NoSuchField("Password".into())
         );
-        for not_an_object in ["hunter2", "\"hunter2\"", "[\"hunter2\"]", "", "{\"a\":", "42"] {
+        for not_an_object in [
+            "hunter2",
+            "\"hunter2\"",
+            "[\"hunter2\"]",
+            "",
+            "{\"a\":",
+            "42",
+        ] {
             let e = project(not_an_object, "password").expect_err(not_an_object);
             assert_eq!(e, FieldError::NotAnObject("password".into()));
             assert!(!e.to_string().contains("hunter2"), "{e}");

@@ -8,6 +8,7 @@
 //! - [`http`]: a tiny HTTP/1.1 client for talking to all of them;
 //! - [`probe`]: a shell custom runtime that reads one secret through the extension per invoke;
 //! - [`runtimes`]: Python and Node functions (AWS's runtime interface clients) that read through the layer;
+//! - [`wrapped`]: a provided.al2023 function started through the exec wrapper by the documented `bootstrap` line;
 //! - [`cfn`]: the CloudFormation templates in `deploy/`, read and evaluated under given parameters, and cfn-lint.
 
 pub mod cfn;
@@ -21,6 +22,7 @@ pub mod proxy;
 pub mod raw;
 pub mod reliability;
 pub mod runtimes;
+pub mod wrapped;
 
 use std::path::PathBuf;
 
