@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the two deliverables for Lambda's provided.al2023 runtime (Amazon Linux 2023, glibc 2.34):
-#   layer/dist/secretcache-layer-<arch>.zip   extensions/secretcache (mode 755), nothing else
+#   layer/dist/secretcache-layer-<arch>.zip   extensions/secretcache (mode 755), and secretcache-wrapper (mode 755),
+#                                             the exec wrapper script (layer/secretcache-wrapper); nothing else
 #   layer/dist/items-function-<arch>.zip      bootstrap (mode 755), and certs/database-ca.pem (mode 644) when
 #                                             DATABASE_CA_BUNDLE names a PEM bundle of the database server's CAs
 # then runs layer/check.sh on them, so a zip that Lambda would refuse to start never leaves this script.
@@ -71,6 +72,7 @@ stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$dist" "$stage/layer/extensions" "$stage/function"
 install -m 755 "$out/secretcache/bootstrap" "$stage/layer/extensions/secretcache"
+install -m 755 "$root/layer/secretcache-wrapper" "$stage/layer/secretcache-wrapper"
 install -m 755 "$out/items-function/bootstrap" "$stage/function/bootstrap"
 function_members=(bootstrap)
 if [ -n "$bundle" ]; then
@@ -84,8 +86,9 @@ fi
 layer_zip="$dist/secretcache-layer-$arch.zip"
 function_zip="$dist/items-function-$arch.zip"
 rm -f "$layer_zip" "$function_zip"
-touch -d '2000-01-01 00:00:00 UTC' "$stage/layer/extensions/secretcache" "$stage/function/bootstrap"
-(cd "$stage/layer" && zip -q -X -D -9 "$layer_zip" extensions/secretcache)
+touch -d '2000-01-01 00:00:00 UTC' "$stage/layer/extensions/secretcache" "$stage/layer/secretcache-wrapper" \
+  "$stage/function/bootstrap"
+(cd "$stage/layer" && zip -q -X -D -9 "$layer_zip" extensions/secretcache secretcache-wrapper)
 (cd "$stage/function" && zip -q -X -D -9 "$function_zip" "${function_members[@]}")
 
 bash "$root/layer/check.sh" "$arch" "$layer_zip" "$function_zip"

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Fails when a zip would not run on Lambda's provided.al2023 for <arch>:
-# - the zip holds exactly the expected member, with mode 755 (the layer: extensions/secretcache; the function:
-#   bootstrap); anything else in a layer lands in every function's /opt. The function zip may also hold the
-#   database's CA bundle, certs/database-ca.pem (make package DATABASE_CA_BUNDLE=...): PEM certificates only, no key;
+# - the zip holds exactly the expected members, each with mode 755 (the layer: extensions/secretcache and the exec
+#   wrapper script secretcache-wrapper; the function: bootstrap); anything else in a layer lands in every function's
+#   /opt. The function zip may also hold the database's CA bundle, certs/database-ca.pem (make package
+#   DATABASE_CA_BUNDLE=...): PEM certificates only, no key;
+# - the wrapper script is layer/secretcache-wrapper byte for byte, a /bin/sh script that sh parses, and it starts the
+#   layer's own binary (`<layer>/extensions/secretcache exec --`);
 # - the member is a 64-bit ELF for <arch> (the ELF header's machine, which is what the kernel checks);
 # - it needs no glibc symbol version newer than 2.34 (AL2023's glibc): a GLIBC_2.35 need fails only when Lambda
 #   first starts it, with "version `GLIBC_2.35' not found";
@@ -29,6 +32,35 @@ fail() {
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+# mode_of <zip> <member>: its Unix mode as zipinfo shows it (-rwxr-xr-x).
+mode_of() {
+  zipinfo -l "$1" "$2" 2>/dev/null | awk -v m="$2" '$NF == m {print $1}'
+}
+
+# check_script <zip> <member> <binary member>: the exec wrapper script is ours, runs under sh, and starts <binary>.
+check_script() {
+  local zip="$1" member="$2" binary="$3" script="$work/script"
+  local mode
+  mode="$(mode_of "$zip" "$member")"
+  if [ "$mode" != "-rwxr-xr-x" ]; then
+    fail "$member in $zip has mode '$mode', not -rwxr-xr-x (755)"
+  fi
+  unzip -p "$zip" "$member" >"$script"
+  if ! cmp -s "$script" "$here/$member"; then
+    fail "$member in $zip is not layer/$member"
+  fi
+  if [ "$(head -n1 "$script")" != '#!/bin/sh' ]; then
+    fail "$member in $zip does not start with #!/bin/sh (the only shell every runtime has)"
+  fi
+  if ! sh -n "$script"; then
+    fail "$member in $zip does not parse as a sh script"
+  fi
+  if ! grep -q "^exec \"\$layer/$binary\" exec -- \"\$@\"\$" "$script"; then
+    fail "$member in $zip does not exec the layer's $binary"
+  fi
+}
 
 bundle_member=certs/database-ca.pem
 
@@ -52,24 +84,29 @@ check_bundle() {
   fi
 }
 
-# check <zip> <member> [optional extra member]
+# check <zip> <binary member> [optional extra member] [script member]
 check() {
-  local zip="$1" member="$2" optional="${3:-}" before="$failed"
+  local zip="$1" member="$2" optional="${3:-}" script="${4:-}" before="$failed"
   failed=0
   if [ ! -f "$zip" ]; then
     fail "$zip is missing"
     return
   fi
-  local members
-  members="$(zipinfo -1 "$zip")"
-  if [ "$members" != "$member" ] && { [ -z "$optional" ] || [ "$members" != "$(printf '%s\n%s' "$member" "$optional")" ]; }; then
-    fail "$zip must hold exactly '$member'${optional:+ (and optionally '$optional')}, but holds: $(echo "$members" | tr '\n' ' ')"
+  local members expected
+  members="$(zipinfo -1 "$zip" | sort)"
+  expected="$(printf '%s\n' "$member" ${script:+"$script"} | sort)"
+  if [ "$members" != "$expected" ] && { [ -z "$optional" ] ||
+    [ "$members" != "$(printf '%s\n' "$member" ${script:+"$script"} "$optional" | sort)" ]; }; then
+    fail "$zip must hold exactly '$(echo "$expected" | paste -sd' ')'${optional:+ (and optionally '$optional')}, but holds: $(echo "$members" | tr '\n' ' ')"
   fi
   if [ -n "$optional" ] && grep -qx "$optional" <<<"$members"; then
     check_bundle "$zip"
   fi
+  if [ -n "$script" ] && grep -qx "$script" <<<"$members"; then
+    check_script "$zip" "$script" "$member"
+  fi
   local mode
-  mode="$(zipinfo -l "$zip" "$member" 2>/dev/null | awk -v m="$member" '$NF == m {print $1}')"
+  mode="$(mode_of "$zip" "$member")"
   if [ "$mode" != "-rwxr-xr-x" ]; then
     fail "$member in $zip has mode '$mode', not -rwxr-xr-x (755)"
   fi
@@ -103,11 +140,11 @@ check() {
     esac
   done
   if [ "$failed" = 0 ]; then
-    echo "layer/check.sh: ok: $(basename "$zip"): $member, $arch, needs glibc <= ${newest:-none}, mode 755"
+    echo "layer/check.sh: ok: $(basename "$zip"): $member, $arch, needs glibc <= ${newest:-none}, mode 755${script:+; $script, mode 755}"
   fi
   failed=$((failed | before))
 }
 
-check "$layer_zip" extensions/secretcache
+check "$layer_zip" extensions/secretcache "" secretcache-wrapper
 check "$function_zip" bootstrap "$bundle_member"
 exit "$failed"

@@ -5,6 +5,8 @@
 //!   dates as RFC 3339 text, `SecretBinary` as base64, `"ResultMetadata":{}`);
 //! - [`GetParameterBody`] and [`Parameter`]: `GET /systemsmanager/parameters/get`, `{"Parameter":{...},"ResultMetadata":{}}`;
 //! - [`ErrorBody`]: every failure, in the style of AWS errors, `{"__type":"ResourceNotFoundException","message":"..."}`;
+//! - (ours) [`BatchGetSecretValueBody`] and [`GetParametersBody`]: the batch routes, in BatchGetSecretValue's and
+//!   GetParameters' shapes, each id's failure a [`BatchError`];
 //! - [`SecretText`]: a field that holds a secret.
 //!
 //! The types borrow (`Cow` and [`SecretText::borrowed`]), so the extension writes a body straight from the SDK's output
@@ -250,6 +252,76 @@ pub struct ErrorBody<'a> {
     pub message: Cow<'a, str>,
 }
 
+/// (ours) The body of `GET /secretsmanager/batch` (without `field=`): BatchGetSecretValue's shape,
+/// `{"SecretValues":[...],"Errors":[...]}`.
+///
+/// The extension writes one entry per id asked, in the order asked: a value in `SecretValues` (in the shape of
+/// `/secretsmanager/get`'s answer), or a failure in `Errors`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BatchGetSecretValueBody<'a> {
+    /// The values found, in the order their ids were asked.
+    #[serde(default)]
+    pub secret_values: Vec<GetSecretValueBody<'a>>,
+    /// The ids that failed, each with its error.
+    #[serde(default)]
+    pub errors: Vec<BatchError<'a>>,
+}
+
+impl fmt::Debug for BatchGetSecretValueBody<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Each value's own Debug redacts its secret.
+        f.debug_struct("BatchGetSecretValueBody")
+            .field("secret_values", &self.secret_values)
+            .field("errors", &self.errors)
+            .finish()
+    }
+}
+
+/// (ours) The body of `GET /systemsmanager/parameters/batch` (without `field=`): GetParameters' shape,
+/// `{"Parameters":[...],"InvalidParameters":[...]}`, and `"Errors":[...]` for failures other than not found.
+///
+/// The extension writes one entry per name asked, in the order asked: a parameter in `Parameters`, a name SSM does not
+/// know in `InvalidParameters`, any other failure (denied, throttled) in `Errors`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetParametersBody<'a> {
+    /// The parameters found, in the order their names were asked.
+    #[serde(default)]
+    pub parameters: Vec<Parameter<'a>>,
+    /// The names SSM does not know, as they were asked.
+    #[serde(default)]
+    pub invalid_parameters: Vec<Cow<'a, str>>,
+    /// The names that failed otherwise, each with its error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<BatchError<'a>>,
+}
+
+impl fmt::Debug for GetParametersBody<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetParametersBody")
+            .field("parameters", &self.parameters)
+            .field("invalid_parameters", &self.invalid_parameters)
+            .field("errors", &self.errors)
+            .finish()
+    }
+}
+
+/// One id's failure in a batch body: `{"SecretId":"...","ErrorCode":"...","Message":"..."}`. It carries no value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BatchError<'a> {
+    /// The id (or parameter name) as it was asked.
+    #[serde(default)]
+    pub secret_id: Cow<'a, str>,
+    /// The error code: the upstream's (`ResourceNotFoundException`, `AccessDeniedException`...) or ours.
+    #[serde(default)]
+    pub error_code: Cow<'a, str>,
+    /// What happened, in words (AWS's sentence or ours, never a value).
+    #[serde(default)]
+    pub message: Cow<'a, str>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +424,45 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<ErrorBody>("{}").expect("parses"),
             ErrorBody::default()
+        );
+    }
+
+    #[test]
+    fn batch_bodies_read_back_in_order_with_their_errors() {
+        let text = format!(
+            r#"{{"SecretValues":[{SECRET_TEXT}],"Errors":[{{"SecretId":"gone","ErrorCode":"ResourceNotFoundException","Message":"not here"}}]}}"#
+        );
+        let read: BatchGetSecretValueBody<'static> = serde_json::from_str(&text).expect("parses");
+        assert_eq!(read.secret_values.len(), 1);
+        assert_eq!(read.secret_values[0].name.as_deref(), Some("db"));
+        assert_eq!(read.errors[0].secret_id, "gone");
+        assert_eq!(read.errors[0].error_code, "ResourceNotFoundException");
+        assert_eq!(
+            serde_json::from_str::<BatchGetSecretValueBody>(
+                &serde_json::to_string(&read).expect("ser")
+            )
+            .expect("de"),
+            read
+        );
+        assert!(!format!("{read:?}").contains("password"), "{read:?}");
+        assert!(format!("{read:?}").contains("REDACTED"));
+
+        let read: GetParametersBody<'static> = serde_json::from_str(
+            r#"{"Parameters":[{"Name":"/a","Value":"hunter2","Version":3}],"InvalidParameters":["/b"],
+               "Errors":[{"SecretId":"/c","ErrorCode":"AccessDeniedException","Message":"m"}]}"#,
+        )
+        .expect("parses");
+        assert_eq!(read.parameters[0].name.as_deref(), Some("/a"));
+        assert_eq!(read.invalid_parameters, ["/b"]);
+        assert_eq!(read.errors[0].error_code, "AccessDeniedException");
+        assert!(!format!("{read:?}").contains("hunter2"), "{read:?}");
+        // GetParameters' own shape has no Errors; it reads as none.
+        let plain: GetParametersBody<'static> =
+            serde_json::from_str(r#"{"Parameters":[],"InvalidParameters":[]}"#).expect("parses");
+        assert!(plain.errors.is_empty());
+        assert_eq!(
+            serde_json::to_string(&plain).expect("ser"),
+            r#"{"Parameters":[],"InvalidParameters":[]}"#
         );
     }
 

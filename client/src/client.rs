@@ -5,6 +5,8 @@
 //!   explicitly;
 //! - [`GetSecret`] and [`GetParameter`]: one read each, with its selectors; [`GetSecret::path_and_query`] shows what
 //!   goes on the wire;
+//! - [`SecretBatch`] and [`ParameterBatch`]: (ours) several current values in one request, which the extension
+//!   answers from its cache and fetches the misses of in one upstream call;
 //! - [`Error`] and [`ConfigError`]: what went wrong, with the extension's status and error code but never a body.
 //!
 //! The cold-start race: a function's init code can run before the extension listens (the AWS extension does not serve
@@ -26,7 +28,9 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use crate::body::{ErrorBody, GetParameterBody, GetSecretValueBody};
+use crate::body::{
+    BatchGetSecretValueBody, ErrorBody, GetParameterBody, GetParametersBody, GetSecretValueBody,
+};
 use crate::contract::{env, path, query, DEFAULT_PORT, TOKEN_HEADER};
 use crate::rotation::Rotation;
 
@@ -208,7 +212,7 @@ pub enum Error {
     /// A 200 whose body is not the JSON the path answers with.
     #[error("the secrets extension's answer is not {expected} JSON")]
     InvalidBody {
-        /// `GetSecretValue` or `GetParameter`.
+        /// `GetSecretValue`, `GetParameter`, or (batches) `BatchGetSecretValue` or `GetParameters`.
         expected: &'static str,
     },
     /// The token cannot be sent in a header (it holds a control character).
@@ -279,6 +283,31 @@ impl Client {
             with_decryption,
             selector: None,
             refresh_now: false,
+        }
+    }
+
+    /// (secretcache only) A read of several secrets' current versions in one request (`/secretsmanager/batch`): the
+    /// extension answers hits from its cache and fetches every miss in one BatchGetSecretValue. At most
+    /// [`MAX_SECRET_BATCH`](crate::contract::MAX_SECRET_BATCH) ids; the extension refuses more (a 400).
+    pub fn secret_batch<'a>(&'a self, ids: impl IntoIterator<Item = &'a str>) -> SecretBatch<'a> {
+        SecretBatch {
+            client: self,
+            ids: ids.into_iter().collect(),
+        }
+    }
+
+    /// (secretcache only) A read of several SSM parameters in one request (`/systemsmanager/parameters/batch`), as
+    /// GetParameters reads them: names or ARNs, each optionally with `:version` or `:label`. At most
+    /// [`MAX_PARAMETER_BATCH`](crate::contract::MAX_PARAMETER_BATCH) names.
+    pub fn parameter_batch<'a>(
+        &'a self,
+        names: impl IntoIterator<Item = &'a str>,
+        with_decryption: bool,
+    ) -> ParameterBatch<'a> {
+        ParameterBatch {
+            client: self,
+            names: names.into_iter().collect(),
+            with_decryption,
         }
     }
 
@@ -543,6 +572,70 @@ impl<'a> GetParameter<'a> {
     }
 }
 
+/// (secretcache only) A read of several secrets' current versions; [`SecretBatch::send`] makes it.
+#[derive(Debug, Clone)]
+#[must_use = "a request does nothing until it is sent"]
+pub struct SecretBatch<'a> {
+    client: &'a Client,
+    ids: Vec<&'a str>,
+}
+
+impl SecretBatch<'_> {
+    /// The request target, as it goes on the wire.
+    pub fn path_and_query(&self) -> String {
+        repeated(path::SECRET_BATCH, query::SECRET_ID, &self.ids)
+    }
+
+    /// Reads the secrets: one answer for every id, a value or an error (see [`BatchGetSecretValueBody`]).
+    pub async fn send(self) -> Result<BatchGetSecretValueBody<'static>, Error> {
+        self.client
+            .get_json(&self.path_and_query(), "BatchGetSecretValue")
+            .await
+    }
+}
+
+/// (secretcache only) A read of several SSM parameters; [`ParameterBatch::send`] makes it.
+#[derive(Debug, Clone)]
+#[must_use = "a request does nothing until it is sent"]
+pub struct ParameterBatch<'a> {
+    client: &'a Client,
+    names: Vec<&'a str>,
+    with_decryption: bool,
+}
+
+impl ParameterBatch<'_> {
+    /// The request target, as it goes on the wire.
+    pub fn path_and_query(&self) -> String {
+        let mut target = repeated(path::PARAMETER_BATCH, query::NAME, &self.names);
+        let decrypt = if self.with_decryption {
+            "true"
+        } else {
+            "false"
+        };
+        push(&mut target, query::WITH_DECRYPTION, Some(decrypt));
+        target
+    }
+
+    /// Reads the parameters: one answer for every name (see [`GetParametersBody`]).
+    pub async fn send(self) -> Result<GetParametersBody<'static>, Error> {
+        self.client
+            .get_json(&self.path_and_query(), "GetParameters")
+            .await
+    }
+}
+
+/// `path?name=a&name=b...`, every value escaped.
+fn repeated(path: &str, name: &str, values: &[&str]) -> String {
+    let mut target = path.to_owned();
+    for (i, value) in values.iter().enumerate() {
+        target.push(if i == 0 { '?' } else { '&' });
+        target.push_str(name);
+        target.push('=');
+        target.extend(utf8_percent_encode(value, QUERY_VALUE));
+    }
+    target
+}
+
 fn push(target: &mut String, name: &str, value: Option<&str>) {
     if let Some(value) = value {
         target.push('&');
@@ -630,6 +723,24 @@ mod tests {
         assert_eq!(
             client.parameter("p", false).version(3).path_and_query(),
             "/systemsmanager/parameters/get?name=p&withDecryption=false&version=3"
+        );
+    }
+
+    #[test]
+    fn batch_targets_repeat_the_id_and_escape_each() {
+        let client = Client::builder().build();
+        assert_eq!(
+            client
+                .secret_batch(["db", "arn:aws:secretsmanager:us-east-1:123:secret:a/b-AbC"])
+                .path_and_query(),
+            "/secretsmanager/batch?secretId=db\
+             &secretId=arn%3Aaws%3Asecretsmanager%3Aus-east-1%3A123%3Asecret%3Aa%2Fb-AbC"
+        );
+        assert_eq!(
+            client
+                .parameter_batch(["/app/a", "/app/b:3"], true)
+                .path_and_query(),
+            "/systemsmanager/parameters/batch?name=%2Fapp%2Fa&name=%2Fapp%2Fb%3A3&withDecryption=true"
         );
     }
 

@@ -24,6 +24,12 @@ pub const STALE_HEADER: &str = "x-secretcache-stale";
 /// The port the extension listens on when [`env::PARAMETERS_SECRETS_EXTENSION_HTTP_PORT`] is unset, on `127.0.0.1`.
 pub const DEFAULT_PORT: u16 = 2773;
 
+/// (ours) The most ids one [`path::SECRET_BATCH`] request takes: BatchGetSecretValue's limit.
+pub const MAX_SECRET_BATCH: usize = 20;
+
+/// (ours) The most names one [`path::PARAMETER_BATCH`] request takes: GetParameters' limit.
+pub const MAX_PARAMETER_BATCH: usize = 10;
+
 /// Environment variables, named by themselves so that a search for the variable finds its use.
 pub mod env {
     /// The extension's port (both extensions read it, so a function that reads it too finds either).

@@ -13,6 +13,9 @@
 //! - [`Client`]: `secret(id)` and `parameter(name, with_decryption)`, each with its selectors and `send()`; typed
 //!   [`Error`]s that keep the extension's status and error code and never a body; the cold-start retry (an extension
 //!   that is not listening yet, or answers 503, is retried with backoff for a bounded time) and a per-call timeout;
+//! - (secretcache only) [`Client::secret_batch`] and [`Client::parameter_batch`]: several values in one request,
+//!   [`BatchGetSecretValueBody`] and [`GetParametersBody`]; [`field::project`], the extension's `field=` rule, for
+//!   taking several fields out of one value read once;
 //! - [`Rotation`]: after a database refuses a password, the versions to try in order (`AWSCURRENT` fetched anew, then
 //!   `AWSPENDING`).
 //!
@@ -92,14 +95,16 @@
 pub mod body;
 mod client;
 pub mod contract;
+pub mod field;
 mod rotation;
 
 pub use body::{
-    ErrorBody, GetParameterBody, GetSecretValueBody, Parameter, ResultMetadata, SecretText,
+    BatchError, BatchGetSecretValueBody, ErrorBody, GetParameterBody, GetParametersBody,
+    GetSecretValueBody, Parameter, ResultMetadata, SecretText,
 };
 pub use client::{
-    Builder, Client, ConfigError, Error, GetParameter, GetSecret, DEFAULT_STARTUP_WAIT,
-    DEFAULT_TIMEOUT,
+    Builder, Client, ConfigError, Error, GetParameter, GetSecret, ParameterBatch, SecretBatch,
+    DEFAULT_STARTUP_WAIT, DEFAULT_TIMEOUT,
 };
 pub use contract::{DEFAULT_PORT, TOKEN_HEADER};
 pub use rotation::{Candidate, Rotation};

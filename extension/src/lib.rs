@@ -15,6 +15,8 @@
 //! - [`error`]: errors, and the one mapping to HTTP;
 //! - [`secret`], [`metrics`], [`logging`]: the secret-holding type, counters, tracing set-up;
 //! - [`health`]: `secretcache ping`, a container health check;
+//! - [`wrapper`] and [`reference`]: `secretcache exec`, the exec wrapper that puts referenced secrets into a runtime's
+//!   environment, and the grammar of those references;
 //! - [`fuzzing`]: property checks shared by the fuzz targets and their regression tests.
 
 pub mod cache;
@@ -27,12 +29,14 @@ pub mod health;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
+pub mod reference;
 pub mod request;
 pub mod respond;
 pub mod secret;
 pub mod server;
 pub mod token;
 pub mod upstream;
+pub mod wrapper;
 
 use std::sync::Arc;
 

@@ -10,9 +10,19 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{Config, Diagnostics, LogLevel, Notice};
 
-/// Installs the global subscriber. Call once, before anything logs.
+/// Installs the global subscriber, writing to stdout. Call once, before anything logs.
 pub fn init(config: &Config) {
-    let ours = match config.log_level {
+    init_to(config.log_level, config.log_json, std::io::stdout);
+}
+
+/// Installs the global subscriber at `level`, in the format `json` says, writing to `writer`: what [`init`] does,
+/// for a process whose stdout is someone else's (`secretcache exec` writes to stderr, the runtime's being the
+/// function's).
+pub fn init_to<W>(level: LogLevel, json: bool, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let ours = match level {
         LogLevel::Debug => LevelFilter::DEBUG,
         LogLevel::Info => LevelFilter::INFO,
         LogLevel::Warn => LevelFilter::WARN,
@@ -25,10 +35,11 @@ pub fn init(config: &Config) {
         .with_target("secretcache", ours);
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(false)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(writer);
     let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests that run the library twice) keeps the first subscriber.
-    let _ = if config.log_json {
+    let _ = if json {
         registry.with(fmt.json().flatten_event(true)).try_init()
     } else {
         registry.with(fmt).try_init()

@@ -4,6 +4,7 @@
 //! secretcache                      as a Lambda extension (AWS_LAMBDA_RUNTIME_API set), or a standalone sidecar
 //! secretcache --config agent.toml  the same, with an AWS Secrets Manager Agent configuration file
 //! secretcache ping [--config f]    a container health check: exit 0 when the local /ping answers 200
+//! secretcache exec -- <command>    the exec wrapper: the environment's secret references resolved, then exec
 //! ```
 
 use std::path::PathBuf;
@@ -12,7 +13,8 @@ use std::process::ExitCode;
 use secretcache::config::{Config, ProcessEnv};
 
 const USAGE: &str =
-    "usage: secretcache [--config <agent.toml>] | secretcache ping [--config <agent.toml>]";
+    "usage: secretcache [--config <agent.toml>] | secretcache ping [--config <agent.toml>] \
+     | secretcache exec -- <command...>";
 
 /// What the command line asks for.
 struct Args {
@@ -39,6 +41,10 @@ fn args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
+    // Before `args()`: the runtime's command line is not ours to parse, and may not be UTF-8.
+    if let Some(command) = secretcache::wrapper::requested(std::env::args_os()) {
+        return secretcache::wrapper::main(command);
+    }
     let args = match args() {
         Ok(a) => a,
         Err(message) => {

@@ -178,9 +178,9 @@ pub struct BatchRequest {
 }
 
 /// BatchGetSecretValue's limit.
-pub const MAX_BATCH_SECRETS: usize = 20;
+pub const MAX_BATCH_SECRETS: usize = secretcache_client::contract::MAX_SECRET_BATCH;
 /// GetParameters' limit.
-pub const MAX_BATCH_PARAMETERS: usize = 10;
+pub const MAX_BATCH_PARAMETERS: usize = secretcache_client::contract::MAX_PARAMETER_BATCH;
 
 impl BatchRequest {
     /// Parses `secretId=a&secretId=b...` (1 to 20; their current versions), with an optional `field`.

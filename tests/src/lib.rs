@@ -8,6 +8,7 @@
 //! - [`http`]: a tiny HTTP/1.1 client for talking to all of them;
 //! - [`probe`]: shell custom runtimes: one reads a secret through the extension per invoke, one does nothing;
 //! - [`runtimes`]: Python and Node functions (AWS's runtime interface clients) that read through the layer;
+//! - [`wrapped`]: a provided.al2023 function started through the exec wrapper by the documented `bootstrap` line;
 //! - [`cfn`]: the CloudFormation templates in `deploy/`, read and evaluated under given parameters, and cfn-lint;
 //! - [`items`]: the `/items` function in-process: fixture events, the handler without a socket, per-test logs;
 //! - [`postgres`]: a throwaway PostgreSQL 15 cluster with TLS; [`raw`]: raw HTTP/1.x for hostile requests;
@@ -26,6 +27,7 @@ pub mod raw;
 pub mod reliability;
 pub mod runtimes;
 pub mod stats;
+pub mod wrapped;
 
 use std::path::PathBuf;
 

@@ -92,6 +92,10 @@ pub struct Paths {
 /// Every variable Lambda sets for an OS-only runtime (provided.al2023), with the paths moved into the sandbox,
 /// then the user's. `PATH` keeps the host's too, since the host is the "OS" here. The X-Ray daemon variables are
 /// left out on purpose: they name a link-local address that nothing here may send to.
+///
+/// One is lambda-env's own: `LAMBDA_ENV_OPT`, where this environment's `/opt` is, for fixtures that name a path in
+/// `/opt` as a function in Lambda would (`AWS_LAMBDA_EXEC_WRAPPER=/opt/...`, a `bootstrap` that runs
+/// `/opt/extensions/...`). Lambda has `/opt` itself and sets no such variable.
 pub fn lambda_vars(
     options: &Options,
     paths: &Paths,
@@ -130,6 +134,7 @@ pub fn lambda_vars(
             format!("{task}:{task}/lib:{opt}/lib:/lib64:/usr/lib64"),
         ),
         ("TMPDIR", paths.tmp.display().to_string()),
+        ("LAMBDA_ENV_OPT", opt.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -188,6 +193,7 @@ mod tests {
         assert_eq!(get("AWS_LAMBDA_RUNTIME_API"), ["127.0.0.1:9001"]);
         assert_eq!(get("DB_SECRET_ARN"), ["db"]);
         assert_eq!(get("LAMBDA_TASK_ROOT"), ["/t"]);
+        assert_eq!(get("LAMBDA_ENV_OPT"), ["/o"]);
         assert_eq!(get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"), ["128"]);
         assert_eq!(get("AWS_SESSION_TOKEN"), ["tok"]);
         assert!(get("AWS_CONTAINER_AUTHORIZATION_TOKEN").is_empty());

@@ -4,7 +4,9 @@
 //! the extension), a throwaway PostgreSQL (TLS only, scram-sha-256) whose credentials are that secret, and the local
 //! Lambda environment running the **layer zip and the function zip** behind an API Gateway front door. It then
 //! shows the point of the design: one upstream fetch during init, cache hits after, and `/items` answering 200.
-//! It serves until Ctrl-C, then sends SHUTDOWN as Lambda does when it retires an environment.
+//! Then a second function shows the exec wrapper: its `DB_PASSWORD` variable is a reference to the same secret's
+//! `password` field, resolved before its runtime starts; it answers with the value's length, which is all the demo
+//! prints. It serves until Ctrl-C, then sends SHUTDOWN as Lambda does when it retires an environment.
 //!
 //! ```text
 //! local-lambda --layer layer/dist/secretcache-layer-x86_64.zip --function layer/dist/items-function-x86_64.zip [--port 9000]
@@ -161,6 +163,7 @@ async fn main() -> Result<(), BoxError> {
         env.reports().len(),
         proxy.count("GetSecretValue")
     ));
+    wrapper_demo(&args.layer, &proxy.endpoint(), &arn, db.password.len()).await?;
     println!();
     println!("Try (Ctrl-C to stop):");
     println!("  curl -s '{front}/items?limit=5'");
@@ -181,6 +184,56 @@ async fn main() -> Result<(), BoxError> {
     ));
     drop(env);
     drop(pg);
+    Ok(())
+}
+
+/// A provided.al2023 function whose `bootstrap` is the exec wrapper's one line, with
+/// `DB_PASSWORD=secretcache:<arn>#password`: it reports the variable's length, never its value.
+async fn wrapper_demo(
+    layer: &str,
+    endpoint: &str,
+    arn: &str,
+    expected_len: usize,
+) -> Result<(), BoxError> {
+    let reference = format!("secretcache:{arn}#password");
+    say(&format!(
+        "the exec wrapper: a second function with DB_PASSWORD={reference} and the documented one-line bootstrap"
+    ));
+    let (_dir, zip) = secretcache_tests::wrapped::function_zip();
+    let mut options = Options::new(&zip, vec![layer.into()]);
+    options.function_name = "wrapped".to_owned();
+    options.echo_logs = true;
+    let options = options
+        .var("AWS_ACCESS_KEY_ID", "demo")
+        .var("AWS_SECRET_ACCESS_KEY", "demo")
+        .var("AWS_ENDPOINT_URL", endpoint)
+        .var(
+            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+            &free_port().to_string(),
+        )
+        .var("DB_PASSWORD", &reference)
+        .var("REPORT_VARIABLES", "DB_PASSWORD");
+    let env = LambdaEnv::start(options).await?;
+    let invoked = env.invoke(bytes::Bytes::from_static(b"{}")).await?;
+    let length = match &invoked.outcome {
+        lambda_env::Outcome::Response(body) => serde_json::from_slice::<serde_json::Value>(body)?
+            ["variables"]["DB_PASSWORD"]["length"]
+            .as_u64(),
+        lambda_env::Outcome::Error { body, .. } => {
+            return Err(format!(
+                "the wrapped function failed: {}",
+                String::from_utf8_lossy(body)
+            )
+            .into())
+        }
+    };
+    say(&format!(
+        "DB_PASSWORD as the wrapped function's runtime sees it: {} bytes (the secret's password has {expected_len}; \
+         the value itself is never printed)",
+        length.map_or_else(|| "?".to_owned(), |n| n.to_string())
+    ));
+    let report = env.shutdown().await;
+    say(&format!("the wrapped function's environment: {report}"));
     Ok(())
 }
 
