@@ -2,10 +2,10 @@
 //!
 //! Parts:
 //! - [`AwsUpstream::new`]: returns at once; each SDK client is built once, on first use or by
-//!   [`AwsUpstream::warm_up`] (rustls with ring, our timeouts, a pool of `PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS`).
-//!   Building them loads the AWS configuration and the system's root certificates, a few milliseconds that would
-//!   otherwise delay registration and so the start of the function's init. Endpoints honour `AWS_ENDPOINT_URL`,
-//!   `AWS_ENDPOINT_URL_SECRETS_MANAGER` and `AWS_ENDPOINT_URL_SSM` through `aws-config`.
+//!   [`AwsUpstream::warm_up`], over our HTTP/1.1 client ([`http`]: rustls with ring, our timeouts, a pool of
+//!   `PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS`). Building them loads the AWS configuration and the system's root
+//!   certificates, a few milliseconds that would otherwise delay registration and so the start of the function's
+//!   init. Endpoints honour `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SECRETS_MANAGER` and `AWS_ENDPOINT_URL_SSM`.
 //! - **Any region**: an ARN of another region is fetched with clients for that region, built the first time one is
 //!   asked for (sent to the home region, it would fail). **Any account**: with a role configured, every call uses
 //!   its credentials, from the SDK's assume-role provider (STS), cached and refreshed by the SDK.
@@ -37,7 +37,6 @@ use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
 use aws_sdk_ssm::operation::get_parameters::GetParametersOutput;
 use aws_smithy_async::rt::sleep::default_async_sleep;
 use aws_smithy_async::time::{SharedTimeSource, SystemTimeSource};
-use aws_smithy_http_client::tls;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_types::DateTime;
 use base64::Engine as _;
@@ -53,6 +52,8 @@ use crate::config::{Config, Endpoint, SdkSource, SourceConfig};
 use crate::error::UpstreamError;
 use crate::request::{arn_region, Key, ParameterKey, SecretKey, VersionSelector};
 use crate::secret::SecretBody;
+
+mod http;
 
 /// Secrets Manager and SSM clients, built once and shared by every fetch. Clones share them.
 #[derive(Debug, Clone)]
@@ -142,12 +143,7 @@ impl AwsUpstream {
         inner
             .sdk
             .get_or_init(|| async {
-                let http = aws_smithy_http_client::Builder::new()
-                    .pool_max_idle_per_host(inner.max_connections)
-                    .tls_provider(tls::Provider::Rustls(
-                        tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https();
+                let http = http::client(inner.max_connections);
                 let started = std::time::Instant::now();
                 let base = match (inner.sdk_source, &inner.home_region) {
                     (SdkSource::LambdaEnvironment, Some(region)) => lambda_sdk(http, region),

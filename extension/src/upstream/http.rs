@@ -1,0 +1,363 @@
+//! The HTTP client under the SDK clients (Secrets Manager, SSM, STS, and the credential providers of standalone
+//! mode): hyper's HTTP/1.1 client over rustls with ring, trusting the system's root certificates, one connection pool
+//! per timeout setting.
+//!
+//! Why not the SDK's own client (`aws-smithy-http-client`): it always links HTTP/2 (the `h2` crate and hyper's HTTP/2
+//! half), which none of these calls use, and which was the largest single dependency left in the layer. What this
+//! keeps of it: the connect and read timeouts the SDK asks for, TCP_NODELAY, the error kinds the SDK's retry
+//! strategy and [`classify`](super::classify) read (timeout, I/O, transient, other), and an idle pool of at most
+//! `max_idle` connections per host. What it leaves out, as the SDK's client does by default: proxies.
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::retries::ErrorKind;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::HttpResponse;
+
+/// The SDK's HTTP client: pools built on first use for each timeout setting, sharing one TLS configuration.
+pub fn client(max_idle_per_host: usize) -> SharedHttpClient {
+    SharedHttpClient::new(Http1::new(native_roots(), max_idle_per_host))
+}
+
+/// The platform's trust store (on Lambda, Amazon Linux's CA bundle).
+fn native_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    if !found.errors.is_empty() {
+        tracing::warn!(errors = ?found.errors, "some root certificates could not be read");
+    }
+    let (added, unparsable) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        tracing::warn!(
+            unparsable,
+            "no root certificate found: every HTTPS call to AWS will fail"
+        );
+    }
+    roots
+}
+
+/// The pools' key: the settings a connection is made with.
+type Timeouts = (Option<Duration>, Option<Duration>);
+
+struct Http1 {
+    tls: Arc<rustls::ClientConfig>,
+    max_idle_per_host: usize,
+    pools: Mutex<HashMap<Timeouts, SharedHttpConnector>>,
+}
+
+impl Http1 {
+    /// rustls with ring, trusting `roots`.
+    fn new(roots: rustls::RootCertStore, max_idle_per_host: usize) -> Self {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Self {
+            tls: Arc::new(tls),
+            max_idle_per_host,
+            pools: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl fmt::Debug for Http1 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Http1")
+            .field("max_idle_per_host", &self.max_idle_per_host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpClient for Http1 {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        let key = (settings.connect_timeout(), settings.read_timeout());
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        pools
+            .entry(key)
+            .or_insert_with(|| {
+                let mut tcp = TcpConnector::new();
+                tcp.enforce_http(false);
+                tcp.set_nodelay(true);
+                tcp.set_connect_timeout(key.0);
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config((*self.tls).clone())
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(tcp);
+                let client = Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_max_idle_per_host(self.max_idle_per_host)
+                    .build(https);
+                SharedHttpConnector::new(Pool {
+                    client,
+                    read_timeout: key.1,
+                })
+            })
+            .clone()
+    }
+}
+
+/// One pool, and the time a response's head may take.
+struct Pool {
+    client: Client<HttpsConnector<TcpConnector>, SdkBody>,
+    read_timeout: Option<Duration>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("read_timeout", &self.read_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpConnector for Pool {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let request = match request.try_into_http1x() {
+            Ok(r) => r,
+            Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
+        };
+        let response = self.client.request(request);
+        let read_timeout = self.read_timeout;
+        HttpConnectorFuture::new(async move {
+            let response = match read_timeout {
+                Some(limit) => tokio::time::timeout(limit, response)
+                    .await
+                    .map_err(|_| {
+                        ConnectorError::timeout(
+                            format!("no response within the read timeout ({limit:?})").into(),
+                        )
+                    })?,
+                None => response.await,
+            }
+            .map_err(connector_error)?;
+            HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
+                .map_err(|e| ConnectorError::other(e.into(), None))
+        })
+    }
+}
+
+/// What kind of failure a hyper error is, for the SDK's retries and for [`classify`](super::classify): a connect
+/// timeout is a timeout; a refused or reset connection, a TLS failure or a closed pool connection is I/O (retried); a
+/// response cut short is transient (retried).
+fn connector_error(err: hyper_util::client::legacy::Error) -> ConnectorError {
+    let io = source::<std::io::Error>(&err);
+    if io.is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut) {
+        return ConnectorError::timeout(err.into());
+    }
+    let hyper = source::<hyper::Error>(&err);
+    if hyper.is_some_and(hyper::Error::is_timeout) {
+        return ConnectorError::timeout(err.into());
+    }
+    if err.is_connect() || io.is_some() || hyper.is_some_and(|h| h.is_closed() || h.is_canceled())
+    {
+        return ConnectorError::io(err.into());
+    }
+    if hyper.is_some_and(hyper::Error::is_user) {
+        return ConnectorError::user(err.into());
+    }
+    if hyper.is_some_and(hyper::Error::is_incomplete_message) {
+        return ConnectorError::other(err.into(), Some(ErrorKind::TransientError));
+    }
+    ConnectorError::other(err.into(), None)
+}
+
+/// The first error of type `E` in `err`'s chain, `err` included.
+fn source<'a, E: Error + 'static>(err: &'a (dyn Error + 'static)) -> Option<&'a E> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        next = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use aws_sdk_secretsmanager::config::retry::RetryConfig;
+    use aws_sdk_secretsmanager::config::timeout::TimeoutConfig;
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper_util::rt::TokioIo;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    use super::*;
+    use crate::error::UpstreamError;
+
+    const ANSWER: &str = r#"{"Name":"db","SecretString":"s3cr3t","VersionId":"v1","VersionStages":["AWSCURRENT"]}"#;
+
+    fn secrets_client(
+        http: SharedHttpClient,
+        endpoint: &str,
+        timeouts: TimeoutConfig,
+    ) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("id", "key", None, None, "test"))
+                .endpoint_url(endpoint)
+                .http_client(http)
+                .retry_config(RetryConfig::disabled())
+                .timeout_config(timeouts)
+                .build(),
+        )
+    }
+
+    async fn get(client: &aws_sdk_secretsmanager::Client) -> Result<String, UpstreamError> {
+        let out = client
+            .get_secret_value()
+            .secret_id("db")
+            .send()
+            .await
+            .map_err(|e| super::super::classify(e, Duration::from_secs(1)))?;
+        Ok(out.secret_string().unwrap_or_default().to_owned())
+    }
+
+    /// A TLS server for `localhost` with a certificate of its own; answers every request with [`ANSWER`] and counts
+    /// the connections it accepts.
+    async fn tls_server() -> (String, CertificateDer<'static>, Arc<AtomicUsize>) {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+        let cert = key.cert.der().clone();
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.clone()],
+            PrivateKeyDer::Pkcs8(key.key_pair.serialize_der().into()),
+        )
+        .expect("server config");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(|_req| async {
+                        Ok::<_, Infallible>(
+                            http::Response::builder()
+                                .header("content-type", "application/x-amz-json-1.1")
+                                .body(Full::new(Bytes::from_static(ANSWER.as_bytes())))
+                                .expect("response"),
+                        )
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        (format!("https://localhost:{port}"), cert, accepted)
+    }
+
+    /// HTTPS through rustls to a server its roots vouch for; the calls after the first reuse the pooled connection. A
+    /// client that does not trust the server's certificate never gets an answer: the failure is the connection's.
+    #[tokio::test]
+    async fn https_calls_verify_the_server_and_reuse_the_connection() {
+        let (endpoint, cert, accepted) = tls_server().await;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).expect("a root");
+        let trusting = secrets_client(
+            SharedHttpClient::new(Http1::new(roots, 3)),
+            &endpoint,
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .build(),
+        );
+        for _ in 0..3 {
+            assert_eq!(get(&trusting).await.expect("answered"), "s3cr3t");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one pooled connection");
+
+        let stranger = secrets_client(
+            SharedHttpClient::new(Http1::new(rustls::RootCertStore::empty(), 3)),
+            &endpoint,
+            TimeoutConfig::builder().build(),
+        );
+        match get(&stranger).await {
+            Err(UpstreamError::Unreachable { detail }) => {
+                assert!(!detail.contains("s3cr3t"), "{detail}")
+            }
+            other => panic!("an untrusted server must fail the connection: {other:?}"),
+        }
+    }
+
+    /// A server that accepts and never answers is a timeout (the read timeout); a port nobody listens on is
+    /// unreachable.
+    #[tokio::test]
+    async fn a_silent_server_times_out_and_a_closed_port_is_unreachable() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let endpoint = format!("http://{}", silent.local_addr().expect("address"));
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((tcp, _)) = silent.accept().await {
+                open.push(tcp);
+            }
+        });
+        let quiet = secrets_client(
+            client(3),
+            &endpoint,
+            TimeoutConfig::builder()
+                .read_timeout(Duration::from_millis(200))
+                .build(),
+        );
+        assert_eq!(
+            get(&quiet).await,
+            Err(UpstreamError::Timeout { millis: 1000 })
+        );
+        held.abort();
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("http://{}", closed.local_addr().expect("address"));
+        drop(closed);
+        let refused = secrets_client(client(3), &endpoint, TimeoutConfig::builder().build());
+        assert!(matches!(
+            get(&refused).await,
+            Err(UpstreamError::Unreachable { .. })
+        ));
+    }
+}
