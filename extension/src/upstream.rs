@@ -5,7 +5,8 @@
 //!   [`AwsUpstream::warm_up`], over our HTTP/1.1 client ([`http`]: rustls with ring, our timeouts, a pool of
 //!   `PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS`). Building them loads the AWS configuration and the system's root
 //!   certificates, a few milliseconds that would otherwise delay registration and so the start of the function's
-//!   init. Endpoints honour `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SECRETS_MANAGER` and `AWS_ENDPOINT_URL_SSM`.
+//!   init; the warm-up then rehearses a first call of each service without the network ([`rehearsal`]). Endpoints
+//!   honour `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SECRETS_MANAGER` and `AWS_ENDPOINT_URL_SSM`.
 //! - **Any region**: an ARN of another region is fetched with clients for that region, built the first time one is
 //!   asked for (sent to the home region, it would fail). **Any account**: with a role configured, every call uses
 //!   its credentials, from the SDK's assume-role provider (STS), cached and refreshed by the SDK.
@@ -54,6 +55,7 @@ use crate::request::{arn_region, Key, ParameterKey, SecretKey, VersionSelector};
 use crate::secret::SecretBody;
 
 mod http;
+mod rehearsal;
 
 /// Secrets Manager and SSM clients, built once and shared by every fetch. Clones share them.
 #[derive(Debug, Clone)]
@@ -127,13 +129,24 @@ impl AwsUpstream {
 
     /// Builds the home region's clients now, if no fetch has yet. Concurrent callers and fetches wait for the one
     /// build.
+    ///
+    /// Then rehearses a first call of each service ([`rehearsal`]), so that the first real read does not pay for
+    /// what the SDK sets up lazily. Reads do not wait for the rehearsal: the clients are ready before it starts.
     pub async fn warm_up(&self) {
         let started = std::time::Instant::now();
-        self.clients(None).await;
+        let clients = self.clients(None).await;
         tracing::debug!(
             millis = started.elapsed().as_millis() as u64,
             "upstream clients ready"
         );
+        let started = std::time::Instant::now();
+        match rehearsal::rehearse(&clients.secrets, &clients.ssm).await {
+            Ok(()) => tracing::debug!(
+                micros = started.elapsed().as_micros() as u64,
+                "first calls rehearsed"
+            ),
+            Err(e) => tracing::debug!(error = %e, "the rehearsal of a first call failed"),
+        }
     }
 
     /// The AWS configuration, loaded once: the SDK's default chain for region and credentials, our HTTP client, and
