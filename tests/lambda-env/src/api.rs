@@ -132,6 +132,7 @@ async fn route(req: http::Request<Incoming>, shared: &Shared) -> Response<Body> 
 }
 
 fn register(headers: &HeaderMap, body: &[u8], shared: &Shared) -> Response<Body> {
+    let received = Instant::now();
     let Some(name) = header(headers, "lambda-extension-name").filter(|n| !n.is_empty()) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -214,6 +215,7 @@ fn register(headers: &HeaderMap, body: &[u8], shared: &Shared) -> Response<Body>
         waiter: None,
         last_next: None,
         first_next: None,
+        registration_answered_in: received.elapsed(),
     });
     let mut doc = serde_json::json!({
         "functionName": state.function_name,

@@ -193,12 +193,18 @@ impl LambdaEnv {
     }
 
     /// How long the extension `name` of the current init took to be ready: from starting its process to its first
-    /// `event/next` (its own share of the init). `None` before it is ready.
+    /// `event/next` (its own share of the init), less the time this environment took to answer its registration
+    /// (which is this stand-in's, not the extension's). `None` before it is ready.
     pub fn extension_ready_after(&self, name: &str) -> Option<Duration> {
         let state = self.shared.lock();
-        let first_next = state.agents.iter().find(|a| a.name == name)?.first_next?;
+        let agent = state.agents.iter().find(|a| a.name == name)?;
+        let first_next = agent.first_next?;
         let (_, _, started) = state.started.iter().rev().find(|(n, _, _)| n == name)?;
-        Some(first_next.saturating_duration_since(*started))
+        Some(
+            first_next
+                .saturating_duration_since(*started)
+                .saturating_sub(agent.registration_answered_in),
+        )
     }
 
     /// The `init/error` and `exit/error` reports of the current (or last) init and its invokes.

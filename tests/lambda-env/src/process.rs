@@ -79,6 +79,8 @@ pub fn spawn(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    // Taken before the spawn, which returns once the program is exec'd: its start includes loading it.
+    let spawned_at = Instant::now();
     let mut child = cmd.spawn()?;
     let pid = child
         .id()
@@ -86,7 +88,7 @@ pub fn spawn(
     shared
         .lock()
         .started
-        .push((name.to_owned(), pid, Instant::now()));
+        .push((name.to_owned(), pid, spawned_at));
     let mut captures = Vec::new();
     if let Some(out) = child.stdout.take() {
         captures.push(capture(out, name.to_owned(), logs.clone()));

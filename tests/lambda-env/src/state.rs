@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{oneshot, Notify};
@@ -57,6 +57,9 @@ pub struct Agent {
     pub last_next: Option<Instant>,
     /// When it first called `event/next`: the end of its own init.
     pub first_next: Option<Instant>,
+    /// How long this environment took to answer its registration (most of it the scan of `/proc` for the ports it
+    /// listens on, which grows with every socket on the machine): time the extension waited, not time it spent.
+    pub registration_answered_in: Duration,
 }
 
 impl Agent {
