@@ -144,13 +144,11 @@ impl HttpConnector for Pool {
         let read_timeout = self.read_timeout;
         HttpConnectorFuture::new(async move {
             let response = match read_timeout {
-                Some(limit) => tokio::time::timeout(limit, response)
-                    .await
-                    .map_err(|_| {
-                        ConnectorError::timeout(
-                            format!("no response within the read timeout ({limit:?})").into(),
-                        )
-                    })?,
+                Some(limit) => tokio::time::timeout(limit, response).await.map_err(|_| {
+                    ConnectorError::timeout(
+                        format!("no response within the read timeout ({limit:?})").into(),
+                    )
+                })?,
                 None => response.await,
             }
             .map_err(connector_error)?;
@@ -172,8 +170,7 @@ fn connector_error(err: hyper_util::client::legacy::Error) -> ConnectorError {
     if hyper.is_some_and(hyper::Error::is_timeout) {
         return ConnectorError::timeout(err.into());
     }
-    if err.is_connect() || io.is_some() || hyper.is_some_and(|h| h.is_closed() || h.is_canceled())
-    {
+    if err.is_connect() || io.is_some() || hyper.is_some_and(|h| h.is_closed() || h.is_canceled()) {
         return ConnectorError::io(err.into());
     }
     if hyper.is_some_and(hyper::Error::is_user) {
@@ -213,7 +210,8 @@ mod tests {
     use super::*;
     use crate::error::UpstreamError;
 
-    const ANSWER: &str = r#"{"Name":"db","SecretString":"s3cr3t","VersionId":"v1","VersionStages":["AWSCURRENT"]}"#;
+    const ANSWER: &str =
+        r#"{"Name":"db","SecretString":"s3cr3t","VersionId":"v1","VersionStages":["AWSCURRENT"]}"#;
 
     fn secrets_client(
         http: SharedHttpClient,
