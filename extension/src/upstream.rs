@@ -2,11 +2,12 @@
 //!
 //! Parts:
 //! - [`AwsUpstream::new`]: returns at once; each SDK client is built once, on first use or by
-//!   [`AwsUpstream::warm_up`], over our HTTP/1.1 client ([`http`]: rustls with ring, our timeouts, a pool of
+//!   [`AwsUpstream::warm_up`], over our HTTP/1.1 client (`upstream/http.rs`: rustls with ring, our timeouts, a pool of
 //!   `PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS`). Building them loads the AWS configuration and the system's root
 //!   certificates, a few milliseconds that would otherwise delay registration and so the start of the function's
-//!   init; the warm-up then rehearses a first call of each service without the network ([`rehearsal`]). Endpoints
-//!   honour `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SECRETS_MANAGER` and `AWS_ENDPOINT_URL_SSM`.
+//!   init; the warm-up then rehearses a first call of each service without the network
+//!   (`upstream/rehearsal.rs`). Endpoints honour `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SECRETS_MANAGER` and
+//!   `AWS_ENDPOINT_URL_SSM`.
 //! - **Any region**: an ARN of another region is fetched with clients for that region, built the first time one is
 //!   asked for (sent to the home region, it would fail). **Any account**: with a role configured, every call uses
 //!   its credentials, from the SDK's assume-role provider (STS), cached and refreshed by the SDK.
@@ -130,8 +131,9 @@ impl AwsUpstream {
     /// Builds the home region's clients now, if no fetch has yet. Concurrent callers and fetches wait for the one
     /// build.
     ///
-    /// Then rehearses a first call of each service ([`rehearsal`]), so that the first real read does not pay for
-    /// what the SDK sets up lazily. Reads do not wait for the rehearsal: the clients are ready before it starts.
+    /// Then rehearses a first call of each service (`upstream/rehearsal.rs`), so that the first real read does not
+    /// pay for what the SDK sets up lazily. Reads do not wait for the rehearsal: the clients are ready before it
+    /// starts.
     pub async fn warm_up(&self) {
         let started = std::time::Instant::now();
         let clients = self.clients(None).await;
