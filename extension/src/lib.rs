@@ -59,13 +59,13 @@ use crate::upstream::AwsUpstream;
 pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), LifecycleError> {
     let metrics = Arc::new(Metrics::default());
     metrics.set_config_errors(config.diagnostics.errors.len() as u64);
-    // The SDK clients are built in the background: registration (and so the function's init) need not wait for them,
-    // and a read that comes first waits for the same build.
+    // The SDK clients are built in the background (in Lambda, once registered): registration, and so the function's
+    // init, need not wait for them, and a read that comes first waits for the same build.
     let upstream = AwsUpstream::new(&config);
-    tokio::spawn({
+    let warm_up = lifecycle::WarmUp(Box::pin({
         let upstream = upstream.clone();
         async move { upstream.warm_up().await }
-    });
+    }));
     let cache = Cache::new(
         upstream,
         SystemWallClock,
@@ -98,6 +98,7 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), Life
         prefetch_timeout: config.prefetch_timeout,
         invoke_budget: config.invoke_budget,
         snap_start: config.snap_start,
+        warm_up,
     };
     if let Some(runtime_api) = &config.runtime_api {
         lifecycle.lambda(runtime_api).await

@@ -53,6 +53,18 @@ pub struct Lifecycle<U, W> {
     pub invoke_budget: Duration,
     /// SnapStart: no prefetch before the snapshot, and everything cached is expired after restore.
     pub snap_start: bool,
+    /// Building the upstream clients ahead of the first read: started once registered in Lambda, so that it does
+    /// not compete with the registration that gates the function's init, and at once in standalone mode.
+    pub warm_up: WarmUp,
+}
+
+/// Work started in the background at the point of the lifecycle that suits it.
+pub struct WarmUp(pub std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+
+impl std::fmt::Debug for WarmUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WarmUp")
+    }
 }
 
 /// A lifecycle failure: registering or talking to the Extensions API.
@@ -72,12 +84,14 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
             prefetch_timeout,
             invoke_budget,
             snap_start,
+            warm_up,
         } = self;
         let server = tokio::sync::Mutex::new(Some(server));
         let (api, registration) =
             extensions_api::register(runtime_api, &extension_name(), &["INVOKE", "SHUTDOWN"])
                 .await
                 .map_err(|e| LifecycleError(e.to_string()))?;
+        tokio::spawn(warm_up.0);
         tracing::info!(function = %registration.function_name, "registered with the Extensions API");
         if snap_start {
             tracing::info!(
@@ -157,8 +171,10 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
             server,
             prefetch,
             prefetch_timeout,
+            warm_up,
             ..
         } = self;
+        tokio::spawn(warm_up.0);
         prefetch_bounded(&cache, prefetch, prefetch_timeout).await;
         tracing::info!("ready (standalone: no AWS_LAMBDA_RUNTIME_API)");
         terminate_signal().await;
