@@ -15,8 +15,8 @@
 //! - [`error`]: errors, and the one mapping to HTTP;
 //! - [`secret`], [`metrics`], [`logging`]: the secret-holding type, counters, tracing set-up;
 //! - [`health`]: `secretcache ping`, a container health check;
-//! - [`wrapper`] and [`reference`](mod@reference): `secretcache exec`, the exec wrapper that puts referenced secrets into a runtime's
-//!   environment, and the grammar of those references;
+//! - [`wrapper`] and [`reference`](mod@reference): `secretcache exec`, the exec wrapper that puts referenced secrets
+//!   into a runtime's environment, and the grammar of those references;
 //! - [`fuzzing`]: property checks shared by the fuzz targets and their regression tests.
 
 pub mod cache;

@@ -56,7 +56,7 @@ fn native_roots() -> rustls::RootCertStore {
 type Timeouts = (Option<Duration>, Option<Duration>);
 
 struct Http1 {
-    tls: Arc<rustls::ClientConfig>,
+    tls: rustls::ClientConfig,
     max_idle_per_host: usize,
     pools: Mutex<HashMap<Timeouts, SharedHttpConnector>>,
 }
@@ -72,7 +72,7 @@ impl Http1 {
         .with_root_certificates(roots)
         .with_no_client_auth();
         Self {
-            tls: Arc::new(tls),
+            tls,
             max_idle_per_host,
             pools: Mutex::new(HashMap::new()),
         }
@@ -103,7 +103,7 @@ impl HttpClient for Http1 {
                 tcp.set_nodelay(true);
                 tcp.set_connect_timeout(key.0);
                 let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config((*self.tls).clone())
+                    .with_tls_config(self.tls.clone())
                     .https_or_http()
                     .enable_http1()
                     .wrap_connector(tcp);

@@ -64,44 +64,49 @@ fn placeholder_credentials() -> Credentials {
 
 /// Runs one GetSecretValue through a copy of `secrets` and one GetParameter through a copy of `ssm`, each with a
 /// stand-in for its HTTP client, and builds our bodies from the answers. An error says which step failed; it costs
-/// nothing but the warm start it would have given.
+/// nothing but the warm start it would have given. Clients without an HTTP client (never built so) are an error,
+/// not a skipped rehearsal.
 pub(super) async fn rehearse(
     secrets: &aws_sdk_secretsmanager::Client,
     ssm: &aws_sdk_ssm::Client,
 ) -> Result<(), String> {
-    if let Some(real) = secrets.config().http_client() {
-        let client = aws_sdk_secretsmanager::Client::from_conf(
-            secrets
-                .config()
-                .to_builder()
-                .http_client(stand_in(real, SECRET))
-                .credentials_provider(placeholder_credentials())
-                .build(),
-        );
-        let out = client
-            .get_secret_value()
-            .secret_id("secretcache-rehearsal")
-            .send()
-            .await
-            .map_err(|e| format!("GetSecretValue: {e}"))?;
-        super::secret_fetched(&out).map_err(|e| format!("GetSecretValue's body: {e}"))?;
-    }
-    if let Some(real) = ssm.config().http_client() {
-        let client = aws_sdk_ssm::Client::from_conf(
-            ssm.config()
-                .to_builder()
-                .http_client(stand_in(real, PARAMETER))
-                .credentials_provider(placeholder_credentials())
-                .build(),
-        );
-        let out = client
-            .get_parameter()
-            .name("/secretcache/rehearsal")
-            .send()
-            .await
-            .map_err(|e| format!("GetParameter: {e}"))?;
-        super::parameter_fetched(&out).map_err(|e| format!("GetParameter's body: {e}"))?;
-    }
+    let no_http = |service| format!("the {service} client has no HTTP client");
+    let secrets_http = secrets
+        .config()
+        .http_client()
+        .ok_or_else(|| no_http("Secrets Manager"))?;
+    let ssm_http = ssm.config().http_client().ok_or_else(|| no_http("SSM"))?;
+
+    let secrets = aws_sdk_secretsmanager::Client::from_conf(
+        secrets
+            .config()
+            .to_builder()
+            .http_client(stand_in(secrets_http, SECRET))
+            .credentials_provider(placeholder_credentials())
+            .build(),
+    );
+    let out = secrets
+        .get_secret_value()
+        .secret_id("secretcache-rehearsal")
+        .send()
+        .await
+        .map_err(|e| format!("GetSecretValue: {e}"))?;
+    super::secret_fetched(&out).map_err(|e| format!("GetSecretValue's body: {e}"))?;
+
+    let ssm = aws_sdk_ssm::Client::from_conf(
+        ssm.config()
+            .to_builder()
+            .http_client(stand_in(ssm_http, PARAMETER))
+            .credentials_provider(placeholder_credentials())
+            .build(),
+    );
+    let out = ssm
+        .get_parameter()
+        .name("/secretcache/rehearsal")
+        .send()
+        .await
+        .map_err(|e| format!("GetParameter: {e}"))?;
+    super::parameter_fetched(&out).map_err(|e| format!("GetParameter's body: {e}"))?;
     Ok(())
 }
 
