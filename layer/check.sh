@@ -7,9 +7,9 @@
 # - the wrapper script is layer/secretcache-wrapper byte for byte, a /bin/sh script that sh parses, and it starts the
 #   layer's own binary (`<layer>/extensions/secretcache exec --`);
 # - the member is a 64-bit ELF for <arch> (the ELF header's machine, which is what the kernel checks);
-# - it needs no glibc symbol version newer than 2.34 (AL2023's glibc): a GLIBC_2.35 need fails only when Lambda
-#   first starts it, with "version `GLIBC_2.35' not found";
-# - it links nothing beyond glibc's own libraries (no OpenSSL: AL2023's would be the wrong version).
+# - it is statically linked: no program interpreter and no shared library needed, so nothing on the runtime's
+#   image (its glibc version, an OpenSSL) decides whether it starts. A dynamic binary fails only when Lambda first
+#   starts it ("version `GLIBC_2.35' not found", "libssl.so.3: cannot open shared object file").
 #
 # Usage: bash layer/check.sh <x86_64|arm64> <layer.zip> <function.zip>
 set -euo pipefail
@@ -23,7 +23,6 @@ case "$arch" in
     exit 2
     ;;
 esac
-max_glibc=2.34
 failed=0
 fail() {
   echo "layer/check.sh: FAIL: $*" >&2
@@ -125,22 +124,16 @@ check() {
     fail "$member in $zip is built for '$got', not $arch ($machine)"
   fi
 
-  # The version needs (.gnu.version_r) list every GLIBC_x.y the dynamic linker will demand.
-  local newest
-  newest="$(readelf -V --wide "$bin" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)"
-  if [ -n "$newest" ] && [ "$(printf '%s\n%s\n' "$newest" "$max_glibc" | sort -V | tail -n1)" != "$max_glibc" ]; then
-    fail "$member in $zip needs GLIBC_$newest; provided.al2023 has glibc $max_glibc"
+  # A program header INTERP names the dynamic loader; a dynamic section's NEEDED entries name the libraries.
+  if readelf -l --wide "$bin" | grep -q '^[[:space:]]*INTERP'; then
+    fail "$member in $zip is dynamically linked (it has a program interpreter); build it for *-unknown-linux-musl"
   fi
-
   local lib
   for lib in $(readelf -d "$bin" | awk '/\(NEEDED\)/ {gsub(/[][]/, "", $NF); print $NF}'); do
-    case "$lib" in
-      libc.so.6 | libm.so.6 | libgcc_s.so.1 | libpthread.so.0 | libdl.so.2 | librt.so.1 | ld-linux*.so.*) ;;
-      *) fail "$member in $zip links $lib, which is not part of glibc" ;;
-    esac
+    fail "$member in $zip needs the shared library $lib"
   done
   if [ "$failed" = 0 ]; then
-    echo "layer/check.sh: ok: $(basename "$zip"): $member, $arch, needs glibc <= ${newest:-none}, mode 755${script:+; $script, mode 755}"
+    echo "layer/check.sh: ok: $(basename "$zip"): $member, $arch, static, mode 755${script:+; $script, mode 755}"
   fi
   failed=$((failed | before))
 }
