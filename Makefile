@@ -13,7 +13,7 @@ MOTO_VERSION := 5.2.5
 CFN_LINT_VERSION := 1.58.0
 # Validates deploy/k8s-sidecar.yaml against the Kubernetes API schemas it ships (offline; no cluster).
 KUBERNETES_VALIDATE_VERSION := 1.37.0
-# cargo-zigbuild cross-builds the Lambda zips with zig (pulled in as ziglang) against glibc 2.34 (layer/build.sh).
+# cargo-zigbuild cross-builds the Lambda zips with zig (pulled in as ziglang), statically linked (layer/build.sh).
 CARGO_ZIGBUILD_VERSION := 0.24.1
 ZIGLANG_VERSION := 0.17.1
 # AWS's runtime interface client for Python: the Python function test (tests/tests/e2e_runtimes.rs) runs under it,
@@ -41,7 +41,7 @@ $(VENV_STAMP):
 
 venv: $(VENV_STAMP)
 
-# The layer zip and the function zip for provided.al2023 in layer/dist/, checked for glibc <= 2.34 and the
+# The layer zip and the function zip for provided.al2023 in layer/dist/, checked for static linking and the
 # architecture (layer/check.sh). Release profile: about 8 min from scratch on 2 cores, seconds when up to date.
 # DATABASE_CA_BUNDLE=path.pem puts the database server's CA bundle into the function zip (certs/database-ca.pem),
 # and the function then verifies the server (verify-full). For RDS, AWS publishes the bundle at
@@ -178,13 +178,14 @@ reliability: venv pg package
 # Markdown table; raw numbers go to target/bench/. BENCH_PEER_CMD adds a peer column; BENCH_SECONDS and
 # BENCH_REPEATS change the run length. No timing is asserted anywhere: this measures, it does not test.
 .PHONY: bench
-# The extension is built last, with the function only, as layer/build.sh builds it: built beside the bench, cargo
-# would unify the features of the bench's dependencies into it (HTTP/2 among them), and the bench would measure a
-# binary that does not ship.
-bench: venv pg package
+# Ours is the binary that ships, the layer's (`make package` for this machine's architecture): SECRETCACHE_BIN points
+# the bench there.
+BENCH_ARCH := $(if $(filter aarch64,$(shell uname -m)),arm64,x86_64)
+bench: venv pg
+	$(MAKE) --no-print-directory package ARCH=$(BENCH_ARCH)
 	$(CARGO) build --release -p secretcache-bench
-	$(CARGO) build --release -p secretcache -p items-function --bins
-	$(CARGO) run --quiet --release -p secretcache-bench --bin secretcache-bench
+	SECRETCACHE_BIN='$(CURDIR)/target/lambda/$(BENCH_ARCH)/layer/extensions/secretcache' \
+	  $(CARGO) run --quiet --release -p secretcache-bench --bin secretcache-bench
 
 # `make bench` with the AWS Secrets Manager Agent (crates.io `aws_secretsmanager_agent`, built once into
 # target/peers/, about 7 minutes on 2 cores) as the peer column, started by tests/bench/peers/.

@@ -71,7 +71,7 @@ impl Standalone {
         port: u16,
         token: String,
     ) -> Standalone {
-        let mut cmd = Command::new(crate::bin_path("secretcache"));
+        let mut cmd = Command::new(crate::extension_bin());
         cmd.args(args);
         cmd.env_clear();
         for (k, v) in &env {

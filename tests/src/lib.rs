@@ -69,6 +69,26 @@ pub fn bin_path(name: &str) -> PathBuf {
     path
 }
 
+/// Environment variable: the `secretcache` binary to run instead of this build's (`make bench` points it at the
+/// packaged one, `target/lambda/<arch>/layer/extensions/secretcache`, so the bench measures the binary that ships).
+pub const EXTENSION_BIN_VAR: &str = "SECRETCACHE_BIN";
+
+/// The `secretcache` binary the tests and the bench run: [`EXTENSION_BIN_VAR`] when set, else this build's.
+pub fn extension_bin() -> PathBuf {
+    match std::env::var_os(EXTENSION_BIN_VAR) {
+        Some(p) if !p.is_empty() => {
+            let path = PathBuf::from(p);
+            assert!(
+                path.exists(),
+                "{EXTENSION_BIN_VAR}={} does not exist",
+                path.display()
+            );
+            path
+        }
+        _ => bin_path("secretcache"),
+    }
+}
+
 /// One of Lambda's two instruction set architectures, named as the zips name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
@@ -124,11 +144,11 @@ pub fn with_layer(function: impl Into<PathBuf>, arch: Arch, endpoint: &str) -> l
     with_extension(function, lambda_zip("secretcache-layer", arch), endpoint)
 }
 
-/// `function` with the `secretcache` binary of this build (no zip: lambda-env links it into `/opt/extensions`), set
-/// up as [`with_layer`] sets up the layer, and logging at debug. For the extension's lifecycle tests, which need the
-/// build under test, not a packaged release.
+/// `function` with the `secretcache` binary of [`extension_bin`] (no zip: lambda-env links it into
+/// `/opt/extensions`), set up as [`with_layer`] sets up the layer, and logging at debug. For the extension's lifecycle
+/// tests, which need the build under test, and the bench.
 pub fn with_extension_binary(function: impl Into<PathBuf>, endpoint: &str) -> lambda_env::Options {
-    with_extension(function, bin_path("secretcache"), endpoint)
+    with_extension(function, extension_bin(), endpoint)
         .var("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "debug")
         .var("AWS_EC2_METADATA_DISABLED", "true")
 }

@@ -59,6 +59,14 @@ pub struct SettingError {
 }
 
 impl Settings {
+    /// Repeats of each cold start (item 4): three times [`Settings::repeats`]. One process start is one sample, and
+    /// on a shared 2-CPU machine a start varies by several times its median (another process scheduled at the wrong
+    /// millisecond), where a 10 s load window averages that out; the medians of three starts moved the ratios by
+    /// half from one run to the next.
+    pub fn cold_repeats(&self) -> usize {
+        self.repeats * 3
+    }
+
     /// The 10 s per load point, repeated 3 times: about 4 minutes on two CPUs for ours and the baseline (a
     /// peer adds about 1.5 minutes).
     pub fn defaults() -> Settings {

@@ -1,6 +1,7 @@
-//! Item 4, the cold path, on a fresh process per repeat (unpinned, as a cold start is not a steady state):
-//! - spawn-to-ready: ours runs in the local Lambda environment (lambda-env's Extensions API, the release binary linked
-//!   into `/opt/extensions`, freezing off), from its process's start to its first `event/next`, with its port open
+//! Item 4, the cold path, on a fresh process per repeat ([`Settings::cold_repeats`] of them; unpinned, as a cold start
+//! is not a steady state):
+//! - spawn-to-ready: ours runs in the local Lambda environment (lambda-env's Extensions API, the binary that ships
+//!   linked into `/opt/extensions`, freezing off), from its process's start to its first `event/next`, with its port open
 //!   when it registered (else until `/ping` answers, if later); the baseline is the minimal server's spawn until its
 //!   port answers. A peer runs outside lambda-env (it need not be a Lambda extension): its figure is spawn until its
 //!   port answers;
@@ -188,7 +189,7 @@ pub async fn run(
     let mut base = Samples::default();
     let mut mine = Samples::default();
     let mut theirs = Samples::default();
-    for _ in 0..settings.repeats {
+    for _ in 0..settings.cold_repeats() {
         let b = spawn_baseline(64, None).await?;
         base.ready_ms.push(ms(b.spawn_to_ready));
         let sm = aws_sdk_secretsmanager::Client::new(

@@ -50,7 +50,7 @@ fn stripped_peer(out_dir: &std::path::Path) -> Result<Option<std::path::PathBuf>
 /// the size of a stripped copy of that binary and of that copy deflated (what its zip would hold).
 pub fn run(out_dir: &std::path::Path) -> Result<Vec<Row>, String> {
     let peer = stripped_peer(out_dir)?;
-    let ours = secretcache_tests::bin_path("secretcache");
+    let ours = secretcache_tests::extension_bin();
     let base = secretcache_tests::bin_path("bench-baseline-server");
     let sized =
         |p: &std::path::Path| file_size(p).map_or(Cell::text("missing"), |b| Cell::of(&[mib(b)]));
