@@ -53,8 +53,9 @@ pub struct Lifecycle<U, W> {
     pub invoke_budget: Duration,
     /// SnapStart: no prefetch before the snapshot, and everything cached is expired after restore.
     pub snap_start: bool,
-    /// Building the upstream clients ahead of the first read: started once registered in Lambda, so that it does
-    /// not compete with the registration that gates the function's init, and at once in standalone mode.
+    /// Building the upstream clients ahead of the first read: in Lambda, started once the first `event/next` is on
+    /// its way (registering, and that `next`, are what gate the function's init; the warm-up's CPU work must not
+    /// delay them), and at once in standalone mode.
     pub warm_up: WarmUp,
 }
 
@@ -65,6 +66,42 @@ impl std::fmt::Debug for WarmUp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("WarmUp")
     }
+}
+
+/// Waits for the next event. The first time, `warm_up` is started once that request is on its way, not before: the
+/// first `next` ends our part of the function's init, and the warm-up is several milliseconds of CPU (root
+/// certificates, client set-up) that would otherwise compete with it, and with the runtime's init, for the one or
+/// two CPUs Lambda gives. Sending the request is the connection task's work; the warm-up yields once before it
+/// starts, so that task, woken by the request, runs first.
+async fn next_then_warm_up(
+    api: &extensions_api::ExtensionsApi,
+    warm_up: &mut Option<WarmUp>,
+) -> Result<Event, extensions_api::ApiError> {
+    let next = api.next();
+    let Some(WarmUp(work)) = warm_up.take() else {
+        return next.await;
+    };
+    let mut next = std::pin::pin!(next);
+    let mut work = Some(work);
+    let start = |work: &mut Option<_>| {
+        if let Some(work) = work.take() {
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                work.await;
+            });
+        }
+    };
+    let event = std::future::poll_fn(|cx| {
+        let polled = std::future::Future::poll(next.as_mut(), cx);
+        if polled.is_pending() {
+            start(&mut work);
+        }
+        polled
+    })
+    .await;
+    // Answered at once (an error, in practice): the warm-up still runs.
+    start(&mut work);
+    event
 }
 
 /// A lifecycle failure: registering or talking to the Extensions API.
@@ -91,7 +128,6 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
             extensions_api::register(runtime_api, &extension_name(), &["INVOKE", "SHUTDOWN"])
                 .await
                 .map_err(|e| LifecycleError(e.to_string()))?;
-        tokio::spawn(warm_up.0);
         tracing::info!(function = %registration.function_name, "registered with the Extensions API");
         if snap_start {
             tracing::info!(
@@ -103,10 +139,11 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
         let function_name = registration.function_name;
         let mut first = true;
         let mut last_emf = Instant::now();
+        let mut warm_up = Some(warm_up);
         let events = async {
             loop {
                 // Asking for the next event is how Lambda learns we are done with this one.
-                let event = match api.next().await {
+                let event = match next_then_warm_up(&api, &mut warm_up).await {
                     Ok(e) => e,
                     Err(e) => {
                         // The API is gone or broken: say so once, so Lambda resets the environment.
