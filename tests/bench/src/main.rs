@@ -116,8 +116,9 @@ async fn run(settings: Settings) -> Result<Report, String> {
     let header = vec![
         format!("Machine: {}.", machine.describe()),
         format!(
-            "Load: {window}. Closed loop, keep-alive, hyper client on one thread. Cold path and memory: {} fresh \
-             processes each.",
+            "Load: {window}. Closed loop, keep-alive, hyper client on one thread. Cold path: {} fresh processes \
+             each; memory: {}.",
+            settings.cold_repeats(),
             settings.repeats
         ),
         format!(
