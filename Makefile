@@ -25,7 +25,7 @@ ARCH ?= x86_64
 CARGO ?= cargo
 
 
-.PHONY: all venv pg qemu node-ric package packages build test test-builds check lint fmt-check clippy unit doc rust-version deny run \
+.PHONY: all venv pg qemu node-ric package packages build test check lint fmt-check clippy unit doc rust-version deny run \
   deploy-check fmt clean reliability fuzz
 
 all: test
@@ -154,19 +154,9 @@ lint: fmt-check clippy rust-version deny
 # `make check`, `make lint`, then every whole-system test: the built binaries against moto and a throwaway
 # PostgreSQL (the tests start both themselves), both architectures' zips and the Python and Node functions in the
 # local Lambda environment, and the deploy templates' offline checks.
-#
-# Two jobs at a time: the zips' release build (about 12 of a fresh clone's minutes, in its own target directory, so
-# no cargo lock stands between them) runs beside everything else, one step after another. Alone, each leaves one of
-# the two CPUs idle for minutes: a fat-LTO link and the largest crates (aws-sdk-ssm) compile on one thread. Each
-# command's output is printed whole when it ends (the zips' build, at its end). Cargo ignores make's jobserver here
-# (make keeps it from non-recursive commands) and runs its own, so each build may still use both CPUs.
-test: venv pg qemu
-	$(MAKE) --no-print-directory -j2 --output-sync=line test-builds
+test: venv pg qemu node-ric check lint build packages
 	$(CARGO) test --workspace --test '*'
 	@if [ -f deploy/check.sh ]; then $(MAKE) --no-print-directory deploy-check; fi
-
-# packages first: with -j2 it takes one job slot for its whole build, and the rest take turns in the other.
-test-builds: packages node-ric check lint build
 
 deploy-check: venv
 	VENV=$(VENV) bash deploy/check.sh

@@ -88,8 +88,6 @@ for arch in "${archs[@]}"; do
   esac
 done
 
-# Their own target directory: `make test` builds the zips beside its debug builds, which hold target/'s lock.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}/zips"
 start=$(date +%s)
 cargo zigbuild --release "${targets[@]}" -p secretcache -p items-function --bins
 echo "layer/build.sh: compiled for ${archs[*]} in $(($(date +%s) - start)) s"
@@ -100,7 +98,7 @@ stage=""
 trap 'rm -rf "$stage"' EXIT
 for arch in "${archs[@]}"; do
   triple="$(triple_of "$arch")"
-  built="$CARGO_TARGET_DIR/$triple/release"
+  built="$root/target/$triple/release"
   out="$root/target/lambda/$arch"
   install -D -m 755 "$built/secretcache" "$out/secretcache/bootstrap"
   install -D -m 755 "$built/items-function" "$out/items-function/bootstrap"
