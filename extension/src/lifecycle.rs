@@ -71,18 +71,23 @@ impl std::fmt::Debug for WarmUp {
 /// Waits for the next event. The first time, `warm_up` is started once that request is on its way, not before: the
 /// first `next` ends our part of the function's init, and the warm-up is several milliseconds of CPU (root
 /// certificates, client set-up) that would otherwise compete with it, and with the runtime's init, for the one or
-/// two CPUs Lambda gives. Sending the request is the connection task's work; the warm-up yields once before it
-/// starts, so that task, woken by the request, runs first.
+/// two CPUs Lambda gives.
 async fn next_then_warm_up(
     api: &extensions_api::ExtensionsApi,
     warm_up: &mut Option<WarmUp>,
 ) -> Result<Event, extensions_api::ApiError> {
-    let next = api.next();
-    let Some(WarmUp(work)) = warm_up.take() else {
-        return next.await;
-    };
-    let mut next = std::pin::pin!(next);
-    let mut work = Some(work);
+    match warm_up.take() {
+        Some(work) => once_pending_start(api.next(), work).await,
+        None => api.next().await,
+    }
+}
+
+/// Awaits `first`, and starts `work` in the background once `first` has been polled and is waiting (for `next`: the
+/// request has been handed to its connection), or once it is done if it never waits. The work yields once before it
+/// runs, so a task that `first` woke (the connection task that writes the request) runs before it.
+async fn once_pending_start<F: std::future::Future>(first: F, work: WarmUp) -> F::Output {
+    let mut first = std::pin::pin!(first);
+    let mut work = Some(work.0);
     let start = |work: &mut Option<_>| {
         if let Some(work) = work.take() {
             tokio::spawn(async move {
@@ -91,17 +96,16 @@ async fn next_then_warm_up(
             });
         }
     };
-    let event = std::future::poll_fn(|cx| {
-        let polled = std::future::Future::poll(next.as_mut(), cx);
+    let output = std::future::poll_fn(|cx| {
+        let polled = first.as_mut().poll(cx);
         if polled.is_pending() {
             start(&mut work);
         }
         polled
     })
     .await;
-    // Answered at once (an error, in practice): the warm-up still runs.
     start(&mut work);
-    event
+    output
 }
 
 /// A lifecycle failure: registering or talking to the Extensions API.
@@ -329,5 +333,64 @@ async fn terminate_signal() {
             );
             std::future::pending::<()>().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A warm-up that records that it ran, and whether `sent` was already set when it did.
+    fn recording(sent: &Arc<AtomicBool>) -> (WarmUp, tokio::sync::oneshot::Receiver<bool>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = Arc::clone(sent);
+        let work = WarmUp(Box::pin(async move {
+            let _ = tx.send(sent.load(Ordering::SeqCst));
+        }));
+        (work, rx)
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn the_warm_up_starts_while_the_first_next_waits_and_after_its_request_went_out() {
+        let sent = Arc::new(AtomicBool::new(false));
+        let (work, ran) = recording(&sent);
+        let (answer, answered) = tokio::sync::oneshot::channel::<&str>();
+        // Stands in for `next`: the connection task it wakes writes the request (sets `sent`); the answer comes
+        // only once the warm-up has run, so a helper that waited for the event before starting it would hang.
+        let first = {
+            let sent = Arc::clone(&sent);
+            async move {
+                tokio::spawn(async move { sent.store(true, Ordering::SeqCst) });
+                answered.await.expect("answered")
+            }
+        };
+        let answerer = tokio::spawn(async move {
+            let saw_sent = ran.await.expect("the warm-up ran");
+            let _ = answer.send("INVOKE");
+            saw_sent
+        });
+        let event = tokio::time::timeout(Duration::from_secs(5), once_pending_start(first, work))
+            .await
+            .expect("the warm-up started while the first next was still waiting");
+        assert_eq!(event, "INVOKE");
+        assert!(
+            answerer.await.expect("answerer"),
+            "the warm-up ran before the task that sends the request"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn the_warm_up_still_runs_when_the_first_next_answers_at_once() {
+        let sent = Arc::new(AtomicBool::new(false));
+        let (work, ran) = recording(&sent);
+        let out = once_pending_start(async { 7 }, work).await;
+        assert_eq!(out, 7);
+        tokio::time::timeout(Duration::from_secs(5), ran)
+            .await
+            .expect("the warm-up ran")
+            .expect("the warm-up sent");
     }
 }
