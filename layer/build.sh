@@ -6,7 +6,7 @@
 #                                             DATABASE_CA_BUNDLE names a PEM bundle of the database server's CAs
 # then runs layer/check.sh on them, so a zip that Lambda would refuse to start never leaves this script. The
 # binaries are also left in target/lambda/<arch>/{secretcache,items-function}/bootstrap (deploy/Dockerfile reads
-# them there) and the extension in target/lambda/<arch>/layer/extensions/secretcache (`make bench` measures it).
+# them there), and the layer unzipped in target/lambda/<arch>/layer/ (`make bench` runs its extensions/secretcache).
 #
 # DATABASE_CA_BUNDLE: the function finds certs/database-ca.pem under LAMBDA_TASK_ROOT by itself and then verifies the
 # server (sslmode verify-full). We never ship a bundle of our own: for RDS, download AWS's from
@@ -102,14 +102,15 @@ for arch in "${archs[@]}"; do
   out="$root/target/lambda/$arch"
   install -D -m 755 "$built/secretcache" "$out/secretcache/bootstrap"
   install -D -m 755 "$built/items-function" "$out/items-function/bootstrap"
-  # The layer's binary under the name Lambda gives the extension (its file name in /opt/extensions): `make bench`
-  # runs this one.
-  install -D -m 755 "$built/secretcache" "$out/layer/extensions/secretcache"
 
+  # The layer as Lambda extracts it into /opt, kept: the extension under the name Lambda gives it (its file name in
+  # /opt/extensions), which `make bench` runs.
+  layer="$out/layer"
+  rm -rf "$layer"
+  install -D -m 755 "$built/secretcache" "$layer/extensions/secretcache"
+  install -m 755 "$root/layer/secretcache-wrapper" "$layer/secretcache-wrapper"
   stage="$(mktemp -d)"
-  mkdir -p "$stage/layer/extensions" "$stage/function"
-  install -m 755 "$out/secretcache/bootstrap" "$stage/layer/extensions/secretcache"
-  install -m 755 "$root/layer/secretcache-wrapper" "$stage/layer/secretcache-wrapper"
+  mkdir -p "$stage/function"
   install -m 755 "$out/items-function/bootstrap" "$stage/function/bootstrap"
   function_members=(bootstrap)
   if [ -n "$bundle" ]; then
@@ -123,9 +124,9 @@ for arch in "${archs[@]}"; do
   layer_zip="$dist/secretcache-layer-$arch.zip"
   function_zip="$dist/items-function-$arch.zip"
   rm -f "$layer_zip" "$function_zip"
-  touch -d '2000-01-01 00:00:00 UTC' "$stage/layer/extensions/secretcache" "$stage/layer/secretcache-wrapper" \
+  touch -d '2000-01-01 00:00:00 UTC' "$layer/extensions/secretcache" "$layer/secretcache-wrapper" \
     "$stage/function/bootstrap"
-  (cd "$stage/layer" && zip -q -X -D -9 "$layer_zip" extensions/secretcache secretcache-wrapper)
+  (cd "$layer" && zip -q -X -D -9 "$layer_zip" extensions/secretcache secretcache-wrapper)
   (cd "$stage/function" && zip -q -X -D -9 "$function_zip" "${function_members[@]}")
   rm -rf "$stage"
 
