@@ -61,7 +61,7 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), Life
     metrics.set_config_errors(config.diagnostics.errors.len() as u64);
     // The SDK clients are built in the background (in Lambda, once registered): registration, and so the function's
     // init, need not wait for them, and a read that comes first waits for the same build.
-    let upstream = AwsUpstream::new(&config);
+    let upstream = AwsUpstream::new(&config, Arc::clone(&metrics));
     let warm_up = lifecycle::WarmUp(Box::pin({
         let upstream = upstream.clone();
         async move { upstream.warm_up().await }

@@ -25,6 +25,11 @@ pub struct Metrics {
     refresh_now_coalesced: AtomicU64,
     refresh_skipped_backoff: AtomicU64,
     pauses_detected: AtomicU64,
+    alias_conflicts: AtomicU64,
+    region_clients: AtomicU64,
+    region_clients_evicted: AtomicU64,
+    keys_remembered: AtomicU64,
+    keys_forgotten: AtomicU64,
     upstream: Mutex<Upstream>,
 }
 
@@ -66,6 +71,16 @@ pub struct Snapshot {
     pub refresh_skipped_backoff: u64,
     /// Pauses the monotonic clock did not see (wall clock jumps).
     pub pauses_detected: u64,
+    /// Spellings that two secrets' answers both claimed, and that were dropped for both.
+    pub alias_conflicts: u64,
+    /// Clients of other regions than the home one, held now (bounded).
+    pub region_clients: u64,
+    /// Clients of other regions dropped to keep within the bound.
+    pub region_clients_evicted: u64,
+    /// Keys held now in the memories of failing keys (backoff) and recent refusals (bounded).
+    pub keys_remembered: u64,
+    /// Keys those memories dropped to keep within their bound.
+    pub keys_forgotten: u64,
 }
 
 impl Metrics {
@@ -101,6 +116,21 @@ impl Metrics {
     /// A pause the monotonic clock did not see.
     pub fn pause_detected(&self) {
         self.pauses_detected.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A spelling two secrets' answers both claimed.
+    pub fn alias_conflict(&self) {
+        self.alias_conflicts.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Other regions' clients held now, and how many were dropped to keep within the bound.
+    pub fn set_region_clients(&self, held: u64, evicted: u64) {
+        self.region_clients.store(held, Ordering::Relaxed);
+        self.region_clients_evicted
+            .fetch_add(evicted, Ordering::Relaxed);
+    }
+    /// Keys in the per-key memories (backoff, refusals) now, and how many were just dropped to keep within the bound.
+    pub fn set_keys_remembered(&self, held: u64, forgotten: u64) {
+        self.keys_remembered.store(held, Ordering::Relaxed);
+        self.keys_forgotten.fetch_add(forgotten, Ordering::Relaxed);
     }
     /// How many configuration values could not be used, set once at start.
     pub fn set_config_errors(&self, n: u64) {
@@ -139,6 +169,11 @@ impl Metrics {
             refresh_now_coalesced: self.refresh_now_coalesced.load(Ordering::Relaxed),
             refresh_skipped_backoff: self.refresh_skipped_backoff.load(Ordering::Relaxed),
             pauses_detected: self.pauses_detected.load(Ordering::Relaxed),
+            alias_conflicts: self.alias_conflicts.load(Ordering::Relaxed),
+            region_clients: self.region_clients.load(Ordering::Relaxed),
+            region_clients_evicted: self.region_clients_evicted.load(Ordering::Relaxed),
+            keys_remembered: self.keys_remembered.load(Ordering::Relaxed),
+            keys_forgotten: self.keys_forgotten.load(Ordering::Relaxed),
         }
     }
 
@@ -187,6 +222,21 @@ impl Metrics {
             "secretcache_clock_pauses_total",
             "Pauses the monotonic clock did not see (the wall clock jumped ahead).",
             s.pauses_detected,
+        );
+        counter(
+            "secretcache_alias_conflicts_total",
+            "Spellings two secrets' answers both claimed; dropped for both, never served across.",
+            s.alias_conflicts,
+        );
+        counter(
+            "secretcache_region_clients_evicted_total",
+            "Other regions' clients dropped to keep within their bound.",
+            s.region_clients_evicted,
+        );
+        counter(
+            "secretcache_keys_forgotten_total",
+            "Keys the backoff and refusal memories dropped to keep within their bound.",
+            s.keys_forgotten,
         );
         let _ = writeln!(
             out,
@@ -248,6 +298,16 @@ impl Metrics {
                 "secretcache_cache_bytes",
                 "Bytes of cached bodies now.",
                 s.bytes,
+            ),
+            (
+                "secretcache_region_clients",
+                "Clients of other regions than the home one, held now.",
+                s.region_clients,
+            ),
+            (
+                "secretcache_keys_remembered",
+                "Keys held now in the backoff and refusal memories.",
+                s.keys_remembered,
             ),
             (
                 "secretcache_config_errors",

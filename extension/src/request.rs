@@ -109,6 +109,36 @@ pub fn arn_region(id: &str) -> Option<&str> {
     (parts.next().is_some() && !region.is_empty()).then_some(region)
 }
 
+/// Whether `region` has AWS's region form: lowercase letters in dash-separated labels, the last one a number
+/// (`us-east-1`, `us-gov-west-1`, `cn-north-1`, `eusc-de-east-1`), at most 32 characters. A region named in an ARN
+/// builds clients of its own, so only this form is let through (the clients themselves are few and bounded too).
+pub fn is_region(region: &str) -> bool {
+    let mut labels = region.split('-');
+    let last = labels.next_back().unwrap_or_default();
+    let letters: Vec<&str> = labels.collect();
+    region.len() <= 32
+        && letters.len() >= 2
+        && letters
+            .iter()
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_lowercase()))
+        && !last.is_empty()
+        && last.len() <= 3
+        && last.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// An id that is an ARN must name its region in AWS's form ([`is_region`]); a name (or an ARN without a region) goes
+/// to the home region.
+fn check_region(name: &'static str, id: &str) -> Result<(), QueryError> {
+    match arn_region(id) {
+        Some(region) if !is_region(region) => Err(QueryError::Invalid {
+            name,
+            expected: "a name or an ARN whose region has AWS's form: lowercase dash-separated labels ending in a \
+                       number, like us-east-1",
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The cache key and upstream request for one SSM parameter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ParameterKey {
@@ -134,6 +164,7 @@ impl ParameterRequest {
     pub fn parse(raw_query: &str) -> Result<Self, QueryError> {
         let q = Query::parse(raw_query)?;
         let name = q.required("name")?;
+        check_region("name", name)?;
         let version = q.get("version")?.filter(|v| !v.is_empty());
         let label = q.get("label")?.filter(|v| !v.is_empty());
         // Both given: the first one in the query wins, as the AWS documentation says.
@@ -186,6 +217,9 @@ impl BatchRequest {
     /// Parses `secretId=a&secretId=b...` (1 to 20; their current versions), with an optional `field`.
     pub fn secrets(raw_query: &str) -> Result<Self, QueryError> {
         let ids = repeated(raw_query, "secretId", MAX_BATCH_SECRETS)?;
+        for id in &ids {
+            check_region("secretId", id)?;
+        }
         let q = Query::parse(raw_query)?;
         let keys = ids
             .iter()
@@ -206,6 +240,9 @@ impl BatchRequest {
     /// Parses `name=a&name=b...` (1 to 10), `withDecryption` and an optional `field`.
     pub fn parameters(raw_query: &str) -> Result<Self, QueryError> {
         let ids = repeated(raw_query, "name", MAX_BATCH_PARAMETERS)?;
+        for id in &ids {
+            check_region("name", id)?;
+        }
         let q = Query::parse(raw_query)?;
         let with_decryption = q.flag("withDecryption")?;
         let keys = ids
@@ -468,6 +505,7 @@ impl SecretRequest {
     }
 
     fn with_id(secret_id: String, q: &Query<'_>) -> Result<Self, QueryError> {
+        check_region("secretId", &secret_id)?;
         let version_id = q.get("versionId")?.filter(|v| !v.is_empty());
         let version_stage = q.get("versionStage")?.filter(|v| !v.is_empty());
         let selector = match (version_id, version_stage) {
@@ -812,5 +850,63 @@ mod tests {
             parse("secretId=a&foo=bar&&").expect("ok").key.secret_id,
             "a"
         );
+    }
+
+    #[test]
+    fn a_region_in_an_arn_must_have_aws_form() {
+        for ok in [
+            "us-east-1",
+            "us-gov-west-1",
+            "cn-north-1",
+            "eusc-de-east-1",
+            "ap-southeast-7",
+            "zz-made-up-9",
+        ] {
+            assert!(is_region(ok), "{ok}");
+            let arn = format!("arn:aws:secretsmanager:{ok}:123456789012:secret:db-AbCdEf");
+            assert!(parse(&format!("secretId={arn}")).is_ok(), "{arn}");
+        }
+        for bad in [
+            "",
+            "us",
+            "us-1",
+            "US-EAST-1",
+            "us-east",
+            "us-east-1a",
+            "us_east_1",
+            "us--east-1",
+            "-us-east-1",
+            "us-east-1-",
+            "us-east-1234",
+            "../../etc-passwd-1",
+            "a-b-c-d-e-f-g-h-i-j-k-l-m-n-o-p-q-1",
+        ] {
+            assert!(!is_region(bad), "{bad:?}");
+        }
+        for q in [
+            "secretId=arn:aws:secretsmanager:Not-A-Region:1:secret:x",
+            "secretId=arn:aws:secretsmanager:us-east-1x:1:secret:x",
+        ] {
+            assert!(
+                matches!(
+                    parse(q),
+                    Err(QueryError::Invalid {
+                        name: "secretId",
+                        ..
+                    })
+                ),
+                "{q}"
+            );
+        }
+        assert!(
+            BatchRequest::secrets("secretId=a&secretId=arn:aws:secretsmanager:x-y:1:secret:s")
+                .is_err()
+        );
+        assert!(ParameterRequest::parse("name=arn:aws:ssm:nowhere:1:parameter/p").is_err());
+        assert!(BatchRequest::parameters("name=arn:aws:ssm:Bad-Region-1:1:parameter/p").is_err());
+        assert!(SecretRequest::parse_path("arn:aws:secretsmanager:bad:1:secret:x", "").is_err());
+        // A name, and an ARN that names no region, go to the home region as before.
+        assert!(parse("secretId=my-db-1").is_ok());
+        assert!(parse("secretId=arn:aws:secretsmanager::1:secret:x").is_ok());
     }
 }

@@ -236,7 +236,11 @@ async fn one<U: Upstream, W: WallClock, B>(
             tracing::debug!(key = %key, source = source.as_str(), "served")
         }
     }
-    let etag = entry.etag().cloned();
+    // A projection is another representation of the version: its own tag, so a 304 never answers one for another.
+    let etag = match &field {
+        None => entry.etag().cloned(),
+        Some(f) => entry.etag().map(|t| projection_tag(t, f)),
+    };
     if let Some(tag) = &etag {
         if not_modified(req, tag) {
             return Ok(answered(
@@ -356,6 +360,23 @@ async fn batch<U: Upstream, W: WallClock, B>(
         source,
         etag,
     ))
+}
+
+/// The ETag of one field of a version: the version's tag with a digest of the field's name (`"v1-f0a1b2c3d4e5"`).
+fn projection_tag(version_tag: &[u8], field: &str) -> Bytes {
+    let inner = version_tag
+        .strip_prefix(b"\"")
+        .and_then(|t| t.strip_suffix(b"\""))
+        .unwrap_or(version_tag);
+    let digest = Sha256::digest(field.as_bytes());
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let mut tag = Vec::with_capacity(inner.len() + 17);
+    tag.push(b'"');
+    tag.extend_from_slice(inner);
+    tag.extend_from_slice(b"-f");
+    tag.extend_from_slice(hex.as_bytes());
+    tag.push(b'"');
+    Bytes::from(tag)
 }
 
 /// Whether `If-None-Match` names `etag` (or `*`): the client already holds this version.

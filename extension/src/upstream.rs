@@ -9,7 +9,9 @@
 //!   (`upstream/rehearsal.rs`). Endpoints honour `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_SECRETS_MANAGER` and
 //!   `AWS_ENDPOINT_URL_SSM`.
 //! - **Any region**: an ARN of another region is fetched with clients for that region, built the first time one is
-//!   asked for (sent to the home region, it would fail). **Any account**: with a role configured, every call uses
+//!   asked for (sent to the home region, it would fail). The region comes from a caller's request, so it is checked
+//!   for AWS's form when the request is parsed, and at most [`MAX_REGION_CLIENTS`] regions' clients are held (least
+//!   recently used dropped first, counted in `/metrics`). **Any account**: with a role configured, every call uses
 //!   its credentials, from the SDK's assume-role provider (STS), cached and refreshed by the SDK.
 //! - the [`Upstream`] impl: one call per key, serialized straight into the response body that the cache keeps, in the
 //!   AWS extension's shape (PascalCase, nulls kept, RFC 3339 dates with milliseconds, base64 binary), from the body
@@ -20,9 +22,8 @@
 //! - [`classify`]: an SDK error becomes an [`UpstreamError`] that keeps its meaning.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
@@ -35,6 +36,7 @@ use aws_sdk_secretsmanager::config::SharedCredentialsProvider;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::operation::batch_get_secret_value::BatchGetSecretValueOutput;
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
+use aws_sdk_secretsmanager::types::SecretValueEntry;
 use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
 use aws_sdk_ssm::operation::get_parameters::GetParametersOutput;
 use aws_smithy_async::rt::sleep::default_async_sleep;
@@ -48,10 +50,11 @@ use secretcache_client::body::{
 use serde::Serialize;
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::cache::alias::SecretArn;
+use crate::cache::alias::{is_arn, SecretArn};
 use crate::cache::{Fetched, Meta, Upstream};
 use crate::config::{Config, Endpoint, SdkSource, SourceConfig};
 use crate::error::UpstreamError;
+use crate::metrics::Metrics;
 use crate::request::{arn_region, Key, ParameterKey, SecretKey, VersionSelector};
 use crate::secret::SecretBody;
 
@@ -79,8 +82,10 @@ struct Inner {
     sdk: OnceCell<SdkConfig>,
     /// The home region's clients.
     home: OnceCell<Arc<Clients>>,
-    /// Other regions' clients, built the first time an ARN of theirs is asked for.
-    regions: Mutex<HashMap<String, Arc<OnceCell<Arc<Clients>>>>>,
+    /// Other regions' clients, built the first time an ARN of theirs is asked for; bounded, least recently used out.
+    regions: moka::future::Cache<String, Arc<Clients>>,
+    /// For the count of other regions' clients held and dropped.
+    metrics: Arc<Metrics>,
     /// Bounds concurrent upstream calls, and so the connections they open, to the configured pool size.
     permits: Semaphore,
     /// Set once the role has been refused BatchGetSecretValue / GetParameters: from then on, one call per key.
@@ -104,10 +109,25 @@ struct Clients {
     ssm: aws_sdk_ssm::Client,
 }
 
+/// The most regions other than the home one whose clients are held at once. A function reads from a few regions at
+/// most; past this, the least recently used region's clients are dropped and built again if it is asked for again.
+pub const MAX_REGION_CLIENTS: u64 = 8;
+
 impl AwsUpstream {
     /// An upstream for `config`; the clients are built from the environment's AWS configuration (region,
-    /// credentials, endpoint overrides) on first use.
-    pub fn new(config: &Config) -> Self {
+    /// credentials, endpoint overrides) on first use. `metrics` counts the other regions' clients.
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Self {
+        let evictions = Arc::clone(&metrics);
+        let regions = moka::future::Cache::builder()
+            .max_capacity(MAX_REGION_CLIENTS)
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
+            .eviction_listener(move |region: Arc<String>, _, cause| {
+                if cause.was_evicted() {
+                    tracing::info!(region = %region, "dropped the clients of the least recently used region");
+                    evictions.set_region_clients(0, 1);
+                }
+            })
+            .build();
         Self {
             inner: Arc::new(Inner {
                 max_connections: config.max_connections,
@@ -120,7 +140,8 @@ impl AwsUpstream {
                 sdk_source: config.sdk_source,
                 sdk: OnceCell::new(),
                 home: OnceCell::new(),
-                regions: Mutex::new(HashMap::new()),
+                regions,
+                metrics,
                 permits: Semaphore::new(config.max_connections),
                 secrets_batch_denied: AtomicBool::new(false),
                 ssm_batch_denied: AtomicBool::new(false),
@@ -198,15 +219,23 @@ impl AwsUpstream {
 
     /// The clients for `region` (an ARN's); `None`, or the home region, is the home clients.
     async fn clients(&self, region: Option<&str>) -> Arc<Clients> {
-        let region = region.filter(|r| Some(*r) != self.inner.home_region.as_deref());
-        let cell = match region {
-            None => return Arc::clone(self.inner.home.get_or_init(|| self.build(None)).await),
-            Some(r) => {
-                let mut regions = self.inner.regions.lock().unwrap_or_else(|p| p.into_inner());
-                Arc::clone(regions.entry(r.to_owned()).or_default())
-            }
+        let Some(region) = region.filter(|r| Some(*r) != self.inner.home_region.as_deref()) else {
+            return Arc::clone(self.inner.home.get_or_init(|| self.build(None)).await);
         };
-        Arc::clone(cell.get_or_init(|| self.build(region)).await)
+        if let Some(clients) = self.inner.regions.get(region).await {
+            return clients;
+        }
+        // Concurrent first reads of one region share one build.
+        let clients = self
+            .inner
+            .regions
+            .get_with_by_ref(region, self.build(Some(region)))
+            .await;
+        self.inner.regions.run_pending_tasks().await;
+        self.inner
+            .metrics
+            .set_region_clients(self.inner.regions.entry_count(), 0);
+        clients
     }
 
     async fn build(&self, region: Option<&str>) -> Arc<Clients> {
@@ -315,11 +344,15 @@ impl AwsUpstream {
             }
             Err(e) => return Some(keys.iter().map(|_| Err(e.clone())).collect()),
         };
-        Some(
-            keys.iter()
-                .map(|k| batch_secret_result(&out, &k.secret_id))
-                .collect(),
-        )
+        let ids: Vec<&str> = keys.iter().map(|k| k.secret_id.as_str()).collect();
+        let mut results = Vec::with_capacity(keys.len());
+        for (key, matched) in keys.iter().zip(match_secret_batch(&out, &ids)) {
+            results.push(match matched {
+                Some(result) => result,
+                None => self.get_secret(key).await,
+            });
+        }
+        Some(results)
     }
 
     /// GetParameters for parameters (one region, one decryption setting). `None` when the role may not call it.
@@ -358,11 +391,15 @@ impl AwsUpstream {
             }
             Err(e) => return Some(keys.iter().map(|_| Err(e.clone())).collect()),
         };
-        Some(
-            keys.iter()
-                .map(|k| batch_parameter_result(&out, &k.name))
-                .collect(),
-        )
+        let names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+        let mut results = Vec::with_capacity(keys.len());
+        for (key, matched) in keys.iter().zip(match_parameter_batch(&out, &names)) {
+            results.push(match matched {
+                Some(result) => result,
+                None => self.get_parameter(key).await,
+            });
+        }
+        Some(results)
     }
 
     /// Every parameter under `path` (recursive, decrypted), as `(key, value)` pairs ready for the cache; for the init
@@ -451,55 +488,160 @@ impl Upstream for AwsUpstream {
     }
 }
 
-/// The answer for `id` in a BatchGetSecretValue result: its value, or its error, matched by the id as asked
-/// (name, full ARN or partial ARN).
-fn batch_secret_result(
+/// What a BatchGetSecretValue answer says for each id asked, in order: its value, its error, or `None` when the answer
+/// cannot be matched to the id beyond doubt (the caller then asks for that id alone). An answer names no id, so it is
+/// matched by what it is: an id that is its full ARN first, then an id that is its name, then an id that is a partial
+/// ARN its ARN extends. Several candidates (two secrets of one name in two accounts, or a secret named like another's
+/// ARN) are narrowed to those no other id took; if still not one, the id is left to a call of its own. A
+/// secret named `<another's name>-<its suffix>` has a partial ARN equal to the other's full ARN: matching full ARNs
+/// first keeps the other's id from taking its value.
+fn match_secret_batch(
     out: &BatchGetSecretValueOutput,
-    id: &str,
-) -> Result<Fetched, UpstreamError> {
-    let found = out.secret_values().iter().find(|v| {
-        v.name() == Some(id)
-            || v.arn() == Some(id)
-            || v.arn()
+    ids: &[&str],
+) -> Vec<Option<Result<Fetched, UpstreamError>>> {
+    let values = out.secret_values();
+    let error_for = |id: &str| out.errors().iter().find(|e| e.secret_id() == Some(id));
+    let mut chosen: Vec<Option<usize>> = ids
+        .iter()
+        .map(|id| values.iter().position(|v| v.arn() == Some(*id)))
+        .collect();
+    let by_name = |v: &SecretValueEntry, id: &str| !is_arn(id) && v.name() == Some(id);
+    let by_partial = |v: &SecretValueEntry, id: &str| {
+        is_arn(id)
+            && v.arn()
                 .and_then(SecretArn::parse)
                 .is_some_and(|a| a.partial == id)
-    });
-    if let Some(v) = found {
-        let single = GetSecretValueOutput::builder()
-            .set_arn(v.arn().map(str::to_owned))
-            .set_name(v.name().map(str::to_owned))
-            .set_version_id(v.version_id().map(str::to_owned))
-            .set_secret_binary(v.secret_binary().cloned())
-            .set_secret_string(v.secret_string().map(str::to_owned))
-            .set_version_stages(Some(v.version_stages().to_vec()))
-            .set_created_date(v.created_date().cloned())
-            .build();
-        return secret_fetched(&single);
+    };
+    for matches in [
+        &by_name as &dyn Fn(&SecretValueEntry, &str) -> bool,
+        &by_partial,
+    ] {
+        for i in 0..ids.len() {
+            if chosen[i].is_some() || error_for(ids[i]).is_some() {
+                continue;
+            }
+            let candidates: Vec<usize> = (0..values.len())
+                .filter(|j| matches(&values[*j], ids[i]))
+                .collect();
+            chosen[i] = only_one(&candidates, |j| chosen.contains(&Some(j)));
+        }
     }
-    match out.errors().iter().find(|e| e.secret_id() == Some(id)) {
-        Some(e) => Err(classify_service(e.error_code(), e.message(), 400)),
-        None => Err(UpstreamError::NotFound {
-            code: "ResourceNotFoundException".into(),
-            message: "the batch answer has no value and no error for this secret".into(),
-        }),
+    ids.iter()
+        .zip(chosen)
+        .map(|(id, chosen)| match (chosen, error_for(id)) {
+            (Some(j), _) => {
+                let v = &values[j];
+                let single = GetSecretValueOutput::builder()
+                    .set_arn(v.arn().map(str::to_owned))
+                    .set_name(v.name().map(str::to_owned))
+                    .set_version_id(v.version_id().map(str::to_owned))
+                    .set_secret_binary(v.secret_binary().cloned())
+                    .set_secret_string(v.secret_string().map(str::to_owned))
+                    .set_version_stages(Some(v.version_stages().to_vec()))
+                    .set_created_date(v.created_date().cloned())
+                    .build();
+                Some(secret_fetched(&single))
+            }
+            (None, Some(e)) => Some(Err(classify_service(e.error_code(), e.message(), 400))),
+            (None, None) => None,
+        })
+        .collect()
+}
+
+/// The one candidate, or else the one no other id took (`taken`); `None` when that is not exactly one either.
+fn only_one(candidates: &[usize], taken: impl Fn(usize) -> bool) -> Option<usize> {
+    match candidates {
+        [one] => Some(*one),
+        _ => {
+            let free: Vec<usize> = candidates.iter().copied().filter(|j| !taken(*j)).collect();
+            match free[..] {
+                [one] => Some(one),
+                _ => None,
+            }
+        }
     }
 }
 
-/// The answer for `name` in a GetParameters result: its value, or not found when it is among the invalid names.
-fn batch_parameter_result(out: &GetParametersOutput, name: &str) -> Result<Fetched, UpstreamError> {
-    let found = out.parameters().iter().find(|p| {
-        p.name() == Some(name)
-            || p.arn() == Some(name)
-            || p.selector()
-                .is_some_and(|s| p.name().map(|n| format!("{n}{s}")).as_deref() == Some(name))
-    });
-    match found {
-        Some(p) => parameter_fetched(&GetParameterOutput::builder().parameter(p.clone()).build()),
-        None => Err(UpstreamError::NotFound {
-            code: "ParameterNotFound".into(),
-            message: format!("parameter {name} was not found"),
-        }),
+/// A parameter id split into what names the parameter and its selector (`/p:3` into `/p` and `3`; an ARN's colons
+/// are its own, so only one after the resource counts).
+fn parameter_selector(id: &str) -> (&str, Option<&str>) {
+    let resource_at = if is_arn(id) {
+        id.match_indices(':')
+            .nth(4)
+            .map_or(id.len(), |(i, _)| i + 1)
+    } else {
+        0
+    };
+    match id[resource_at..].rfind(':') {
+        Some(at) => (&id[..resource_at + at], Some(&id[resource_at + at + 1..])),
+        None => (id, None),
     }
+}
+
+/// The selector an SSM answer states (`:3` as `3`), if any.
+fn stated_selector(p: &aws_sdk_ssm::types::Parameter) -> Option<&str> {
+    p.selector()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.strip_prefix(':').unwrap_or(s))
+}
+
+/// What a GetParameters answer says for each name asked, in order: its value, not found when it is among the invalid
+/// parameters, or `None` when the answer cannot be matched to it beyond doubt (the caller asks for it alone). A
+/// value matches a name when its name (or ARN) is the name without its selector and its selector is the one asked:
+/// none for a plain name, `:3` or `:label` for a selected one. SSM returns `Selector` on each selected answer; where
+/// an answer lacks it, a version selector is checked against the answer's version instead, and a plain name with
+/// several candidates is left to a call of its own: an older version must never be cached as the latest.
+fn match_parameter_batch(
+    out: &GetParametersOutput,
+    names: &[&str],
+) -> Vec<Option<Result<Fetched, UpstreamError>>> {
+    let values = out.parameters();
+    let mut chosen: Vec<Option<usize>> = vec![None; names.len()];
+    for (i, name) in names.iter().enumerate() {
+        let (base, selector) = parameter_selector(name);
+        let named =
+            |p: &aws_sdk_ssm::types::Parameter| p.name() == Some(base) || p.arn() == Some(base);
+        let by_selector: Vec<usize> = (0..values.len())
+            .filter(|j| {
+                let p = &values[*j];
+                named(p) && stated_selector(p) == selector
+            })
+            .collect();
+        // An answer without a `Selector` (not SSM's own): a version asked for is checked against its version.
+        let candidates = match (selector, &by_selector[..]) {
+            (Some(want), []) => (0..values.len())
+                .filter(|j| {
+                    let p = &values[*j];
+                    named(p)
+                        && stated_selector(p).is_none()
+                        && want.parse::<i64>().is_ok_and(|v| v == p.version())
+                })
+                .collect(),
+            _ => by_selector,
+        };
+        chosen[i] = match candidates[..] {
+            [one] => Some(one),
+            _ => None,
+        };
+    }
+    names
+        .iter()
+        .zip(chosen)
+        .map(|(name, chosen)| match chosen {
+            Some(j) => Some(parameter_fetched(
+                &GetParameterOutput::builder()
+                    .parameter(values[j].clone())
+                    .build(),
+            )),
+            None if out.invalid_parameters().iter().any(|n| n == name) => {
+                Some(Err(UpstreamError::NotFound {
+                    code: "ParameterNotFound".into(),
+                    message: format!("parameter {name} was not found"),
+                }))
+            }
+            None => None,
+        })
+        .collect()
 }
 
 /// The body and what the upstream said about a GetSecretValue answer.
@@ -930,5 +1072,195 @@ mod tests {
             classify_service(Some("InvalidParameterException"), None, 400),
             UpstreamError::InvalidRequest { .. }
         ));
+    }
+
+    fn secret_entry(arn: &str, name: &str, value: &str) -> SecretValueEntry {
+        SecretValueEntry::builder()
+            .arn(arn)
+            .name(name)
+            .secret_string(value)
+            .version_id("v")
+            .build()
+    }
+
+    fn values(results: Vec<Option<Result<Fetched, UpstreamError>>>) -> Vec<Option<String>> {
+        results
+            .into_iter()
+            .map(|r| {
+                r.map(|r| match r {
+                    Ok(f) => {
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&f.body.bytes()).expect("json");
+                        v.get("SecretString")
+                            .or_else(|| v["Parameter"].get("Value"))
+                            .and_then(|s| s.as_str())
+                            .unwrap_or_default()
+                            .to_owned()
+                    }
+                    Err(e) => format!("error {}", e.code()),
+                })
+            })
+            .collect()
+    }
+
+    const A_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:my/db-AbCdEf";
+
+    #[test]
+    fn identity_batch_answers_match_full_arns_first_so_a_look_alike_never_takes_another_secrets_id()
+    {
+        // B is named `<A's name>-<A's suffix>`: its partial ARN is A's full ARN.
+        let b_arn = format!("{A_ARN}-XyZ123");
+        for order in [[0, 1], [1, 0]] {
+            let entries = [
+                secret_entry(&b_arn, "my/db-AbCdEf", "B"),
+                secret_entry(A_ARN, "my/db", "A"),
+            ];
+            let out = BatchGetSecretValueOutput::builder()
+                .set_secret_values(Some(order.iter().map(|i| entries[*i].clone()).collect()))
+                .build();
+            assert_eq!(
+                values(match_secret_batch(&out, &["my/db-AbCdEf", A_ARN])),
+                [Some("B".to_owned()), Some("A".to_owned())]
+            );
+        }
+    }
+
+    #[test]
+    fn identity_batch_names_and_partial_arns_match_only_beyond_doubt() {
+        let home = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-HomeHm";
+        let foreign = "arn:aws:secretsmanager:us-east-1:999999999999:secret:db-Foreig";
+        let both = BatchGetSecretValueOutput::builder()
+            .secret_values(secret_entry(foreign, "db", "foreign"))
+            .secret_values(secret_entry(home, "db", "home"))
+            .build();
+        // The name takes the one secret of that name no ARN id took.
+        assert_eq!(
+            values(match_secret_batch(&both, &[foreign, "db"])),
+            [Some("foreign".to_owned()), Some("home".to_owned())]
+        );
+        // Both taken by ARN ids: the name is asked for alone.
+        assert_eq!(
+            values(match_secret_batch(&both, &[foreign, "db", home])),
+            [Some("foreign".to_owned()), None, Some("home".to_owned())]
+        );
+        // An error the upstream reports for the name wins over a value of the same name.
+        let refused = BatchGetSecretValueOutput::builder()
+            .secret_values(secret_entry(foreign, "db", "foreign"))
+            .errors(
+                aws_sdk_secretsmanager::types::ApiErrorType::builder()
+                    .secret_id("db")
+                    .error_code("ResourceNotFoundException")
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            values(match_secret_batch(&refused, &[foreign, "db"])),
+            [
+                Some("foreign".to_owned()),
+                Some("error ResourceNotFoundException".to_owned())
+            ]
+        );
+        // A partial ARN matches the one secret that extends it; no answer at all leaves the id to a call of its own.
+        let partial = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db";
+        assert_eq!(
+            values(match_secret_batch(&both, &[partial, "other"])),
+            [Some("home".to_owned()), None]
+        );
+    }
+
+    fn parameter(
+        name: &str,
+        selector: Option<&str>,
+        version: i64,
+        value: &str,
+    ) -> aws_sdk_ssm::types::Parameter {
+        aws_sdk_ssm::types::Parameter::builder()
+            .name(name)
+            .set_selector(selector.map(str::to_owned))
+            .version(version)
+            .value(value)
+            .build()
+    }
+
+    #[test]
+    fn identity_a_selected_parameter_version_is_never_matched_to_the_plain_name() {
+        // As SSM answers GetParameters(["/p:1", "/p"]): each selected answer carries its selector.
+        let real = GetParametersOutput::builder()
+            .parameters(parameter("/p", Some(":1"), 1, "old"))
+            .parameters(parameter("/p", None, 2, "new"))
+            .build();
+        assert_eq!(
+            values(match_parameter_batch(&real, &["/p:1", "/p"])),
+            [Some("old".to_owned()), Some("new".to_owned())]
+        );
+        // A label, and the latest asked for by number too.
+        let labelled = GetParametersOutput::builder()
+            .parameters(parameter("/p", Some(":prod"), 1, "old"))
+            .parameters(parameter("/p", Some(":2"), 2, "new"))
+            .parameters(parameter("/p", None, 2, "new"))
+            .build();
+        assert_eq!(
+            values(match_parameter_batch(&labelled, &["/p", "/p:prod", "/p:2"])),
+            [
+                Some("new".to_owned()),
+                Some("old".to_owned()),
+                Some("new".to_owned())
+            ]
+        );
+        // Without selectors (moto's answers): a version is checked by number, a label cannot be, and the plain name
+        // with two candidates is asked for alone.
+        let bare = GetParametersOutput::builder()
+            .parameters(parameter("/p", None, 1, "old"))
+            .parameters(parameter("/p", None, 2, "new"))
+            .build();
+        assert_eq!(
+            values(match_parameter_batch(&bare, &["/p:1", "/p", "/p:prod"])),
+            [Some("old".to_owned()), None, None]
+        );
+        let missing = GetParametersOutput::builder()
+            .invalid_parameters("/gone")
+            .build();
+        assert_eq!(
+            values(match_parameter_batch(&missing, &["/gone"])),
+            [Some("error ParameterNotFound".to_owned())]
+        );
+    }
+
+    #[test]
+    fn parameter_selectors_are_split_after_the_name_or_the_arns_resource() {
+        assert_eq!(parameter_selector("/p"), ("/p", None));
+        assert_eq!(parameter_selector("/p:3"), ("/p", Some("3")));
+        assert_eq!(parameter_selector("p:prod"), ("p", Some("prod")));
+        let arn = "arn:aws:ssm:us-east-1:123456789012:parameter/p";
+        assert_eq!(parameter_selector(arn), (arn, None));
+        assert_eq!(parameter_selector(&format!("{arn}:4")), (arn, Some("4")));
+    }
+
+    #[tokio::test]
+    async fn other_regions_clients_are_bounded_whatever_regions_callers_name() {
+        let vars: std::collections::HashMap<String, String> = [
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "not-a-secret"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let metrics = Arc::new(Metrics::default());
+        let upstream = AwsUpstream::new(&Config::load(&vars, None), Arc::clone(&metrics));
+        let n = 2_000u64;
+        for i in 0..n {
+            let region = format!("zz-made-up-{}", i % 1000);
+            let region = format!("{region}{}", if i >= 1000 { "-1" } else { "" });
+            upstream.clients(Some(&region)).await;
+        }
+        upstream.inner.regions.run_pending_tasks().await;
+        let s = metrics.snapshot();
+        assert!(s.region_clients <= MAX_REGION_CLIENTS, "{s:?}");
+        assert_eq!(s.region_clients_evicted, n - s.region_clients, "{s:?}");
+        assert!(metrics
+            .prometheus()
+            .contains(&format!("secretcache_region_clients {}", s.region_clients)));
     }
 }

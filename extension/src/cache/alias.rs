@@ -1,13 +1,21 @@
 //! The names one secret answers to, learnt from the upstream's own answer, so that every spelling of a secret shares
-//! one cache entry and one upstream call.
+//! one cache entry and one upstream call, and never a spelling that names another secret.
 //!
 //! A secret can be asked for by its name (`my/db`), its full ARN (`arn:aws:secretsmanager:us-east-1:123456789012:
 //! secret:my/db-AbCdEf`) or its partial ARN (the full one without the random `-AbCdEf`), and its current version by
-//! the `AWSCURRENT` stage or by the version id that stage points to. Nothing here is guessed from the spelling of a
-//! request: the aliases of an answer come from the ARN, name and version id that Secrets Manager returned. A name is
-//! an alias only for a secret in the extension's own region and account, because the same name in another account
-//! or region is another secret; the account is learnt from the first answer to a request by name (a name always
-//! means the caller's own account), and until then no name is aliased to an ARN asked for directly.
+//! the `AWSCURRENT` stage or by the version id that stage points to.
+//!
+//! The identity rules (README, "Security"):
+//! - An alias is a fact the upstream stated about the answer it gave: the ARN it returned, and the name it returned
+//!   (only in the extension's own region and account: the same name elsewhere is another secret; the account is
+//!   learnt from the first answer to a request by name, since a name always means the caller's own account).
+//! - A partial ARN is never derived from an answer: cutting `-XXXXXX` off an ARN gives a string that may be another
+//!   secret's full ARN (a secret may be named `<another's name>-<its suffix>`). It is an alias only when a caller asked
+//!   for that exact partial ARN and the answer's ARN extends it.
+//! - What was asked is stored only when the answer is an answer to it ([`answers`]): its ARN, its name, or a
+//!   partial ARN of it, and for a version id, that version. The cache checks the same rule before it serves an answer
+//!   fetched under another spelling, and refuses to let an alias replace one that points at another secret
+//!   (`cache/mod.rs`).
 
 use std::sync::OnceLock;
 
@@ -92,7 +100,7 @@ impl Home {
     }
 
     /// The keys under which the answer `meta` to a request for `requested` may be served, the canonical one (by full
-    /// ARN) first. Parameters, and answers without an ARN, keep just the requested key.
+    /// ARN) first. Parameters, and answers without a full ARN, keep just the requested key.
     pub fn aliases(&self, requested: &Key, meta: &Meta) -> Vec<Key> {
         let (Key::Secret(asked), Some(arn)) = (requested, meta.arn.as_deref()) else {
             return vec![requested.clone()];
@@ -101,7 +109,10 @@ impl Home {
             return vec![requested.clone()];
         };
         let home_region = self.region.as_deref() == Some(parsed.region);
-        if !is_arn(&asked.secret_id) && home_region {
+        if !is_arn(&asked.secret_id)
+            && home_region
+            && meta.name.as_deref() == Some(&asked.secret_id)
+        {
             // A name means the caller's own account: the answer tells us which one that is.
             let _ = self.account.set(parsed.account.to_owned());
         }
@@ -112,12 +123,14 @@ impl Home {
                 selector: selector.clone(),
             })
         };
-        let mut ids: Vec<&str> = vec![arn, parsed.partial];
+        let mut ids: Vec<&str> = vec![arn];
         if home {
             ids.extend(meta.name.as_deref());
         }
-        // The spelling asked for resolved to this secret, whatever it was.
-        ids.push(&asked.secret_id);
+        // The spelling asked for, when this answer is an answer to it (a partial ARN only this way).
+        if answers(requested, meta) {
+            ids.push(&asked.secret_id);
+        }
         let mut keys: Vec<Key> = Vec::with_capacity(ids.len() * 2);
         for id in &ids {
             let k = key(id, &asked.selector);
@@ -139,6 +152,34 @@ impl Home {
         }
         keys
     }
+}
+
+/// Whether an answer described by `meta` is an answer to `key`: for a secret, its id is the answer's full ARN, its
+/// name, or a partial ARN the answer's ARN extends by exactly the random suffix, and a version id asked for is the
+/// answer's version. An answer without an ARN or name (never one of Secrets Manager's) is taken as it is. A
+/// parameter's answer is its own key's (parameters have no aliases).
+pub fn answers(key: &Key, meta: &Meta) -> bool {
+    let Key::Secret(k) = key else {
+        return true;
+    };
+    let version_ok = match &k.selector {
+        VersionSelector::Id(id) | VersionSelector::IdAndStage(id, _) => {
+            meta.version.as_deref().is_none_or(|v| v == id)
+        }
+        VersionSelector::Current | VersionSelector::Stage(_) => true,
+    };
+    let id = k.secret_id.as_str();
+    let id_ok = match (meta.arn.as_deref(), meta.name.as_deref()) {
+        (None, None) => true,
+        (arn, _) if is_arn(id) => {
+            arn == Some(id)
+                || arn
+                    .and_then(SecretArn::parse)
+                    .is_some_and(|a| a.partial == id)
+        }
+        (_, name) => name == Some(id),
+    };
+    version_ok && id_ok
 }
 
 #[cfg(test)]
@@ -200,7 +241,6 @@ mod tests {
             "canonical first"
         );
         for k in [
-            key(PARTIAL, VersionSelector::Current),
             key("my/db", VersionSelector::Current),
             key(ARN, VersionSelector::Id("v1".into())),
             key("my/db", VersionSelector::Id("v1".into())),
@@ -222,7 +262,6 @@ mod tests {
             "{:?}",
             ids(&keys)
         );
-        assert!(keys.contains(&key(PARTIAL, VersionSelector::Current)));
         home.aliases(&key("my/db", VersionSelector::Current), &meta(ARN));
         for foreign in [
             "arn:aws:secretsmanager:us-east-1:999999999999:secret:my/db-ZzZzZz",
@@ -253,5 +292,75 @@ mod tests {
             home.aliases(&p, &meta("arn:aws:ssm:us-east-1:1:parameter/a")),
             vec![p]
         );
+    }
+
+    #[test]
+    fn a_partial_arn_is_an_alias_only_when_it_was_asked_for() {
+        let home = Home::new(Some("us-east-1".into()));
+        let by_name = home.aliases(&key("my/db", VersionSelector::Current), &meta(ARN));
+        assert!(
+            !by_name.contains(&key(PARTIAL, VersionSelector::Current)),
+            "{:?}",
+            ids(&by_name)
+        );
+        let by_partial = home.aliases(&key(PARTIAL, VersionSelector::Current), &meta(ARN));
+        assert!(by_partial.contains(&key(PARTIAL, VersionSelector::Current)));
+        assert_eq!(by_partial[0], key(ARN, VersionSelector::Current));
+    }
+
+    /// Secret B named `<A's name>-<A's suffix>`: the partial ARN of B's ARN is A's full ARN. Nothing B's answer says
+    /// may make A's ARN a key of B's value, however B was asked for.
+    #[test]
+    fn a_look_alike_name_never_aliases_another_secrets_arn() {
+        let home = Home::new(Some("us-east-1".into()));
+        let b_arn = format!("{ARN}-XyZ123");
+        let b = Meta {
+            arn: Some(b_arn.clone()),
+            name: Some("my/db-AbCdEf".into()),
+            version: Some("vb".into()),
+        };
+        for asked in ["my/db-AbCdEf", b_arn.as_str()] {
+            let keys = home.aliases(&key(asked, VersionSelector::Current), &b);
+            assert!(
+                keys.iter()
+                    .all(|k| !matches!(k, Key::Secret(s) if s.secret_id == ARN)),
+                "{asked}: {:?}",
+                ids(&keys)
+            );
+        }
+        // Asked for by the string that is both A's ARN and B's partial ARN, B's answer is an answer to it (that is
+        // what the upstream said for that id), and stays under that id only.
+        assert!(answers(&key(ARN, VersionSelector::Current), &b));
+        assert!(answers(&key(ARN, VersionSelector::Current), &meta(ARN)));
+    }
+
+    #[test]
+    fn an_answer_answers_its_arn_name_partial_and_version_only() {
+        let m = meta(ARN);
+        for yes in [
+            key(ARN, VersionSelector::Current),
+            key(PARTIAL, VersionSelector::Current),
+            key("my/db", VersionSelector::Current),
+            key("my/db", VersionSelector::Id("v1".into())),
+            key("my/db", VersionSelector::Stage("AWSPREVIOUS".into())),
+        ] {
+            assert!(answers(&yes, &m), "{yes}");
+        }
+        for no in [
+            key("my/other", VersionSelector::Current),
+            key("my", VersionSelector::Current),
+            key(&format!("{ARN}-XyZ123"), VersionSelector::Current),
+            key(
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:my",
+                VersionSelector::Current,
+            ),
+            key("my/db", VersionSelector::Id("v2".into())),
+            key(
+                ARN,
+                VersionSelector::IdAndStage("v0".into(), "AWSCURRENT".into()),
+            ),
+        ] {
+            assert!(!answers(&no, &m), "{no}");
+        }
     }
 }

@@ -31,6 +31,8 @@
 //!   that call fetched). `refreshNow` bypasses the negative memory.
 
 pub mod alias;
+#[cfg(test)]
+mod identity_tests;
 mod memory;
 
 use std::collections::HashMap;
@@ -42,6 +44,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use moka::ops::compute::{CompResult, Op};
 use tokio::time::Instant;
 
 use crate::clock::{Clock, SystemWallClock, WallClock};
@@ -331,7 +334,8 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
             let spellings = cached
                 .as_ref()
                 .map_or(std::slice::from_ref(key), |e| &e.keys[..]);
-            return self.refresh_now(spellings, now).await;
+            let (fresh, source) = self.refresh_now(spellings, now).await?;
+            return Ok((self.confirm(key, fresh).await?, source));
         }
         let Some(entry) = cached else {
             self.metrics.miss();
@@ -424,7 +428,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
             flight.await
         };
         match result {
-            Ok(fresh) => Ok((fresh, Source::Miss)),
+            Ok(fresh) => Ok((self.confirm(key, fresh).await?, Source::Miss)),
             Err(e) if e.is_transient() && stale_allowed => {
                 tracing::warn!(
                     key = %key,
@@ -500,7 +504,10 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
         ) in wanted.into_iter().zip(fetched)
         {
             results[index] = Some(match (result, expired) {
-                (Ok(entry), _) => Ok((entry, Source::Miss)),
+                (Ok(entry), _) => self
+                    .confirm(&keys[index], entry)
+                    .await
+                    .map(|e| (e, Source::Miss)),
                 (Err(e), Some((entry, true))) if e.is_transient() => {
                     tracing::warn!(key = %key, error = %e, "upstream failed; serving the last good value");
                     self.metrics.stale();
@@ -526,7 +533,9 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
             }
             (None, Some(key)) => {
                 let flight = self.flight(key.clone());
-                self.refreshed.put(key.clone(), now, flight.clone());
+                let forgotten = self.refreshed.put(key.clone(), now, flight.clone());
+                self.metrics
+                    .set_keys_remembered(self.remembered_keys(), forgotten);
                 flight
             }
             (None, None) => return no_result().map(|e| (e, Source::Refreshed)),
@@ -714,25 +723,43 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
     fn record_outcome(&self, key: &Key, error: Option<&UpstreamError>) {
         let now = self.clock.now();
         let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-        match error {
+        let forgotten = match error {
             None => {
                 backoff.remove(key);
                 self.negative.forget(key);
+                0
             }
             Some(e) if e.is_transient() => {
                 let failures = backoff.get(key).map_or(1, |b| b.failures.saturating_add(1));
                 let retry_at = now + Backoff::delay(failures);
-                backoff.insert(key.clone(), Backoff { failures, retry_at });
+                // Bounded: the keys are whatever ids callers send. The one whose retry has been due longest goes.
+                memory::insert_bounded(
+                    &mut backoff,
+                    key.clone(),
+                    Backoff { failures, retry_at },
+                    |b| b.retry_at,
+                )
             }
             // An answer about the secret itself ends any backoff: it is not an outage. Not-found and denied are
             // remembered for a moment, so a client retrying in a loop does not turn into an upstream loop.
             Some(e) => {
                 backoff.remove(key);
                 if e.is_refusal() {
-                    self.negative.put(key.clone(), now, e.clone());
+                    self.negative.put(key.clone(), now, e.clone())
+                } else {
+                    0
                 }
             }
-        }
+        };
+        drop(backoff);
+        self.metrics
+            .set_keys_remembered(self.remembered_keys(), forgotten);
+    }
+
+    /// Keys in the per-key memories now (backoff, refusals, `refreshNow` calls).
+    fn remembered_keys(&self) -> u64 {
+        let backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner()).len();
+        (backoff + self.negative.len() + self.refreshed.len()) as u64
     }
 
     fn caching(&self, key: &Key) -> bool {
@@ -867,7 +894,9 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
     }
 
     /// Records the outcome of an upstream call for `key` and, on success, stores the value under every key it
-    /// answers to.
+    /// answers to ([`alias`]). A key that already points at another secret's entry (another canonical ARN) is not
+    /// taken over: both lose it (a WARN names the two ARNs), and the next read of that spelling asks the upstream.
+    /// When the canonical key itself is in conflict, nothing is stored.
     async fn store(
         &self,
         key: &Key,
@@ -876,10 +905,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
         self.record_outcome(key, result.as_ref().err());
         let Fetched { body, meta } = result?;
         let keys = self.home.aliases(key, &meta);
-        let etag = meta
-            .version
-            .as_deref()
-            .map(|v| Bytes::from(format!("\"{v}\"")));
+        let etag = entity_tag(key, &meta);
         let entry = Arc::new(Entry {
             body,
             fetched_at: self.now(),
@@ -887,19 +913,75 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
             etag,
             keys,
         });
-        if self.caching(key) {
-            self.entries.fetch_add(1, Ordering::Relaxed);
-            self.bytes.fetch_add(
-                (entry.body.len() + entry.canonical().len()) as u64,
-                Ordering::Relaxed,
-            );
-            for k in &entry.keys {
-                self.store.insert(k.clone(), Arc::clone(&entry)).await;
-            }
-            self.publish_size();
+        if !self.caching(key) {
+            return Ok(entry);
         }
+        for (i, k) in entry.keys.iter().enumerate() {
+            let ours = Arc::clone(&entry);
+            let outcome = self
+                .store
+                .entry(k.clone())
+                .and_compute_with(|existing| {
+                    let op = match existing {
+                        Some(e) if e.value().meta.arn != ours.meta.arn => Op::Remove,
+                        _ => Op::Put(ours),
+                    };
+                    std::future::ready(op)
+                })
+                .await;
+            match outcome {
+                CompResult::Removed(other) => {
+                    self.metrics.alias_conflict();
+                    tracing::warn!(
+                        key = %k,
+                        arn = entry.meta.arn.as_deref().unwrap_or("-"),
+                        other_arn = other.value().meta.arn.as_deref().unwrap_or("-"),
+                        "two secrets answered to one spelling; it is no longer cached for either"
+                    );
+                    if i == 0 {
+                        return Ok(entry);
+                    }
+                }
+                CompResult::Inserted(_) | CompResult::ReplacedWith(_) if i == 0 => {
+                    // The eviction listener mirrors this when the primary key goes (replacements included).
+                    self.entries.fetch_add(1, Ordering::Relaxed);
+                    self.bytes.fetch_add(
+                        (entry.body.len() + entry.canonical().len()) as u64,
+                        Ordering::Relaxed,
+                    );
+                }
+                _ => {}
+            }
+        }
+        self.publish_size();
         Ok(entry)
     }
+
+    /// `fresh`, fetched under another spelling of `key` (its entry's canonical key), when the upstream's answer is an
+    /// answer to `key` (its ARN, name or partial ARN, and the version asked for); otherwise `key` is fetched as it is.
+    /// An expired alias is refreshed through its canonical key, and that must never answer a version id with the
+    /// version that is current now, nor a spelling with another secret.
+    async fn confirm(
+        self: &Arc<Self>,
+        key: &Key,
+        fresh: Arc<Entry>,
+    ) -> Result<Arc<Entry>, UpstreamError> {
+        if alias::answers(key, &fresh.meta) {
+            return Ok(fresh);
+        }
+        tracing::debug!(key = %key, "the refreshed answer is not an answer to this spelling; fetching it as asked");
+        self.flight(key.clone()).await
+    }
+}
+
+/// The ETag of an answer: its version, quoted, and for a parameter read without decryption a distinct tag (its value
+/// may be the ciphertext of the same version), so that `If-None-Match` from one never answers 304 for the other.
+fn entity_tag(key: &Key, meta: &Meta) -> Option<Bytes> {
+    let version = meta.version.as_deref()?;
+    Some(Bytes::from(match key {
+        Key::Parameter(p) if !p.with_decryption => format!("\"{version}-encrypted\""),
+        _ => format!("\"{version}\""),
+    }))
 }
 
 /// A key a batch call had no answer for: our bug, never the client's.
@@ -972,7 +1054,7 @@ mod tests {
         }
     }
 
-    fn policy() -> Policy {
+    pub(super) fn policy() -> Policy {
         Policy {
             secret_ttl: Duration::from_secs(100),
             parameter_ttl: Duration::from_secs(100),
@@ -1399,13 +1481,18 @@ mod tests {
         };
         set(&up, Ok("{}"));
         assert_eq!(text(&cache, "my/db", false).await.1, Source::Miss);
-        for spelling in [ARN, PARTIAL, "my/db"] {
+        for spelling in [ARN, "my/db"] {
             assert_eq!(
                 text(&cache, spelling, false).await.1,
                 Source::Hit,
                 "{spelling}"
             );
         }
+        // A partial ARN is never derived from an answer (it may be another secret's full ARN): once asked for and
+        // answered by this secret, it is one more spelling of the same entry.
+        assert_eq!(text(&cache, PARTIAL, false).await.1, Source::Miss);
+        assert_eq!(text(&cache, PARTIAL, false).await.1, Source::Hit);
+        assert_eq!(text(&cache, "my/db", false).await.1, Source::Hit);
         let by_version = Key::Secret(SecretKey {
             secret_id: ARN.into(),
             selector: VersionSelector::Id("v-1".into()),
@@ -1413,7 +1500,7 @@ mod tests {
         let (entry, source) = cache.get(&by_version, false).await.expect("value");
         assert_eq!(source, Source::Hit);
         assert_eq!(entry.etag().map(|t| &t[..]), Some(&b"\"v-1\""[..]));
-        assert_eq!(calls(&up), 1);
+        assert_eq!(calls(&up), 2);
         assert_eq!(cache.size().0, 1, "one entry, however many names");
         // A refresh of any spelling refreshes the secret once, and every spelling sees it.
         tokio::time::advance(Duration::from_secs(101)).await;
@@ -1423,7 +1510,7 @@ mod tests {
             text(&cache, "my/db", false).await,
             ("{\"new\":1}".into(), Source::Hit)
         );
-        assert_eq!(calls(&up), 2);
+        assert_eq!(calls(&up), 3);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1437,10 +1524,15 @@ mod tests {
             name: Some("my/db".into()),
             version: Some("v-1".into()),
         };
-        for spelling in ["my/db", "my/db", ARN, PARTIAL] {
+        for spelling in ["my/db", "my/db", ARN] {
             assert_eq!(text(&cache, spelling, true).await.1, Source::Refreshed);
         }
         assert_eq!(calls(&up), 1);
+        // A partial ARN is a spelling of the secret only once an answer to it said so.
+        assert_eq!(text(&cache, PARTIAL, true).await.1, Source::Refreshed);
+        assert_eq!(calls(&up), 2);
+        assert_eq!(text(&cache, PARTIAL, true).await.1, Source::Refreshed);
+        assert_eq!(calls(&up), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -148,7 +148,7 @@ mod tests {
             if let Some(api) = runtime_api {
                 vars.insert("AWS_LAMBDA_RUNTIME_API".to_owned(), api.to_owned());
             }
-            let upstream = AwsUpstream::new(&Config::load(&vars, None));
+            let upstream = AwsUpstream::new(&Config::load(&vars, None), Default::default());
             let clients = upstream.clients(None).await;
             super::rehearse(&clients.secrets, &clients.ssm)
                 .await
