@@ -247,6 +247,24 @@ async fn every_check_answers_as_the_contract_says() {
         ),
         err(
             get(
+                "an ARN whose region is not in AWS's form",
+                "/secretsmanager/get?secretId=arn:aws:secretsmanager:Made-Up:1:secret:x-AbCdEf",
+                &[t],
+                400,
+            ),
+            "InvalidParameterException",
+        ),
+        err(
+            get(
+                "a batch naming a region not in AWS's form",
+                "/secretsmanager/batch?secretId=db&secretId=arn:aws:secretsmanager:nowhere:1:secret:x",
+                &[t],
+                400,
+            ),
+            "InvalidParameterException",
+        ),
+        err(
+            get(
                 "refreshNow=yes",
                 "/secretsmanager/get?secretId=db&refreshNow=yes",
                 &[t],
@@ -418,4 +436,59 @@ async fn successes_carry_the_cache_headers_and_the_etag() {
     assert!(h
         .get("content-type")
         .is_some_and(|ct| ct.as_bytes().starts_with(b"text/plain")));
+    // A field is another representation of the version: its own ETag, and the whole body's never answers it 304.
+    let field_tag = h
+        .get("etag")
+        .expect("a field's ETag")
+        .to_str()
+        .expect("text")
+        .to_owned();
+    assert_ne!(field_tag, "\"v-1\"");
+    for (tag, status) in [("\"v-1\"", 200), (field_tag.as_str(), 304)] {
+        let c = get(
+            "field with a tag",
+            "/secretsmanager/get?secretId=db&field=password",
+            &[t, ("if-none-match", tag)],
+            status,
+        );
+        assert_eq!(run(&app, &c).await.0.as_u16(), status, "{tag}");
+    }
+    let other_field = get(
+        "f",
+        "/secretsmanager/get?secretId=db&field=username",
+        &[t, ("if-none-match", &field_tag)],
+        0,
+    );
+    assert_ne!(run(&app, &other_field).await.0.as_u16(), 304);
+}
+
+/// A parameter read without decryption may be the ciphertext of the version read with it: never one tag for both.
+#[tokio::test]
+async fn a_parameters_etag_differs_between_decrypted_and_not() {
+    let app = app();
+    let t = ("x-aws-parameters-secrets-token", TOKEN);
+    let tag = |h: &http::HeaderMap| {
+        h.get("etag")
+            .expect("an ETag")
+            .to_str()
+            .expect("text")
+            .to_owned()
+    };
+    let plain = get(
+        "d",
+        "/systemsmanager/parameters/get?name=/p&withDecryption=true",
+        &[t],
+        200,
+    );
+    let decrypted = tag(&run(&app, &plain).await.1);
+    let raw = get("e", "/systemsmanager/parameters/get?name=/p", &[t], 200);
+    let encrypted = tag(&run(&app, &raw).await.1);
+    assert_ne!(decrypted, encrypted);
+    let cross = get(
+        "cross",
+        "/systemsmanager/parameters/get?name=/p",
+        &[t, ("if-none-match", &decrypted)],
+        200,
+    );
+    assert_eq!(run(&app, &cross).await.0.as_u16(), 200);
 }
