@@ -66,6 +66,16 @@ pub mod path {
     pub const PARAMETER_BATCH_SLASH: &str = "/systemsmanager/parameters/batch/";
     /// (as the AWS Secrets Manager Agent) The default prefix of a path-based read: `/v1/<secretId>`.
     pub const V1_PREFIX: &str = "/v1/";
+    /// [`SECRET`] with a trailing `/` (middleware such as middy sends it).
+    pub const SECRET_SLASH: &str = "/secretsmanager/get/";
+    /// [`SECRET_BATCH`] with a trailing `/`.
+    pub const SECRET_BATCH_SLASH: &str = "/secretsmanager/batch/";
+    /// (as AWS Systems Manager Cloud Extensions) A path-based read of a secret: `/secretsmanager/<secretId>`, slashes
+    /// kept, `%2F` decoded. A secret named `get` or `batch` is read with the query route.
+    pub const SECRET_PATH_PREFIX: &str = "/secretsmanager/";
+    /// A path-based read of a parameter: `/systemsmanager/parameters/<name>` (`app/db` means `/app/db`). A parameter
+    /// named `get` or `batch` is read with the query route.
+    pub const PARAMETER_PATH_PREFIX: &str = "/systemsmanager/parameters/";
 }
 
 /// Query parameter names.

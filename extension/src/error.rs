@@ -16,6 +16,9 @@ use secretcache_client::ErrorBody;
 
 use crate::request::QueryError;
 
+/// The header that names an error's type on every error answer.
+pub const ERROR_TYPE_HEADER: &str = "x-amzn-errortype";
+
 /// A failed upstream call, classified by what the client should make of it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
@@ -71,6 +74,13 @@ pub enum UpstreamError {
         /// AWS's message.
         message: String,
     },
+    /// Too many reads are already waiting on upstream calls of their own: this one is refused before it adds another
+    /// (load shedding). Never an upstream answer, so never remembered and never a reason for backoff.
+    #[error("{pending} reads are waiting on the upstream already; retry shortly")]
+    Shed {
+        /// The keys in flight when this read was refused.
+        pending: usize,
+    },
     /// An endpoint override variable holds something that is not a URL.
     #[error("{variable} is not an http(s) URL; fix or unset it to reach the upstream")]
     BadEndpoint {
@@ -112,6 +122,7 @@ impl UpstreamError {
             Self::Timeout { .. } => "Timeout",
             Self::Unreachable { .. } => "Unreachable",
             Self::BadEndpoint { .. } => "BadEndpoint",
+            Self::Shed { .. } => "ThrottlingException",
             Self::Internal(_) => "InternalError",
         }
     }
@@ -200,6 +211,9 @@ impl ApiError {
                     StatusCode::BAD_GATEWAY,
                     "InvalidEndpointConfigurationException",
                 ),
+                UpstreamError::Shed { .. } => {
+                    (StatusCode::TOO_MANY_REQUESTS, "ThrottlingException")
+                }
                 UpstreamError::Internal(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure")
                 }
@@ -226,9 +240,15 @@ impl ApiError {
             kind: kind.into(),
             message: message.into(),
         };
+        // The type in a header too, as AWS services and Cloud Extensions send it: SDKs and clients written for those
+        // read the error's type from `X-Amzn-Errortype` first.
         let mut builder = Response::builder()
             .status(status)
-            .header(header::CONTENT_TYPE, "application/json");
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(ERROR_TYPE_HEADER, kind);
+        if matches!(self, Self::Upstream(UpstreamError::Shed { .. })) {
+            builder = builder.header(header::RETRY_AFTER, "1");
+        }
         if matches!(self, Self::Overloaded) {
             builder = builder
                 .header(header::CONNECTION, "close")
@@ -249,6 +269,47 @@ mod tests {
 
     fn status(e: ApiError) -> u16 {
         e.into_response().status().as_u16()
+    }
+
+    #[test]
+    fn every_error_names_its_type_in_x_amzn_errortype_and_in_the_body() {
+        for e in [
+            ApiError::MissingToken,
+            ApiError::UnknownPath,
+            ApiError::Overloaded,
+            ApiError::Upstream(UpstreamError::NotFound {
+                code: "ResourceNotFoundException".into(),
+                message: "m".into(),
+            }),
+            ApiError::Upstream(UpstreamError::Timeout { millis: 1 }),
+            ApiError::Upstream(UpstreamError::Internal("bug".into())),
+            ApiError::Upstream(UpstreamError::Shed { pending: 100 }),
+        ] {
+            let (_, kind) = e.status_and_type();
+            let kind = kind.to_owned();
+            let resp = e.into_response();
+            let header = resp
+                .headers()
+                .get(ERROR_TYPE_HEADER)
+                .expect("x-amzn-errortype");
+            assert_eq!(header.to_str().expect("text"), kind);
+        }
+    }
+
+    #[test]
+    fn a_shed_read_is_a_429_throttling_with_retry_after() {
+        let resp = ApiError::Upstream(UpstreamError::Shed { pending: 100 }).into_response();
+        assert_eq!(resp.status().as_u16(), 429);
+        assert_eq!(
+            resp.headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        assert_eq!(
+            resp.headers().get(ERROR_TYPE_HEADER).map(|v| v.as_bytes()),
+            Some(&b"ThrottlingException"[..])
+        );
     }
 
     #[test]

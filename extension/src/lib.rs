@@ -118,6 +118,7 @@ impl From<&Config> for Policy {
             max_bytes: c.cache_bytes,
             negative_ttl: c.negative_ttl,
             refresh_now_interval: c.refresh_now_interval,
+            max_pending_fetches: c.max_pending_fetches,
             // Under SnapStart a pause is a restore: values from before the snapshot must not be served after it.
             forget_on_pause: c.snap_start,
             home_region: c.region.clone(),

@@ -30,6 +30,7 @@ pub struct Metrics {
     region_clients_evicted: AtomicU64,
     keys_remembered: AtomicU64,
     keys_forgotten: AtomicU64,
+    shed: AtomicU64,
     upstream: Mutex<Upstream>,
 }
 
@@ -81,6 +82,8 @@ pub struct Snapshot {
     pub keys_remembered: u64,
     /// Keys those memories dropped to keep within their bound.
     pub keys_forgotten: u64,
+    /// Reads refused with 429 because too many were waiting on the upstream (load shedding).
+    pub shed: u64,
 }
 
 impl Metrics {
@@ -116,6 +119,10 @@ impl Metrics {
     /// A pause the monotonic clock did not see.
     pub fn pause_detected(&self) {
         self.pauses_detected.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A read refused because too many were waiting on the upstream.
+    pub fn shed(&self) {
+        self.shed.fetch_add(1, Ordering::Relaxed);
     }
     /// A spelling two secrets' answers both claimed.
     pub fn alias_conflict(&self) {
@@ -174,6 +181,7 @@ impl Metrics {
             region_clients_evicted: self.region_clients_evicted.load(Ordering::Relaxed),
             keys_remembered: self.keys_remembered.load(Ordering::Relaxed),
             keys_forgotten: self.keys_forgotten.load(Ordering::Relaxed),
+            shed: self.shed.load(Ordering::Relaxed),
         }
     }
 
@@ -222,6 +230,11 @@ impl Metrics {
             "secretcache_clock_pauses_total",
             "Pauses the monotonic clock did not see (the wall clock jumped ahead).",
             s.pauses_detected,
+        );
+        counter(
+            "secretcache_shed_total",
+            "Reads answered 429 because too many were waiting on the upstream (hits are never shed).",
+            s.shed,
         );
         counter(
             "secretcache_alias_conflicts_total",

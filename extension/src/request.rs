@@ -164,6 +164,24 @@ impl ParameterRequest {
     pub fn parse(raw_query: &str) -> Result<Self, QueryError> {
         let q = Query::parse(raw_query)?;
         let name = q.required("name")?;
+        Self::with_name(name, &q)
+    }
+
+    /// Parses `GET /systemsmanager/parameters/<name>?<query>`, Cloud Extensions' path route: the name is the
+    /// percent-decoded rest of the path, checked as a `name` is. A hierarchical name keeps its leading slash whether or
+    /// not the path doubles it (`/systemsmanager/parameters/app/db`, `.../%2Fapp%2Fdb` and `...//app/db` all mean
+    /// `/app/db`: SSM names with a slash always begin with one).
+    pub fn parse_path(raw_name: &str, raw_query: &str) -> Result<Self, QueryError> {
+        let name = path_id("name", raw_name)?;
+        let name = if name.contains('/') && !name.starts_with('/') && !name.starts_with("arn:") {
+            Cow::Owned(format!("/{name}"))
+        } else {
+            name
+        };
+        Self::with_name(&name, &Query::parse(raw_query)?)
+    }
+
+    fn with_name(name: &str, q: &Query<'_>) -> Result<Self, QueryError> {
         check_region("name", name)?;
         let version = q.get("version")?.filter(|v| !v.is_empty());
         let label = q.get("label")?.filter(|v| !v.is_empty());
@@ -488,19 +506,7 @@ impl SecretRequest {
     /// Parses `GET <prefix><secretId>?<query>`, the AWS Secrets Manager Agent's path-based read: the id is the
     /// percent-decoded rest of the path, checked as a `secretId` is.
     pub fn parse_path(raw_id: &str, raw_query: &str) -> Result<Self, QueryError> {
-        let id = decode(raw_id).map_err(|()| QueryError::BadEncoding("secretId".to_owned()))?;
-        if id.is_empty() {
-            return Err(QueryError::Missing("secretId"));
-        }
-        if has_control(&id) {
-            return Err(QueryError::ControlCharacter("secretId".to_owned()));
-        }
-        if id.len() > MAX_VALUE_LEN {
-            return Err(QueryError::Invalid {
-                name: "secretId",
-                expected: "at most 2048 characters long",
-            });
-        }
+        let id = path_id("secretId", raw_id)?;
         Self::with_id(id.into_owned(), &Query::parse(raw_query)?)
     }
 
@@ -524,6 +530,25 @@ impl SecretRequest {
             field: q.field()?,
         })
     }
+}
+
+/// The id in the rest of a path, percent-decoded (`%2F` is a slash, as a literal one is) and checked as the query
+/// parameter `name` would be.
+fn path_id<'a>(name: &'static str, raw: &'a str) -> Result<Cow<'a, str>, QueryError> {
+    let id = decode(raw).map_err(|()| QueryError::BadEncoding(name.to_owned()))?;
+    if id.is_empty() {
+        return Err(QueryError::Missing(name));
+    }
+    if has_control(&id) {
+        return Err(QueryError::ControlCharacter(name.to_owned()));
+    }
+    if id.len() > MAX_VALUE_LEN {
+        return Err(QueryError::Invalid {
+            name,
+            expected: "at most 2048 characters long",
+        });
+    }
+    Ok(id)
 }
 
 /// Strict percent-decoding; `+` stays `+`.
@@ -908,5 +933,36 @@ mod tests {
         // A name, and an ARN that names no region, go to the home region as before.
         assert!(parse("secretId=my-db-1").is_ok());
         assert!(parse("secretId=arn:aws:secretsmanager::1:secret:x").is_ok());
+    }
+
+    #[test]
+    fn a_parameter_path_read_takes_its_name_from_the_path() {
+        for (path, name) in [
+            ("app/db", "/app/db"),
+            ("%2Fapp%2Fdb", "/app/db"),
+            ("/app/db", "/app/db"),
+            ("plain", "plain"),
+            (
+                "arn:aws:ssm:us-east-1:1:parameter/app/db",
+                "arn:aws:ssm:us-east-1:1:parameter/app/db",
+            ),
+        ] {
+            let r = ParameterRequest::parse_path(path, "withDecryption=true").expect(path);
+            assert_eq!(r.key.name, name, "{path}");
+            assert!(r.key.with_decryption);
+        }
+        assert_eq!(
+            ParameterRequest::parse_path("app/db", "version=3")
+                .expect("v")
+                .key
+                .name,
+            "/app/db:3"
+        );
+        assert!(matches!(
+            ParameterRequest::parse_path("", ""),
+            Err(QueryError::Missing("name"))
+        ));
+        assert!(ParameterRequest::parse_path("a%00", "").is_err());
+        assert!(ParameterRequest::parse_path("%zz", "").is_err());
     }
 }

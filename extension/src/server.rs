@@ -108,9 +108,12 @@ impl<U, W> std::fmt::Debug for App<U, W> {
 
 enum Route {
     Secret,
-    /// `<prefix><secretId>`, as the AWS Secrets Manager Agent serves it.
-    SecretByPath,
+    /// `<prefix><secretId>`, as the AWS Secrets Manager Agent (`/v1/`) and Cloud Extensions (`/secretsmanager/`)
+    /// serve it: the id is the path after this many bytes.
+    SecretByPath(usize),
     Parameter,
+    /// `/systemsmanager/parameters/<name>`, as Cloud Extensions serves it.
+    ParameterByPath,
     SecretBatch,
     ParameterBatch,
     Metrics,
@@ -156,12 +159,22 @@ async fn route<U: Upstream, W: WallClock, B>(
                 Bytes::from_static(b"healthy"),
             ))
         }
-        path::SECRET => Route::Secret,
+        path::SECRET | path::SECRET_SLASH => Route::Secret,
         path::PARAMETER | path::PARAMETER_SLASH => Route::Parameter,
-        path::SECRET_BATCH => Route::SecretBatch,
+        path::SECRET_BATCH | path::SECRET_BATCH_SLASH => Route::SecretBatch,
         path::PARAMETER_BATCH | path::PARAMETER_BATCH_SLASH => Route::ParameterBatch,
         path::METRICS => Route::Metrics,
-        p if p.starts_with(app.path_prefix.as_str()) => Route::SecretByPath,
+        p if p.starts_with(app.path_prefix.as_str()) => Route::SecretByPath(app.path_prefix.len()),
+        p if p.len() > path::SECRET_PATH_PREFIX.len()
+            && p.starts_with(path::SECRET_PATH_PREFIX) =>
+        {
+            Route::SecretByPath(path::SECRET_PATH_PREFIX.len())
+        }
+        p if p.len() > path::PARAMETER_PATH_PREFIX.len()
+            && p.starts_with(path::PARAMETER_PATH_PREFIX) =>
+        {
+            Route::ParameterByPath
+        }
         _ => {
             check_token(app, req)?;
             return Err(ApiError::UnknownPath);
@@ -182,8 +195,8 @@ async fn route<U: Upstream, W: WallClock, B>(
             )
             .await
         }
-        Route::SecretByPath => {
-            let id = &req.uri().path()[app.path_prefix.len()..];
+        Route::SecretByPath(prefix) => {
+            let id = &req.uri().path()[prefix..];
             let r = SecretRequest::parse_path(id, query)?;
             one(
                 app,
@@ -195,8 +208,14 @@ async fn route<U: Upstream, W: WallClock, B>(
             )
             .await
         }
-        Route::Parameter => {
-            let r = ParameterRequest::parse(query)?;
+        Route::Parameter | Route::ParameterByPath => {
+            let r = match route {
+                Route::ParameterByPath => ParameterRequest::parse_path(
+                    &req.uri().path()[path::PARAMETER_PATH_PREFIX.len()..],
+                    query,
+                )?,
+                _ => ParameterRequest::parse(query)?,
+            };
             one(
                 app,
                 req,

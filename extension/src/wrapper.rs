@@ -819,6 +819,7 @@ mod tests {
             refresh_now_interval: Duration::ZERO,
             forget_on_pause: false,
             home_region: Some("us-east-1".into()),
+            max_pending_fetches: 0,
         };
         let cache = Cache::new(
             Arc::clone(fixture),

@@ -212,7 +212,7 @@ async fn every_check_answers_as_the_contract_says() {
             ..get("HEAD", "/secretsmanager/get?secretId=db", &[t], 200)
         },
         err(
-            get("unknown path", "/secretsmanager/list", &[t], 404),
+            get("unknown path", "/secretsmanager-v2/list", &[t], 404),
             "UnknownOperationException",
         ),
         err(
@@ -367,6 +367,62 @@ async fn every_check_answers_as_the_contract_says() {
             &[t, ("if-none-match", "\"v-0\"")],
             200,
         ),
+        get(
+            "Cloud Extensions' path route",
+            "/secretsmanager/db",
+            &[t],
+            200,
+        ),
+        get(
+            "the query route with a trailing slash",
+            "/secretsmanager/get/?secretId=db",
+            &[t],
+            200,
+        ),
+        get(
+            "a batch with a trailing slash",
+            "/secretsmanager/batch/?secretId=db",
+            &[t],
+            200,
+        ),
+        err(
+            get("a path route without a token", "/secretsmanager/db", &[], 401),
+            "MissingAuthenticationTokenException",
+        ),
+        err(
+            get(
+                "a path route with X-Forwarded-For",
+                "/secretsmanager/db",
+                &[t, ("x-forwarded-for", "10.0.0.1")],
+                400,
+            ),
+            "ForwardedRequestException",
+        ),
+        err(
+            get("a path route to a secret that is not there", "/secretsmanager/gone", &[t], 404),
+            "ResourceNotFoundException",
+        ),
+        get(
+            "a parameter's path route, its slash encoded",
+            "/systemsmanager/parameters/%2Fp",
+            &[t],
+            200,
+        ),
+        get(
+            "a parameter's path route, its slash doubled",
+            "/systemsmanager/parameters//p?withDecryption=true",
+            &[t],
+            200,
+        ),
+        err(
+            get(
+                "a parameter's path route, a bad encoding",
+                "/systemsmanager/parameters/%zz",
+                &[t],
+                400,
+            ),
+            "InvalidParameterException",
+        ),
     ];
     assert!(cases.len() >= 35);
     let mut failures = Vec::new();
@@ -398,6 +454,9 @@ async fn every_check_answers_as_the_contract_says() {
                 .is_none_or(|ct| ct != "application/json")
             {
                 failures.push(format!("{}: error without application/json", c.name));
+            }
+            if headers.get("x-amzn-errortype").is_none_or(|t| t != kind) {
+                failures.push(format!("{}: X-Amzn-Errortype is not {kind}", c.name));
             }
         }
         // A secret's value never leaves through an error body.

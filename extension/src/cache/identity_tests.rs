@@ -116,6 +116,7 @@ fn setup() -> (Arc<Catalog>, CatalogCache, Arc<Metrics>) {
         refresh_now_interval: Duration::ZERO,
         forget_on_pause: false,
         home_region: Some("us-east-1".into()),
+        max_pending_fetches: 0,
     };
     let cache = Cache::new(
         Arc::clone(&catalog),

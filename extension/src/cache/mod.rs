@@ -111,6 +111,9 @@ pub struct Policy {
     pub forget_on_pause: bool,
     /// The region names resolve in; a secret's name aliases its ARN only in this region (and the account).
     pub home_region: Option<String>,
+    /// Most keys with an upstream call in flight before a read that needs one more is refused (load shedding; a
+    /// read that joins a call already running, and a hit, are never refused).
+    pub max_pending_fetches: usize,
 }
 
 impl Policy {
@@ -342,6 +345,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
             if let Some(e) = self.remembered_failure(key, now) {
                 return Err(e);
             }
+            self.admit(key)?;
             let entry = self.flight(key.clone()).await?;
             return Ok((entry, Source::Miss));
         };
@@ -412,6 +416,10 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
                 return stale(self);
             }
         }
+        if let Err(e) = self.admit(&fkey) {
+            // Too many reads wait on the upstream already: the last good value if it may be served, else 429.
+            return if stale_allowed { stale(self) } else { Err(e) };
+        }
         let flight = self.flight(fkey);
         let result = if stale_allowed {
             // Stale-if-slow: a failing upstream often fails by timing out, so do not wait the whole timeout to find
@@ -478,8 +486,12 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
                 },
                 None => {
                     self.metrics.miss();
-                    match self.remembered_failure(key, now) {
-                        Some(e) => results.push(Some(Err(e))),
+                    match self
+                        .remembered_failure(key, now)
+                        .map(Err)
+                        .or_else(|| self.admit(key).err().map(Err))
+                    {
+                        Some(refused) => results.push(Some(refused)),
                         None => {
                             results.push(None);
                             wanted.push(Wanted {
@@ -532,6 +544,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
                 recent
             }
             (None, Some(key)) => {
+                self.admit(key)?;
                 let flight = self.flight(key.clone());
                 let forgotten = self.refreshed.put(key.clone(), now, flight.clone());
                 self.metrics
@@ -541,6 +554,22 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
             (None, None) => return no_result().map(|e| (e, Source::Refreshed)),
         };
         Ok((flight.await?, Source::Refreshed))
+    }
+
+    /// Whether a read may start an upstream call for `key`: always when one is already running for it (the read joins
+    /// it), otherwise only while fewer than `max_pending_fetches` keys have one. A soft bound (reads racing past it
+    /// may overshoot by a few): it keeps a burst of distinct misses from queueing without end behind the upstream
+    /// connection pool, and tells those callers to come back instead.
+    fn admit(&self, key: &Key) -> Result<(), UpstreamError> {
+        let cap = self.policy.max_pending_fetches;
+        let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if cap == 0 || inflight.len() < cap || inflight.contains_key(key) {
+            return Ok(());
+        }
+        let pending = inflight.len();
+        drop(inflight);
+        self.metrics.shed();
+        Err(UpstreamError::Shed { pending })
     }
 
     /// A not-found or access-denied answer for `key` from moments ago, counted as a negative hit.
@@ -1066,6 +1095,7 @@ mod tests {
             refresh_now_interval: Duration::ZERO,
             forget_on_pause: false,
             home_region: Some("us-east-1".into()),
+            max_pending_fetches: 0,
         }
     }
 
@@ -1585,5 +1615,46 @@ mod tests {
         let (entries, bytes) = cache.size();
         assert!(entries <= 2, "{entries} entries");
         assert!(bytes <= 10 * 1024, "{bytes} bytes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_pending_fetch_cap_a_miss_is_shed_while_hits_and_joins_are_served() {
+        let (up, _wall, cache) = setup(Policy {
+            max_pending_fetches: 2,
+            max_stale: Duration::from_secs(60),
+            ..policy()
+        });
+        set(&up, Ok("v"));
+        text(&cache, "cached", false).await;
+        *up.delay.lock().expect("lock") = Duration::from_secs(1);
+        let waiting: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|k| {
+                let cache = Arc::clone(&cache);
+                tokio::spawn(async move { cache.get(&key(k), false).await.map(|(_, s)| s) })
+            })
+            .collect();
+        settle().await;
+        assert!(matches!(
+            cache.get(&key("c"), false).await,
+            Err(UpstreamError::Shed { pending: 2 })
+        ));
+        let batch = cache.get_many(&[key("cached"), key("d")]).await;
+        assert!(batch[0].is_ok());
+        assert!(matches!(batch[1], Err(UpstreamError::Shed { .. })));
+        // A hit, and a read that joins a call already running, are never refused.
+        assert_eq!(text(&cache, "cached", false).await.1, Source::Hit);
+        let join = {
+            let cache = Arc::clone(&cache);
+            tokio::spawn(async move { cache.get(&key("a"), false).await.map(|(_, s)| s) })
+        };
+        tokio::time::advance(Duration::from_secs(1)).await;
+        settle().await;
+        for task in waiting {
+            assert_eq!(task.await.expect("task").expect("value"), Source::Miss);
+        }
+        assert_eq!(join.await.expect("task").expect("value"), Source::Miss);
+        assert_eq!(cache.metrics.snapshot().shed, 2);
+        assert_eq!(calls(&up), 3);
     }
 }

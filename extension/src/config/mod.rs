@@ -67,6 +67,9 @@ pub const NEGATIVE_CACHE_MILLIS: &str = "PARAMETERS_SECRETS_EXTENSION_NEGATIVE_C
 /// (ours) Shortest interval between two upstream calls for `refreshNow` of one key, in milliseconds; 0 disables.
 pub const REFRESH_NOW_INTERVAL_MILLIS: &str =
     "PARAMETERS_SECRETS_EXTENSION_REFRESH_NOW_INTERVAL_MILLIS";
+/// (ours) Most reads waiting on upstream calls of their own at once (misses; hits are never refused); past it a read
+/// is answered 429 with `Retry-After`, as AWS Systems Manager Cloud Extensions answers past 100 calls in flight.
+pub const MAX_PENDING_FETCHES: &str = "PARAMETERS_SECRETS_EXTENSION_MAX_PENDING_FETCHES";
 /// (ours) A role to assume for every upstream call (secrets shared from another account).
 pub const ROLE_ARN: &str = "PARAMETERS_SECRETS_EXTENSION_ROLE_ARN";
 /// (ours) The external id that role's trust policy asks for.
@@ -120,6 +123,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     INVOKE_WAIT_MILLIS,
     NEGATIVE_CACHE_MILLIS,
     REFRESH_NOW_INTERVAL_MILLIS,
+    MAX_PENDING_FETCHES,
     ROLE_ARN,
     ROLE_EXTERNAL_ID,
     PATH_PREFIX,
@@ -355,6 +359,8 @@ pub struct Config {
     pub negative_ttl: Duration,
     /// Shortest interval between two upstream calls for `refreshNow` of one key.
     pub refresh_now_interval: Duration,
+    /// Most keys with an upstream call of their own in flight before a read that needs another is answered 429.
+    pub max_pending_fetches: usize,
     /// What parsing found; logged by `main`.
     pub diagnostics: Diagnostics,
 }
@@ -653,6 +659,13 @@ impl Config {
             Above::Clamp,
             "bytes from 4096 to 4294967296",
         );
+        let max_pending_fetches = r.number(
+            MAX_PENDING_FETCHES,
+            100,
+            1..=100_000,
+            Above::Clamp,
+            "a whole number from 1 to 100000",
+        ) as usize;
         let invoke_budget = Duration::from_millis(r.number(
             INVOKE_WAIT_MILLIS,
             100,
@@ -775,6 +788,7 @@ impl Config {
             invoke_budget,
             negative_ttl,
             refresh_now_interval,
+            max_pending_fetches,
             diagnostics: r.diagnostics,
         }
     }

@@ -1,0 +1,183 @@
+//! AWS Systems Manager Cloud Extensions' local interface, served by the extension against moto through the counting
+//! proxy: the path routes, `X-Amzn-Errortype` on errors, the trailing-slash query route, and load shedding (429 with
+//! `Retry-After` past the cap on reads waiting on the upstream, hits still answered).
+
+use std::time::{Duration, Instant};
+
+use secretcache_client::TOKEN_HEADER;
+use secretcache_tests::extension::Standalone;
+use secretcache_tests::http::{self, Response};
+use secretcache_tests::moto::Moto;
+use secretcache_tests::proxy::{Fault, FaultInjectingProxy};
+
+async fn get(ext: &Standalone, path: &str, headers: &[(&str, &str)]) -> Response {
+    let token = ext.token();
+    let mut all = vec![(TOKEN_HEADER, token.as_str())];
+    all.extend_from_slice(headers);
+    http::get(&format!("{}{path}", ext.url()), &all)
+        .await
+        .expect("request")
+}
+
+#[tokio::test]
+async fn cloud_extensions_path_and_query_routes_share_one_cache_entry() {
+    let moto = Moto::start().await;
+    let proxy = FaultInjectingProxy::start(&moto).await;
+    let sm = moto.sm_client().await;
+    sm.create_secret()
+        .name("prod/db")
+        .secret_string("{\"password\":\"one\"}")
+        .send()
+        .await
+        .expect("create");
+    let ext = Standalone::spawn(&proxy, &[]).await;
+    for (path, cache) in [
+        ("/secretsmanager/prod/db", "miss"),
+        ("/secretsmanager/prod%2Fdb", "hit"),
+        ("/secretsmanager/get?secretId=prod/db", "hit"),
+        ("/secretsmanager/get/?secretId=prod%2Fdb", "hit"),
+    ] {
+        let r = get(&ext, path, &[]).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_eq!(r.json()["Name"], "prod/db", "{path}");
+        assert_eq!(r.header("x-secretcache-cache"), Some(cache), "{path}");
+    }
+    assert_eq!(proxy.count("GetSecretValue"), 1);
+
+    // versionStage and refreshNow on the path route, after a rotation-like update.
+    sm.put_secret_value()
+        .secret_id("prod/db")
+        .secret_string("{\"password\":\"two\"}")
+        .send()
+        .await
+        .expect("put");
+    let fresh = get(&ext, "/secretsmanager/prod/db?refreshNow=true", &[]).await;
+    assert_eq!(fresh.json()["SecretString"], "{\"password\":\"two\"}");
+    let previous = get(
+        &ext,
+        "/secretsmanager/prod/db?versionStage=AWSPREVIOUS",
+        &[],
+    )
+    .await;
+    assert_eq!(previous.json()["SecretString"], "{\"password\":\"one\"}");
+
+    // A parameter by path, its leading slash implied.
+    let ssm = moto.ssm_client().await;
+    ssm.put_parameter()
+        .name("/app/url")
+        .value("https://example.invalid")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .expect("put_parameter");
+    for path in [
+        "/systemsmanager/parameters/app/url",
+        "/systemsmanager/parameters/%2Fapp%2Furl",
+    ] {
+        let r = get(&ext, path, &[]).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_eq!(r.json()["Parameter"]["Value"], "https://example.invalid");
+    }
+
+    // Errors: the type in X-Amzn-Errortype and in the body.
+    let missing = get(&ext, "/secretsmanager/no/such/secret", &[]).await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.header("x-amzn-errortype"),
+        Some("ResourceNotFoundException")
+    );
+    assert_eq!(missing.json()["__type"], "ResourceNotFoundException");
+    let forwarded = get(
+        &ext,
+        "/secretsmanager/prod/db",
+        &[("X-Forwarded-For", "203.0.113.9")],
+    )
+    .await;
+    assert_eq!(forwarded.status, 400);
+    assert_eq!(
+        forwarded.header("x-amzn-errortype"),
+        Some("ForwardedRequestException")
+    );
+    let unsigned = http::get(&format!("{}/secretsmanager/prod/db", ext.url()), &[])
+        .await
+        .expect("request");
+    assert_eq!(unsigned.status, 401);
+    assert_eq!(
+        unsigned.header("x-amzn-errortype"),
+        Some("MissingAuthenticationTokenException")
+    );
+}
+
+#[tokio::test]
+async fn cloud_extensions_a_burst_of_misses_is_shed_with_429_while_hits_are_served() {
+    let moto = Moto::start().await;
+    let proxy = FaultInjectingProxy::start(&moto).await;
+    let sm = moto.sm_client().await;
+    for i in 0..6 {
+        sm.create_secret()
+            .name(format!("burst/{i}"))
+            .secret_string("v")
+            .send()
+            .await
+            .expect("create");
+    }
+    let ext = Standalone::spawn(
+        &proxy,
+        &[
+            ("PARAMETERS_SECRETS_EXTENSION_MAX_PENDING_FETCHES", "3"),
+            ("SECRETS_MANAGER_TIMEOUT_MILLIS", "1500"),
+        ],
+    )
+    .await;
+    assert_eq!(get(&ext, "/secretsmanager/burst/0", &[]).await.status, 200);
+    // The upstream stops answering: three distinct misses wait on it, the cap.
+    proxy.set_fault(Fault::Hang);
+    let waiting: Vec<_> = (1..4)
+        .map(|i| {
+            let (url, token) = (ext.url(), ext.token());
+            tokio::spawn(async move {
+                http::get(
+                    &format!("{url}/secretsmanager/burst/{i}"),
+                    &[(TOKEN_HEADER, &token)],
+                )
+                .await
+                .expect("request")
+                .status
+            })
+        })
+        .collect();
+    // Once the three reach the upstream (the proxy counts them), a fourth distinct miss is over the cap.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.count("GetSecretValue") < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "the three misses never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let shed = get(&ext, "/secretsmanager/burst/5", &[]).await;
+    assert_eq!(shed.status, 429, "{}", shed.text());
+    assert_eq!(shed.header("retry-after"), Some("1"));
+    assert_eq!(shed.header("x-amzn-errortype"), Some("ThrottlingException"));
+    assert_eq!(shed.json()["__type"], "ThrottlingException");
+    // A hit is never shed.
+    let hit = get(&ext, "/secretsmanager/burst/0", &[]).await;
+    assert_eq!(
+        (hit.status, hit.header("x-secretcache-cache")),
+        (200, Some("hit"))
+    );
+    let metrics = get(&ext, "/metrics", &[]).await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("secretcache_shed_total ") && l != "secretcache_shed_total 0"),
+        "{metrics}"
+    );
+    // The hung calls time out (their reads get 504), the upstream answers again, and the shed read succeeds when
+    // retried.
+    for w in waiting {
+        assert_eq!(w.await.expect("task"), 504);
+    }
+    proxy.set_fault(Fault::None);
+    assert_eq!(get(&ext, "/secretsmanager/burst/5", &[]).await.status, 200);
+}
