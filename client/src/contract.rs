@@ -99,6 +99,8 @@ pub mod query {
     pub const WITH_DECRYPTION: &str = "withDecryption";
     /// (ours) A top-level key of a JSON value: the answer is that key's value, as `text/plain`.
     pub const FIELD: &str = "field";
+    /// (as Cloud Extensions and the Workload Credentials Provider) Read as this IAM role: `arn:aws:iam::<account>:role/<name>`.
+    pub const ROLE_ARN: &str = "roleArn";
 }
 
 /// Secrets Manager's staging labels.

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 pub const PAUSE_THRESHOLD: Duration = Duration::from_secs(1);
 
 /// The wall clock, injectable so tests can simulate a pause with no sleeping.
-pub trait WallClock: Send + Sync + 'static {
+pub trait WallClock: Clone + Send + Sync + 'static {
     /// The current wall-clock time.
     fn now(&self) -> SystemTime;
 }
@@ -75,6 +75,11 @@ impl<W: WallClock> Clock<W> {
             wall,
             state: Mutex::new(state),
         }
+    }
+
+    /// The wall clock it checks against.
+    pub fn wall(&self) -> &W {
+        &self.wall
     }
 
     /// Reads both clocks; returns the pause-corrected monotonic time and any pause found since the last reading.

@@ -161,6 +161,12 @@ pub enum ApiError {
     /// Too many concurrent connections.
     #[error("too many concurrent connections; retry shortly")]
     Overloaded,
+    /// A read names a role past the most roles read through at once.
+    #[error("at most {0} roles may be read through (PARAMETERS_SECRETS_EXTENSION_MAX_ROLES); this one would be one more")]
+    TooManyRoles(usize),
+    /// A read names a role, and this upstream cannot act as one.
+    #[error("roleArn is not supported here")]
+    RolesUnsupported,
     /// The upstream failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -191,6 +197,9 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "TooManyConnectionsException",
             ),
+            Self::TooManyRoles(_) | Self::RolesUnsupported => {
+                (StatusCode::BAD_REQUEST, "InvalidParameterException")
+            }
             Self::Upstream(u) => match u {
                 UpstreamError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code.as_str()),
                 UpstreamError::AccessDenied { code, .. } => (StatusCode::FORBIDDEN, code.as_str()),

@@ -73,13 +73,15 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), Life
         Arc::clone(&metrics),
     );
     let tokens = Tokens::new(config.tokens.clone());
-    let app = Arc::new(App::new(
+    let mut app = App::new(
         Arc::clone(&cache),
         Arc::clone(&tokens),
         &config.token_headers,
         config.path_prefix.clone(),
         Arc::clone(&metrics),
-    ));
+    );
+    app.roles.max = config.max_roles;
+    let app = Arc::new(app);
     let shutdown = CancellationToken::new();
     // A token from a file is re-read when the file changes (a rotated token in a sidecar's shared volume).
     tokio::spawn(tokens.watch(shutdown.clone()));

@@ -109,6 +109,35 @@ pub fn arn_region(id: &str) -> Option<&str> {
     (parts.next().is_some() && !region.is_empty()).then_some(region)
 }
 
+/// Whether `arn` is an IAM role's ARN: `arn:<partition>:iam::<12-digit account>:role/<path and name>`, the name of
+/// IAM's characters (letters, digits, `+=,.@_-`, and `/` in the path), at most 2048 characters.
+pub fn is_role_arn(arn: &str) -> bool {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let name = resource.strip_prefix("role/").unwrap_or_default();
+    arn.len() <= 2048
+        && matches!(
+            partition,
+            "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b" | "aws-eusc"
+        )
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !name.is_empty()
+        && !name.ends_with('/')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
+}
+
 /// Whether `region` has AWS's region form: lowercase letters in dash-separated labels, the last one a number
 /// (`us-east-1`, `us-gov-west-1`, `cn-north-1`, `eusc-de-east-1`), at most 32 characters. A region named in an ARN
 /// builds clients of its own, so only this form is let through (the clients themselves are few and bounded too).
@@ -153,6 +182,8 @@ pub struct ParameterKey {
 pub struct ParameterRequest {
     /// What to fetch.
     pub key: ParameterKey,
+    /// `roleArn=`: read as this role (its own cache).
+    pub role: Option<String>,
     /// `refreshNow=true`: bypass the cache.
     pub refresh_now: bool,
     /// `field=`: answer only this top-level key of the JSON value, as text.
@@ -209,6 +240,7 @@ impl ParameterRequest {
                 name,
                 with_decryption: q.flag("withDecryption")?,
             },
+            role: q.role()?,
             refresh_now: q.flag("refreshNow")?,
             field: q.field()?,
         })
@@ -222,6 +254,8 @@ pub struct BatchRequest {
     pub keys: Vec<Key>,
     /// The ids as given, one per key (a secret's `secretId`, a parameter's `name`).
     pub ids: Vec<String>,
+    /// `roleArn=`: read as this role (its own cache).
+    pub role: Option<String>,
     /// `field=`: answer only this top-level key of each JSON value.
     pub field: Option<String>,
 }
@@ -251,6 +285,7 @@ impl BatchRequest {
         Ok(Self {
             keys,
             ids,
+            role: q.role()?,
             field: q.field()?,
         })
     }
@@ -275,6 +310,7 @@ impl BatchRequest {
         Ok(Self {
             keys,
             ids,
+            role: q.role()?,
             field: q.field()?,
         })
     }
@@ -342,6 +378,8 @@ pub enum VersionSelector {
 pub struct SecretRequest {
     /// What to fetch.
     pub key: SecretKey,
+    /// `roleArn=`: read as this role (its own cache).
+    pub role: Option<String>,
     /// `refreshNow=true`: bypass the cache.
     pub refresh_now: bool,
     /// `field=`: answer only this top-level key of the JSON SecretString, as text.
@@ -382,7 +420,7 @@ pub enum QueryError {
 const MAX_VALUE_LEN: usize = 2048;
 
 /// The parameters the API reads; any other is checked and then ignored, as the AWS extension ignores it.
-const KNOWN: [&str; 9] = [
+const KNOWN: [&str; 10] = [
     query::SECRET_ID,
     query::VERSION_ID,
     query::VERSION_STAGE,
@@ -392,6 +430,7 @@ const KNOWN: [&str; 9] = [
     query::LABEL,
     query::WITH_DECRYPTION,
     query::FIELD,
+    query::ROLE_ARN,
 ];
 
 /// A query string, checked and split in one pass: every name and value percent-decodes to UTF-8 without control
@@ -475,6 +514,18 @@ impl<'a> Query<'a> {
         }
     }
 
+    /// `roleArn`: absent or empty is none; anything else must be an IAM role's ARN ([`is_role_arn`]).
+    pub fn role(&self) -> Result<Option<String>, QueryError> {
+        match self.get("roleArn")?.filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(arn) if is_role_arn(arn) => Ok(Some(arn.to_owned())),
+            Some(_) => Err(QueryError::Invalid {
+                name: "roleArn",
+                expected: "an IAM role's ARN: arn:aws:iam::<12-digit account>:role/<name>",
+            }),
+        }
+    }
+
     /// A required, non-empty value.
     pub fn required(&self, name: &'static str) -> Result<&str, QueryError> {
         match self.get(name)? {
@@ -526,6 +577,7 @@ impl SecretRequest {
                 secret_id,
                 selector,
             },
+            role: q.role()?,
             refresh_now: q.flag("refreshNow")?,
             field: q.field()?,
         })
@@ -964,5 +1016,58 @@ mod tests {
         ));
         assert!(ParameterRequest::parse_path("a%00", "").is_err());
         assert!(ParameterRequest::parse_path("%zz", "").is_err());
+    }
+
+    #[test]
+    fn a_role_is_an_iam_role_arn_or_nothing() {
+        for ok in [
+            "arn:aws:iam::111111111111:role/reader",
+            "arn:aws:iam::111111111111:role/path/to/reader+x=y,z.w@v_u-t",
+            "arn:aws-cn:iam::111111111111:role/r",
+            "arn:aws-us-gov:iam::111111111111:role/r",
+        ] {
+            assert!(is_role_arn(ok), "{ok}");
+            let r = parse(&format!("secretId=db&roleArn={ok}")).expect(ok);
+            assert_eq!(r.role.as_deref(), Some(ok));
+        }
+        for bad in [
+            "reader",
+            "arn:aws:iam::111111111111:user/reader",
+            "arn:aws:iam::11111111111:role/reader",
+            "arn:aws:iam:us-east-1:111111111111:role/reader",
+            "arn:aws:sts::111111111111:role/reader",
+            "arn:aws:iam::111111111111:role/",
+            "arn:aws:iam::111111111111:role/a b",
+            "arn:other:iam::111111111111:role/r",
+        ] {
+            assert!(!is_role_arn(bad), "{bad}");
+            assert!(
+                matches!(
+                    parse(&format!("secretId=db&roleArn={bad}")),
+                    Err(QueryError::Invalid {
+                        name: "roleArn",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse("secretId=db&roleArn=").expect("empty").role, None);
+        let arn = "arn:aws:iam::111111111111:role/r";
+        assert_eq!(
+            ParameterRequest::parse(&format!("name=/p&roleArn={arn}"))
+                .expect("p")
+                .role
+                .as_deref(),
+            Some(arn)
+        );
+        assert_eq!(
+            BatchRequest::secrets(&format!("secretId=a&roleArn={arn}"))
+                .expect("b")
+                .role
+                .as_deref(),
+            Some(arn)
+        );
+        assert!(SecretRequest::parse_path("db", "roleArn=nope").is_err());
     }
 }

@@ -67,6 +67,67 @@ pub struct App<U, W = SystemWallClock> {
     pub path_prefix: String,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// A cache per role named in a read's `roleArn`, each over the upstream acting as that role.
+    pub roles: RoleCaches<U, W>,
+}
+
+/// The most roles read through at once, as the Workload Credentials Provider's `max_roles`.
+pub const DEFAULT_MAX_ROLES: usize = 20;
+
+/// One cache per role named by reads, at most `max` roles: values read as one role are never served to another, and
+/// the roles callers may name are bounded (a role past the limit is refused with 400, never evicting another's
+/// entries). The role's credentials come from AssumeRole, cached and refreshed by the SDK.
+pub struct RoleCaches<U, W> {
+    caches: std::sync::Mutex<std::collections::HashMap<String, Arc<Cache<U, W>>>>,
+    /// The most roles.
+    pub max: usize,
+}
+
+impl<U, W> std::fmt::Debug for RoleCaches<U, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.caches.lock().map_or(0, |c| c.len());
+        f.debug_struct("RoleCaches")
+            .field("held", &held)
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+impl<U, W> RoleCaches<U, W> {
+    /// No role yet, at most `max`.
+    pub fn new(max: usize) -> Self {
+        Self {
+            caches: std::sync::Mutex::new(std::collections::HashMap::new()),
+            max,
+        }
+    }
+}
+
+impl<U: Upstream, W: WallClock> App<U, W> {
+    /// The cache a read goes through: the default one, or the one of the role it names (made on its first read).
+    fn cache_for(&self, role: Option<&str>) -> Result<Arc<Cache<U, W>>, ApiError> {
+        let Some(role) = role else {
+            return Ok(Arc::clone(&self.cache));
+        };
+        let mut caches = self.roles.caches.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cache) = caches.get(role) {
+            return Ok(Arc::clone(cache));
+        }
+        if caches.len() >= self.roles.max {
+            return Err(ApiError::TooManyRoles(self.roles.max));
+        }
+        let cache = self
+            .cache
+            .for_role(role)
+            .ok_or(ApiError::RolesUnsupported)?;
+        tracing::info!(
+            role,
+            roles = caches.len() + 1,
+            "reads as a new role get a cache of their own"
+        );
+        caches.insert(role.to_owned(), Arc::clone(&cache));
+        Ok(cache)
+    }
 }
 
 impl<U, W> App<U, W> {
@@ -94,6 +155,7 @@ impl<U, W> App<U, W> {
             token_headers,
             path_prefix,
             metrics,
+            roles: RoleCaches::new(DEFAULT_MAX_ROLES),
         }
     }
 }
@@ -183,23 +245,16 @@ async fn route<U: Upstream, W: WallClock, B>(
     check_token(app, req)?;
     let query = req.uri().query().unwrap_or("");
     match route {
-        Route::Secret => {
-            let r = SecretRequest::parse(query)?;
+        Route::Secret | Route::SecretByPath(_) => {
+            let r = match route {
+                Route::SecretByPath(prefix) => {
+                    SecretRequest::parse_path(&req.uri().path()[prefix..], query)?
+                }
+                _ => SecretRequest::parse(query)?,
+            };
+            let cache = app.cache_for(r.role.as_deref())?;
             one(
-                app,
-                req,
-                Key::Secret(r.key),
-                r.refresh_now,
-                r.field,
-                Kind::Secret,
-            )
-            .await
-        }
-        Route::SecretByPath(prefix) => {
-            let id = &req.uri().path()[prefix..];
-            let r = SecretRequest::parse_path(id, query)?;
-            one(
-                app,
+                &cache,
                 req,
                 Key::Secret(r.key),
                 r.refresh_now,
@@ -216,8 +271,9 @@ async fn route<U: Upstream, W: WallClock, B>(
                 )?,
                 _ => ParameterRequest::parse(query)?,
             };
+            let cache = app.cache_for(r.role.as_deref())?;
             one(
-                app,
+                &cache,
                 req,
                 Key::Parameter(r.key),
                 r.refresh_now,
@@ -226,9 +282,13 @@ async fn route<U: Upstream, W: WallClock, B>(
             )
             .await
         }
-        Route::SecretBatch => batch(app, req, BatchRequest::secrets(query)?, Kind::Secret).await,
-        Route::ParameterBatch => {
-            batch(app, req, BatchRequest::parameters(query)?, Kind::Parameter).await
+        Route::SecretBatch | Route::ParameterBatch => {
+            let (batch_request, kind) = match route {
+                Route::SecretBatch => (BatchRequest::secrets(query)?, Kind::Secret),
+                _ => (BatchRequest::parameters(query)?, Kind::Parameter),
+            };
+            let cache = app.cache_for(batch_request.role.as_deref())?;
+            batch(&cache, req, batch_request, kind).await
         }
         Route::Metrics => Ok(text(
             StatusCode::OK,
@@ -240,14 +300,14 @@ async fn route<U: Upstream, W: WallClock, B>(
 
 /// One secret or parameter: its body, or one field of it as text; a 304 when the client already has its version.
 async fn one<U: Upstream, W: WallClock, B>(
-    app: &App<U, W>,
+    cache: &Arc<Cache<U, W>>,
     req: &Request<B>,
     key: Key,
     refresh_now: bool,
     field: Option<String>,
     kind: Kind,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (entry, source) = app.cache.get(&key, refresh_now).await?;
+    let (entry, source) = cache.get(&key, refresh_now).await?;
     match source {
         Source::Hit => tracing::debug!(key = %key, "cache hit"),
         Source::Stale => {}
@@ -295,12 +355,12 @@ async fn one<U: Upstream, W: WallClock, B>(
 
 /// Several secrets or parameters in one request: hits from the cache, misses in one upstream batch call.
 async fn batch<U: Upstream, W: WallClock, B>(
-    app: &App<U, W>,
+    cache: &Arc<Cache<U, W>>,
     req: &Request<B>,
     batch: BatchRequest,
     kind: Kind,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let results = app.cache.get_many(&batch.keys).await;
+    let results = cache.get_many(&batch.keys).await;
     let field = batch.field.as_deref();
     let mut projections = Vec::with_capacity(results.len());
     for result in &results {

@@ -78,6 +78,8 @@ struct Inner {
     home_region: Option<String>,
     role: Option<AssumeRole>,
     sdk_source: SdkSource,
+    /// What the upstream was built from, for the same upstream acting as another role.
+    config: Config,
     /// The AWS configuration every client is built from (the role's credentials when one is configured).
     sdk: OnceCell<SdkConfig>,
     /// The home region's clients.
@@ -117,6 +119,10 @@ impl AwsUpstream {
     /// An upstream for `config`; the clients are built from the environment's AWS configuration (region,
     /// credentials, endpoint overrides) on first use. `metrics` counts the other regions' clients.
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Self {
+        Self::with_role(config, config.role.clone(), metrics)
+    }
+
+    fn with_role(config: &Config, role: Option<AssumeRole>, metrics: Arc<Metrics>) -> Self {
         let evictions = Arc::clone(&metrics);
         let regions = moka::future::Cache::builder()
             .max_capacity(MAX_REGION_CLIENTS)
@@ -136,7 +142,8 @@ impl AwsUpstream {
                 secrets_endpoint: config.secrets_endpoint.clone(),
                 ssm_endpoint: config.ssm_endpoint.clone(),
                 home_region: config.region.clone(),
-                role: config.role.clone(),
+                role,
+                config: config.clone(),
                 sdk_source: config.sdk_source,
                 sdk: OnceCell::new(),
                 home: OnceCell::new(),
@@ -439,6 +446,20 @@ impl AwsUpstream {
 }
 
 impl Upstream for AwsUpstream {
+    /// The same configuration with credentials of `role_arn` (assumed from the extension's own credentials, cached and
+    /// refreshed by the SDK), and clients, pools and connections of its own.
+    fn as_role(&self, role_arn: &str) -> Option<Self> {
+        let role = AssumeRole {
+            arn: role_arn.to_owned(),
+            external_id: None,
+        };
+        Some(Self::with_role(
+            &self.inner.config,
+            Some(role),
+            Arc::clone(&self.inner.metrics),
+        ))
+    }
+
     async fn fetch(&self, key: &Key) -> Result<Fetched, UpstreamError> {
         let _permit = self.permit().await?;
         match key {
@@ -716,6 +737,10 @@ pub fn classify<E: ProvideErrorMetadata>(
     match err {
         SdkError::TimeoutError(_) => timeout,
         SdkError::DispatchFailure(f) if f.is_timeout() => timeout,
+        // Credentials of a role are resolved before the call is dispatched: a refused AssumeRole surfaces here.
+        SdkError::DispatchFailure(f) if assume_role_failure(&f).is_some() => {
+            assume_role_failure(&f).unwrap_or(timeout)
+        }
         SdkError::DispatchFailure(f) => UpstreamError::Unreachable {
             detail: f
                 .as_connector_error()
@@ -736,6 +761,37 @@ pub fn classify<E: ProvideErrorMetadata>(
         }
         other => UpstreamError::Internal(format!("unexpected SDK error: {other}")),
     }
+}
+
+/// What STS said when the role's credentials could not be had, found in the dispatch failure's chain of causes: a
+/// refusal keeps its meaning (403 AccessDenied, with STS's message), anything else is the role's STS being unreachable.
+fn assume_role_failure(
+    failure: &aws_smithy_runtime_api::client::result::DispatchFailure,
+) -> Option<UpstreamError> {
+    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = failure
+        .as_connector_error()
+        .map(|c| c as &(dyn std::error::Error + 'static));
+    while let Some(e) = cause {
+        if let Some(sts) = e.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>() {
+            return Some(match sts {
+                SdkError::ServiceError(se) => {
+                    let err = se.err();
+                    match classify_service(err.code(), err.message(), se.raw().status().as_u16()) {
+                        UpstreamError::InvalidRequest { code, message } => {
+                            UpstreamError::AccessDenied { code, message }
+                        }
+                        other => other,
+                    }
+                }
+                _ => UpstreamError::Unreachable {
+                    detail: "could not reach STS for the role's credentials".into(),
+                },
+            });
+        }
+        cause = e.source();
+    }
+    None
 }
 
 /// Classifies an AWS error response by its code, falling back to its HTTP status.

@@ -367,6 +367,24 @@ async fn every_check_answers_as_the_contract_says() {
             &[t, ("if-none-match", "\"v-0\"")],
             200,
         ),
+        err(
+            get(
+                "a roleArn that is not a role's ARN",
+                "/secretsmanager/get?secretId=db&roleArn=arn:aws:iam::1:user/x",
+                &[t],
+                400,
+            ),
+            "InvalidParameterException",
+        ),
+        err(
+            get(
+                "a roleArn where the upstream cannot act as a role",
+                "/secretsmanager/db?roleArn=arn:aws:iam::111111111111:role/r",
+                &[t],
+                400,
+            ),
+            "InvalidParameterException",
+        ),
         get(
             "Cloud Extensions' path route",
             "/secretsmanager/db",

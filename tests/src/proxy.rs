@@ -231,6 +231,18 @@ async fn forward(
         );
         r
     };
+    if denied && !op.contains('.') {
+        // A Query-protocol operation (STS's AssumeRole: `Action=`, no X-Amz-Target): IAM's refusal as STS sends it.
+        let mut r = http::Response::new(Full::new(Bytes::from(format!(
+            "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+             <Code>AccessDenied</Code><Message>User is not authorized to perform: {op} (injected: the trust policy \
+             refuses it)</Message></Error><RequestId>injected</RequestId></ErrorResponse>"
+        ))));
+        *r.status_mut() = http::StatusCode::FORBIDDEN;
+        r.headers_mut()
+            .insert("content-type", http::HeaderValue::from_static("text/xml"));
+        return Ok(r);
+    }
     if denied {
         return Ok(aws_error(
             400,

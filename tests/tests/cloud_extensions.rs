@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use secretcache_client::TOKEN_HEADER;
 use secretcache_tests::extension::Standalone;
 use secretcache_tests::http::{self, Response};
-use secretcache_tests::moto::Moto;
+use secretcache_tests::moto::{Endpoint as _, Moto};
 use secretcache_tests::proxy::{Fault, FaultInjectingProxy};
 
 async fn get(ext: &Standalone, path: &str, headers: &[(&str, &str)]) -> Response {
@@ -180,4 +180,103 @@ async fn cloud_extensions_a_burst_of_misses_is_shed_with_429_while_hits_are_serv
     }
     proxy.set_fault(Fault::None);
     assert_eq!(get(&ext, "/secretsmanager/burst/5", &[]).await.status, 200);
+}
+
+/// A secret of one name in each of two accounts, written by each account's own role (moto keeps accounts apart by
+/// the caller's credentials).
+async fn secret_in_account(moto: &Moto, role: &str, value: &str) {
+    let base = secretcache_tests::moto::sdk_config(&moto.endpoint()).await;
+    let assumed = aws_config::sts::AssumeRoleProvider::builder(role)
+        .session_name("owner")
+        .configure(&base)
+        .build()
+        .await;
+    let config = base
+        .into_builder()
+        .credentials_provider(
+            aws_sdk_secretsmanager::config::SharedCredentialsProvider::new(assumed),
+        )
+        .build();
+    aws_sdk_secretsmanager::Client::new(&config)
+        .create_secret()
+        .name("shared/db")
+        .secret_string(value)
+        .send()
+        .await
+        .expect("create in the role's account");
+}
+
+#[tokio::test]
+async fn cloud_extensions_role_arn_reads_each_role_through_its_own_cache() {
+    const ONE: &str = "arn:aws:iam::111111111111:role/reader";
+    const TWO: &str = "arn:aws:iam::222222222222:role/reader";
+    let moto = Moto::start().await;
+    let proxy = FaultInjectingProxy::start(&moto).await;
+    secret_in_account(&moto, ONE, "value in account one").await;
+    secret_in_account(&moto, TWO, "value in account two").await;
+    let ext = Standalone::spawn(&proxy, &[("PARAMETERS_SECRETS_EXTENSION_MAX_ROLES", "2")]).await;
+    // The function's own account has no such secret.
+    assert_eq!(
+        get(&ext, "/secretsmanager/shared/db", &[]).await.status,
+        404
+    );
+    for _ in 0..2 {
+        for (role, value) in [(ONE, "value in account one"), (TWO, "value in account two")] {
+            for path in [
+                format!("/secretsmanager/shared/db?roleArn={role}"),
+                format!("/secretsmanager/get?secretId=shared/db&roleArn={role}"),
+            ] {
+                let r = get(&ext, &path, &[]).await;
+                assert_eq!(r.status, 200, "{path}: {}", r.text());
+                assert_eq!(r.json()["SecretString"], value, "{path}");
+            }
+        }
+    }
+    assert_eq!(
+        proxy.count("AssumeRole"),
+        2,
+        "each role assumed once, its credentials cached"
+    );
+    assert_eq!(
+        proxy.count("GetSecretValue"),
+        3,
+        "one read per role's cache, and the own account's 404"
+    );
+    // Still 404 for the function's own account: nothing of a role's cache leaks into the default one.
+    assert_eq!(
+        get(&ext, "/secretsmanager/shared/db", &[]).await.status,
+        404
+    );
+    // A third role is past the limit; a malformed one is refused before anything is assumed.
+    let third = get(
+        &ext,
+        "/secretsmanager/shared/db?roleArn=arn:aws:iam::333333333333:role/reader",
+        &[],
+    )
+    .await;
+    assert_eq!(third.status, 400, "{}", third.text());
+    assert!(third
+        .text()
+        .contains("PARAMETERS_SECRETS_EXTENSION_MAX_ROLES"));
+    let malformed = get(&ext, "/secretsmanager/shared/db?roleArn=reader", &[]).await;
+    assert_eq!(malformed.status, 400);
+    assert_eq!(proxy.count("AssumeRole"), 2);
+    assert!(!ext.logs().contains("value in account"));
+}
+
+#[tokio::test]
+async fn cloud_extensions_a_role_that_may_not_be_assumed_is_a_403() {
+    let moto = Moto::start().await;
+    let proxy = FaultInjectingProxy::start(&moto).await;
+    proxy.deny("AssumeRole");
+    let ext = Standalone::spawn(&proxy, &[]).await;
+    let r = get(
+        &ext,
+        "/secretsmanager/shared/db?roleArn=arn:aws:iam::111111111111:role/forbidden",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}\n{}", r.text(), ext.logs());
+    assert_eq!(r.header("x-amzn-errortype"), Some("AccessDenied"));
+    assert!(r.text().contains("not authorized"), "{}", r.text());
 }

@@ -79,6 +79,15 @@ pub trait Upstream: Send + Sync + 'static {
         futures_util::future::join_all(keys.iter().map(|k| self.fetch(k)))
     }
 
+    /// The same upstream acting as the IAM role `role_arn` (a read that names a `roleArn`), or `None` when it cannot
+    /// (the default).
+    fn as_role(&self, _role_arn: &str) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
     /// Every SSM parameter under `path` (recursive, decrypted), each with the key it answers. The default has none.
     fn fetch_path(
         &self,
@@ -322,6 +331,18 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
                 bytes: AtomicU64::new(0),
             }
         })
+    }
+
+    /// A cache of its own, with this one's policy and counters, over the upstream acting as `role_arn`: values read as
+    /// one role are never served to another. `None` when the upstream cannot act as a role.
+    pub fn for_role(&self, role_arn: &str) -> Option<Arc<Self>> {
+        let upstream = self.upstream.as_role(role_arn)?;
+        Some(Self::new(
+            upstream,
+            self.clock.wall().clone(),
+            self.policy.clone(),
+            Arc::clone(&self.metrics),
+        ))
     }
 
     /// Looks `key` up, fetching upstream when it is missing, expired, or `refresh_now` is set.

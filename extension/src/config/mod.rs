@@ -70,6 +70,9 @@ pub const REFRESH_NOW_INTERVAL_MILLIS: &str =
 /// (ours) Most reads waiting on upstream calls of their own at once (misses; hits are never refused); past it a read
 /// is answered 429 with `Retry-After`, as AWS Systems Manager Cloud Extensions answers past 100 calls in flight.
 pub const MAX_PENDING_FETCHES: &str = "PARAMETERS_SECRETS_EXTENSION_MAX_PENDING_FETCHES";
+/// (ours, as the Workload Credentials Provider's `max_roles`) Most roles reads may name in `roleArn`, each with a
+/// cache of its own.
+pub const MAX_ROLES: &str = "PARAMETERS_SECRETS_EXTENSION_MAX_ROLES";
 /// (ours) A role to assume for every upstream call (secrets shared from another account).
 pub const ROLE_ARN: &str = "PARAMETERS_SECRETS_EXTENSION_ROLE_ARN";
 /// (ours) The external id that role's trust policy asks for.
@@ -124,6 +127,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     NEGATIVE_CACHE_MILLIS,
     REFRESH_NOW_INTERVAL_MILLIS,
     MAX_PENDING_FETCHES,
+    MAX_ROLES,
     ROLE_ARN,
     ROLE_EXTERNAL_ID,
     PATH_PREFIX,
@@ -361,6 +365,8 @@ pub struct Config {
     pub refresh_now_interval: Duration,
     /// Most keys with an upstream call of their own in flight before a read that needs another is answered 429.
     pub max_pending_fetches: usize,
+    /// Most roles reads may name (`roleArn`), each with a cache of its own.
+    pub max_roles: usize,
     /// What parsing found; logged by `main`.
     pub diagnostics: Diagnostics,
 }
@@ -666,6 +672,13 @@ impl Config {
             Above::Clamp,
             "a whole number from 1 to 100000",
         ) as usize;
+        let max_roles = r.number(
+            MAX_ROLES,
+            20,
+            0..=1_000,
+            Above::Clamp,
+            "a whole number from 0 (roleArn refused) to 1000",
+        ) as usize;
         let invoke_budget = Duration::from_millis(r.number(
             INVOKE_WAIT_MILLIS,
             100,
@@ -789,6 +802,7 @@ impl Config {
             negative_ttl,
             refresh_now_interval,
             max_pending_fetches,
+            max_roles,
             diagnostics: r.diagnostics,
         }
     }
