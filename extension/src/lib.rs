@@ -9,6 +9,7 @@
 //! - [`clock`]: monotonic time that also counts the pauses a frozen or restored micro-VM hides from it;
 //! - [`upstream`]: the AWS SDK clients and the success bodies;
 //! - [`server`]: the localhost HTTP server and its request checks;
+//! - [`roles`]: a cache per IAM role that reads name (`roleArn`), bounded;
 //! - [`token`]: the token a request must carry, from a variable or (in containers) a file that may change;
 //! - [`extensions_api`]: the three calls of the Lambda Extensions API;
 //! - [`lifecycle`]: the Lambda lifecycle on that API, and standalone mode;
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod reference;
 pub mod request;
 pub mod respond;
+pub mod roles;
 pub mod secret;
 pub mod server;
 pub mod token;

@@ -37,6 +37,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::request::{BatchRequest, Key, ParameterRequest, SecretRequest};
 use crate::respond::{self, Item, Kind, ProjectionError};
+use crate::roles::{RoleCaches, DEFAULT_MAX_ROLES};
 use crate::token::Tokens;
 
 // The header that carries the execution environment's session token; how a value was served (`hit`, `miss`,
@@ -69,65 +70,6 @@ pub struct App<U, W = SystemWallClock> {
     pub metrics: Arc<Metrics>,
     /// A cache per role named in a read's `roleArn`, each over the upstream acting as that role.
     pub roles: RoleCaches<U, W>,
-}
-
-/// The most roles read through at once, as the Workload Credentials Provider's `max_roles`.
-pub const DEFAULT_MAX_ROLES: usize = 20;
-
-/// One cache per role named by reads, at most `max` roles: values read as one role are never served to another, and
-/// the roles callers may name are bounded (a role past the limit is refused with 400, never evicting another's
-/// entries). The role's credentials come from AssumeRole, cached and refreshed by the SDK.
-pub struct RoleCaches<U, W> {
-    caches: std::sync::Mutex<std::collections::HashMap<String, Arc<Cache<U, W>>>>,
-    /// The most roles.
-    pub max: usize,
-}
-
-impl<U, W> std::fmt::Debug for RoleCaches<U, W> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let held = self.caches.lock().map_or(0, |c| c.len());
-        f.debug_struct("RoleCaches")
-            .field("held", &held)
-            .field("max", &self.max)
-            .finish()
-    }
-}
-
-impl<U, W> RoleCaches<U, W> {
-    /// No role yet, at most `max`.
-    pub fn new(max: usize) -> Self {
-        Self {
-            caches: std::sync::Mutex::new(std::collections::HashMap::new()),
-            max,
-        }
-    }
-}
-
-impl<U: Upstream, W: WallClock> App<U, W> {
-    /// The cache a read goes through: the default one, or the one of the role it names (made on its first read).
-    fn cache_for(&self, role: Option<&str>) -> Result<Arc<Cache<U, W>>, ApiError> {
-        let Some(role) = role else {
-            return Ok(Arc::clone(&self.cache));
-        };
-        let mut caches = self.roles.caches.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(cache) = caches.get(role) {
-            return Ok(Arc::clone(cache));
-        }
-        if caches.len() >= self.roles.max {
-            return Err(ApiError::TooManyRoles(self.roles.max));
-        }
-        let cache = self
-            .cache
-            .for_role(role)
-            .ok_or(ApiError::RolesUnsupported)?;
-        tracing::info!(
-            role,
-            roles = caches.len() + 1,
-            "reads as a new role get a cache of their own"
-        );
-        caches.insert(role.to_owned(), Arc::clone(&cache));
-        Ok(cache)
-    }
 }
 
 impl<U, W> App<U, W> {
@@ -252,7 +194,7 @@ async fn route<U: Upstream, W: WallClock, B>(
                 }
                 _ => SecretRequest::parse(query)?,
             };
-            let cache = app.cache_for(r.role.as_deref())?;
+            let cache = app.roles.cache_for(&app.cache, r.role.as_deref())?;
             one(
                 &cache,
                 req,
@@ -271,7 +213,7 @@ async fn route<U: Upstream, W: WallClock, B>(
                 )?,
                 _ => ParameterRequest::parse(query)?,
             };
-            let cache = app.cache_for(r.role.as_deref())?;
+            let cache = app.roles.cache_for(&app.cache, r.role.as_deref())?;
             one(
                 &cache,
                 req,
@@ -287,7 +229,9 @@ async fn route<U: Upstream, W: WallClock, B>(
                 Route::SecretBatch => (BatchRequest::secrets(query)?, Kind::Secret),
                 _ => (BatchRequest::parameters(query)?, Kind::Parameter),
             };
-            let cache = app.cache_for(batch_request.role.as_deref())?;
+            let cache = app
+                .roles
+                .cache_for(&app.cache, batch_request.role.as_deref())?;
             batch(&cache, req, batch_request, kind).await
         }
         Route::Metrics => Ok(text(

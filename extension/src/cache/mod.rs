@@ -31,8 +31,6 @@
 //!   that call fetched). `refreshNow` bypasses the negative memory.
 
 pub mod alias;
-#[cfg(test)]
-mod identity_tests;
 mod memory;
 
 use std::collections::HashMap;
@@ -1044,6 +1042,9 @@ enum Freshness {
     Fresh,
     Expired { stale_allowed: bool },
 }
+
+#[cfg(test)]
+mod identity_tests;
 
 #[cfg(test)]
 mod tests {
