@@ -3,6 +3,7 @@
 //! ```text
 //! secretcache                      as a Lambda extension (AWS_LAMBDA_RUNTIME_API set), or a standalone sidecar
 //! secretcache --config agent.toml  the same, with an AWS Secrets Manager Agent configuration file
+//! secretcache sm start --config f  the same, spelled as the Workload Credentials Provider 3 is started
 //! secretcache ping [--config f]    a container health check: exit 0 when the local /ping answers 200
 //! secretcache exec -- <command>    the exec wrapper: the environment's secret references resolved, then exec
 //! ```
@@ -13,7 +14,7 @@ use std::process::ExitCode;
 use secretcache::config::{Config, ProcessEnv};
 
 const USAGE: &str =
-    "usage: secretcache [--config <agent.toml>] | secretcache ping [--config <agent.toml>] \
+    "usage: secretcache [sm start] [--config <agent.toml>] | secretcache ping [--config <agent.toml>] \
      | secretcache exec -- <command...>";
 
 /// What the command line asks for.
@@ -27,7 +28,14 @@ fn args() -> Result<Args, String> {
         ping: false,
         config: None,
     };
-    let mut args = std::env::args().skip(1);
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    // `sm start` is how the Workload Credentials Provider 3 is started; a container's entrypoint may keep it.
+    let skip = if all.starts_with(&["sm".to_owned(), "start".to_owned()]) {
+        2
+    } else {
+        0
+    };
+    let mut args = all.into_iter().skip(skip);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "ping" => parsed.ping = true,

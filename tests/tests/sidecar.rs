@@ -320,3 +320,77 @@ async fn sidecar_ping_is_a_health_check_command() {
     let unused = secretcache_tests::free_port();
     assert!(!ping(unused).success(), "unhealthy where nothing listens");
 }
+
+/// A container moving from the Workload Credentials Provider 3 keeps its entrypoint (`sm start --config F`) and its
+/// nested configuration file.
+#[tokio::test]
+async fn workload_provider_entrypoint_and_nested_config_work_unchanged() {
+    let (moto, _) = moto_with(&[("wcp/db", "wcp-canary")]).await;
+    let proxy = FaultInjectingProxy::start(&moto).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    let port = secretcache_tests::free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[logging]\nlog_level = \"info\"\nlog_to_file = false\n\n\
+             [capabilities.secrets_manager]\nhttp_port = {port}\npath_prefix = \"/v1/\"\nmax_roles = 1\n\n\
+             [capabilities.secrets_manager.cache]\nttl_seconds = 300\ncache_size = 100\n\n\
+             [capabilities.secrets_manager.security]\nssrf_headers = [\"X-Aws-Parameters-Secrets-Token\"]\n\
+             ssrf_env_variables = [\"AWS_TOKEN\"]\n\n\
+             [capabilities.secrets_manager.prefetch]\nsecrets = [{{ secret_id = \"wcp/db\" }}]\n"
+        ),
+    )
+    .expect("write the file");
+    let mut env = base_env(&proxy.endpoint(), port, "unused");
+    env.retain(|(k, _)| k != "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT" && k != "AWS_SESSION_TOKEN");
+    env.push(("AWS_TOKEN".into(), "wcp-token".into()));
+    let config_arg = config.display().to_string();
+    let ext = Standalone::spawn_with_args(
+        env,
+        &[],
+        &["sm", "start", "--config", &config_arg],
+        port,
+        "wcp-token".into(),
+    );
+    ext.wait_ready(Duration::from_secs(20)).await;
+    // Prefetched at start: the first read is a hit, and the upstream saw one call.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = read(&ext, "/v1/wcp/db", TOKEN_HEADER, "wcp-token").await;
+        if r.header("x-secretcache-cache") == Some("hit") || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), ext.logs());
+    assert_eq!(r.json()["SecretString"], "wcp-canary");
+    assert_eq!(
+        r.header("x-secretcache-cache"),
+        Some("hit"),
+        "{}",
+        ext.logs()
+    );
+    assert_eq!(
+        proxy.count("GetSecretValue") + proxy.count("BatchGetSecretValue"),
+        1
+    );
+    // max_roles = 1 from the nested section: a second role is past it.
+    let first = read(
+        &ext,
+        "/v1/wcp/db?roleArn=arn:aws:iam::111111111111:role/a",
+        TOKEN_HEADER,
+        "wcp-token",
+    )
+    .await;
+    assert_ne!(first.status, 400, "{}", first.text());
+    let second = read(
+        &ext,
+        "/v1/wcp/db?roleArn=arn:aws:iam::222222222222:role/b",
+        TOKEN_HEADER,
+        "wcp-token",
+    )
+    .await;
+    assert_eq!(second.status, 400, "{}", second.text());
+    assert!(!ext.logs().contains("wcp-canary"));
+}

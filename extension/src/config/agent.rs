@@ -1,5 +1,11 @@
-//! The AWS Secrets Manager Agent's configuration file (`secretcache --config <file.toml>`), mapped onto ours, so that a
-//! sidecar moving from the Agent keeps its file.
+//! The AWS Secrets Manager Agent's configuration file (`secretcache --config <file.toml>`, or as the Workload
+//! Credentials Provider 3 is started, `secretcache sm start --config <file.toml>`), mapped onto ours, so that a sidecar
+//! moving from the Agent or the Provider keeps its file.
+//!
+//! Both of its forms are read: the flat keys of the Agent 1.x and 2.x, and the Provider's nested sections
+//! (`[logging]`, `[capabilities.secrets_manager]` with its `.cache`, `.security` and `.prefetch`), which are the same
+//! keys one level down; a key given in both forms takes the nested value. `[capabilities.acm]` (the Provider's
+//! certificate capability) is not ours and is named once at INFO.
 //!
 //! The Agent's keys and what they become:
 //! - `http_port`, `ttl_seconds`, `cache_size`, `max_conn`, `log_level`, `region`: defaults for
@@ -9,7 +15,8 @@
 //! - `ssrf_headers`, `ssrf_env_variables`, `path_prefix`: the token headers, the token variables and the prefix of
 //!   path-based reads (`/v1/<secretId>`);
 //! - `prefetch.secrets[].secret_id`: added to the init prefetch;
-//! - the Agent's keys that have no meaning here (`log_to_file`, `max_roles`, `ignore_transient_errors`,
+//! - `max_roles`: `PARAMETERS_SECRETS_EXTENSION_MAX_ROLES` (roles named by reads' `roleArn`);
+//! - the Agent's keys that have no meaning here (`log_to_file`, `enabled`, `ignore_transient_errors`,
 //!   `validate_credentials`) are named once at INFO; any other key is a warning, never an error. Numbers may be
 //!   written as the Agent's own examples write them, as strings.
 
@@ -18,7 +25,7 @@ use std::path::Path;
 
 use super::{
     ConfigError, Notice, AWS_REGION, CACHE_SIZE, HTTP_PORT, LOG_LEVEL, MAX_CLIENT_CONNECTIONS,
-    SECRETS_MANAGER_TTL,
+    MAX_ROLES, SECRETS_MANAGER_TTL,
 };
 
 /// What an Agent configuration file says, in our terms.
@@ -43,19 +50,24 @@ pub struct AgentFile {
 }
 
 /// The Agent's keys that map onto one of our variables.
-const MAPPED: [(&str, &str); 6] = [
+const MAPPED: [(&str, &str); 7] = [
     ("http_port", HTTP_PORT),
     ("ttl_seconds", SECRETS_MANAGER_TTL),
     ("cache_size", CACHE_SIZE),
     ("max_conn", MAX_CLIENT_CONNECTIONS),
     ("log_level", LOG_LEVEL),
     ("region", AWS_REGION),
+    ("max_roles", MAX_ROLES),
 ];
 
 /// The Agent's keys that mean nothing here, and why.
-const NOT_APPLICABLE: [(&str, &str); 4] = [
+const NOT_APPLICABLE: [(&str, &str); 5] = [
     ("log_to_file", "logs go to stdout/stderr, where a container runtime collects them"),
-    ("max_roles", "a role is set once with PARAMETERS_SECRETS_EXTENSION_ROLE_ARN"),
+    ("enabled", "secretcache always serves Secrets Manager"),
+    (
+        "acm",
+        "ACM certificates are the Workload Credentials Provider's other capability, not secretcache's",
+    ),
     (
         "ignore_transient_errors",
         "a value past its TTL is always served while the upstream fails transiently (PARAMETERS_SECRETS_EXTENSION_MAX_STALE)",
@@ -93,8 +105,9 @@ impl AgentFile {
     }
 
     fn apply(&mut self, table: &toml::Table) {
+        let table = flatten(table);
         let mut ignored = Vec::new();
-        for (key, value) in table {
+        for (key, value) in &table {
             if let Some((_, variable)) = MAPPED.iter().find(|(k, _)| k == key) {
                 match scalar(value) {
                     Some(v) => {
@@ -152,8 +165,8 @@ impl AgentFile {
             }
             if s.get("role_arn").is_some() {
                 self.warnings.push(format!(
-                    "the configuration file's prefetch of {:?} names a role_arn; secretcache assumes one role for \
-                     every call (PARAMETERS_SECRETS_EXTENSION_ROLE_ARN), so it is prefetched without it",
+                    "the configuration file's prefetch of {:?} names a role_arn; secretcache prefetches with its own \
+                     credentials (PARAMETERS_SECRETS_EXTENSION_ROLE_ARN), so it is prefetched without it",
                     s.get("secret_id").and_then(toml::Value::as_str).unwrap_or("?")
                 ));
             }
@@ -168,6 +181,49 @@ impl AgentFile {
             used: "the default for it".to_owned(),
         });
     }
+}
+
+/// The Workload Credentials Provider's nested sections, one level up: `[logging]`, and `[capabilities.secrets_manager]`
+/// with its `cache` and `security` tables, merged into the flat keys (a nested value wins over a flat one);
+/// `[capabilities.acm]` becomes the key `acm`. Anything else nested under `capabilities` is kept under its own name,
+/// to be warned about as an unknown key.
+fn flatten(table: &toml::Table) -> toml::Table {
+    let mut flat = toml::Table::new();
+    let mut nested = toml::Table::new();
+    let merge = |into: &mut toml::Table, section: &toml::Value| {
+        for (k, v) in section.as_table().into_iter().flatten() {
+            into.insert(k.clone(), v.clone());
+        }
+    };
+    for (key, value) in table {
+        match (key.as_str(), value.as_table()) {
+            ("logging", Some(_)) => merge(&mut nested, value),
+            ("capabilities", Some(capabilities)) => {
+                for (name, capability) in capabilities {
+                    match (name.as_str(), capability.as_table()) {
+                        ("secrets_manager", Some(sm)) => {
+                            for (k, v) in sm {
+                                match (k.as_str(), v.as_table()) {
+                                    ("cache" | "security", Some(_)) => merge(&mut nested, v),
+                                    _ => {
+                                        nested.insert(k.clone(), v.clone());
+                                    }
+                                }
+                            }
+                        }
+                        _ => {
+                            nested.insert(name.clone(), capability.clone());
+                        }
+                    }
+                }
+            }
+            _ => {
+                flat.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    flat.extend(nested);
+    flat
 }
 
 /// A number or a string, as text (the Agent's own examples quote numbers).
@@ -241,5 +297,78 @@ mod tests {
         let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, "http_port = = 3").expect("write");
         assert_eq!(AgentFile::read(&bad).errors.len(), 1);
+    }
+
+    /// The nested form of the Workload Credentials Provider 3, as its documentation lays it out.
+    #[test]
+    fn the_workload_credentials_providers_nested_sections_map_onto_ours_too() {
+        let f = parse(
+            r#"
+            ttl_seconds = 30
+
+            [logging]
+            log_level = "debug"
+            log_to_file = false
+
+            [capabilities.secrets_manager]
+            enabled = true
+            http_port = 2775
+            path_prefix = "/v2/"
+            max_conn = 400
+            max_roles = 5
+            region = "eu-west-1"
+            ignore_transient_errors = true
+            validate_credentials = false
+
+            [capabilities.secrets_manager.cache]
+            ttl_seconds = 120
+            cache_size = 750
+
+            [capabilities.secrets_manager.security]
+            ssrf_headers = ["X-Aws-Parameters-Secrets-Token"]
+            ssrf_env_variables = ["AWS_TOKEN"]
+
+            [capabilities.secrets_manager.prefetch]
+            cache_buffer_ratio = 0.8
+            max_jitter_seconds = 2
+            secrets = [{ secret_id = "app/db" }]
+
+            [capabilities.acm]
+            enabled = false
+            "#,
+        );
+        assert_eq!(f.defaults[LOG_LEVEL], "debug");
+        assert_eq!(f.defaults[HTTP_PORT], "2775");
+        assert_eq!(
+            f.defaults[SECRETS_MANAGER_TTL], "120",
+            "the nested value wins"
+        );
+        assert_eq!(f.defaults[CACHE_SIZE], "750");
+        assert_eq!(f.defaults[MAX_CLIENT_CONNECTIONS], "400");
+        assert_eq!(f.defaults[MAX_ROLES], "5");
+        assert_eq!(f.defaults[AWS_REGION], "eu-west-1");
+        assert_eq!(f.path_prefix.as_deref(), Some("/v2/"));
+        assert_eq!(
+            f.token_headers,
+            Some(vec!["X-Aws-Parameters-Secrets-Token".to_owned()])
+        );
+        assert_eq!(f.token_variables, Some(vec!["AWS_TOKEN".to_owned()]));
+        assert_eq!(f.prefetch, ["app/db"]);
+        assert!(f.errors.is_empty(), "{:?}", f.errors);
+        assert!(f.warnings.is_empty(), "{:?}", f.warnings);
+        let noted = format!("{:?}", f.notices);
+        for key in [
+            "log_to_file",
+            "enabled",
+            "acm",
+            "ignore_transient_errors",
+            "validate_credentials",
+        ] {
+            assert!(noted.contains(key), "{key} in {noted}");
+        }
+        let unknown = parse(
+            "[capabilities.secrets_manager.cache]\nttl_secs = 1\n[capabilities.kms]\nx = 1\n",
+        );
+        assert_eq!(unknown.warnings.len(), 2, "{:?}", unknown.warnings);
     }
 }
