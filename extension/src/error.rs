@@ -71,6 +71,12 @@ pub enum UpstreamError {
         /// AWS's message.
         message: String,
     },
+    /// The upstream's answer was larger than the most we read for its operation (see `upstream/http.rs`).
+    #[error("the upstream's answer is larger than {limit} bytes, the most read for this operation; it was refused")]
+    TooLarge {
+        /// The cap, in bytes.
+        limit: usize,
+    },
     /// An endpoint override variable holds something that is not a URL.
     #[error("{variable} is not an http(s) URL; fix or unset it to reach the upstream")]
     BadEndpoint {
@@ -111,6 +117,7 @@ impl UpstreamError {
             | Self::ServerError { code, .. } => code,
             Self::Timeout { .. } => "Timeout",
             Self::Unreachable { .. } => "Unreachable",
+            Self::TooLarge { .. } => "ResponseTooLarge",
             Self::BadEndpoint { .. } => "BadEndpoint",
             Self::Internal(_) => "InternalError",
         }
@@ -196,6 +203,9 @@ impl ApiError {
                     (StatusCode::BAD_GATEWAY, "UpstreamUnreachableException")
                 }
                 UpstreamError::ServerError { code, .. } => (StatusCode::BAD_GATEWAY, code.as_str()),
+                UpstreamError::TooLarge { .. } => {
+                    (StatusCode::BAD_GATEWAY, "UpstreamResponseTooLargeException")
+                }
                 UpstreamError::BadEndpoint { .. } => (
                     StatusCode::BAD_GATEWAY,
                     "InvalidEndpointConfigurationException",
@@ -300,6 +310,8 @@ mod tests {
             ),
             502
         );
+        let too_large = status(UpstreamError::TooLarge { limit: 1024 }.into());
+        assert_eq!(too_large, 502);
         assert!(!nf.is_transient());
         assert!(UpstreamError::Timeout { millis: 1 }.is_transient());
     }

@@ -571,6 +571,14 @@ pub fn classify<E: ProvideErrorMetadata>(
     let timeout = UpstreamError::Timeout {
         millis: timeout.as_millis() as u64,
     };
+    // An answer past its size cap (upstream/http.rs): a 502 that says so, not "unreachable".
+    if let SdkError::DispatchFailure(f) = &err {
+        if let Some(http::TooLarge { limit }) =
+            f.as_connector_error().and_then(|c| http::too_large(c))
+        {
+            return UpstreamError::TooLarge { limit };
+        }
+    }
     match err {
         SdkError::TimeoutError(_) => timeout,
         SdkError::DispatchFailure(f) if f.is_timeout() => timeout,
