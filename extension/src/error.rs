@@ -133,6 +133,10 @@ pub enum ApiError {
     /// A token header that does not match.
     #[error("the X-Aws-Parameters-Secrets-Token header is not valid")]
     WrongToken,
+    /// The token comes from a file that cannot be used (not a regular file, too large, unreadable): the reason names
+    /// the variable and the problem, never a token.
+    #[error("the token cannot be checked: {0}")]
+    TokenFileUnusable(String),
     /// More than one token header.
     #[error("the X-Aws-Parameters-Secrets-Token header is given more than once")]
     DuplicateToken,
@@ -171,6 +175,10 @@ impl ApiError {
                 "MissingAuthenticationTokenException",
             ),
             Self::WrongToken => (StatusCode::FORBIDDEN, "InvalidAuthenticationTokenException"),
+            Self::TokenFileUnusable(_) => (
+                StatusCode::UNAUTHORIZED,
+                "AuthenticationTokenUnavailableException",
+            ),
             Self::DuplicateToken => (StatusCode::BAD_REQUEST, "InvalidRequestException"),
             Self::Forwarded => (StatusCode::BAD_REQUEST, "ForwardedRequestException"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowedException"),
@@ -269,6 +277,12 @@ mod tests {
         };
         assert_eq!(status(ApiError::MissingToken), 401);
         assert_eq!(status(ApiError::WrongToken), 403);
+        assert_eq!(
+            status(ApiError::TokenFileUnusable(
+                "the token file is a FIFO".into()
+            )),
+            401
+        );
         assert_eq!(status(ApiError::MethodNotAllowed), 405);
         assert_eq!(
             status(ApiError::Query(QueryError::Missing("secretId"))),

@@ -72,7 +72,7 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), Life
         Policy::from(&config),
         Arc::clone(&metrics),
     );
-    let tokens = Tokens::new(config.tokens.clone());
+    let tokens = Tokens::load(config.tokens.clone()).await;
     let app = Arc::new(App::new(
         Arc::clone(&cache),
         Arc::clone(&tokens),
