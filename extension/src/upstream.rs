@@ -75,6 +75,8 @@ struct Inner {
     home_region: Option<String>,
     role: Option<AssumeRole>,
     sdk_source: SdkSource,
+    /// `HTTPS_PROXY` / `NO_PROXY`, for the HTTP client.
+    proxy: crate::config::ProxyConfig,
     /// The AWS configuration every client is built from (the role's credentials when one is configured).
     sdk: OnceCell<SdkConfig>,
     /// The home region's clients.
@@ -118,6 +120,7 @@ impl AwsUpstream {
                 home_region: config.region.clone(),
                 role: config.role.clone(),
                 sdk_source: config.sdk_source,
+                proxy: config.proxy.clone(),
                 sdk: OnceCell::new(),
                 home: OnceCell::new(),
                 regions: Mutex::new(HashMap::new()),
@@ -158,7 +161,7 @@ impl AwsUpstream {
         inner
             .sdk
             .get_or_init(|| async {
-                let http = http::client(inner.max_connections);
+                let http = http::client(inner.max_connections, &inner.proxy);
                 let started = std::time::Instant::now();
                 let base = match (inner.sdk_source, &inner.home_region) {
                     (SdkSource::LambdaEnvironment, Some(region)) => lambda_sdk(http, region),

@@ -6,7 +6,8 @@
 //! half), which none of these calls use, and which was the largest single dependency left in the layer. What this
 //! keeps of it: the connect and read timeouts the SDK asks for, TCP_NODELAY, the error kinds the SDK's retry
 //! strategy and [`classify`](super::classify) read (timeout, I/O, transient, other), and an idle pool of at most
-//! `max_idle` connections per host. What it leaves out, as the SDK's client does by default: proxies.
+//! `max_idle` connections per host. What it adds: the proxies of `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`, as the AWS
+//! extension honours them ([`proxy`]).
 //!
 //! Every response body is read here, up to a cap (an answer past it is [`TooLarge`], a 502 for the client): the SDK
 //! would otherwise buffer whatever the other end sends, bounded only by the operation timeout. The caps, by the
@@ -38,7 +39,11 @@ use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use self::proxy::ProxyConnector;
 use super::HttpResponse;
+use crate::config::ProxyConfig;
+
+mod proxy;
 
 /// The most bytes read of any response body but a secrets batch's (see the module's comment for the arithmetic).
 pub const RESPONSE_LIMIT: usize = 1024 * 1024;
@@ -68,8 +73,9 @@ pub fn too_large(failure: &(dyn Error + 'static)) -> Option<TooLarge> {
 }
 
 /// The SDK's HTTP client: pools built on first use for each timeout setting, sharing one TLS configuration.
-pub fn client(max_idle_per_host: usize) -> SharedHttpClient {
-    SharedHttpClient::new(Http1::new(native_roots(), max_idle_per_host))
+pub fn client(max_idle_per_host: usize, proxy: &ProxyConfig) -> SharedHttpClient {
+    let matcher = proxy.matcher().map(Arc::new);
+    SharedHttpClient::new(Http1::new(native_roots(), max_idle_per_host, matcher))
 }
 
 /// The platform's trust store (on Lambda, Amazon Linux's CA bundle).
@@ -95,12 +101,17 @@ type Timeouts = (Option<Duration>, Option<Duration>);
 struct Http1 {
     tls: rustls::ClientConfig,
     max_idle_per_host: usize,
+    proxy: Option<Arc<hyper_util::client::proxy::matcher::Matcher>>,
     pools: Mutex<HashMap<Timeouts, SharedHttpConnector>>,
 }
 
 impl Http1 {
     /// rustls with ring, trusting `roots`.
-    fn new(roots: rustls::RootCertStore, max_idle_per_host: usize) -> Self {
+    fn new(
+        roots: rustls::RootCertStore,
+        max_idle_per_host: usize,
+        proxy: Option<Arc<hyper_util::client::proxy::matcher::Matcher>>,
+    ) -> Self {
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -111,6 +122,7 @@ impl Http1 {
         Self {
             tls,
             max_idle_per_host,
+            proxy,
             pools: Mutex::new(HashMap::new()),
         }
     }
@@ -143,7 +155,7 @@ impl HttpClient for Http1 {
                     .with_tls_config(self.tls.clone())
                     .https_or_http()
                     .enable_http1()
-                    .wrap_connector(tcp);
+                    .wrap_connector(ProxyConnector::new(tcp, self.proxy.clone()));
                 let client = Client::builder(TokioExecutor::new())
                     .pool_timer(TokioTimer::new())
                     .pool_max_idle_per_host(self.max_idle_per_host)
@@ -159,7 +171,7 @@ impl HttpClient for Http1 {
 
 /// One pool, and the time a response's head may take.
 struct Pool {
-    client: Client<HttpsConnector<TcpConnector>, SdkBody>,
+    client: Client<HttpsConnector<ProxyConnector>, SdkBody>,
     read_timeout: Option<Duration>,
 }
 
@@ -366,7 +378,7 @@ mod tests {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(cert).expect("a root");
         let trusting = secrets_client(
-            SharedHttpClient::new(Http1::new(roots, 3)),
+            SharedHttpClient::new(Http1::new(roots, 3, None)),
             &endpoint,
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(2))
@@ -378,7 +390,7 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "one pooled connection");
 
         let stranger = secrets_client(
-            SharedHttpClient::new(Http1::new(rustls::RootCertStore::empty(), 3)),
+            SharedHttpClient::new(Http1::new(rustls::RootCertStore::empty(), 3, None)),
             &endpoint,
             TimeoutConfig::builder().build(),
         );
@@ -388,6 +400,91 @@ mod tests {
             }
             other => panic!("an untrusted server must fail the connection: {other:?}"),
         }
+    }
+
+    /// A CONNECT proxy on loopback: opens the tunnel each CONNECT asks for, splices bytes both ways, and counts the
+    /// tunnels. Returns its URL and the count.
+    async fn counting_connect_proxy() -> (String, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let tunnels = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&tunnels);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let counter = Arc::clone(&counter);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    while !head.ends_with(b"\r\n\r\n") {
+                        let mut byte = [0u8; 1];
+                        if client.read_exact(&mut byte).await.is_err() {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let Some(target) = head
+                        .strip_prefix("CONNECT ")
+                        .and_then(|r| r.split(' ').next())
+                    else {
+                        let _ = client
+                            .write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+                            .await;
+                        return;
+                    };
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                        return;
+                    };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    if client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await
+                        .is_ok()
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        (url, tunnels)
+    }
+
+    /// HTTPS_PROXY: calls to an https endpoint go through one CONNECT tunnel (TLS to the server inside it, verified as
+    /// without a proxy); NO_PROXY naming the host sends them directly.
+    #[tokio::test]
+    async fn https_goes_through_a_connect_tunnel_unless_no_proxy_names_the_host() {
+        let (endpoint, cert, accepted) = tls_server().await;
+        let (proxy, tunnels) = counting_connect_proxy().await;
+        let through = |no_proxy: Option<&str>| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(cert.clone()).expect("a root");
+            let config = ProxyConfig {
+                https: Some(proxy.clone()),
+                http: None,
+                no_proxy: no_proxy.map(str::to_owned),
+            };
+            secrets_client(
+                SharedHttpClient::new(Http1::new(roots, 3, config.matcher().map(Arc::new))),
+                &endpoint,
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(2))
+                    .build(),
+            )
+        };
+        let proxied = through(None);
+        for _ in 0..2 {
+            assert_eq!(get(&proxied).await.expect("answered"), "s3cr3t");
+        }
+        assert_eq!(tunnels.load(Ordering::SeqCst), 1, "one pooled tunnel");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+        let bypassing = through(Some("example.com, localhost"));
+        assert_eq!(get(&bypassing).await.expect("answered"), "s3cr3t");
+        assert_eq!(tunnels.load(Ordering::SeqCst), 1, "NO_PROXY: no tunnel");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "a direct connection");
     }
 
     /// A fake upstream for what real AWS never sends: every request is answered with a valid GetSecretValue body
@@ -441,7 +538,11 @@ mod tests {
     async fn an_answer_past_the_size_cap_is_refused_and_one_within_it_is_served() {
         for chunked in [false, true] {
             let endpoint = oversized_answer_fake(RESPONSE_LIMIT + 1, chunked).await;
-            let sm = secrets_client(client(3), &endpoint, TimeoutConfig::builder().build());
+            let sm = secrets_client(
+                client(3, &ProxyConfig::default()),
+                &endpoint,
+                TimeoutConfig::builder().build(),
+            );
             assert_eq!(
                 get(&sm).await.map(|v| v.len()),
                 Err(UpstreamError::TooLarge {
@@ -451,7 +552,11 @@ mod tests {
             );
 
             let endpoint = oversized_answer_fake(64 * 1024, chunked).await;
-            let sm = secrets_client(client(3), &endpoint, TimeoutConfig::builder().build());
+            let sm = secrets_client(
+                client(3, &ProxyConfig::default()),
+                &endpoint,
+                TimeoutConfig::builder().build(),
+            );
             assert_eq!(get(&sm).await.map(|v| v.len()), Ok(64 * 1024));
         }
     }
@@ -487,7 +592,7 @@ mod tests {
             }
         });
         let quiet = secrets_client(
-            client(3),
+            client(3, &ProxyConfig::default()),
             &endpoint,
             TimeoutConfig::builder()
                 .read_timeout(Duration::from_millis(200))
@@ -502,7 +607,11 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let endpoint = format!("http://{}", closed.local_addr().expect("address"));
         drop(closed);
-        let refused = secrets_client(client(3), &endpoint, TimeoutConfig::builder().build());
+        let refused = secrets_client(
+            client(3, &ProxyConfig::default()),
+            &endpoint,
+            TimeoutConfig::builder().build(),
+        );
         assert!(matches!(
             get(&refused).await,
             Err(UpstreamError::Unreachable { .. })
