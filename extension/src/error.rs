@@ -81,6 +81,12 @@ pub enum UpstreamError {
         /// The keys in flight when this read was refused.
         pending: usize,
     },
+    /// The upstream's answer was larger than the most we read for its operation (see `upstream/http.rs`).
+    #[error("the upstream's answer is larger than {limit} bytes, the most read for this operation; it was refused")]
+    TooLarge {
+        /// The cap, in bytes.
+        limit: usize,
+    },
     /// An endpoint override variable holds something that is not a URL.
     #[error("{variable} is not an http(s) URL; fix or unset it to reach the upstream")]
     BadEndpoint {
@@ -121,6 +127,7 @@ impl UpstreamError {
             | Self::ServerError { code, .. } => code,
             Self::Timeout { .. } => "Timeout",
             Self::Unreachable { .. } => "Unreachable",
+            Self::TooLarge { .. } => "ResponseTooLarge",
             Self::BadEndpoint { .. } => "BadEndpoint",
             Self::Shed { .. } => "ThrottlingException",
             Self::Internal(_) => "InternalError",
@@ -137,6 +144,10 @@ pub enum ApiError {
     /// A token header that does not match.
     #[error("the X-Aws-Parameters-Secrets-Token header is not valid")]
     WrongToken,
+    /// The token comes from a file that cannot be used (not a regular file, too large, unreadable): the reason names
+    /// the variable and the problem, never a token.
+    #[error("the token cannot be checked: {0}")]
+    TokenFileUnusable(String),
     /// More than one token header.
     #[error("the X-Aws-Parameters-Secrets-Token header is given more than once")]
     DuplicateToken,
@@ -181,6 +192,10 @@ impl ApiError {
                 "MissingAuthenticationTokenException",
             ),
             Self::WrongToken => (StatusCode::FORBIDDEN, "InvalidAuthenticationTokenException"),
+            Self::TokenFileUnusable(_) => (
+                StatusCode::UNAUTHORIZED,
+                "AuthenticationTokenUnavailableException",
+            ),
             Self::DuplicateToken => (StatusCode::BAD_REQUEST, "InvalidRequestException"),
             Self::Forwarded => (StatusCode::BAD_REQUEST, "ForwardedRequestException"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowedException"),
@@ -216,6 +231,9 @@ impl ApiError {
                     (StatusCode::BAD_GATEWAY, "UpstreamUnreachableException")
                 }
                 UpstreamError::ServerError { code, .. } => (StatusCode::BAD_GATEWAY, code.as_str()),
+                UpstreamError::TooLarge { .. } => {
+                    (StatusCode::BAD_GATEWAY, "UpstreamResponseTooLargeException")
+                }
                 UpstreamError::BadEndpoint { .. } => (
                     StatusCode::BAD_GATEWAY,
                     "InvalidEndpointConfigurationException",
@@ -329,6 +347,12 @@ mod tests {
         };
         assert_eq!(status(ApiError::MissingToken), 401);
         assert_eq!(status(ApiError::WrongToken), 403);
+        assert_eq!(
+            status(ApiError::TokenFileUnusable(
+                "the token file is a FIFO".into()
+            )),
+            401
+        );
         assert_eq!(status(ApiError::MethodNotAllowed), 405);
         assert_eq!(
             status(ApiError::Query(QueryError::Missing("secretId"))),
@@ -370,6 +394,8 @@ mod tests {
             ),
             502
         );
+        let too_large = status(UpstreamError::TooLarge { limit: 1024 }.into());
+        assert_eq!(too_large, 502);
         assert!(!nf.is_transient());
         assert!(UpstreamError::Timeout { millis: 1 }.is_transient());
     }

@@ -74,7 +74,7 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), Life
         Policy::from(&config),
         Arc::clone(&metrics),
     );
-    let tokens = Tokens::new(config.tokens.clone());
+    let tokens = Tokens::load(config.tokens.clone()).await;
     let mut app = App::new(
         Arc::clone(&cache),
         Arc::clone(&tokens),

@@ -180,11 +180,11 @@ async fn route<U: Upstream, W: WallClock, B>(
             Route::ParameterByPath
         }
         _ => {
-            check_token(app, req)?;
+            check_token(app, req).await?;
             return Err(ApiError::UnknownPath);
         }
     };
-    check_token(app, req)?;
+    check_token(app, req).await?;
     let query = req.uri().query().unwrap_or("");
     match route {
         Route::Secret | Route::SecretByPath(_) => {
@@ -443,7 +443,7 @@ fn answered(
 
 /// The request's token: the first configured header it carries (each at most once), checked against the accepted
 /// tokens.
-fn check_token<U, W, B>(app: &App<U, W>, req: &Request<B>) -> Result<(), ApiError> {
+async fn check_token<U, W, B>(app: &App<U, W>, req: &Request<B>) -> Result<(), ApiError> {
     for name in &app.token_headers {
         let mut values = req.headers().get_all(name).iter();
         let Some(given) = values.next() else {
@@ -452,8 +452,10 @@ fn check_token<U, W, B>(app: &App<U, W>, req: &Request<B>) -> Result<(), ApiErro
         if values.next().is_some() {
             return Err(ApiError::DuplicateToken);
         }
-        return if app.tokens.accepts(given.as_bytes()) {
+        return if app.tokens.accepts(given.as_bytes()).await {
             Ok(())
+        } else if let Some(reason) = app.tokens.file_problem() {
+            Err(ApiError::TokenFileUnusable(reason))
         } else {
             Err(ApiError::WrongToken)
         };

@@ -9,9 +9,18 @@
 //!
 //! Tokens are compared as SHA-256 digests in constant time: equal-length inputs make the comparison's time say
 //! nothing about the token's length or content.
+//!
+//! A token file is read on tokio's blocking pool, never on an async worker, one read at a time, and waited for at most
+//! [`READ_TIMEOUT`]: a slow or hung file system delays only requests whose token does not match, never `/ping`. Only
+//! a regular file of at most [`MAX_FILE_BYTES`] is read, opened with `O_NONBLOCK` so that a FIFO cannot block the
+//! open. While a token file cannot be used, requests without another accepted token are refused with a 401 that says
+//! why, and the reason is logged once, when it first appears (and once more when the file is usable again).
 
 use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,6 +32,10 @@ use tokio_util::sync::CancellationToken;
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// A request with a wrong token re-reads the file at most this often, so wrong tokens cannot make us read it in a loop.
 const REREAD_AT_MOST_EVERY: Duration = Duration::from_millis(100);
+/// The largest token file read: tokens are a few hundred bytes (a Lambda session token is about 1 KiB).
+pub const MAX_FILE_BYTES: u64 = 8 * 1024;
+/// How long a request waits for a token file to be read.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Where one accepted token comes from. Its `Debug` never shows a token.
 #[derive(Clone, PartialEq, Eq)]
@@ -82,6 +95,60 @@ struct Stamp {
     len: u64,
 }
 
+/// Why a token file gives no token. Messages name no token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    /// A FIFO, a directory, a device: anything but a regular file is refused.
+    #[error("is not a regular file")]
+    NotRegular,
+    /// Larger than any token.
+    #[error("is larger than {MAX_FILE_BYTES} bytes")]
+    TooLarge,
+    /// Empty, or only white space.
+    #[error("is empty")]
+    Empty,
+    /// Not valid UTF-8.
+    #[error("is not UTF-8 text")]
+    NotText,
+    /// Cannot be opened or read.
+    #[error("cannot be read: {0}")]
+    Io(String),
+    /// The read did not finish within [`READ_TIMEOUT`].
+    #[error("could not be read within {} ms", READ_TIMEOUT.as_millis())]
+    TimedOut,
+}
+
+/// The token a file holds, trimmed. Blocking: call it off the async workers. Opened with `O_NONBLOCK`, so a FIFO
+/// (or a device) is refused by its type instead of blocking the open until a writer comes.
+pub fn read_file(path: &Path) -> Result<String, FileError> {
+    let io = |e: std::io::Error| FileError::Io(e.kind().to_string());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(FileError::NotRegular);
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(FileError::TooLarge);
+    }
+    // The length may grow after the check: read one byte more than allowed to notice.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(FileError::TooLarge);
+    }
+    let text = String::from_utf8(bytes).map_err(|_| FileError::NotText)?;
+    match text.trim() {
+        "" => Err(FileError::Empty),
+        token => Ok(token.to_owned()),
+    }
+}
+
 fn stamp(path: &Path) -> Option<Stamp> {
     std::fs::metadata(path).ok().map(|m| Stamp {
         modified: m.modified().ok(),
@@ -89,12 +156,27 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
+/// What the last read of the files found. Locked only to copy in or out, never across I/O.
+#[derive(Debug, Default)]
+struct FileState {
+    /// When files were last read.
+    last_read: Option<Instant>,
+    /// What each source's file looked like then (`None` for values and missing files).
+    stamps: Vec<Option<Stamp>>,
+    /// Why each source's file gives no token, if it does not; a change is logged.
+    problems: Vec<Option<FileError>>,
+}
+
 /// The accepted tokens, as digests, kept current with their sources.
 pub struct Tokens {
     sources: Vec<TokenSource>,
     digests: RwLock<Vec<[u8; 32]>>,
-    /// When files were last read, and what they looked like.
-    files: Mutex<(Option<Instant>, Vec<Option<Stamp>>)>,
+    files: Mutex<FileState>,
+    /// Whether a read of the files is under way (on the blocking pool): at most one at a time, so a hung file system
+    /// holds one blocking thread, not one per request.
+    reading: AtomicBool,
+    /// Wakes the requests waiting for that read.
+    read_done: tokio::sync::Notify,
 }
 
 impl fmt::Debug for Tokens {
@@ -106,39 +188,66 @@ impl fmt::Debug for Tokens {
 }
 
 impl Tokens {
-    /// Reads every source once.
+    /// The accepted tokens, with the values in place and no file read yet (see [`Tokens::load`]).
     pub fn new(sources: Vec<TokenSource>) -> Arc<Self> {
-        let tokens = Arc::new(Self {
-            files: Mutex::new((None, vec![None; sources.len()])),
+        let digests = sources
+            .iter()
+            .filter_map(|s| match s {
+                TokenSource::Value { token, .. } => Some(digest(token.as_bytes())),
+                TokenSource::File { .. } => None,
+            })
+            .collect();
+        Arc::new(Self {
+            files: Mutex::new(FileState {
+                last_read: None,
+                stamps: vec![None; sources.len()],
+                problems: vec![None; sources.len()],
+            }),
             sources,
-            digests: RwLock::new(Vec::new()),
-        });
-        tokens.reload();
+            digests: RwLock::new(digests),
+            reading: AtomicBool::new(false),
+            read_done: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The accepted tokens, with every file read once.
+    pub async fn load(sources: Vec<TokenSource>) -> Arc<Self> {
+        let tokens = Self::new(sources);
+        if tokens.has_files() {
+            tokens.refresh(true).await;
+        }
         tokens
     }
 
-    /// Whether `given` is an accepted token. A mismatch while a token lives in a file re-reads the file first (at
-    /// most every 100 ms), so a client that picked up a rotated token before our watcher did is not refused.
-    pub fn accepts(&self, given: &[u8]) -> bool {
+    /// Whether `given` is an accepted token. A mismatch while a token lives in a file looks at the file first (and
+    /// reads it when it changed, or at most every 100 ms), so a client that picked up a rotated token before our
+    /// watcher did is not refused.
+    pub async fn accepts(self: &Arc<Self>, given: &[u8]) -> bool {
         let given = digest(given);
         if self.matches(&given) {
             return true;
         }
-        // A client may have picked up a rotated token before the watcher did: look at the file now (a stat), and
-        // read it again when it changed, or at most every 100 ms in case a change kept its size and time.
-        if self.has_files() && (self.files_changed() || self.reread_allowed()) && self.reload() {
-            return self.matches(&given);
+        if self.has_files() {
+            let force = self.reread_allowed();
+            if self.refresh(force).await {
+                return self.matches(&given);
+            }
         }
         false
     }
 
-    /// Whether a token file looks different from when it was last read.
-    fn files_changed(&self) -> bool {
+    /// Why a token file gives no token right now, if one does not: the reason a refused request is told.
+    pub fn file_problem(&self) -> Option<String> {
         let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        self.sources.iter().zip(&files.1).any(|(s, last)| match s {
-            TokenSource::File { path, .. } => stamp(path) != *last,
-            TokenSource::Value { .. } => false,
-        })
+        self.sources
+            .iter()
+            .zip(&files.problems)
+            .find_map(|(source, problem)| match (source, problem) {
+                (TokenSource::File { variable, .. }, Some(problem)) => {
+                    Some(format!("the token file that {variable} names {problem}"))
+                }
+                _ => None,
+            })
     }
 
     /// Whether any token comes from a file.
@@ -163,7 +272,7 @@ impl Tokens {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(WATCH_EVERY) => {}
             }
-            if self.files_changed() && self.reload() {
+            if self.refresh(false).await {
                 tracing::info!(
                     "the token file changed; the new token is accepted and the old one no longer"
                 );
@@ -187,43 +296,126 @@ impl Tokens {
     fn reread_allowed(&self) -> bool {
         let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         files
-            .0
+            .last_read
             .is_none_or(|last| last.elapsed() >= REREAD_AT_MOST_EVERY)
     }
 
-    /// Reads every source; returns whether the accepted set changed.
-    fn reload(&self) -> bool {
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        let mut digests = Vec::with_capacity(self.sources.len());
-        for (i, source) in self.sources.iter().enumerate() {
-            match source {
-                TokenSource::Value { token, .. } => digests.push(digest(token.as_bytes())),
-                TokenSource::File { variable, path } => {
-                    files.1[i] = stamp(path);
-                    match std::fs::read_to_string(path) {
-                        Ok(text) if !text.trim().is_empty() => {
-                            digests.push(digest(text.trim().as_bytes()))
-                        }
-                        Ok(_) => tracing::warn!(
-                            variable = %variable,
-                            file = %path.display(),
-                            "the token file is empty; requests are refused until it holds a token"
-                        ),
-                        Err(e) => tracing::warn!(
-                            variable = %variable,
-                            file = %path.display(),
-                            error = %e,
-                            "cannot read the token file; requests are refused until it can be read"
-                        ),
-                    }
-                }
+    /// Looks at the files on the blocking pool and reads them when they changed (or always, with `force`); waits for
+    /// that at most [`READ_TIMEOUT`]. When a read is already under way, waits for it instead of starting another.
+    /// Returns whether the accepted set may have changed.
+    async fn refresh(self: &Arc<Self>, force: bool) -> bool {
+        let done = self.read_done.notified();
+        tokio::pin!(done);
+        // Registered before the check below, so a read that ends in between still wakes us.
+        done.as_mut().enable();
+        if self.reading.swap(true, Ordering::AcqRel) {
+            return tokio::time::timeout(READ_TIMEOUT, done).await.is_ok();
+        }
+        let this = Arc::clone(self);
+        let job = tokio::task::spawn_blocking(move || {
+            let _done = ReadDone(&this);
+            this.read_files(force)
+        });
+        match tokio::time::timeout(READ_TIMEOUT, job).await {
+            Ok(Ok(changed)) => changed,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "reading the token file failed");
+                false
+            }
+            Err(_) => {
+                // The read goes on, and publishes what it finds when it ends; until then, say why we refuse.
+                self.note_problems(
+                    self.sources
+                        .iter()
+                        .map(|s| {
+                            matches!(s, TokenSource::File { .. }).then_some(FileError::TimedOut)
+                        })
+                        .collect(),
+                );
+                false
             }
         }
-        files.0 = Some(Instant::now());
+    }
+
+    /// Blocking: stats every file, reads the changed ones (or all, with `force`), and publishes the digests. Returns
+    /// whether the accepted set changed.
+    fn read_files(&self, force: bool) -> bool {
+        let stamps: Vec<Option<Stamp>> = self
+            .sources
+            .iter()
+            .map(|s| match s {
+                TokenSource::File { path, .. } => stamp(path),
+                TokenSource::Value { .. } => None,
+            })
+            .collect();
+        {
+            let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            if !force && files.last_read.is_some() && files.stamps == stamps {
+                return false;
+            }
+        }
+        let mut digests = Vec::with_capacity(self.sources.len());
+        let mut problems = Vec::with_capacity(self.sources.len());
+        for source in &self.sources {
+            match source {
+                TokenSource::Value { token, .. } => {
+                    digests.push(digest(token.as_bytes()));
+                    problems.push(None);
+                }
+                TokenSource::File { path, .. } => match read_file(path) {
+                    Ok(token) => {
+                        digests.push(digest(token.as_bytes()));
+                        problems.push(None);
+                    }
+                    Err(e) => problems.push(Some(e)),
+                },
+            }
+        }
+        {
+            let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            files.last_read = Some(Instant::now());
+            files.stamps = stamps;
+        }
+        self.note_problems(problems);
         let mut current = self.digests.write().unwrap_or_else(|p| p.into_inner());
         let changed = *current != digests;
         *current = digests;
         changed
+    }
+
+    /// Records each file's problem, logging only the ones that changed: a refused file is logged once, not per request.
+    fn note_problems(&self, problems: Vec<Option<FileError>>) {
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        for ((source, old), new) in self.sources.iter().zip(&mut files.problems).zip(problems) {
+            let TokenSource::File { variable, path } = source else {
+                continue;
+            };
+            if *old == new {
+                continue;
+            }
+            match &new {
+                Some(problem) => tracing::warn!(
+                    variable = %variable,
+                    file = %path.display(),
+                    problem = %problem,
+                    "the token file cannot be used; requests without another accepted token are refused (401)"
+                ),
+                None => {
+                    tracing::info!(variable = %variable, file = %path.display(), "the token file is usable again")
+                }
+            }
+            *old = new;
+        }
+    }
+}
+
+/// Ends a read of the files, however it ends: lets the next one start and wakes those waiting for this one.
+struct ReadDone<'a>(&'a Tokens);
+
+impl Drop for ReadDone<'_> {
+    fn drop(&mut self) {
+        self.0.reading.store(false, Ordering::Release);
+        self.0.read_done.notify_waiters();
     }
 }
 
@@ -235,23 +427,24 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 mod tests {
     use super::*;
 
-    #[test]
-    fn values_and_files_are_accepted_and_never_shown() {
+    #[tokio::test]
+    async fn values_and_files_are_accepted_and_never_shown() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("token");
         std::fs::write(&file, "from-the-file\n").expect("write");
-        let tokens = Tokens::new(vec![
+        let tokens = Tokens::load(vec![
             TokenSource::from_value("AWS_SESSION_TOKEN", "session-secret".into()),
             TokenSource::from_value("AWS_TOKEN", format!("file://{}", file.display())),
-        ]);
-        assert!(tokens.accepts(b"session-secret"));
+        ])
+        .await;
+        assert!(tokens.accepts(b"session-secret").await);
         assert!(
-            tokens.accepts(b"from-the-file"),
+            tokens.accepts(b"from-the-file").await,
             "trimmed, as the Agent reads it"
         );
-        assert!(!tokens.accepts(b"from-the-file\n"));
-        assert!(!tokens.accepts(b"session-secre"));
-        assert!(!tokens.accepts(b""));
+        assert!(!tokens.accepts(b"from-the-file\n").await);
+        assert!(!tokens.accepts(b"session-secre").await);
+        assert!(!tokens.accepts(b"").await);
         let shown = format!("{tokens:?}");
         assert!(
             !shown.contains("session-secret") && !shown.contains("from-the-file"),
@@ -259,34 +452,72 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_rotated_file_is_picked_up_on_the_next_request_that_needs_it() {
+    #[tokio::test]
+    async fn a_rotated_file_is_picked_up_on_the_next_request_that_needs_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("token");
         std::fs::write(&file, "old").expect("write");
-        let tokens = Tokens::new(vec![TokenSource::File {
+        let tokens = Tokens::load(vec![TokenSource::File {
             variable: "AWS_TOKEN".into(),
             path: file.clone(),
-        }]);
-        assert!(tokens.accepts(b"old"));
+        }])
+        .await;
+        assert!(tokens.accepts(b"old").await);
         std::fs::write(&file, "newer").expect("rotate");
         // At once: the file's size changed, so the mismatch re-reads it.
-        assert!(tokens.accepts(b"newer"));
-        assert!(!tokens.accepts(b"old"), "the old token stops working");
+        assert!(tokens.accepts(b"newer").await);
+        assert!(!tokens.accepts(b"old").await, "the old token stops working");
     }
 
-    #[test]
-    fn a_missing_file_refuses_everything_until_it_appears() {
+    #[tokio::test]
+    async fn a_missing_file_refuses_everything_until_it_appears() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("later");
-        let tokens = Tokens::new(vec![TokenSource::File {
+        let tokens = Tokens::load(vec![TokenSource::File {
             variable: "AWS_TOKEN".into(),
             path: file.clone(),
-        }]);
+        }])
+        .await;
         assert!(tokens.is_empty());
-        assert!(!tokens.accepts(b"anything"));
+        assert!(!tokens.accepts(b"anything").await);
+        assert!(tokens
+            .file_problem()
+            .is_some_and(|p| p.contains("AWS_TOKEN")));
         std::fs::write(&file, "arrived").expect("write");
-        tokens.files.lock().expect("lock").0 = Some(Instant::now() - REREAD_AT_MOST_EVERY);
-        assert!(tokens.accepts(b"arrived"));
+        assert!(tokens.accepts(b"arrived").await);
+        assert_eq!(tokens.file_problem(), None);
+    }
+
+    /// A FIFO is refused by its type without waiting for a writer (before, opening it blocked for good), as are a
+    /// directory and a file larger than any token.
+    #[tokio::test]
+    async fn only_a_small_regular_file_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        assert_eq!(read_file(&fifo), Err(FileError::NotRegular));
+        assert_eq!(read_file(dir.path()), Err(FileError::NotRegular));
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; MAX_FILE_BYTES as usize + 1]).expect("write");
+        assert_eq!(read_file(&big), Err(FileError::TooLarge));
+        let fits = dir.path().join("fits");
+        std::fs::write(&fits, vec![b'a'; MAX_FILE_BYTES as usize]).expect("write");
+        assert_eq!(
+            read_file(&fits).map(|t| t.len()),
+            Ok(MAX_FILE_BYTES as usize)
+        );
+
+        let tokens = Tokens::load(vec![TokenSource::File {
+            variable: "AWS_TOKEN".into(),
+            path: fifo,
+        }])
+        .await;
+        assert!(!tokens.accepts(b"anything").await);
+        let problem = tokens.file_problem().expect("a reason");
+        assert!(problem.contains("not a regular file"), "{problem}");
     }
 }

@@ -186,7 +186,7 @@ impl AwsUpstream {
         inner
             .sdk
             .get_or_init(|| async {
-                let http = http::client(inner.max_connections);
+                let http = http::client(inner.max_connections, &inner.config.proxy);
                 let started = std::time::Instant::now();
                 let base = match (inner.sdk_source, &inner.home_region) {
                     (SdkSource::LambdaEnvironment, Some(region)) => lambda_sdk(http, region),
@@ -734,6 +734,14 @@ pub fn classify<E: ProvideErrorMetadata>(
     let timeout = UpstreamError::Timeout {
         millis: timeout.as_millis() as u64,
     };
+    // An answer past its size cap (upstream/http.rs): a 502 that says so, not "unreachable".
+    if let SdkError::DispatchFailure(f) = &err {
+        if let Some(http::TooLarge { limit }) =
+            f.as_connector_error().and_then(|c| http::too_large(c))
+        {
+            return UpstreamError::TooLarge { limit };
+        }
+    }
     match err {
         SdkError::TimeoutError(_) => timeout,
         SdkError::DispatchFailure(f) if f.is_timeout() => timeout,

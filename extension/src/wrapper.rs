@@ -504,9 +504,10 @@ fn resolve_now(
 fn token(config: &Config) -> Option<SecretString> {
     match config.tokens.first()? {
         TokenSource::Value { token, .. } => Some(SecretString::from(token.as_str())),
-        TokenSource::File { path, .. } => std::fs::read_to_string(path)
-            .ok()
-            .map(|t| SecretString::from(t.trim())),
+        // The same checks as the server's (a small regular file only), so a FIFO cannot hang the runtime's start.
+        TokenSource::File { path, .. } => {
+            crate::token::read_file(path).ok().map(SecretString::from)
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! - `ecs-sidecar.yaml` passes cfn-lint, and its task shares one token volume between the application and
 //!   secretcache, written first by a one-shot container, with a health check on `/ping`;
 //! - `k8s-sidecar.yaml` validates against the Kubernetes 1.29 API schema (strict: unknown fields fail) and runs
-//!   secretcache as a native sidecar beside the application with the same shared token and probes on `/ping`;
+//!   secretcache as a native sidecar beside the application with the same shared token and startup, readiness and
+//!   liveness probes on `/ping`;
 //! - `Dockerfile` copies the binaries `make package` writes, and installs the probe command the manifests call.
 
 use secretcache_tests::cfn::{Evaluator, Resolved, Template};
@@ -474,7 +475,8 @@ fn k8s_sidecar_manifest_runs_secretcache_beside_the_app_with_a_shared_token() {
     );
 
     // Probes: exec inside the secretcache image (loopback only), with the binary its Dockerfile installs, on /ping.
-    for probe in ["startupProbe", "readinessProbe"] {
+    // The liveness probe gets a hung sidecar restarted (issue 25: nothing restarted one that had stopped answering).
+    for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
         let command = exec_probe(sidecar, probe);
         assert_eq!(
             command.first(),

@@ -1,10 +1,15 @@
 //! `deploy/template.yaml` as CloudFormation would deploy it: every route of the HTTP API requires the JWT authorizer
 //! under the default parameters, only `ApiAuthentication=public` removes it, and an authenticated stack cannot be
-//! deployed without an issuer and an audience (issue 15).
+//! deployed without an issuer and an audience (issue 15). The rotation function may be invoked for this stack's secret
+//! only, and the database's TLS mode the function ends up with verifies the server whenever a CA bundle is given
+//! (issue 25).
 //!
 //! The checks evaluate the template (tests/src/cfn.rs) instead of matching its text, so they hold whatever spelling
 //! the template uses, and they fail for anything that creates a route outside `AWS::ApiGatewayV2::Route`.
 
+use std::collections::HashMap;
+
+use items_function::config::{Config, SslMode};
 use secretcache_tests::cfn::{Resolved, Template};
 
 const TEMPLATE: &str = "deploy/template.yaml";
@@ -342,4 +347,99 @@ fn jwt_scopes_apply_to_every_route_only_when_set() {
             "{id}"
         );
     }
+}
+
+const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db/items-AbCdEf";
+
+#[test]
+fn the_rotation_permission_is_scoped_to_the_stacks_secret() {
+    let template = Template::load(TEMPLATE).expect("template");
+    let mut overrides = with_jwt_settings();
+    overrides.push(("DbSecretArn", SECRET_ARN));
+    overrides.push((
+        "RotationLambdaArn",
+        "arn:aws:lambda:us-east-1:123456789012:function:rotator",
+    ));
+    let eval = template.evaluator(&overrides).expect("parameters");
+    let permission = template
+        .resource("RotationInvokePermission")
+        .expect("the rotation permission");
+    assert!(eval.is_created(&permission).expect("condition"));
+    let property = |name: &str| {
+        eval.property(&permission, &[name])
+            .expect("property")
+            .and_then(|v| v.as_str().map(str::to_owned))
+    };
+    assert_eq!(
+        property("Principal").as_deref(),
+        Some("secretsmanager.amazonaws.com")
+    );
+    // Without SourceArn, the rotation of any secret in the account could drive this function.
+    assert_eq!(property("SourceArn").as_deref(), Some(SECRET_ARN));
+    assert!(property("SourceAccount").is_some());
+}
+
+/// The TLS mode the /items function would use when deployed with `overrides`: the template's environment for it,
+/// read by the function's own configuration.
+fn deployed_ssl_mode(template: &Template, overrides: &[(&str, &str)]) -> SslMode {
+    let mut all = with_jwt_settings();
+    all.push(("DbSecretArn", SECRET_ARN));
+    all.push(("DatabaseHost", "db.example.internal"));
+    all.extend_from_slice(overrides);
+    let eval = template.evaluator(&all).expect("parameters");
+    let function = template.resource("ItemsFunction").expect("ItemsFunction");
+    let variables = function
+        .get("Properties")
+        .and_then(|p| p.get("Environment"))
+        .and_then(|e| e.get("Variables"))
+        .and_then(|v| v.as_mapping())
+        .cloned()
+        .expect("the function's environment");
+    let mut env: HashMap<String, String> = HashMap::new();
+    for (name, _) in &variables {
+        let name = name.as_str().expect("a variable name");
+        if let Some(value) = eval
+            .property(&function, &["Environment", "Variables", name])
+            .expect("a variable")
+        {
+            let value = value.as_str().map(str::to_owned).unwrap_or_default();
+            env.insert(name.to_owned(), value);
+        }
+    }
+    env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), "items".into());
+    let config = Config::from_env(&env).expect("the function accepts the template's environment");
+    config.tls.mode.unwrap_or_else(|| config.tls.default_mode())
+}
+
+#[test]
+fn a_ca_bundle_makes_verify_full_the_default_and_require_needs_an_explicit_choice() {
+    let template = Template::load(TEMPLATE).expect("template");
+    let bundle = ("DatabaseSslRootCert", "/opt/rds-ca.pem");
+    assert_eq!(
+        deployed_ssl_mode(&template, &[bundle]),
+        SslMode::VerifyFull,
+        "a CA bundle alone must mean the server is verified"
+    );
+    assert_eq!(
+        deployed_ssl_mode(&template, &[bundle, ("DatabaseSslMode", "require")]),
+        SslMode::Require,
+        "an explicit require is honoured"
+    );
+    assert_eq!(
+        deployed_ssl_mode(&template, &[bundle, ("DatabaseSslMode", "verify-ca")]),
+        SslMode::VerifyCa
+    );
+    // No bundle anywhere: nothing can be verified, so the function's fallback applies.
+    assert_eq!(deployed_ssl_mode(&template, &[]), SslMode::Require);
+    let description = template
+        .section("Parameters")
+        .get("DatabaseSslMode")
+        .and_then(|p| p.get("Description"))
+        .and_then(|d| d.as_str())
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(
+        description.contains("WARNING") && description.contains("verifies nothing"),
+        "the description must warn about require: {description}"
+    );
 }

@@ -619,3 +619,40 @@ async fn a_client_retrying_in_a_loop_does_not_become_an_upstream_loop() {
     );
     assert!(!ext.logs().contains("loop-canary"));
 }
+
+/// HTTP_PROXY / NO_PROXY (issue 25): with moto as the endpoint and the proxy only in HTTP_PROXY, every call goes
+/// through the proxy (it counts them and forwards them to moto); with NO_PROXY naming moto's host, none does. An
+/// https endpoint goes through a CONNECT tunnel instead, which the upstream/http.rs tests check against a TLS server.
+#[tokio::test]
+async fn http_proxy_carries_upstream_calls_unless_no_proxy_names_the_host() {
+    let moto = Moto::start().await;
+    let sm = moto.sm_client().await;
+    sm.create_secret()
+        .name("proxied")
+        .secret_string("via-proxy")
+        .send()
+        .await
+        .expect("create");
+    let proxy = FaultInjectingProxy::start(&moto).await;
+    for (no_proxy, expected) in [("", 1), ("127.0.0.1", 0)] {
+        proxy.reset_counts();
+        let ext = Standalone::spawn(
+            &moto,
+            &[
+                ("HTTP_PROXY", &proxy.endpoint()),
+                ("NO_PROXY", no_proxy),
+                ("PARAMETERS_SECRETS_EXTENSION_PREFETCH", ""),
+            ],
+        )
+        .await;
+        let r = ext.get_secret("secretId=proxied").await;
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), ext.logs());
+        assert_eq!(r.json()["SecretString"], "via-proxy");
+        assert_eq!(
+            proxy.count("GetSecretValue"),
+            expected,
+            "NO_PROXY={no_proxy:?}\n{}",
+            ext.logs()
+        );
+    }
+}

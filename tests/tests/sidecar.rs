@@ -93,6 +93,59 @@ async fn sidecar_token_from_a_shared_file_works_and_a_rotated_one_replaces_it() 
     assert!(!logs.contains("file-token-canary"));
 }
 
+/// A FIFO at the token path (issue 25). Before, the sidecar opened it with a blocking read on an async worker, under a
+/// lock, and hung for good: not even `/ping` answered. Now `/ping` answers, a read is refused with a 401 that says why
+/// (and no value), and the reason is logged once however many requests are refused.
+#[tokio::test]
+async fn sidecar_a_fifo_at_the_token_path_is_refused_and_ping_keeps_answering() {
+    let (moto, _) = moto_with(&[("side/fifo", "fifo-canary")]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("token");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let port = secretcache_tests::free_port();
+    let ext = Standalone::spawn_with_env(
+        base_env(&moto.endpoint(), port, "unused"),
+        &[
+            ("AWS_SESSION_TOKEN", ""),
+            ("AWS_TOKEN", &format!("file://{}", fifo.display())),
+        ],
+        port,
+        "unused".into(),
+    );
+    ext.wait_ready(Duration::from_secs(20)).await;
+    for _ in 0..5 {
+        let refused = read(
+            &ext,
+            "/secretsmanager/get?secretId=side/fifo",
+            TOKEN_HEADER,
+            "guess",
+        )
+        .await;
+        assert_eq!(refused.status, 401, "{}\n{}", refused.text(), ext.logs());
+        assert!(
+            refused.text().contains("AWS_TOKEN") && refused.text().contains("not a regular file"),
+            "{}",
+            refused.text()
+        );
+        let ping = http::get(&format!("{}/ping", ext.url()), &[])
+            .await
+            .expect("ping");
+        assert_eq!(ping.status, 200);
+    }
+    let logs = ext.logs();
+    // Each refused request has its DEBUG line (base_env logs at debug); the warning is said once.
+    let warnings = logs
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("not a regular file"))
+        .count();
+    assert_eq!(warnings, 1, "the reason is logged once:\n{logs}");
+    assert!(!logs.contains("fifo-canary"));
+}
+
 #[tokio::test]
 async fn sidecar_serves_the_agents_x_vault_token_and_v1_path_reads() {
     let (moto, arns) = moto_with(&[("side/app", "v1-canary")]).await;

@@ -18,6 +18,7 @@
 //! - [`Diagnostics`]: what parsing found (errors, notices, likely misspellings), logged once tracing is up.
 
 pub mod agent;
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,6 +30,7 @@ use secretcache_client::contract::env;
 pub use crate::token::TokenSource;
 pub use crate::upstream::AssumeRole;
 use agent::AgentFile;
+pub use proxy::ProxyConfig;
 
 /// HTTP port of the localhost cache.
 pub const HTTP_PORT: &str = env::PARAMETERS_SECRETS_EXTENSION_HTTP_PORT;
@@ -367,6 +369,8 @@ pub struct Config {
     pub max_pending_fetches: usize,
     /// Most roles reads may name (`roleArn`), each with a cache of its own.
     pub max_roles: usize,
+    /// `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` (or their lower-case forms).
+    pub proxy: ProxyConfig,
     /// What parsing found; logged by `main`.
     pub diagnostics: Diagnostics,
 }
@@ -507,6 +511,36 @@ impl<'e, E: Env> Reader<'e, E> {
         }
     }
 
+    /// One proxy variable (upper case first, as the AWS extension reads it); a value we cannot use is an error and no
+    /// proxy. The value is never repeated: it may hold a password.
+    fn proxy_variable(&mut self, upper: &'static str, lower: &'static str) -> Option<String> {
+        let (name, raw) = match self.raw(upper) {
+            Some(v) => (upper, v),
+            None => (lower, self.raw(lower)?),
+        };
+        if proxy::is_usable_proxy(&raw) {
+            return Some(raw);
+        }
+        self.diagnostics.errors.push(ConfigError {
+            name,
+            value: "(not shown: it may hold credentials)".to_owned(),
+            expected:
+                "http://host:port, or host:port (an https:// or socks proxy is not supported)",
+            used: "no proxy".to_owned(),
+        });
+        None
+    }
+
+    fn proxy(&mut self) -> ProxyConfig {
+        ProxyConfig {
+            https: self.proxy_variable(proxy::HTTPS_PROXY, proxy::HTTPS_PROXY_LOWER),
+            http: self.proxy_variable(proxy::HTTP_PROXY, proxy::HTTP_PROXY_LOWER),
+            no_proxy: self
+                .raw(proxy::NO_PROXY)
+                .or_else(|| self.raw(proxy::NO_PROXY_LOWER)),
+        }
+    }
+
     /// The endpoint override for one service: its own variable wins over `AWS_ENDPOINT_URL`, as in the SDK.
     fn endpoint(&mut self, specific: &'static str) -> Endpoint {
         let name = if self.raw(specific).is_some() {
@@ -613,6 +647,7 @@ impl Config {
         };
         let secrets_endpoint = r.endpoint(AWS_ENDPOINT_URL_SECRETS_MANAGER);
         let ssm_endpoint = r.endpoint(AWS_ENDPOINT_URL_SSM);
+        let proxy = r.proxy();
         let mut prefetch: Vec<Prefetch> = r
             .raw(PREFETCH)
             .map(|v| v.split(',').filter_map(Prefetch::parse).collect())
@@ -785,6 +820,7 @@ impl Config {
             ssm,
             secrets_endpoint,
             ssm_endpoint,
+            proxy,
             prefetch,
             region,
             role,
@@ -1228,6 +1264,31 @@ mod tests {
         for bad in ["not a url", "ftp://x", "http://", "//host"] {
             assert!(!is_http_url(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn proxy_variables_are_read_once_upper_case_first_and_a_bad_one_is_not_used() {
+        let c = Config::from_env(&env(&[
+            (proxy::HTTPS_PROXY, "http://10.0.0.1:3128"),
+            (proxy::HTTPS_PROXY_LOWER, "http://10.0.0.2:3128"),
+            (proxy::NO_PROXY_LOWER, "localhost,.internal"),
+        ]));
+        assert_eq!(c.proxy.https.as_deref(), Some("http://10.0.0.1:3128"));
+        assert_eq!(c.proxy.http, None);
+        assert_eq!(c.proxy.no_proxy.as_deref(), Some("localhost,.internal"));
+        assert!(c.diagnostics.errors.is_empty(), "{:?}", c.diagnostics);
+        let c = Config::from_env(&env(&[(
+            proxy::HTTPS_PROXY_LOWER,
+            "https://user:s3cret@proxy:3128",
+        )]));
+        assert_eq!(c.proxy.https, None);
+        assert_eq!(c.diagnostics.errors.len(), 1);
+        let said = c.diagnostics.errors[0].to_string();
+        assert!(
+            said.contains("https_proxy") && !said.contains("s3cret"),
+            "{said}"
+        );
+        assert!(Config::from_env(&env(&[])).proxy.matcher().is_none());
     }
 
     #[test]
