@@ -6,7 +6,8 @@ CDK (Python)"). Context (`-c key=value`, or cdk.json):
 - architecture: x86_64 (default) or arm64, of the function (the layer is published for both);
 - apiAuthentication: authenticated (default) or public; jwtIssuer, jwtAudience (comma-separated), jwtScopes;
 - secretsManagerEndpoint: true (default) or false (a NAT gateway instead);
-- databaseCaBundle: false (default) or true (the function zip carries the database's CA bundle: verify-full).
+- databaseCaBundle: false (default) or true (the function zip carries the database's CA bundle: verify-full);
+- customerManagedKey: false (default: aws/secretsmanager) or true (a KMS key of the stack encrypts the secret).
 
 Synthesis is offline: `CDK_OUTDIR=out CDK_CONTEXT_JSON='{...}' python app.py` is what tests/tests/deploy_cdk.rs runs.
 """
@@ -55,6 +56,7 @@ def main() -> None:
         jwt_scopes=[s for s in names(app, "jwtScopes") if s],
         secrets_manager_endpoint=flag(app, "secretsManagerEndpoint", True),
         database_ca_bundle=flag(app, "databaseCaBundle", False),
+        customer_managed_key=flag(app, "customerManagedKey", False),
     )
     ItemsStack(app, "SecretcacheItems", settings=settings, description="secretcache: the /items API (issue 30)")
     app.synth()

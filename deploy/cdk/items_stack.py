@@ -20,6 +20,7 @@ from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
@@ -57,6 +58,9 @@ class ItemsSettings:
     secrets_manager_endpoint: bool = True
     #: The function zip carries the database's CA bundle (`make package DATABASE_CA_BUNDLE=...`): verify-full.
     database_ca_bundle: bool = False
+    #: Encrypt the secret with a customer managed KMS key of the stack instead of aws/secretsmanager; the function
+    #: may then decrypt with it through Secrets Manager only.
+    customer_managed_key: bool = False
     secrets_cache_ttl_seconds: int = 300
 
     def validate(self) -> None:
@@ -109,6 +113,11 @@ class ItemsStack(Stack):
                 private_dns_enabled=True,
             )
 
+        secret_key = None
+        if settings.customer_managed_key:
+            secret_key = kms.Key(
+                self, "DatabaseSecretKey", description="The /items database secret", enable_key_rotation=True
+            )
         database = rds.DatabaseInstance(
             self,
             "Database",
@@ -116,7 +125,7 @@ class ItemsStack(Stack):
             instance_type=ec2.InstanceType.of(ec2.InstanceClass.T4G, ec2.InstanceSize.MICRO),
             vpc=vpc,
             vpc_subnets=private,
-            credentials=rds.Credentials.from_generated_secret("postgres"),
+            credentials=rds.Credentials.from_generated_secret("postgres", encryption_key=secret_key),
             database_name=DATABASE_NAME,
             storage_encrypted=True,
             # Deleting the stack keeps a final snapshot of the data.

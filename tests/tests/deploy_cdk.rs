@@ -3,10 +3,12 @@
 //! synthesized template must pass cfn-lint as deploy/check.sh runs it on the SAM template, and mean what
 //! tests/tests/deploy_template.rs holds the SAM template to: the secretcache layer of the function's architecture
 //! on the function, the extension's variables written by CDK's `params_and_secrets`, the JWT authorizer on every
-//! route by default, a role that reads the one database secret, and single-user rotation of that secret.
+//! route by default, a role that reads the one database secret, and single-user rotation of that secret; with the
+//! options on, a KMS key that decrypts for the function through Secrets Manager only.
 //!
-//! A whole-system test: it spawns Python (and jsii's Node), so it runs in `make test` only. One synthesis is shared
-//! by the tests of this file; the template is read through tests/src/cfn.rs, which reads JSON as YAML.
+//! A whole-system test: it spawns Python (and jsii's Node), so it runs in `make test` only. Each configuration is
+//! synthesized once and shared by the tests of this file (about 11 s of CPU each); the template is read through
+//! tests/src/cfn.rs, which reads JSON as YAML.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -114,8 +116,25 @@ fn synth(context: &Json) -> Result<tempfile::TempDir, String> {
 /// The app under its default context, synthesized once for every test of this file.
 fn synthesized() -> &'static Synthesized {
     static ONCE: OnceLock<Synthesized> = OnceLock::new();
+    ONCE.get_or_init(|| synthesize(&default_context()))
+}
+
+/// The app with every option away from its default: a customer managed key, a NAT gateway instead of the endpoint,
+/// and, asked for explicitly, no authentication.
+fn synthesized_with_options() -> &'static Synthesized {
+    static ONCE: OnceLock<Synthesized> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let out = synth(&default_context()).unwrap_or_else(|e| panic!("{e}"));
+        let mut context = default_context();
+        context["customerManagedKey"] = json!(true);
+        context["secretsManagerEndpoint"] = json!(false);
+        context["apiAuthentication"] = json!("public");
+        synthesize(&context)
+    })
+}
+
+fn synthesize(context: &Json) -> Synthesized {
+    {
+        let out = synth(context).unwrap_or_else(|e| panic!("{e}"));
         let text = std::fs::read_to_string(out.path().join(format!("{STACK}.template.json")))
             .expect("synthesized template");
         let zips: Vec<(String, Vec<u8>)> = std::fs::read_dir(zip_dir())
@@ -149,11 +168,24 @@ fn synthesized() -> &'static Synthesized {
             assets.insert(format!("{hash}.zip"), sources);
         }
         Synthesized { text, assets }
-    })
+    }
 }
 
 fn template() -> Template {
-    Template::parse(&synthesized().text).expect("synthesized template parses")
+    synthesized().template()
+}
+
+impl Synthesized {
+    fn template(&self) -> Template {
+        Template::parse(&self.text).expect("synthesized template parses")
+    }
+
+    fn lint(&self) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(format!("{STACK}.template.json"));
+        std::fs::write(&path, &self.text).expect("write template");
+        cfn_lint(&path).unwrap_or_else(|e| panic!("{e}"));
+    }
 }
 
 /// The one resource of a type.
@@ -306,10 +338,7 @@ fn route_keys(template: &Template) -> BTreeSet<String> {
 
 #[test]
 fn cdk_synthesized_stack_passes_cfn_lint() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join(format!("{STACK}.template.json"));
-    std::fs::write(&path, &synthesized().text).expect("write template");
-    cfn_lint(&path).unwrap_or_else(|e| panic!("{e}"));
+    synthesized().lint();
 }
 
 #[test]
@@ -453,11 +482,11 @@ fn cdk_refuses_an_authenticated_stack_without_issuer_or_audience() {
     );
 }
 
-#[test]
-fn cdk_function_reads_only_its_database_secret() {
-    let template = template();
-    let secret = database_secret(&template);
-    let (function_id, function) = only(&template, "AWS::Lambda::Function");
+/// The function's role: Lambda's basic and VPC execution policies, and the stack's policies on it allow only
+/// reading the database secret, by its one ARN. Returns the role's logical ID.
+fn assert_role_reads_only_the_database_secret(template: &Template) -> String {
+    let secret = database_secret(template);
+    let (function_id, function) = only(template, "AWS::Lambda::Function");
     let (role, attribute) = get_att(prop(&function, &["Role"])).expect("Role is a GetAtt");
     assert_eq!(attribute, "Arn");
     let role_body = template.resource(&role).expect("role");
@@ -523,6 +552,12 @@ fn cdk_function_reads_only_its_database_secret() {
             "secretsmanager:GetSecretValue".to_string()
         ])
     );
+    role
+}
+
+#[test]
+fn cdk_function_reads_only_its_database_secret() {
+    assert_role_reads_only_the_database_secret(&template());
 }
 
 #[test]
@@ -618,5 +653,69 @@ fn cdk_and_sam_templates_describe_the_same_deployment() {
         sam_policies.matches("secretsmanager:").count(),
         1,
         "{sam_policies}"
+    );
+}
+
+#[test]
+fn cdk_options_a_customer_managed_key_a_nat_gateway_and_an_explicitly_public_api() {
+    let synth = synthesized_with_options();
+    synth.lint();
+    let template = synth.template();
+
+    // The key decrypts for the function through Secrets Manager only, and its role still reads one secret only.
+    let role = assert_role_reads_only_the_database_secret(&template);
+    let (key, body) = only(&template, "AWS::KMS::Key");
+    let (secret, secret_body) = only(&template, "AWS::SecretsManager::Secret");
+    assert_eq!(
+        get_att(prop(&secret_body, &["KmsKeyId"])),
+        Some((key.clone(), "Arn".into())),
+        "{secret}"
+    );
+    let statements = prop(&body, &["KeyPolicy", "Statement"])
+        .and_then(Value::as_sequence)
+        .expect("key policy");
+    let for_role: Vec<_> = statements
+        .iter()
+        .filter(|s| {
+            get_att(s.get("Principal").and_then(|p| p.get("AWS"))).map(|(id, _)| id)
+                == Some(role.clone())
+        })
+        .collect();
+    assert_eq!(for_role.len(), 1, "{key}: {for_role:?}");
+    assert_eq!(strings(for_role[0].get("Action")), ["kms:Decrypt"]);
+    let via = serde_json::to_string(
+        &for_role[0]
+            .get("Condition")
+            .and_then(|c| c.get("StringEquals"))
+            .and_then(|c| c.get("kms:ViaService"))
+            .cloned(),
+    )
+    .expect("json");
+    assert!(
+        via.contains("secretsmanager.") && via.contains("AWS::Region"),
+        "{via}"
+    );
+
+    // Public on request: no authorizer, every route open, nothing else removed.
+    assert!(template
+        .resources_of_type("AWS::ApiGatewayV2::Authorizer")
+        .is_empty());
+    assert_eq!(route_keys(&template), route_keys(&synthesized().template()));
+    assert_eq!(
+        unauthenticated_routes(&template).len(),
+        EXPECTED_ROUTES.len()
+    );
+
+    // A NAT gateway in place of the endpoint; the rotation function then uses the public endpoint.
+    assert!(template
+        .resources_of_type("AWS::EC2::VPCEndpoint")
+        .is_empty());
+    assert_eq!(template.resources_of_type("AWS::EC2::NatGateway").len(), 1);
+    let (_, app) = only(&template, "AWS::Serverless::Application");
+    let endpoint =
+        serde_json::to_string(&prop(&app, &["Parameters", "endpoint"]).cloned()).expect("json");
+    assert!(
+        endpoint.contains("https://secretsmanager.") && !endpoint.contains("Endpoint"),
+        "{endpoint}"
     );
 }
