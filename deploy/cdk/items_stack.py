@@ -75,8 +75,8 @@ class ItemsSettings:
                 )
             if not self.jwt_audience or any(not a for a in self.jwt_audience):
                 raise ValueError(
-                    "apiAuthentication=authenticated needs jwtAudience (e.g. the Cognito app client ID; comma-separated, "
-                    "with no empty entry)"
+                    "apiAuthentication=authenticated needs jwtAudience (e.g. the Cognito app client ID; "
+                    "comma-separated, with no empty entry)"
                 )
 
 
