@@ -3,8 +3,8 @@
 # Tiers: `make check` is the fast one (formatting, clippy, the unit and in-process tests, the docs; well under a minute
 # on a warm build); `make lint` is formatting, clippy and the manifest's truth (rust-version, licenses, bans, sources);
 # `make test` is both, plus the whole-system suites that spawn the built binaries and the zips.
-# Everything a fresh clone needs (the Python virtualenv with moto and cfn-lint, the Node runtime interface client,
-# PostgreSQL and qemu-user from Debian) is installed here.
+# Everything a fresh clone needs (the Python virtualenv with moto, cfn-lint and the AWS CDK library, the Node runtime
+# interface client, PostgreSQL and qemu-user from Debian) is installed here.
 
 SHELL := /bin/bash
 VENV ?= .venv
@@ -19,7 +19,11 @@ ZIGLANG_VERSION := 0.17.1
 # AWS's runtime interface client for Python: the Python function test (tests/tests/e2e_runtimes.rs) runs under it,
 # as Lambda's managed Python runtime runs a handler. A manylinux wheel, so nothing compiles.
 AWSLAMBDARIC_VERSION := 4.2.2
-VENV_STAMP := $(VENV)/.installed-$(MOTO_VERSION)-$(CFN_LINT_VERSION)-$(CARGO_ZIGBUILD_VERSION)-$(ZIGLANG_VERSION)-$(KUBERNETES_VALIDATE_VERSION)-$(AWSLAMBDARIC_VERSION)
+# The CDK app in deploy/cdk/ (issue 30): synthesized offline by tests/tests/deploy_cdk.rs, through jsii on the
+# installed Node (20 works, with jsii's end-of-life notice; 22 or 24 are what jsii supports).
+AWS_CDK_LIB_VERSION := 2.275.0
+CONSTRUCTS_VERSION := 10.8.1
+VENV_STAMP := $(VENV)/.installed-$(MOTO_VERSION)-$(CFN_LINT_VERSION)-$(CARGO_ZIGBUILD_VERSION)-$(ZIGLANG_VERSION)-$(KUBERNETES_VALIDATE_VERSION)-$(AWSLAMBDARIC_VERSION)-$(AWS_CDK_LIB_VERSION)-$(CONSTRUCTS_VERSION)
 # The zips' architecture: x86_64 or arm64 (cross-built on either machine).
 ARCH ?= x86_64
 CARGO ?= cargo
@@ -35,7 +39,8 @@ $(VENV_STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)' 'cfn-lint==$(CFN_LINT_VERSION)' \
 	  'cargo-zigbuild==$(CARGO_ZIGBUILD_VERSION)' 'ziglang==$(ZIGLANG_VERSION)' \
-	  'kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)' 'awslambdaric==$(AWSLAMBDARIC_VERSION)'
+	  'kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)' 'awslambdaric==$(AWSLAMBDARIC_VERSION)' \
+	  'aws-cdk-lib==$(AWS_CDK_LIB_VERSION)' 'constructs==$(CONSTRUCTS_VERSION)'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
