@@ -89,6 +89,24 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
 }
 
 impl Moto {
+    /// A Secrets Manager client of another account: the credentials of `role`, assumed through moto's STS (moto keeps
+    /// accounts apart by the caller's credentials), as that account's own admin would use.
+    pub async fn sm_client_as(&self, role: &str) -> aws_sdk_secretsmanager::Client {
+        let base = sdk_config(&self.endpoint()).await;
+        let assumed = aws_config::sts::AssumeRoleProvider::builder(role)
+            .session_name("owner")
+            .configure(&base)
+            .build()
+            .await;
+        let config = base
+            .into_builder()
+            .credentials_provider(
+                aws_sdk_secretsmanager::config::SharedCredentialsProvider::new(assumed),
+            )
+            .build();
+        aws_sdk_secretsmanager::Client::new(&config)
+    }
+
     /// An SSM client pointed at this moto.
     pub async fn ssm_client(&self) -> aws_sdk_ssm::Client {
         aws_sdk_ssm::Client::new(&sdk_config(&self.endpoint()).await)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use secretcache_client::TOKEN_HEADER;
 use secretcache_tests::extension::Standalone;
 use secretcache_tests::http::{self, Response};
-use secretcache_tests::moto::{Endpoint as _, Moto};
+use secretcache_tests::moto::Moto;
 use secretcache_tests::proxy::{Fault, FaultInjectingProxy};
 
 async fn get(ext: &Standalone, path: &str, headers: &[(&str, &str)]) -> Response {
@@ -182,22 +182,10 @@ async fn cloud_extensions_a_burst_of_misses_is_shed_with_429_while_hits_are_serv
     assert_eq!(get(&ext, "/secretsmanager/burst/5", &[]).await.status, 200);
 }
 
-/// A secret of one name in each of two accounts, written by each account's own role (moto keeps accounts apart by
-/// the caller's credentials).
+/// A secret of one name in each of two accounts, written by each account's own role.
 async fn secret_in_account(moto: &Moto, role: &str, value: &str) {
-    let base = secretcache_tests::moto::sdk_config(&moto.endpoint()).await;
-    let assumed = aws_config::sts::AssumeRoleProvider::builder(role)
-        .session_name("owner")
-        .configure(&base)
-        .build()
-        .await;
-    let config = base
-        .into_builder()
-        .credentials_provider(
-            aws_sdk_secretsmanager::config::SharedCredentialsProvider::new(assumed),
-        )
-        .build();
-    aws_sdk_secretsmanager::Client::new(&config)
+    moto.sm_client_as(role)
+        .await
         .create_secret()
         .name("shared/db")
         .secret_string(value)

@@ -382,19 +382,7 @@ async fn a_role_reads_a_secret_shared_from_another_account() {
     let proxy = FaultInjectingProxy::start(&moto).await;
     const ROLE: &str = "arn:aws:iam::111111111111:role/secret-reader";
     // The other account's own admin puts the secret there (moto keeps accounts apart by the caller's credentials).
-    let base = sdk_config(&moto.endpoint()).await;
-    let assumed = aws_config::sts::AssumeRoleProvider::builder(ROLE)
-        .session_name("owner")
-        .configure(&base)
-        .build()
-        .await;
-    let other_account = base
-        .into_builder()
-        .credentials_provider(
-            aws_sdk_secretsmanager::config::SharedCredentialsProvider::new(assumed),
-        )
-        .build();
-    let owner = aws_sdk_secretsmanager::Client::new(&other_account);
+    let owner = moto.sm_client_as(ROLE).await;
     let (arn, _) = create(&owner, "shared/db", "cross-account-canary").await;
     assert!(arn.contains(":111111111111:"), "{arn}");
 
