@@ -173,10 +173,16 @@ run: venv pg qemu package
 	VENV=$(VENV) bash tests/scripts/run-local.sh
 
 # The full reliability suite (load, faults, a 60 s outage, hostile input, connection exhaustion, lifecycle faults)
-# against release builds; prints a table. Its fast subset runs in `make test`.
+# against release builds; prints a table. Its fast subset runs in `make test`. Then the identity property test
+# (tests/tests/identity.rs), long: IDENTITY_CASES generated cases of adversarial secrets and reads per test.
 reliability: venv pg package
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p secretcache-tests --bin reliability
+	IDENTITY_CASES=$(IDENTITY_CASES) SECRETCACHE_BIN='$(CURDIR)/target/release/secretcache' \
+	  $(CARGO) test --release -p secretcache-tests --test identity
+
+# The identity property test's cases in `make reliability` (`make test` runs 6 per test).
+IDENTITY_CASES ?= 300
 
 # The benchmarks (README "Benchmarks"): hit throughput and latency, cold path, memory, size and the /items overhead,
 # each beside a minimal hyper server measured in the same run, on release builds and the packaged zips. Prints a
