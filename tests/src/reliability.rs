@@ -4,7 +4,8 @@
 //! at a smaller [`Scale`].
 //!
 //! The scenarios, by row: [`load`] (1), [`upstream_faults`] (2a, 2b), [`rotation_under_load`] (3),
-//! [`hostile_input`] (4), [`connection_exhaustion`] (5), [`lifecycle_faults`] (8a-8c) and [`invoke_outage`] (9).
+//! [`hostile_input`] (4), [`connection_exhaustion`] (5), [`lifecycle_faults`] (8a-8c), [`invoke_outage`] (9) and
+//! [`managed_instances`] (10).
 //! This module holds what they share: the scale, the row and its table, the leak count and the RSS sampler.
 //!
 //! Every scenario puts a unique canary in its secret values and scans every log line and every error body it saw
@@ -23,6 +24,7 @@ pub mod hostile_input;
 pub mod invoke_outage;
 pub mod lifecycle_faults;
 pub mod load;
+pub mod managed_instances;
 pub mod rotation_under_load;
 pub mod upstream_faults;
 

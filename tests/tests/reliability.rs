@@ -61,3 +61,8 @@ async fn lifecycle_faults() {
 async fn invokes_during_a_60s_upstream_outage_never_wait_on_the_upstream() {
     check(&[reliability::invoke_outage::run(Scale::fast()).await]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_instances_concurrent_readers_through_an_upstream_outage_never_fail() {
+    check(&[reliability::managed_instances::run(Scale::fast()).await]);
+}

@@ -7,26 +7,31 @@ use secretcache_tests::reliability::{self, Scale};
 async fn main() -> std::process::ExitCode {
     let scale = Scale::full();
     let mut rows = Vec::new();
-    eprintln!("1/7 load ({} requests)", scale.load_requests);
+    eprintln!("1/8 load ({} requests)", scale.load_requests);
     rows.push(reliability::load::run(scale).await);
-    eprintln!("2/7 upstream faults (outage {} s)", scale.outage.as_secs());
+    eprintln!("2/8 upstream faults (outage {} s)", scale.outage.as_secs());
     rows.extend(reliability::upstream_faults::run(scale).await);
     eprintln!(
-        "3/7 rotation under load ({} s of /items through the zips)",
+        "3/8 rotation under load ({} s of /items through the zips)",
         scale.rotation_run.as_secs()
     );
     rows.push(reliability::rotation_under_load::run(scale).await);
-    eprintln!("4/7 hostile input");
+    eprintln!("4/8 hostile input");
     rows.push(reliability::hostile_input::run().await);
-    eprintln!("5/7 connection exhaustion");
+    eprintln!("5/8 connection exhaustion");
     rows.push(reliability::connection_exhaustion::run(scale).await);
-    eprintln!("6/7 lifecycle faults");
+    eprintln!("6/8 lifecycle faults");
     rows.extend(reliability::lifecycle_faults::run().await);
     eprintln!(
-        "7/7 INVOKEs through a {} s outage in the local Lambda environment",
+        "7/8 INVOKEs through a {} s outage in the local Lambda environment",
         scale.invoke_outage.as_secs()
     );
     rows.push(reliability::invoke_outage::run(scale).await);
+    eprintln!(
+        "8/8 Managed Instances: concurrent readers through a {} s outage",
+        scale.outage.as_secs()
+    );
+    rows.push(reliability::managed_instances::run(scale).await);
     let (scanned, leaks) = rows
         .iter()
         .fold((0, 0), |(s, l), r| (s + r.scanned, l + r.leaks));
