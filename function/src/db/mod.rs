@@ -17,7 +17,12 @@
 //! - `error`: [`DbError`], what went wrong, classified so that `error.rs` can choose the status.
 //!
 //! The pool is small (2 by default) with an acquire timeout: Lambda scales by execution environments, each handling
-//! one request at a time, so more connections per environment only exhaust the server's slots.
+//! one request at a time, so more connections per environment only exhaust the server's slots. Under Lambda Managed
+//! Instances one environment handles `AWS_LAMBDA_MAX_CONCURRENCY` requests at once, and the default follows it up to
+//! 10 (`config.rs`). Everything here is shared by those requests as it is: the pool is built once (a `OnceCell`, so
+//! concurrent first requests wait for one build), the recovery from a rotated password is single-flighted (a mutex
+//! and a generation counter: the requests that failed together wait for one refresh, then retry on its options),
+//! and the memory of a rejection is behind a lock.
 
 mod error;
 mod pool;
@@ -126,6 +131,11 @@ impl Database {
             rotation: Mutex::new(()),
             generation: AtomicU64::new(0),
         })
+    }
+
+    /// The pool's size, for the cold start's log line.
+    pub(crate) fn max_connections(&self) -> u32 {
+        self.pool.max_connections
     }
 
     /// The variable the database settings come from, for log lines (never a value).
