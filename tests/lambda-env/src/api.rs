@@ -167,6 +167,15 @@ fn register(headers: &HeaderMap, body: &[u8], shared: &Shared) -> Response<Body>
             &format!("an external extension cannot register for {bad}"),
         );
     }
+    if events.iter().any(|e| e == "INVOKE") && shared.lock().managed_instances {
+        // As Lambda Managed Instances answer it: an environment there serves many invocations at once, so there is
+        // no per-invocation event to deliver, and asking for one is an init error unless the extension retries.
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidEventType",
+            "INVOKE is not supported on Lambda Managed Instances; register for SHUTDOWN only",
+        );
+    }
     let wants_account = header(headers, "lambda-extension-accept-feature")
         .is_some_and(|f| f.split(',').any(|f| f.trim() == "accountId"));
     // Read before answering, while the extension waits for this answer: what it listens on now, it opened before
@@ -326,11 +335,13 @@ fn extension_error(headers: &HeaderMap, kind: &'static str, shared: &Shared) -> 
 async fn runtime_next(shared: &Shared) -> Response<Body> {
     let rx = {
         let mut state = shared.lock();
-        if let Some(invocation) = state.runtime.queued.take() {
+        if let Some(invocation) = state.runtime.queued.pop_front() {
             return invocation_response(invocation);
         }
         let (tx, rx) = oneshot::channel();
-        state.runtime.waiter = Some(tx);
+        // Parked calls that hung up are dropped here, so the list holds only live ones.
+        state.runtime.waiters.retain(|w| !w.is_closed());
+        state.runtime.waiters.push_back(tx);
         rx
     };
     shared.notify();
@@ -370,15 +381,15 @@ fn invocation_response(invocation: crate::state::Invocation) -> Response<Body> {
 
 fn finish(shared: &Shared, id: &str, outcome: Outcome) -> Response<Body> {
     let mut state = shared.lock();
-    match state.runtime.current.take() {
-        Some((current, reply)) if current == id => {
+    match state.runtime.take_current(id) {
+        Some(reply) => {
             let _ = reply.send(outcome);
             drop(state);
             shared.notify();
             accepted()
         }
-        other => {
-            state.runtime.current = other;
+        None => {
+            drop(state);
             error(
                 StatusCode::BAD_REQUEST,
                 "InvalidRequestID",

@@ -14,6 +14,11 @@
 //! each start, since Lambda itself never prints one.
 //!
 //! Lifecycle operations are serialised by one async mutex, as one environment runs one invoke at a time.
+//!
+//! **Lambda Managed Instances** ([`Options::managed_instances`]) differ as that mode documents: nothing is frozen,
+//! a registration for `INVOKE` is refused (see [`crate::api`]), extensions get no INVOKE, and invocations run side by
+//! side, up to `AWS_LAMBDA_MAX_CONCURRENCY` at once, each answering one of the runtime's parked `invocation/next`
+//! calls. The lifecycle mutex is then held only to init (or to reset after a crash), not for the invocation.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,6 +87,8 @@ pub struct LambdaEnv {
     life: tokio::sync::Mutex<Life>,
     last_init: Mutex<Option<Result<InitReport, InitFailure>>>,
     reports: Mutex<Vec<InvokeReport>>,
+    /// Under Managed Instances: one permit per invocation that may run at once (`AWS_LAMBDA_MAX_CONCURRENCY`).
+    slots: tokio::sync::Semaphore,
 }
 
 impl Drop for LambdaEnv {
@@ -124,9 +131,11 @@ impl LambdaEnv {
             function_version: "$LATEST".to_owned(),
             handler: options.handler.clone(),
             account_id: options.account_id.clone(),
+            managed_instances: options.managed_instances,
         }));
         let api_task = tokio::spawn(api::serve(listener, Arc::clone(&shared)));
         let now = ids::epoch_millis();
+        let options_slots = options.max_concurrency.max(1) as usize;
         let env = Arc::new(LambdaEnv {
             logs: LogBook::new(options.echo_logs),
             session_token: options
@@ -148,6 +157,7 @@ impl LambdaEnv {
             life: tokio::sync::Mutex::new(Life::default()),
             last_init: Mutex::new(None),
             reports: Mutex::new(Vec::new()),
+            slots: tokio::sync::Semaphore::new(options_slots),
         });
         {
             let mut life = env.life.lock().await;
@@ -221,6 +231,14 @@ impl LambdaEnv {
     /// wants the invoke's report (or the processes frozen) waits here first.
     pub async fn settled(&self) {
         let _life = self.life.lock().await;
+        if self.options.managed_instances {
+            // Invocations there run outside the lifecycle lock: settled means none is in flight.
+            let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+            let _ = self
+                .shared
+                .wait_until(far, |s| s.runtime.current.is_empty().then_some(()))
+                .await;
+        }
     }
 
     /// Name and pid of every live process.
@@ -246,6 +264,9 @@ impl LambdaEnv {
         event: Bytes,
         early: Option<oneshot::Sender<Outcome>>,
     ) -> Result<Invoked, LambdaError> {
+        if self.options.managed_instances {
+            return self.invoke_concurrently(event, early).await;
+        }
         let mut life = self.life.lock().await;
         if !life.alive {
             if let Err(e) = self.init(&mut life).await {
@@ -276,7 +297,7 @@ impl LambdaEnv {
         {
             let mut state = self.shared.lock();
             state.phase = Phase::Invoke;
-            state.runtime.current = Some((request_id.clone(), reply));
+            state.runtime.current.push((request_id.clone(), reply));
             let event_doc = serde_json::json!({
                 "eventType": "INVOKE",
                 "deadlineMs": deadline_ms,
@@ -384,7 +405,7 @@ impl LambdaEnv {
         {
             let mut state = self.shared.lock();
             state.phase = Phase::Idle;
-            state.runtime.current = None;
+            state.runtime.current.clear();
         }
         self.logs.set_phase(Phase::Idle.as_str());
         if healthy {
@@ -397,6 +418,118 @@ impl LambdaEnv {
             };
             let shutdown = self.shutdown_locked(&mut life, reason).await;
             self.logs.push(PLATFORM, &shutdown.to_string());
+        }
+        Ok(Invoked { outcome, report })
+    }
+
+    /// One invocation under Managed Instances: init first if the environment is down (under the lifecycle lock),
+    /// then, holding only one of the `AWS_LAMBDA_MAX_CONCURRENCY` slots, the event goes to the next parked
+    /// `invocation/next` and nothing to the extensions. Nothing is frozen after it. A timeout fails this invocation
+    /// alone; a runtime that crashes resets the environment.
+    async fn invoke_concurrently(
+        &self,
+        event: Bytes,
+        early: Option<oneshot::Sender<Outcome>>,
+    ) -> Result<Invoked, LambdaError> {
+        let (pids, init_duration) = {
+            let mut life = self.life.lock().await;
+            if !life.alive {
+                if let Err(e) = self.init(&mut life).await {
+                    if let Some(early) = early {
+                        let _ = early.send(Outcome::Error {
+                            error_type: e.error_type.clone(),
+                            body: api::error_doc(&e.error_type, &e.message),
+                        });
+                    }
+                    return Err(e.into());
+                }
+            }
+            let pids: Vec<u32> = life.procs.iter().map(|p| p.pid).collect();
+            (pids, life.unreported_init.take())
+        };
+        // Beyond the limit Lambda routes elsewhere or throttles; one local environment queues instead.
+        let _slot = self.slots.acquire().await.ok();
+        let request_id = ids::uuid();
+        let timeout = self.options.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline_ms = ids::epoch_millis() + timeout.as_millis() as u64;
+        let (reply, outcome_rx) = oneshot::channel();
+        self.logs.set_phase(Phase::Invoke.as_str());
+        self.logs.push(
+            PLATFORM,
+            &format!("START RequestId: {request_id} Version: $LATEST"),
+        );
+        let started = Instant::now();
+        {
+            let mut state = self.shared.lock();
+            state.phase = Phase::Invoke;
+            state.runtime.current.push((request_id.clone(), reply));
+            state.runtime.deliver(Invocation {
+                request_id: request_id.clone(),
+                deadline_ms,
+                invoked_function_arn: self.options.function_arn(),
+                trace_id: ids::trace_id(),
+                body: event,
+            });
+        }
+        self.shared.notify();
+        let mut status = InvokeStatus::Success;
+        let outcome = tokio::select! {
+            answered = outcome_rx => answered.unwrap_or_else(|_| platform_error("Runtime.ExitError", "the runtime went away")),
+            crash = self.shared.wait_until(deadline, |s| crashed(s, &pids)) => match crash {
+                Some(message) => {
+                    status = InvokeStatus::Error("Runtime.ExitError".to_owned());
+                    platform_error("Runtime.ExitError", &message)
+                }
+                None => {
+                    status = InvokeStatus::Timeout;
+                    platform_error(
+                        "Sandbox.Timedout",
+                        &format!("Task timed out after {:.2} seconds", timeout.as_secs_f64()),
+                    )
+                }
+            },
+        };
+        let duration = started.elapsed();
+        if let (InvokeStatus::Success, Outcome::Error { error_type, .. }) = (&status, &outcome) {
+            status = InvokeStatus::Error(error_type.clone());
+        }
+        if let Some(early) = early {
+            let _ = early.send(outcome.clone());
+        }
+        {
+            let mut state = self.shared.lock();
+            // Gone already when answered; a timed-out one is forgotten, so a late answer is refused.
+            let _ = state.runtime.take_current(&request_id);
+            if state.runtime.current.is_empty() {
+                state.phase = Phase::Idle;
+                self.logs.set_phase(Phase::Idle.as_str());
+            }
+        }
+        self.shared.notify();
+        let report = InvokeReport {
+            request_id: request_id.clone(),
+            duration,
+            runtime_duration: duration,
+            // No extension takes part in an invocation here.
+            post_runtime_duration: Duration::ZERO,
+            init_duration,
+            memory_size_mb: self.options.memory_mb,
+            max_memory_used_mb: pids.iter().map(|&pid| peak_rss_kib(pid)).sum::<u64>() / 1024,
+            status,
+        };
+        self.logs
+            .push(PLATFORM, &format!("END RequestId: {request_id}"));
+        self.logs.push(PLATFORM, &report.to_string());
+        lock(&self.reports).push(report.clone());
+        if matches!(&outcome, Outcome::Error { error_type, .. } if error_type == "Runtime.ExitError")
+        {
+            let mut life = self.life.lock().await;
+            // Another invocation may have reset it already.
+            if life.alive && life.procs.iter().map(|p| p.pid).eq(pids.iter().copied()) {
+                let shutdown = self.shutdown_locked(&mut life, "failure").await;
+                self.logs.push(PLATFORM, &shutdown.to_string());
+            }
         }
         Ok(Invoked { outcome, report })
     }
@@ -683,7 +816,8 @@ impl LambdaEnv {
     }
 
     async fn signal_all(&self, life: &Life, signal: Signal) {
-        if !self.options.freeze && matches!(signal, Signal::Stop | Signal::Cont) {
+        let never_frozen = !self.options.freeze || self.options.managed_instances;
+        if never_frozen && matches!(signal, Signal::Stop | Signal::Cont) {
             return;
         }
         let ended: Vec<u32> = self.shared.lock().exits.iter().map(|e| e.pid).collect();

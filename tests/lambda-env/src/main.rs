@@ -4,7 +4,14 @@
 //! ```text
 //! lambda-env --function items-function-x86_64.zip --layer secretcache-layer-x86_64.zip \
 //!   [--port 9000] [--name items] [--memory 256] [--timeout 15] [--region us-east-1] \
-//!   [--env KEY=VALUE]... [--no-freeze] [--quiet]
+//!   [--env KEY=VALUE]... [--no-freeze] [--managed-instances [--max-concurrency N]] [--quiet]
+//! ```
+//!
+//! `--managed-instances` runs the environment as Lambda Managed Instances do (see `Options::managed_instances`):
+//! never frozen, no INVOKE for extensions (a registration asking for it is refused), concurrent invocations up to
+//! `--max-concurrency` (`AWS_LAMBDA_MAX_CONCURRENCY`, 16 by default).
+//!
+//! ```text
 //! ```
 //!
 //! The parsing is by hand: a few flags do not need a command-line crate in every test build.
@@ -45,6 +52,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
     let mut env = Vec::new();
     let mut freeze = true;
     let mut echo = true;
+    let mut managed_instances = false;
+    let mut max_concurrency = lambda_env::options::DEFAULT_MAX_CONCURRENCY;
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| {
             args.next()
@@ -97,6 +106,17 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
                 env.push((k.to_owned(), val.to_owned()));
             }
             "--no-freeze" => freeze = false,
+            "--managed-instances" => managed_instances = true,
+            "--max-concurrency" => {
+                let v = value("--max-concurrency")?;
+                max_concurrency = v.parse().ok().filter(|n| (1..=1024).contains(n)).ok_or(
+                    ArgsError::Invalid {
+                        flag: "--max-concurrency",
+                        value: v,
+                        expected: "a whole number from 1 to 1024",
+                    },
+                )?;
+            }
             "--quiet" => echo = false,
             other => return Err(ArgsError::Unknown(other.to_owned())),
         }
@@ -109,6 +129,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
     options.env = env;
     options.freeze = freeze;
     options.echo_logs = echo;
+    if managed_instances {
+        options = options.managed_instances(max_concurrency);
+    }
     Ok(Args { options, port })
 }
 
@@ -174,6 +197,16 @@ mod tests {
         assert_eq!(a.options.timeout, Duration::from_secs(15));
         assert_eq!(a.options.env, [("A".to_owned(), "b=c".to_owned())]);
         assert!(!a.options.freeze);
+    }
+
+    #[test]
+    fn managed_instances_mode_never_freezes_and_carries_its_concurrency() {
+        let a = args("--function f.zip --managed-instances --max-concurrency 4").expect("valid");
+        assert!(a.options.managed_instances);
+        assert_eq!(a.options.max_concurrency, 4);
+        assert!(!a.options.freeze);
+        assert!(args("--function f --max-concurrency 0")
+            .is_err_and(|e| e.to_string().contains("--max-concurrency")));
     }
 
     #[test]

@@ -4,6 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// `AWS_LAMBDA_MAX_CONCURRENCY` when none is given: a small number, so tests see queueing beyond it.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 16;
+/// Lambda Managed Instances allow an init of up to 15 minutes.
+pub const MANAGED_INSTANCES_INIT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// `AWS_LAMBDA_INITIALIZATION_TYPE` on Lambda Managed Instances.
+pub const MANAGED_INSTANCES_INIT_TYPE: &str = "lambda-managed-instances";
+
 /// The settings of one local execution environment. [`Options::new`] gives Lambda's defaults.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -39,6 +46,13 @@ pub struct Options {
     pub shutdown_timeout: Duration,
     /// Echo every log line to stderr.
     pub echo_logs: bool,
+    /// Lambda Managed Instances: `AWS_LAMBDA_INITIALIZATION_TYPE=lambda-managed-instances` and
+    /// `AWS_LAMBDA_MAX_CONCURRENCY` are set, a registration for `INVOKE` is refused with a 400 as Lambda refuses it
+    /// there, nothing is ever frozen, extensions get no INVOKE, and up to `max_concurrency` invocations run at once
+    /// (the runtime may hold several `invocation/next` calls open). Set with [`Options::managed_instances`].
+    pub managed_instances: bool,
+    /// `AWS_LAMBDA_MAX_CONCURRENCY` under Managed Instances: the most invocations one environment runs at once.
+    pub max_concurrency: u32,
 }
 
 impl Options {
@@ -59,7 +73,19 @@ impl Options {
             init_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(2),
             echo_logs: false,
+            managed_instances: false,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
         }
+    }
+
+    /// The same function on Lambda Managed Instances (see [`Options::managed_instances`]'s field): no freezing,
+    /// concurrent invocations up to `max_concurrency`, and Lambda's 15-minute init limit there.
+    pub fn managed_instances(mut self, max_concurrency: u32) -> Self {
+        self.managed_instances = true;
+        self.max_concurrency = max_concurrency.max(1);
+        self.freeze = false;
+        self.init_timeout = MANAGED_INSTANCES_INIT_TIMEOUT;
+        self
     }
 
     /// Adds (or replaces) a variable.
@@ -139,6 +165,17 @@ pub fn lambda_vars(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    if options.managed_instances {
+        vars.retain(|(k, _)| k != "AWS_LAMBDA_INITIALIZATION_TYPE");
+        vars.push((
+            "AWS_LAMBDA_INITIALIZATION_TYPE".to_owned(),
+            MANAGED_INSTANCES_INIT_TYPE.to_owned(),
+        ));
+        vars.push((
+            "AWS_LAMBDA_MAX_CONCURRENCY".to_owned(),
+            options.max_concurrency.to_string(),
+        ));
+    }
     const FIXED: [&str; 3] = ["AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "_HANDLER"];
     for (k, v) in &options.env {
         if FIXED.contains(&k.as_str()) {
@@ -197,6 +234,30 @@ mod tests {
         assert_eq!(get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"), ["128"]);
         assert_eq!(get("AWS_SESSION_TOKEN"), ["tok"]);
         assert!(get("AWS_CONTAINER_AUTHORIZATION_TOKEN").is_empty());
+    }
+
+    #[test]
+    fn managed_instances_set_the_init_type_and_the_concurrency_and_never_freeze() {
+        let options = Options::new("f.zip", vec![]).managed_instances(8);
+        assert!(!options.freeze);
+        let paths = Paths {
+            opt: "/o".into(),
+            task: "/t".into(),
+            tmp: "/x".into(),
+        };
+        let vars = lambda_vars(&options, &paths, "127.0.0.1:9001", "tok", "s");
+        let get = |k: &str| {
+            vars.iter()
+                .filter(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            get("AWS_LAMBDA_INITIALIZATION_TYPE"),
+            ["lambda-managed-instances"]
+        );
+        assert_eq!(get("AWS_LAMBDA_MAX_CONCURRENCY"), ["8"]);
+        assert_eq!(get("AWS_SESSION_TOKEN"), ["tok"]);
     }
 
     #[test]

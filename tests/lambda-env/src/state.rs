@@ -111,33 +111,41 @@ pub enum Outcome {
     },
 }
 
-/// The runtime's side of the Runtime API.
+/// The runtime's side of the Runtime API. On demand there is at most one of each; under Managed Instances a runtime
+/// that serves invocations concurrently holds several `invocation/next` calls open (one per worker, or per process
+/// of the runtime), and each gets a different invocation.
 #[derive(Debug, Default)]
 pub struct Runtime {
-    /// Its parked `invocation/next`.
-    pub waiter: Option<oneshot::Sender<Invocation>>,
-    /// An invocation delivered before it asked.
-    pub queued: Option<Invocation>,
-    /// The invocation in flight and where its outcome goes.
-    pub current: Option<(String, oneshot::Sender<Outcome>)>,
+    /// Its parked `invocation/next` calls, oldest first.
+    pub waiters: VecDeque<oneshot::Sender<Invocation>>,
+    /// Invocations delivered before it asked, oldest first.
+    pub queued: VecDeque<Invocation>,
+    /// The invocations in flight and where each one's outcome goes.
+    pub current: Vec<(String, oneshot::Sender<Outcome>)>,
 }
 
 impl Runtime {
     /// Whether it is parked on `invocation/next` with nothing left to take.
     pub fn is_waiting(&self) -> bool {
-        self.queued.is_none() && self.waiter.as_ref().is_some_and(|w| !w.is_closed())
+        self.queued.is_empty() && self.waiters.iter().any(|w| !w.is_closed())
     }
 
-    /// Answers its `invocation/next`, or queues the invocation.
-    pub fn deliver(&mut self, invocation: Invocation) {
-        match self.waiter.take() {
-            Some(waiter) => {
-                if let Err(invocation) = waiter.send(invocation) {
-                    self.queued = Some(invocation);
-                }
+    /// Answers its oldest parked `invocation/next` that is still open, or queues the invocation.
+    pub fn deliver(&mut self, mut invocation: Invocation) {
+        while let Some(waiter) = self.waiters.pop_front() {
+            match waiter.send(invocation) {
+                Ok(()) => return,
+                // It hung up while parked; the next one (or its next call) gets the invocation.
+                Err(back) => invocation = back,
             }
-            None => self.queued = Some(invocation),
         }
+        self.queued.push_back(invocation);
+    }
+
+    /// Takes the reply channel of the in-flight invocation `id`, if it is in flight.
+    pub fn take_current(&mut self, id: &str) -> Option<oneshot::Sender<Outcome>> {
+        let at = self.current.iter().position(|(current, _)| current == id)?;
+        Some(self.current.swap_remove(at).1)
     }
 }
 
@@ -206,6 +214,8 @@ pub struct State {
     pub handler: String,
     /// The account id, for extensions that accept the `accountId` feature.
     pub account_id: String,
+    /// Lambda Managed Instances: a registration for `INVOKE` is refused.
+    pub managed_instances: bool,
 }
 
 /// The state behind a mutex, and the change notification.

@@ -1,6 +1,7 @@
 //! The lifecycle rules of `lambda-env`, checked with tiny shell processes (curl against the real APIs, as in
 //! Lambda's own custom-runtime tutorial), so each rule is driven on purpose: post-runtime time, init errors, init
-//! and invoke timeouts, and SIGKILL at the shutdown deadline.
+//! and invoke timeouts, SIGKILL at the shutdown deadline, and the Managed Instances mode (a refused INVOKE
+//! registration, no freezing, concurrent invocations).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -8,15 +9,19 @@ use std::time::Duration;
 
 use lambda_env::{InvokeStatus, LambdaEnv, Options, Outcome};
 
-/// An external extension: registers for INVOKE and SHUTDOWN, logs every event, exits on SHUTDOWN, and can sleep
+/// An external extension: registers for INVOKE and SHUTDOWN (or for `EXT_EVENTS`, a JSON list's items), logs the
+/// registration's status and exits when it is not 200, logs every event, exits on SHUTDOWN, and can sleep
 /// after an INVOKE (`EXT_POST_SLEEP`) or before registering (`EXT_REGISTER_SLEEP`), or report `exit/error` and end
 /// on its first INVOKE (`EXT_EXIT_ERROR`).
 const EXTENSION: &str = r#"#!/bin/sh
 set -eu
 api="http://${AWS_LAMBDA_RUNTIME_API}/2020-01-01/extension"
 [ -n "${EXT_REGISTER_SLEEP:-}" ] && sleep "$EXT_REGISTER_SLEEP"
-curl -sS -D "$TMPDIR/ext-headers" -o /dev/null -X POST "$api/register" \
-  -H "Lambda-Extension-Name: $(basename "$0")" -d '{"events":["INVOKE","SHUTDOWN"]}'
+status=$(curl -sS -D "$TMPDIR/ext-headers" -o /dev/null -w '%{http_code}' -X POST "$api/register" \
+  -H "Lambda-Extension-Name: $(basename "$0")" -d "{\"events\":[${EXT_EVENTS:-\"INVOKE\",\"SHUTDOWN\"}]}")
+echo "register $status"
+echo "init-type ${AWS_LAMBDA_INITIALIZATION_TYPE:-} ${AWS_LAMBDA_MAX_CONCURRENCY:-}"
+[ "$status" = 200 ] || exit 1
 id=$(grep -i '^lambda-extension-identifier:' "$TMPDIR/ext-headers" | cut -d' ' -f2 | tr -d '\r')
 while true; do
   event=$(curl -sS -H "Lambda-Extension-Identifier: $id" "$api/event/next")
@@ -51,6 +56,27 @@ while true; do
 done
 "#;
 
+/// A runtime that serves invocations concurrently, as Lambda Managed Instances let a runtime do: `RT_WORKERS` loops,
+/// each with its own `invocation/next` open. Each invocation waits until `RT_BARRIER` invocations have arrived before
+/// answering, so a test proves they overlapped without measuring any time (one at a time, they would time out).
+const CONCURRENT_RUNTIME: &str = r#"#!/bin/sh
+set -eu
+api="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
+worker() {
+  while true; do
+    curl -sS -D "$TMPDIR/rt-headers-$1" -o "$TMPDIR/rt-event-$1" "$api/invocation/next"
+    id=$(grep -i '^lambda-runtime-aws-request-id:' "$TMPDIR/rt-headers-$1" | cut -d' ' -f2 | tr -d '\r')
+    touch "$TMPDIR/arrived-$id"
+    while [ "$(ls "$TMPDIR" | grep -c '^arrived-')" -lt "$RT_BARRIER" ]; do sleep 0.05; done
+    echo "worker $1 answers $id"
+    curl -sS -o /dev/null -X POST "$api/invocation/$id/response" --data-binary "{\"worker\":$1,\"id\":\"$id\"}"
+  done
+}
+w=1
+while [ "$w" -le "$RT_WORKERS" ]; do worker "$w" & w=$((w + 1)); done
+wait
+"#;
+
 struct Zips {
     _dir: tempfile::TempDir,
     layer: PathBuf,
@@ -76,12 +102,16 @@ fn zip(dir: &Path, out: &str, member: &str) -> PathBuf {
 }
 
 fn zips(tag: &str) -> Zips {
+    zips_with(tag, RUNTIME)
+}
+
+fn zips_with(tag: &str, runtime: &str) -> Zips {
     let dir = tempfile::Builder::new()
         .prefix(&format!("lambda-env-test-{tag}-"))
         .tempdir()
         .expect("a temporary folder");
     write_exec(&dir.path().join("extensions/probe-ext"), EXTENSION);
-    write_exec(&dir.path().join("bootstrap"), RUNTIME);
+    write_exec(&dir.path().join("bootstrap"), runtime);
     let layer = zip(dir.path(), "layer.zip", "extensions/probe-ext");
     let function = zip(dir.path(), "function.zip", "bootstrap");
     Zips {
@@ -274,4 +304,103 @@ async fn an_extension_exit_error_fails_the_invoke_and_the_next_one_starts_a_new_
         .filter(|l| l.text.starts_with("INIT_START"))
         .count();
     assert_eq!(inits, 2);
+}
+
+#[tokio::test]
+async fn managed_instances_refuse_an_invoke_registration_with_a_400_and_init_fails_with_the_extension(
+) {
+    let z = zips("mirefuse");
+    let env = LambdaEnv::start(options(&z, &[]).managed_instances(4))
+        .await
+        .expect("start");
+    let failure = env
+        .init_result()
+        .expect("ran")
+        .expect_err("an extension that insists on INVOKE fails init");
+    assert_eq!(failure.error_type, "Extension.Crash", "{}", dump(&env));
+    assert!(
+        env.logs().iter().any(|l| l.text == "register 400"),
+        "{}",
+        dump(&env)
+    );
+    assert!(env.registrations().is_empty());
+}
+
+#[tokio::test]
+async fn managed_instances_run_invocations_side_by_side_send_extensions_no_invoke_and_never_freeze()
+{
+    let z = zips_with("miconcurrent", CONCURRENT_RUNTIME);
+    let mut o = options(
+        &z,
+        &[
+            ("EXT_EVENTS", "\"SHUTDOWN\""),
+            ("RT_WORKERS", "4"),
+            ("RT_BARRIER", "4"),
+        ],
+    )
+    .managed_instances(4);
+    o.timeout = Duration::from_secs(20);
+    let env = LambdaEnv::start(o).await.expect("start");
+    assert!(env.init_result().expect("ran").is_ok(), "{}", dump(&env));
+    let registrations = env.registrations();
+    assert_eq!(registrations.len(), 1);
+    assert_eq!(registrations[0].events, ["SHUTDOWN"]);
+    assert!(env.logs().iter().any(|l| l.text == "register 200"));
+    assert!(
+        env.logs()
+            .iter()
+            .any(|l| l.text == "init-type lambda-managed-instances 4"),
+        "{}",
+        dump(&env)
+    );
+
+    // Four invocations that each wait for all four: they can only finish if they ran at once.
+    let invocations: Vec<_> = (0..4)
+        .map(|i| {
+            let env = std::sync::Arc::clone(&env);
+            tokio::spawn(async move { env.invoke(format!("{{\"n\":{i}}}").into()).await })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    let mut workers = std::collections::HashSet::new();
+    for handle in invocations {
+        let invoked = handle.await.expect("joined").expect("invoke runs");
+        assert_eq!(
+            invoked.report.status,
+            InvokeStatus::Success,
+            "{}",
+            dump(&env)
+        );
+        let Outcome::Response(body) = &invoked.outcome else {
+            panic!("{:?}\n{}", invoked.outcome, dump(&env));
+        };
+        let doc: serde_json::Value = serde_json::from_slice(body).expect("JSON");
+        assert_eq!(doc["id"], invoked.report.request_id.as_str());
+        ids.insert(invoked.report.request_id.clone());
+        workers.insert(doc["worker"].to_string());
+    }
+    assert_eq!(ids.len(), 4, "each invocation is a different one");
+    assert_eq!(workers.len(), 4, "each went to a different parked next");
+
+    // No INVOKE reached the extension, and nothing was frozen after the invocations.
+    assert!(
+        !env.logs()
+            .iter()
+            .any(|l| l.source == "probe-ext" && l.text.contains("INVOKE")),
+        "{}",
+        dump(&env)
+    );
+    env.settled().await;
+    for (name, pid) in env.processes().await {
+        let state = lambda_env::process::process_state(pid);
+        assert_ne!(state, Some('T'), "{name} is stopped");
+    }
+    let shutdown = env.shutdown().await;
+    assert!(
+        env.logs()
+            .iter()
+            .any(|l| l.source == "probe-ext" && l.text.contains("SHUTDOWN")),
+        "{shutdown}\n{}",
+        dump(&env)
+    );
 }
