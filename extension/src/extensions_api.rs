@@ -9,6 +9,9 @@
 //!   the answer's `Lambda-Extension-Identifier` header goes on every later call;
 //! - `GET /2020-01-01/extension/event/next`: a long poll that answers the next INVOKE or SHUTDOWN;
 //! - `POST /2020-01-01/extension/exit/error` with `Lambda-Extension-Function-Error-Type`.
+//!
+//! [`register_or_shutdown_only`] wraps `register`: a refused registration for INVOKE is retried once for SHUTDOWN
+//! only, since an extension that exits during init fails the whole function.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request};
@@ -17,6 +20,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
+
+use crate::config::Events;
 
 const VERSION: &str = "2020-01-01";
 const NAME_HEADER: &str = "lambda-extension-name";
@@ -124,6 +129,35 @@ pub async fn register(
     let registration = serde_json::from_slice(&bytes)
         .map_err(|_| invalid(CALL, "the answer is not the registration document"))?;
     Ok((ExtensionsApi { base, id, client }, registration))
+}
+
+/// Registers for `events`; if the API refuses that (a 4xx: Lambda Managed Instances answer a registration for INVOKE
+/// with a 400, and a future mode may do the same), registers once more for SHUTDOWN only, with a WARN saying why. A
+/// cache that cannot refresh on INVOKE still serves, and refreshes by time; a failed init fails the function.
+/// Returns the events actually registered for. Transport errors and 5xx answers are not retried: the API is broken,
+/// not refusing.
+pub async fn register_or_shutdown_only(
+    runtime_api: &str,
+    name: &str,
+    events: Events,
+) -> Result<(ExtensionsApi, Registration, Events), ApiError> {
+    match register(runtime_api, name, events.names()).await {
+        Ok((api, registration)) => Ok((api, registration, events)),
+        Err(ApiError::Status { status, .. })
+            if (400..500).contains(&status) && events != Events::ShutdownOnly =>
+        {
+            tracing::warn!(
+                status,
+                events = ?events.names(),
+                "the Extensions API refused this registration; registering for SHUTDOWN only: values are refreshed \
+                 on a timer instead of on each INVOKE"
+            );
+            let (api, registration) =
+                register(runtime_api, name, Events::ShutdownOnly.names()).await?;
+            Ok((api, registration, Events::ShutdownOnly))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 impl ExtensionsApi {
@@ -298,6 +332,86 @@ mod tests {
                 "POST /2020-01-01/extension/exit/error name=- id=ext-id-1 error=Extension.Crash",
             ]
         );
+    }
+
+    /// A register endpoint that answers `refusal` to any registration whose body names INVOKE (as Lambda Managed
+    /// Instances answer 400), and 200 to the others; it records each registration's body.
+    async fn refusing_api(refusal: u16) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let record = Arc::clone(&record);
+                tokio::spawn(async move {
+                    let svc =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let record = Arc::clone(&record);
+                            async move {
+                                let body =
+                                    req.into_body().collect().await.expect("body").to_bytes();
+                                let body = String::from_utf8_lossy(&body).into_owned();
+                                let refused = body.contains("INVOKE");
+                                record.lock().expect("lock").push(body);
+                                let mut resp = http::Response::new(Full::new(Bytes::from_static(
+                                    br#"{"functionName":"items"}"#,
+                                )));
+                                if refused {
+                                    *resp.status_mut() =
+                                        http::StatusCode::from_u16(refusal).expect("status");
+                                } else {
+                                    resp.headers_mut()
+                                        .insert(ID_HEADER, HeaderValue::from_static("ext-id-2"));
+                                }
+                                Ok::<_, Infallible>(resp)
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_invoke_registration_is_retried_once_for_shutdown_only() {
+        let (addr, seen) = refusing_api(400).await;
+        let (_, registration, events) =
+            register_or_shutdown_only(&addr, "secretcache", Events::InvokeAndShutdown)
+                .await
+                .expect("registered on the second try");
+        assert_eq!(events, Events::ShutdownOnly);
+        assert_eq!(registration.function_name, "items");
+        assert_eq!(
+            *seen.lock().expect("lock"),
+            [
+                r#"{"events":["INVOKE","SHUTDOWN"]}"#,
+                r#"{"events":["SHUTDOWN"]}"#
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_accepted_registration_or_a_server_error_is_not_retried() {
+        // Managed Instances: SHUTDOWN only from the start, accepted at once.
+        let (addr, seen) = refusing_api(400).await;
+        let (_, _, events) = register_or_shutdown_only(&addr, "secretcache", Events::ShutdownOnly)
+            .await
+            .expect("registered");
+        assert_eq!(events, Events::ShutdownOnly);
+        assert_eq!(seen.lock().expect("lock").len(), 1);
+        // A 5xx is a broken API, not a refusal: the error stands, after one call.
+        let (addr, seen) = refusing_api(500).await;
+        let err = register_or_shutdown_only(&addr, "secretcache", Events::InvokeAndShutdown)
+            .await
+            .expect_err("a server error");
+        assert!(matches!(err, ApiError::Status { status: 500, .. }), "{err}");
+        assert_eq!(seen.lock().expect("lock").len(), 1);
     }
 
     #[tokio::test]

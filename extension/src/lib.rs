@@ -12,6 +12,7 @@
 //! - [`token`]: the token a request must carry, from a variable or (in containers) a file that may change;
 //! - [`extensions_api`]: the three calls of the Lambda Extensions API;
 //! - [`lifecycle`]: the Lambda lifecycle on that API, and standalone mode;
+//! - [`refresh_timer`]: refresh driven by time where no INVOKE comes (Lambda Managed Instances);
 //! - [`error`]: errors, and the one mapping to HTTP;
 //! - [`secret`], [`metrics`], [`logging`]: the secret-holding type, counters, tracing set-up;
 //! - [`health`]: `secretcache ping`, a container health check;
@@ -30,6 +31,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod reference;
+pub mod refresh_timer;
 pub mod request;
 pub mod respond;
 pub mod secret;
@@ -97,7 +99,10 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), Life
         prefetch: config.prefetch.clone(),
         prefetch_timeout: config.prefetch_timeout,
         invoke_budget: config.invoke_budget,
-        snap_start: config.snap_start,
+        init_type: config.init_type,
+        max_concurrency: config.max_concurrency,
+        max_client_connections: config.max_client_connections,
+        refresh_tick: refresh_timer::tick(&Policy::from(&config)),
         warm_up,
     };
     if let Some(runtime_api) = &config.runtime_api {
@@ -119,7 +124,7 @@ impl From<&Config> for Policy {
             negative_ttl: c.negative_ttl,
             refresh_now_interval: c.refresh_now_interval,
             // Under SnapStart a pause is a restore: values from before the snapshot must not be served after it.
-            forget_on_pause: c.snap_start,
+            forget_on_pause: c.init_type == crate::config::InitType::SnapStart,
             home_region: c.region.clone(),
         }
     }

@@ -2,7 +2,9 @@
 //!
 //! Lambda mode, in order:
 //! 1. the caller has already bound the listener and started serving, so the function's init code can call us;
-//! 2. register with the Extensions API for INVOKE and SHUTDOWN ([`crate::extensions_api`]);
+//! 2. register with the Extensions API for INVOKE and SHUTDOWN ([`crate::extensions_api`]), or for SHUTDOWN only on
+//!    Lambda Managed Instances (which refuse INVOKE there) or when the API refused the first registration; without
+//!    INVOKE, values in use are refreshed on a timer instead ([`crate::refresh_timer`]);
 //! 3. prefetch the configured secrets, bounded in time (failures are logged, never fatal);
 //! 4. loop on `event/next`: the first call tells Lambda we are ready. On INVOKE we start refreshing what is near or past
 //!    expiry (the environment is frozen between invokes, so this is when background work can run), and wait for it
@@ -20,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::{Cache, Upstream};
 use crate::clock::WallClock;
-use crate::config::Prefetch;
+use crate::config::{Events, InitType, Prefetch};
 use crate::extensions_api::{self, Event};
 use crate::metrics::Metrics;
 use crate::request::{Key, ParameterKey, SecretKey, VersionSelector};
@@ -51,8 +53,16 @@ pub struct Lifecycle<U, W> {
     pub prefetch_timeout: Duration,
     /// How long an INVOKE waits for the refreshes it starts.
     pub invoke_budget: Duration,
-    /// SnapStart: no prefetch before the snapshot, and everything cached is expired after restore.
-    pub snap_start: bool,
+    /// How Lambda started the environment. SnapStart: no prefetch before the snapshot, and everything cached is
+    /// expired after restore. Managed Instances: SHUTDOWN only, refresh on a timer.
+    pub init_type: InitType,
+    /// `AWS_LAMBDA_MAX_CONCURRENCY`, when set: how many readers may come at once (logged against the connection
+    /// limit).
+    pub max_concurrency: Option<u32>,
+    /// Most concurrent localhost client connections.
+    pub max_client_connections: usize,
+    /// The refresh timer's period when no INVOKE comes; `None` when nothing is cached.
+    pub refresh_tick: Option<Duration>,
     /// Building the upstream clients ahead of the first read: in Lambda, started once the first `event/next` is on
     /// its way (registering, and that `next`, are what gate the function's init; the warm-up's CPU work must not
     /// delay them), and at once in standalone mode.
@@ -124,15 +134,44 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
             prefetch,
             prefetch_timeout,
             invoke_budget,
-            snap_start,
+            init_type,
+            max_concurrency,
+            max_client_connections,
+            refresh_tick,
             warm_up,
         } = self;
+        let snap_start = init_type == InitType::SnapStart;
         let server = tokio::sync::Mutex::new(Some(server));
-        let (api, registration) =
-            extensions_api::register(runtime_api, &extension_name(), &["INVOKE", "SHUTDOWN"])
-                .await
-                .map_err(|e| LifecycleError(e.to_string()))?;
-        tracing::info!(function = %registration.function_name, "registered with the Extensions API");
+        let (api, registration, events) = extensions_api::register_or_shutdown_only(
+            runtime_api,
+            &extension_name(),
+            init_type.events(),
+        )
+        .await
+        .map_err(|e| LifecycleError(e.to_string()))?;
+        tracing::info!(
+            function = %registration.function_name,
+            init_type = init_type.as_str(),
+            events = ?events.names(),
+            max_concurrency,
+            "registered with the Extensions API"
+        );
+        if max_concurrency.is_some_and(|n| n as usize > max_client_connections) {
+            tracing::warn!(
+                max_concurrency,
+                max_client_connections,
+                "AWS_LAMBDA_MAX_CONCURRENCY is above PARAMETERS_SECRETS_EXTENSION_MAX_CLIENT_CONNECTIONS: readers \
+                 beyond the limit are refused with 503 while it is reached"
+            );
+        }
+        if let (Events::ShutdownOnly, Some(tick)) = (events, refresh_tick) {
+            // Cancelled by the one shutdown token, like the server.
+            tokio::spawn(crate::refresh_timer::run(
+                Arc::clone(&cache),
+                tick,
+                shutdown.clone(),
+            ));
+        }
         if snap_start {
             tracing::info!(
                 "SnapStart: no prefetch before the snapshot, so no secret is baked into it"

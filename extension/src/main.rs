@@ -61,10 +61,14 @@ fn main() -> ExitCode {
     secretcache::logging::init(&config);
     secretcache::logging::report(&config.diagnostics);
     tracing::debug!(config = ?config, "effective configuration");
-    // One worker per CPU this process may use (the affinity mask and the cgroup CPU quota both count), at most two:
-    // two workers sharing one CPU take turns by preemption, and a hit queued behind the other worker waits a whole
-    // scheduler slice (4 ms).
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(2));
+    // One worker per CPU this process may use (the affinity mask and the cgroup CPU quota both count): at most two on
+    // demand, where two workers sharing one CPU take turns by preemption and a hit queued behind the other waits a
+    // whole scheduler slice (4 ms); a few more on Lambda Managed Instances, where the environment owns several vCPUs
+    // and serves many invocations at once. The reasons are at `InitType::worker_threads`.
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = config
+        .init_type
+        .worker_threads(cpus, config.max_concurrency);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()

@@ -18,6 +18,10 @@
 //!   line per failure, `/runtime/init/error` to the Runtime API, and a non-zero exit without starting the runtime.
 //!
 //! No value is logged, and no message carries one: failures name the variable, the reference and the reason.
+//!
+//! On Lambda Managed Instances, as in every mode, the values are read once, when the runtime starts (at init): an
+//! environment there may live for hours, and a value the wrapper put into it is not refreshed (read through the
+//! extension's HTTP API for values that must follow a rotation).
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};

@@ -22,7 +22,9 @@
 //! - **Refresh-ahead**: a hit within the refresh-ahead window of expiry starts a background refresh and still answers
 //!   at once; [`Cache::refresh_due`] does the same for every entry on a Lambda INVOKE (a frozen environment runs no
 //!   background work), skipping keys in backoff and waiting only within a small budget: an INVOKE must never hold
-//!   the function, and a refresh that outlives the budget lands when it lands.
+//!   the function, and a refresh that outlives the budget lands when it lands. Where no INVOKE comes (Lambda
+//!   Managed Instances), [`Cache::refresh_read`] does it on a timer instead, for the entries read since their last
+//!   fetch only, so that what nobody reads still ages out.
 //! - **Stale-on-error**: when a refresh of an expired entry fails transiently (timeout, unreachable, 5xx, throttle),
 //!   the last good value is served, marked stale, for up to `max_stale` past expiry. Never for not-found or denied,
 //!   and never for `refreshNow`. A key whose upstream failed is in backoff: reads get the stale value at once.
@@ -35,7 +37,7 @@ mod memory;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -171,6 +173,10 @@ pub struct Entry {
     etag: Option<Bytes>,
     /// The canonical key first, then its aliases.
     keys: Vec<Key>,
+    /// Whether a lookup was answered from this entry. A refresh stores a new entry (unread), so this means "read
+    /// since the last fetch": the timer-driven refresh ([`Cache::refresh_read`]) keeps only such entries fresh, and
+    /// one nobody reads for a TTL is left to age out as it would on demand.
+    read: AtomicBool,
 }
 
 impl Entry {
@@ -356,6 +362,11 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
     /// Whether `entry` (found under `key`) is fresh; a fresh one within the refresh-ahead window starts a background
     /// refresh of its secret.
     fn freshness(self: &Arc<Self>, key: &Key, entry: &Arc<Entry>, now: Instant) -> Freshness {
+        // Written once per entry: after that the hit path only reads the flag, so concurrent readers on several
+        // cores do not bounce its cache line.
+        if !entry.read.load(Ordering::Relaxed) {
+            entry.read.store(true, Ordering::Relaxed);
+        }
         let ttl = self.policy.ttl(key);
         let age = now.saturating_duration_since(entry.fetched_at);
         if age < ttl {
@@ -593,6 +604,38 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
         // Failures are logged where they happen (store); here only the count matters.
         while let Ok(Some(_)) = tokio::time::timeout_at(deadline, pending.next()).await {
             report.finished += 1;
+        }
+        report
+    }
+
+    /// Refresh-ahead on a timer, for an environment that gets no INVOKE (Lambda Managed Instances): starts a
+    /// background refresh of every entry that was read since it was fetched and is within `lead` of expiry (or
+    /// within its refresh-ahead window, if that is longer), or past it. It waits for none of them, and it is the same
+    /// single-flight, backoff and stale-on-error as [`Cache::refresh_due`]: a key in backoff is left alone until its
+    /// retry is due, and a key with a call running is not asked again. An entry nobody read since its last fetch is
+    /// not refreshed, so it expires and is evicted as it would be on demand.
+    pub fn refresh_read(self: &Arc<Self>, lead: Duration) -> RefreshReport {
+        let now = self.now();
+        let mut report = RefreshReport::default();
+        for (key, entry) in self.store.iter() {
+            if !primary(&key, &entry) || !entry.read.load(Ordering::Relaxed) {
+                continue;
+            }
+            let ttl = self.policy.ttl(&key);
+            let ahead = self.policy.refresh_ahead(ttl).max(lead).min(ttl);
+            if now.saturating_duration_since(entry.fetched_at) < ttl - ahead
+                || self.in_flight_for(&key).is_some()
+            {
+                continue;
+            }
+            report.due += 1;
+            if self.backoff_state(&key, now) == Some(false) {
+                report.skipped_backoff += 1;
+                self.metrics.refresh_skipped_backoff();
+            } else {
+                report.started += 1;
+                self.refresh_in_background((*key).clone());
+            }
         }
         report
     }
@@ -886,6 +929,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
             meta,
             etag,
             keys,
+            read: AtomicBool::new(false),
         });
         if self.caching(key) {
             self.entries.fetch_add(1, Ordering::Relaxed);

@@ -18,6 +18,7 @@
 //! - [`Diagnostics`]: what parsing found (errors, notices, likely misspellings), logged once tracing is up.
 
 pub mod agent;
+pub mod init_type;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,6 +30,7 @@ use secretcache_client::contract::env;
 pub use crate::token::TokenSource;
 pub use crate::upstream::AssumeRole;
 use agent::AgentFile;
+pub use init_type::{Events, InitType};
 
 /// HTTP port of the localhost cache.
 pub const HTTP_PORT: &str = env::PARAMETERS_SECRETS_EXTENSION_HTTP_PORT;
@@ -77,8 +79,11 @@ pub const AWS_REGION: &str = "AWS_REGION";
 pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
 /// Lambda's own log level, used when ours is not set.
 pub const AWS_LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
-/// `snap-start` under SnapStart.
+/// How Lambda started the environment: `on-demand`, `provisioned-concurrency`, `snap-start` or
+/// `lambda-managed-instances` ([`InitType`]).
 pub const AWS_LAMBDA_INITIALIZATION_TYPE: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
+/// Under Lambda Managed Instances: the most invocations one environment serves at once.
+pub const AWS_LAMBDA_MAX_CONCURRENCY: &str = "AWS_LAMBDA_MAX_CONCURRENCY";
 pub use env::{AWS_CONTAINER_AUTHORIZATION_TOKEN, AWS_SESSION_TOKEN, AWS_TOKEN};
 /// (ours) The prefix of path-based reads, `/v1/` by default as with the AWS Secrets Manager Agent.
 pub const PATH_PREFIX: &str = "PARAMETERS_SECRETS_EXTENSION_PATH_PREFIX";
@@ -347,8 +352,10 @@ pub struct Config {
     pub max_stale: Duration,
     /// Byte budget of the cache.
     pub cache_bytes: u64,
-    /// Running under SnapStart.
-    pub snap_start: bool,
+    /// How Lambda started the environment (on demand outside Lambda).
+    pub init_type: InitType,
+    /// `AWS_LAMBDA_MAX_CONCURRENCY`, when Lambda sets it (Managed Instances): how many readers may come at once.
+    pub max_concurrency: Option<u32>,
     /// How long an INVOKE waits for the refreshes it starts.
     pub invoke_budget: Duration,
     /// How long a not-found or access-denied answer is remembered.
@@ -674,9 +681,21 @@ impl Config {
             Above::Clamp,
             "milliseconds from 0 (off) to 60000",
         ));
-        let snap_start = r
-            .raw(AWS_LAMBDA_INITIALIZATION_TYPE)
-            .is_some_and(|v| v == "snap-start");
+        let init_type = InitType::parse(r.raw(AWS_LAMBDA_INITIALIZATION_TYPE).as_deref());
+        let max_concurrency = r.raw(AWS_LAMBDA_MAX_CONCURRENCY).and_then(|v| {
+            let n = parse_whole(&v)
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|&n| n > 0);
+            if n.is_none() {
+                r.error(
+                    AWS_LAMBDA_MAX_CONCURRENCY,
+                    &v,
+                    "a whole number, 1 or more (Lambda sets it)",
+                    "unknown concurrency".to_owned(),
+                );
+            }
+            n
+        });
         let log_level = r.log_level();
         let log_json = r
             .raw(AWS_LAMBDA_LOG_FORMAT)
@@ -738,7 +757,7 @@ impl Config {
         // Chosen at start, by the environment: Lambda sets the region and, except under SnapStart (credentials from
         // an endpoint after a restore), the role's keys.
         let sdk_source = if runtime_api.is_some()
-            && !snap_start
+            && init_type != InitType::SnapStart
             && region.is_some()
             && r.raw("AWS_ACCESS_KEY_ID").is_some()
             && r.raw("AWS_SECRET_ACCESS_KEY").is_some()
@@ -771,7 +790,8 @@ impl Config {
             refresh_ahead_percent,
             max_stale,
             cache_bytes,
-            snap_start,
+            init_type,
+            max_concurrency,
             invoke_budget,
             negative_ttl,
             refresh_now_interval,
