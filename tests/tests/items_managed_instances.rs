@@ -1,23 +1,19 @@
 //! The built `items-function` binary on Lambda Managed Instances, as lambda-env's Managed Instances mode runs it
 //! (`AWS_LAMBDA_INITIALIZATION_TYPE=lambda-managed-instances`, `AWS_LAMBDA_MAX_CONCURRENCY`, no freeze, invocations
-//! delivered side by side), with the built extension (standalone, on the port and token the environment gives the
-//! function), moto holding the RDS secret, and the throwaway PostgreSQL.
+//! delivered side by side), with this build's extension in the same environment (registered for SHUTDOWN only, as
+//! Lambda requires there), moto holding the RDS secret, and the throwaway PostgreSQL.
 //!
 //! - one process serves [`CONCURRENCY`] requests at once on one pool sized by the concurrency: proved without timing,
 //!   by holding a lock on the table and counting the function's sessions that wait for it;
 //! - a single-user rotation under concurrent reads and writes fails no request, and one refresh serves them all.
-//!
-//! The extension runs beside the environment rather than in it, so that these tests of the function do not depend
-//! on the extension's own Managed Instances support (tested with the layer in its own suite).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lambda_env::{LambdaEnv, Options};
-use secretcache_tests::extension::Standalone;
+use lambda_env::LambdaEnv;
 use secretcache_tests::items::{function_logs, invoke, status_and_body};
-use secretcache_tests::moto::Moto;
+use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::postgres::{new_password, AppDatabase, PgCluster};
 use serde_json::Value;
 use sqlx::Connection;
@@ -35,7 +31,6 @@ struct Deployed {
     _moto: Moto,
     sm: aws_sdk_secretsmanager::Client,
     arn: String,
-    ext: Standalone,
     env: Arc<LambdaEnv>,
 }
 
@@ -55,20 +50,20 @@ impl Deployed {
             .arn()
             .expect("an ARN")
             .to_owned();
-        let ext = Standalone::spawn(&moto, &[]).await;
         let ca = pg.ca_cert().to_string_lossy().into_owned();
-        let port = ext.port().to_string();
-        let mut options = Options::new(secretcache_tests::bin_path("items-function"), Vec::new())
-            .managed_instances(CONCURRENCY)
-            .var("DB_SECRET_ARN", &arn)
-            .var("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", &port)
-            .var("DATABASE_SSLMODE", "verify-full")
-            .var("DATABASE_SSL_ROOT_CERT", &ca);
+        // The extension and the function share the port and the session token the environment gives them both.
+        let mut options = secretcache_tests::with_extension_binary(
+            secretcache_tests::bin_path("items-function"),
+            &moto.endpoint(),
+        )
+        .managed_instances(CONCURRENCY)
+        .var("DB_SECRET_ARN", &arn)
+        .var("PARAMETERS_SECRETS_EXTENSION_PREFETCH", &arn)
+        .var("DATABASE_SSLMODE", "verify-full")
+        .var("DATABASE_SSL_ROOT_CERT", &ca);
         for (k, v) in vars {
             options = options.var(k, v);
         }
-        // The token the environment gives the function is the one the extension checks.
-        options.session_token = Some(ext.token());
         options.function_name = "items".to_owned();
         // A debug build's first request logs in over TLS and checks the table: more than Lambda's 3 s default.
         options.timeout = Duration::from_secs(30);
@@ -81,7 +76,6 @@ impl Deployed {
             _moto: moto,
             sm,
             arn,
-            ext,
             env,
         }
     }
@@ -111,10 +105,9 @@ impl Deployed {
             .collect();
         let bodies = Value::Array(responses.to_vec()).to_string();
         for p in passwords {
-            assert!(!every_line.contains(p), "a password reached the logs");
             assert!(
-                !self.ext.logs().contains(p),
-                "a password reached the extension's logs"
+                !every_line.contains(p),
+                "a password reached the function's or the extension's logs"
             );
             assert!(!bodies.contains(p), "a password reached a response");
         }
@@ -193,10 +186,23 @@ async fn managed_instances_one_process_serves_concurrent_requests_on_one_pool() 
     }
 
     let logs = function_logs(&d.env);
-    // One process, one pool: the environment runs a single function process, which built its pool once, sized by
-    // AWS_LAMBDA_MAX_CONCURRENCY, and never holds more sessions than that.
+    // One process, one pool: the environment runs a single function process beside the extension, which built its
+    // pool once, sized by AWS_LAMBDA_MAX_CONCURRENCY, and never holds more sessions than that.
     let processes = d.env.processes().await;
-    assert_eq!(processes.len(), 1, "{processes:?}");
+    assert_eq!(
+        processes
+            .iter()
+            .filter(|(name, _)| !name.contains("secretcache"))
+            .count(),
+        1,
+        "{processes:?}"
+    );
+    assert!(
+        processes
+            .iter()
+            .any(|(name, _)| name.contains("secretcache")),
+        "the extension is still up: {processes:?}"
+    );
     assert_eq!(logs.matches("database ready").count(), 1, "{logs}");
     let settings = logs
         .lines()
