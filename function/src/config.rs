@@ -71,6 +71,9 @@ pub use secretcache_client::contract::env::{
 };
 /// Set by Lambda in every execution environment: the sign that we run inside Lambda.
 pub const AWS_LAMBDA_FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
+/// Set by Lambda Managed Instances: how many invocations one execution environment serves at once. `lambda_runtime`
+/// reads it too, and runs that many invocation loops in this one process.
+pub const AWS_LAMBDA_MAX_CONCURRENCY: &str = "AWS_LAMBDA_MAX_CONCURRENCY";
 /// Where Lambda extracted the function zip (`/var/task`); a CA bundle packaged with the function is found there.
 pub const LAMBDA_TASK_ROOT: &str = "LAMBDA_TASK_ROOT";
 
@@ -105,6 +108,13 @@ pub const DEFAULT_DATABASE_PATH: &str = "./data/collections.db";
 pub use secretcache_client::DEFAULT_PORT as DEFAULT_EXTENSION_PORT;
 /// PostgreSQL's default port.
 pub const DEFAULT_POSTGRES_PORT: u16 = 5432;
+/// The pool's default size where an environment serves one invocation at a time (every mode but Managed Instances).
+pub const DEFAULT_POOL_MAX_CONNECTIONS: u32 = 2;
+/// The largest default pool under Managed Instances: one connection per concurrent invocation up to this. A query
+/// takes milliseconds, so more requests than connections only queue briefly for one (within
+/// `DATABASE_ACQUIRE_TIMEOUT_MS`), while every environment's connections count against the server's
+/// `max_connections`.
+pub const MANAGED_INSTANCES_POOL_CAP: u32 = 10;
 
 /// The environment, as far as configuration needs it.
 pub trait Env {
@@ -209,7 +219,9 @@ impl TlsConfig {
     }
 }
 
-/// Pool sizing. Lambda scales by execution environments, not by connections, so each environment keeps few.
+/// Pool sizing. Lambda scales by execution environments, not by connections, so each environment keeps few; under
+/// Managed Instances one environment serves `AWS_LAMBDA_MAX_CONCURRENCY` invocations at once, and the default grows
+/// with it (up to [`MANAGED_INSTANCES_POOL_CAP`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
     /// Most open connections.
@@ -408,6 +420,9 @@ pub struct Config {
     pub extension: ExtensionConfig,
     /// Whether we run inside Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set).
     pub in_lambda: bool,
+    /// How many invocations this execution environment serves at once: `AWS_LAMBDA_MAX_CONCURRENCY` (Managed
+    /// Instances), else 1.
+    pub concurrency: u32,
     /// Whether the function applies its migrations to PostgreSQL itself: `DATABASE_MIGRATE`, by default only outside
     /// Lambda. SQLite (local runs) always prepares its schema.
     pub migrate: bool,
@@ -420,6 +435,7 @@ impl Config {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let get = |name: &str| env.var(name).filter(|v| !v.trim().is_empty());
         let in_lambda = get(AWS_LAMBDA_FUNCTION_NAME).is_some();
+        let concurrency = max_concurrency(get(AWS_LAMBDA_MAX_CONCURRENCY));
 
         let port = match get(DATABASE_PORT) {
             Some(v) => Some(parse_num::<u16>(
@@ -522,7 +538,7 @@ impl Config {
         let pool = PoolConfig {
             max_connections: opt_num(
                 get(DATABASE_POOL_MAX_CONNECTIONS),
-                2,
+                default_pool_size(concurrency),
                 1,
                 20,
                 DATABASE_POOL_MAX_CONNECTIONS,
@@ -598,9 +614,29 @@ impl Config {
             pool,
             extension,
             in_lambda,
+            concurrency,
             migrate,
             warnings: misspellings(&env.names()),
         })
+    }
+}
+
+/// `AWS_LAMBDA_MAX_CONCURRENCY` as `lambda_runtime` reads it: a positive number, anything else (or nothing) 1. It is
+/// Lambda's variable, not ours, so a value we cannot read is not ours to refuse: the runtime falls back to one
+/// invocation at a time on it, and so does the pool's default.
+fn max_concurrency(value: Option<String>) -> u32 {
+    value
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|c| *c > 0)
+        .unwrap_or(1)
+}
+
+/// The pool's default size for `concurrency` invocations at once.
+fn default_pool_size(concurrency: u32) -> u32 {
+    if concurrency > 1 {
+        concurrency.clamp(DEFAULT_POOL_MAX_CONNECTIONS, MANAGED_INSTANCES_POOL_CAP)
+    } else {
+        DEFAULT_POOL_MAX_CONNECTIONS
     }
 }
 
@@ -683,6 +719,41 @@ mod tests {
         assert_eq!(c.pool.max_connections, 2);
         assert_eq!(c.extension.port, 2773);
         assert_eq!(c.tls.mode, None);
+    }
+
+    #[test]
+    fn the_pool_grows_with_managed_instances_concurrency_unless_set() {
+        let size = |pairs: &[(&str, &str)]| {
+            let c = Config::from_env(&env(pairs)).expect("config");
+            (c.concurrency, c.pool.max_connections)
+        };
+        assert_eq!(size(&[]), (1, DEFAULT_POOL_MAX_CONNECTIONS));
+        assert_eq!(size(&[(AWS_LAMBDA_MAX_CONCURRENCY, "1")]), (1, 2));
+        assert_eq!(size(&[(AWS_LAMBDA_MAX_CONCURRENCY, "2")]), (2, 2));
+        assert_eq!(size(&[(AWS_LAMBDA_MAX_CONCURRENCY, "6")]), (6, 6));
+        assert_eq!(
+            size(&[(AWS_LAMBDA_MAX_CONCURRENCY, "64")]),
+            (64, MANAGED_INSTANCES_POOL_CAP)
+        );
+        // Lambda's variable, read as lambda_runtime reads it: what it cannot use means one at a time, not an error.
+        for unreadable in ["0", "-3", "many", " "] {
+            assert_eq!(size(&[(AWS_LAMBDA_MAX_CONCURRENCY, unreadable)]), (1, 2));
+        }
+        // The operator's choice wins either way.
+        assert_eq!(
+            size(&[
+                (AWS_LAMBDA_MAX_CONCURRENCY, "64"),
+                (DATABASE_POOL_MAX_CONNECTIONS, "20")
+            ]),
+            (64, 20)
+        );
+        assert_eq!(
+            size(&[
+                (AWS_LAMBDA_MAX_CONCURRENCY, "64"),
+                (DATABASE_POOL_MAX_CONNECTIONS, "1")
+            ]),
+            (64, 1)
+        );
     }
 
     #[test]

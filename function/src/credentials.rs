@@ -43,8 +43,9 @@ fn version_name(candidate: Candidate) -> &'static str {
     }
 }
 
-/// Why credentials could not be had. The messages name variables and fields, never values.
-#[derive(Debug, thiserror::Error)]
+/// Why credentials could not be had. The messages name variables and fields, never values. `Clone`, so that the
+/// requests that waited on one failed attempt can be given its answer (`Database::backend`).
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum CredentialsError {
     /// Neither token variable is set, so the extension would refuse us.
     #[error("neither AWS_SESSION_TOKEN nor AWS_CONTAINER_AUTHORIZATION_TOKEN is set; the secrets extension requires one")]

@@ -40,10 +40,13 @@ pub(crate) const MAX_NAME_CHARS: usize = 200;
 /// Longest description, in characters.
 pub(crate) const MAX_DESCRIPTION_CHARS: usize = 2000;
 
-/// What every invocation shares: built once per execution environment.
+/// What every invocation shares: built once per execution environment. It is `Sync` and holds no per-request
+/// state, so concurrent invocations (Lambda Managed Instances) share it as they are: one pool, one credential
+/// provider, one single-flighted rotation recovery.
 #[derive(Debug)]
 pub struct App {
     db: Database,
+    concurrency: u32,
 }
 
 impl App {
@@ -51,6 +54,7 @@ impl App {
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
         Ok(Self {
             db: Database::new(config)?,
+            concurrency: config.concurrency,
         })
     }
 
@@ -63,7 +67,12 @@ impl App {
                 missing = variable,
                 "RuntimeError: {variable} environment variable not set; every request will get a 503 until it is"
             ),
-            None => tracing::info!(source = self.db.source_name(), "database settings read"),
+            None => tracing::info!(
+                source = self.db.source_name(),
+                concurrency = self.concurrency,
+                max_connections = self.db.max_connections(),
+                "database settings read"
+            ),
         }
         if let Some(warning) = self.db.tls_warning() {
             tracing::warn!("{warning}");
@@ -82,7 +91,7 @@ impl App {
 pub async fn handle(app: &App, request: Request) -> Response<Body> {
     let method = request.method().clone();
     // Boxed as `dyn Future + Send` so that Send is proven here, for this lifetime, rather than for every lifetime
-    // at `lambda_http::run`, where rustc cannot prove it for sqlx's executor futures (rust-lang/rust#102211).
+    // at `lambda_http::run_concurrent`, where rustc cannot prove it for sqlx's executor futures (rust-lang/rust#102211).
     let routed: Pin<Box<dyn Future<Output = Result<Response<Body>, ApiError>> + Send + '_>> =
         Box::pin(route(app, &request));
     let response = match routed.await {

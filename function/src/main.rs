@@ -1,7 +1,8 @@
 //! The Lambda entry point: tracing, configuration, then the `lambda_http` loop around [`items_function::handle`].
 //!
 //! Everything that can be tested lives in the library; this file only wires it up. The [`App`] (and so the database
-//! pool) is built once here and shared by every invocation of this execution environment.
+//! pool and the credential provider) is built once here and shared by every invocation of this execution
+//! environment, including the concurrent ones of Lambda Managed Instances.
 //!
 //! `items-function migrate [--secret-stdin] [--grant ROLE]` is the operator's one-shot migration instead
 //! (function/README.md, "Migrations"): it reads the same settings, or the RDS secret JSON of an administrator from
@@ -37,7 +38,10 @@ async fn main() -> Result<(), Error> {
     })?);
     app.log_startup();
 
-    lambda_http::run(service_fn(move |request: Request| {
+    // `run_concurrent` rather than `run`: under Lambda Managed Instances (AWS_LAMBDA_MAX_CONCURRENCY > 1) it runs
+    // that many invocation loops in this process, all sharing the one `App`; without the variable it is `run`'s
+    // own sequential loop (lambda_runtime 1.5, `Runtime::run_concurrent`), so one entry point serves every mode.
+    lambda_http::run_concurrent(service_fn(move |request: Request| {
         let app = Arc::clone(&app);
         async move { Ok::<_, std::convert::Infallible>(items_function::handle(&app, request).await) }
     }))

@@ -262,6 +262,18 @@ impl Evaluator<'_> {
         }
     }
 
+    /// Whether `name` is `<id>.Alias` for an `AWS::Serverless::Function` `<id>` that sets `AutoPublishAlias`.
+    fn publishes_alias(&self, name: &str) -> bool {
+        name.strip_suffix(".Alias")
+            .and_then(|id| self.template.resource(id))
+            .is_some_and(|r| {
+                r.get("Type").and_then(Value::as_str) == Some("AWS::Serverless::Function")
+                    && r.get("Properties")
+                        .and_then(|p| p.get("AutoPublishAlias"))
+                        .is_some()
+            })
+    }
+
     fn boolean(&self, v: &Value) -> Result<bool, String> {
         match self.eval(v)? {
             Resolved::Str(s) if s == "true" => Ok(true),
@@ -294,6 +306,9 @@ impl Evaluator<'_> {
                     Ok(Resolved::Resource(name.to_string()))
                 } else if name.starts_with("AWS::") {
                     Ok(Resolved::Str(format!("<{name}>")))
+                } else if self.publishes_alias(name) {
+                    // SAM's `!Ref MyFunction.Alias`: the alias SAM creates for a function with AutoPublishAlias.
+                    Ok(Resolved::Resource(name.to_string()))
                 } else {
                     Err(format!(
                         "Ref to {name}, which is neither a parameter nor a resource"

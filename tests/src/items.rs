@@ -1,6 +1,7 @@
 //! The `/items` function in-process, for its tests (`tests/items_*.rs`): real API Gateway HTTP API v2 and Function URL
 //! events from `tests/fixtures/`, adjusted per request; the handler called with them without a socket; one
-//! CRUD-and-paging scenario that runs unchanged on SQLite and PostgreSQL; and per-test log capture.
+//! CRUD-and-paging scenario that runs unchanged on SQLite and PostgreSQL; per-test log capture; and, for the built
+//! binary in the local Lambda environment, [`invoke`] with the same events and what its answer and logs say.
 
 use std::collections::HashMap;
 
@@ -345,6 +346,47 @@ pub async fn client_errors(app: &App) {
     );
     let r = call_event(app, &e).await;
     assert_eq!(r.status, 415, "{}", r.text);
+}
+
+/// Sends one API Gateway event to the function in `env`, `method path` with `body` as [`event_json`] builds it, and
+/// returns the function's response (the API Gateway v2 response JSON), or `{"runtimeError": <error document>}`.
+pub async fn invoke(
+    env: &lambda_env::LambdaEnv,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Value {
+    let event = event_json(method, path, body);
+    let invoked = env
+        .invoke(event.to_string().into())
+        .await
+        .expect("the invoke runs");
+    match invoked.outcome {
+        lambda_env::Outcome::Response(body) => serde_json::from_slice(&body).unwrap_or(Value::Null),
+        lambda_env::Outcome::Error { body, .. } => {
+            json!({"runtimeError": serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null)})
+        }
+    }
+}
+
+/// The status and the JSON body (`Null` when empty) of a response [`invoke`] returned; status 0 when it is not one.
+pub fn status_and_body(response: &Value) -> (u64, Value) {
+    let status = response["statusCode"].as_u64().unwrap_or(0);
+    let body = response["body"]
+        .as_str()
+        .filter(|b| !b.is_empty())
+        .map(|b| serde_json::from_str(b).expect("JSON body"))
+        .unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// Every line the function (`runtime`) in `env` printed.
+pub fn function_logs(env: &lambda_env::LambdaEnv) -> String {
+    env.logs()
+        .iter()
+        .filter(|l| l.source == "runtime")
+        .map(|l| format!("{}\n", l.text))
+        .collect()
 }
 
 #[derive(Debug)]

@@ -430,6 +430,23 @@ impl PgCluster {
         let _ = conn.close().await;
         n
     }
+
+    /// How many sessions of `username` are waiting for a lock now: the requests held up by a lock a test holds, so
+    /// the test can count how many run at once without measuring time.
+    pub async fn sessions_waiting_for_a_lock(&self, username: &str) -> i64 {
+        let mut conn = sqlx::PgConnection::connect_with(&self.superuser_options("postgres"))
+            .await
+            .expect("superuser connection");
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND wait_event_type = 'Lock'",
+        )
+        .bind(username)
+        .fetch_one(&mut conn)
+        .await
+        .expect("count waiting sessions");
+        let _ = conn.close().await;
+        n
+    }
 }
 
 /// A fresh password made of characters that need no quoting in SQL or URLs.

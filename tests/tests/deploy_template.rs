@@ -2,7 +2,8 @@
 //! under the default parameters, only `ApiAuthentication=public` removes it, and an authenticated stack cannot be
 //! deployed without an issuer and an audience (issue 15). The rotation function may be invoked for this stack's secret
 //! only, and the database's TLS mode the function ends up with verifies the server whenever a CA bundle is given
-//! (issue 25).
+//! (issue 25). Lambda Managed Instances are off by default, and on, put the same function on a capacity provider
+//! of the stack, behind the API through its published alias (issue 26).
 //!
 //! The checks evaluate the template (tests/src/cfn.rs) instead of matching its text, so they hold whatever spelling
 //! the template uses, and they fail for anything that creates a route outside `AWS::ApiGatewayV2::Route`.
@@ -218,8 +219,9 @@ fn the_jwt_authorizer_check_fails_for_an_open_route_or_a_flipped_default() {
     );
 
     // A SAM HttpApi event on the function creates a route the check cannot see into: refused as such.
+    // (In the first function, ItemsFunction, which the defaults deploy; ItemsManagedFunction has the same lines.)
     let event = "      Policies:\n        - Version: \"2012-10-17\"";
-    assert_eq!(text.matches(event).count(), 1);
+    assert!(text.contains(event));
     let with_event = text.replacen(
         event,
         &format!("      Events:\n        Open:\n          Type: HttpApi\n{event}"),
@@ -441,5 +443,221 @@ fn a_ca_bundle_makes_verify_full_the_default_and_require_needs_an_explicit_choic
     assert!(
         description.contains("WARNING") && description.contains("verifies nothing"),
         "the description must warn about require: {description}"
+    );
+}
+
+/// What the on-demand function and the Managed Instances one must share, as written: they are one function, deployed
+/// two ways.
+const SHARED_FUNCTION_PROPERTIES: &[&str] = &[
+    "CodeUri",
+    "Handler",
+    "Runtime",
+    "Architectures",
+    "Timeout",
+    "Layers",
+    "LoggingConfig",
+    "Environment",
+    "Policies",
+];
+
+/// The parameters a deployment must give (no defaults), and `extra`.
+fn deployable(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut overrides = with_jwt_settings();
+    overrides.push(("SubnetIds", "subnet-aaaa,subnet-bbbb"));
+    overrides.extend_from_slice(extra);
+    overrides
+}
+
+fn resource(template: &Template, id: &str) -> yaml_serde::Value {
+    template
+        .resource(id)
+        .unwrap_or_else(|| panic!("no resource {id}"))
+}
+
+fn output(template: &Template, name: &str) -> yaml_serde::Value {
+    template
+        .section("Outputs")
+        .get(name)
+        .and_then(|o| o.get("Value"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no output {name}"))
+}
+
+/// `!GetAtt <target>` as the evaluator keeps it.
+fn get_att(target: &str) -> Resolved {
+    Resolved::Unevaluated(yaml_serde::Value::String(target.to_owned()))
+}
+
+#[test]
+fn managed_instances_are_off_by_default() {
+    let template = Template::load(TEMPLATE).expect("template");
+    assert_eq!(
+        template.parameter_default("ManagedInstances").as_deref(),
+        Some("false")
+    );
+    let eval = template.evaluator(&deployable(&[])).expect("parameters");
+    for (id, created) in [
+        ("ItemsFunction", true),
+        ("ItemsManagedFunction", false),
+        ("ItemsCapacityProvider", false),
+        ("CapacityProviderOperatorRole", false),
+    ] {
+        assert_eq!(
+            eval.is_created(&resource(&template, id))
+                .expect("condition"),
+            created,
+            "{id}"
+        );
+    }
+    let function = resource(&template, "ItemsFunction");
+    assert!(eval
+        .property(&function, &["VpcConfig", "SubnetIds"])
+        .expect("VpcConfig")
+        .is_some());
+    assert_eq!(
+        eval.property(&function, &["CapacityProviderConfig"])
+            .expect("no capacity provider"),
+        None
+    );
+    assert_eq!(
+        eval.property(
+            &resource(&template, "ItemsIntegration"),
+            &["IntegrationUri"]
+        )
+        .expect("IntegrationUri"),
+        Some(get_att("ItemsFunction.Arn"))
+    );
+    assert_eq!(
+        eval.property(
+            &resource(&template, "ItemsApiInvokePermission"),
+            &["FunctionName"]
+        )
+        .expect("FunctionName"),
+        Some(Resolved::Resource("ItemsFunction".into()))
+    );
+    assert_eq!(
+        eval.eval(&output(&template, "ItemsFunctionName"))
+            .expect("output"),
+        Resolved::Resource("ItemsFunction".into())
+    );
+}
+
+#[test]
+fn managed_instances_put_the_same_function_on_a_capacity_provider_behind_its_alias() {
+    let template = Template::load(TEMPLATE).expect("template");
+    let eval = template
+        .evaluator(&deployable(&[
+            ("ManagedInstances", "true"),
+            ("Architecture", "arm64"),
+        ]))
+        .expect("parameters");
+    for (id, created) in [
+        ("ItemsFunction", false),
+        ("ItemsManagedFunction", true),
+        ("ItemsCapacityProvider", true),
+        ("CapacityProviderOperatorRole", true),
+    ] {
+        assert_eq!(
+            eval.is_created(&resource(&template, id))
+                .expect("condition"),
+            created,
+            "{id}"
+        );
+    }
+
+    // The capacity provider: Lambda-run instances of the function's architecture, in the function's subnets with
+    // the function's security group, so the database's ingress rule and the endpoint admit them unchanged.
+    let provider = resource(&template, "ItemsCapacityProvider");
+    let prop = |path: &[&str]| eval.property(&provider, path).expect("property");
+    assert_eq!(
+        prop(&["VpcConfig", "SubnetIds"]),
+        Some(Resolved::List(vec![
+            Resolved::Str("subnet-aaaa".into()),
+            Resolved::Str("subnet-bbbb".into())
+        ]))
+    );
+    assert_eq!(
+        prop(&["VpcConfig", "SecurityGroupIds"]),
+        Some(Resolved::List(vec![get_att(
+            "FunctionSecurityGroup.GroupId"
+        )]))
+    );
+    assert_eq!(
+        prop(&["InstanceRequirements", "Architectures"]),
+        Some(Resolved::List(vec![Resolved::Str("arm64".into())]))
+    );
+    assert_eq!(
+        prop(&["PermissionsConfig", "CapacityProviderOperatorRoleArn"]),
+        Some(get_att("CapacityProviderOperatorRole.Arn"))
+    );
+    assert_eq!(
+        prop(&["CapacityProviderScalingConfig", "MaxVCpuCount"]),
+        Some(Resolved::Str("16".into()))
+    );
+
+    // The function on it: published behind an alias, sized for an environment there, concurrency as the parameter.
+    let managed = resource(&template, "ItemsManagedFunction");
+    let prop = |path: &[&str]| eval.property(&managed, path).expect("property");
+    assert_eq!(
+        prop(&["CapacityProviderConfig", "Arn"]),
+        Some(get_att("ItemsCapacityProvider.Arn"))
+    );
+    assert_eq!(
+        prop(&[
+            "CapacityProviderConfig",
+            "PerExecutionEnvironmentMaxConcurrency"
+        ]),
+        Some(Resolved::Str("16".into()))
+    );
+    assert!(prop(&["AutoPublishAlias"]).is_some());
+    assert_eq!(
+        prop(&["VpcConfig"]),
+        None,
+        "SAM refuses VpcConfig beside it"
+    );
+    let memory: u32 = prop(&["MemorySize"])
+        .and_then(|m| m.as_str().and_then(|m| m.parse().ok()))
+        .expect("MemorySize");
+    assert!(memory >= 2048, "{memory} MB");
+    assert_eq!(
+        prop(&["Architectures"]),
+        Some(Resolved::List(vec![Resolved::Str("arm64".into())]))
+    );
+
+    // The same function as the on-demand one, as written.
+    let on_demand = resource(&template, "ItemsFunction");
+    for key in SHARED_FUNCTION_PROPERTIES {
+        let of = |r: &yaml_serde::Value| r.get("Properties").and_then(|p| p.get(*key)).cloned();
+        assert!(of(&on_demand).is_some(), "{key}");
+        assert_eq!(of(&managed), of(&on_demand), "{key} differs");
+    }
+
+    // API Gateway, its permission and the outputs follow the alias.
+    let alias = Resolved::Resource("ItemsManagedFunction.Alias".into());
+    assert_eq!(
+        eval.property(
+            &resource(&template, "ItemsIntegration"),
+            &["IntegrationUri"]
+        )
+        .expect("IntegrationUri"),
+        Some(alias.clone())
+    );
+    assert_eq!(
+        eval.property(
+            &resource(&template, "ItemsApiInvokePermission"),
+            &["FunctionName"]
+        )
+        .expect("FunctionName"),
+        Some(alias.clone())
+    );
+    assert_eq!(
+        eval.eval(&output(&template, "ItemsFunctionArn"))
+            .expect("output"),
+        alias
+    );
+    assert_eq!(
+        eval.eval(&output(&template, "ItemsFunctionName"))
+            .expect("output"),
+        Resolved::Resource("ItemsManagedFunction".into())
     );
 }

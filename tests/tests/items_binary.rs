@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use lambda_env::{LambdaEnv, Options, Outcome};
-use secretcache_tests::items;
+use lambda_env::{LambdaEnv, Options};
+use secretcache_tests::items::{function_logs, invoke, status_and_body};
 use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::postgres::PgCluster;
 use serde_json::Value;
@@ -26,41 +26,6 @@ fn function(options: Options, vars: &[(&str, &str)]) -> Options {
         options = options.var(k, v);
     }
     options
-}
-
-/// Sends one API Gateway event, `method path` with `body` as [`items::event_json`] builds it, and returns the function's response (the API Gateway v2 response JSON), or
-/// `{"runtimeError": <error document>}`.
-async fn invoke(env: &LambdaEnv, method: &str, path: &str, body: Option<&str>) -> Value {
-    let event = items::event_json(method, path, body);
-    let invoked = env
-        .invoke(event.to_string().into())
-        .await
-        .expect("the invoke runs");
-    match invoked.outcome {
-        Outcome::Response(body) => serde_json::from_slice(&body).unwrap_or(Value::Null),
-        Outcome::Error { body, .. } => {
-            serde_json::json!({"runtimeError": serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null)})
-        }
-    }
-}
-
-/// Every line the function (`runtime`) printed.
-fn function_logs(env: &LambdaEnv) -> String {
-    env.logs()
-        .iter()
-        .filter(|l| l.source == "runtime")
-        .map(|l| format!("{}\n", l.text))
-        .collect()
-}
-
-fn status_and_body(response: &Value) -> (u64, Value) {
-    let status = response["statusCode"].as_u64().unwrap_or(0);
-    let body = response["body"]
-        .as_str()
-        .filter(|b| !b.is_empty())
-        .map(|b| serde_json::from_str(b).expect("JSON body"))
-        .unwrap_or(Value::Null);
-    (status, body)
 }
 
 #[tokio::test]

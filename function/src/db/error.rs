@@ -47,6 +47,31 @@ pub(crate) enum DbError {
     Query(sqlx::Error),
 }
 
+impl DbError {
+    /// The same failure once more, for the requests that waited on the attempt that met it (`Database::backend`).
+    /// `None` for the kinds that carry a library error, which cannot be copied: those requests try again
+    /// themselves, and they fail fast (a query or a migration refused, a folder not made).
+    pub(crate) fn duplicate(&self) -> Option<DbError> {
+        Some(match self {
+            Self::NotConfigured { variable, detail } => Self::NotConfigured {
+                variable,
+                detail: detail.clone(),
+            },
+            Self::Credentials(e) => Self::Credentials(e.clone()),
+            Self::CredentialsRejected {
+                source_name,
+                retry_after,
+            } => Self::CredentialsRejected {
+                source_name,
+                retry_after: *retry_after,
+            },
+            Self::Schema(problem) => Self::Schema(problem.clone()),
+            Self::Unavailable(detail) => Self::Unavailable(detail.clone()),
+            Self::SqliteFolder(_) | Self::Migrate(_) | Self::Query(_) => return None,
+        })
+    }
+}
+
 impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
         match &e {

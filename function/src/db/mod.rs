@@ -17,7 +17,12 @@
 //! - `error`: [`DbError`], what went wrong, classified so that `error.rs` can choose the status.
 //!
 //! The pool is small (2 by default) with an acquire timeout: Lambda scales by execution environments, each handling
-//! one request at a time, so more connections per environment only exhaust the server's slots.
+//! one request at a time, so more connections per environment only exhaust the server's slots. Under Lambda Managed
+//! Instances one environment handles `AWS_LAMBDA_MAX_CONCURRENCY` requests at once, and the default follows it up to
+//! 10 (`config.rs`). Everything here is shared by those requests as it is: the pool is built once (concurrent first
+//! requests wait for one build, and share its failure rather than repeat it one after the other), the recovery from a rotated password is single-flighted (a mutex
+//! and a generation counter: the requests that failed together wait for one refresh, then retry on its options),
+//! and the memory of a rejection is behind a lock.
 
 mod error;
 mod pool;
@@ -60,6 +65,10 @@ pub(crate) struct Database {
     migrate: bool,
     rejected: Rejection,
     backend: OnceCell<Backend>,
+    /// Serializes the builds of the pool, and holds how the last one failed (when that can be told again).
+    building: Mutex<Option<DbError>>,
+    /// Build attempts so far: a request that waited for `building` can tell that an attempt ran meanwhile.
+    build_attempts: AtomicU64,
     /// Single-flights credential recovery: a rotation makes every request fail at once, and one refresh serves
     /// them all.
     rotation: Mutex<()>,
@@ -123,9 +132,16 @@ impl Database {
             migrate: config.migrate,
             rejected: Rejection::new(config.pool.rejected_backoff),
             backend: OnceCell::new(),
+            building: Mutex::new(None),
+            build_attempts: AtomicU64::new(0),
             rotation: Mutex::new(()),
             generation: AtomicU64::new(0),
         })
+    }
+
+    /// The pool's size, for the cold start's log line.
+    pub(crate) fn max_connections(&self) -> u32 {
+        self.pool.max_connections
     }
 
     /// The variable the database settings come from, for log lines (never a value).
@@ -222,7 +238,8 @@ impl Database {
         }
     }
 
-    /// The pool, built on first use. A failed build leaves nothing behind, so the next request tries again.
+    /// The pool, built on first use. A failed build leaves nothing behind, so the next request tries again; the
+    /// requests that were already waiting for that build get its failure instead of repeating it.
     pub(crate) async fn backend(&self) -> Result<Backend, DbError> {
         if let DatabaseSource::Missing { variable, detail } = &self.source {
             // Logged on every request on purpose: this is the line someone searching the logs for the 503 finds,
@@ -237,7 +254,36 @@ impl Database {
                 detail: detail.clone(),
             });
         }
-        self.backend.get_or_try_init(|| self.build()).await.cloned()
+        if let Some(backend) = self.backend.get() {
+            return Ok(backend.clone());
+        }
+        let attempts_seen = self.build_attempts.load(Ordering::Acquire);
+        let mut last_failure = self.building.lock().await;
+        if let Some(backend) = self.backend.get() {
+            return Ok(backend.clone());
+        }
+        // Under Managed Instances many requests meet the cold pool at once. When the attempt they waited for failed
+        // just now (the database unreachable: a connect timeout), each repeating it in turn would turn one failure
+        // into a queue of timeouts, so they share its answer; the next request after them tries again.
+        if self.build_attempts.load(Ordering::Acquire) != attempts_seen {
+            if let Some(e) = last_failure.as_ref().and_then(DbError::duplicate) {
+                return Err(e);
+            }
+        }
+        let built = self.build().await;
+        self.build_attempts.fetch_add(1, Ordering::AcqRel);
+        match built {
+            Ok(backend) => {
+                // Only this function sets the cell, under `building`, so it is empty here.
+                let _ = self.backend.set(backend.clone());
+                *last_failure = None;
+                Ok(backend)
+            }
+            Err(e) => {
+                *last_failure = e.duplicate();
+                Err(e)
+            }
+        }
     }
 
     async fn build(&self) -> Result<Backend, DbError> {
@@ -382,6 +428,7 @@ impl Database {
 mod tests {
     use super::*;
     use crate::config::DB_SECRET_ARN;
+    use crate::credentials::CredentialsError;
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Config {
@@ -471,6 +518,42 @@ mod tests {
         assert!(warning.contains("sslmode=require") && warning.contains("DATABASE_CA_BUNDLE"));
         let sqlite = Database::new(&config(&[])).expect("db");
         assert_eq!(sqlite.tls_warning(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_waiting_on_a_failed_build_share_its_failure_instead_of_repeating_it() {
+        // Nothing listens on this port: an attempt waits out the extension's cold-start allowance, then gives up.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+            .to_string();
+        let db = Database::new(&config(&[
+            ("AWS_LAMBDA_FUNCTION_NAME", "items"),
+            (
+                DB_SECRET_ARN,
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
+            ),
+            ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", &port),
+            ("AWS_SESSION_TOKEN", "token"),
+        ]))
+        .expect("db");
+        let unreachable = |r: Result<Backend, DbError>| {
+            matches!(
+                r,
+                Err(DbError::Credentials(CredentialsError::Unreachable { .. }))
+            )
+        };
+        let (a, b, c, d) = tokio::join!(db.backend(), db.backend(), db.backend(), db.backend());
+        assert!(unreachable(a) && unreachable(b) && unreachable(c) && unreachable(d));
+        assert_eq!(
+            db.build_attempts.load(Ordering::Acquire),
+            1,
+            "one attempt answered all four"
+        );
+        // A request that comes after them tries again.
+        assert!(unreachable(db.backend().await));
+        assert_eq!(db.build_attempts.load(Ordering::Acquire), 2);
     }
 
     #[tokio::test]
