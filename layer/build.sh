@@ -28,7 +28,13 @@
 # Code generation assumes the CPUs Lambda runs on, as cargo-lambda does by default: Haswell (AVX2, BMI2) on x86_64,
 # Neoverse N1 (Graviton2) on arm64.
 #
-# Usage: [DATABASE_CA_BUNDLE=path.pem] bash layer/build.sh [x86_64] [arm64]    (x86_64 when none; VENV=.venv)
+# PROFILE: the cargo profile, `release` (what ships: fat LTO) unless set. `make test` builds its zips with `ci`, the
+# same code generation without cross-crate LTO, which on 2 CPUs saves most of the build's single-threaded link time
+# (Cargo.toml [profile.ci]); LTO changes size and speed, not behaviour, and `make reliability`, `make bench` and
+# `make run` use the shipping profile.
+#
+# Usage: [DATABASE_CA_BUNDLE=path.pem] [PROFILE=release] bash layer/build.sh [x86_64] [arm64]
+#        (x86_64 when none; VENV=.venv)
 set -euo pipefail
 
 bundle="${DATABASE_CA_BUNDLE:-}"
@@ -88,9 +94,10 @@ for arch in "${archs[@]}"; do
   esac
 done
 
+profile="${PROFILE:-release}"
 start=$(date +%s)
-cargo zigbuild --release "${targets[@]}" -p secretcache -p items-function --bins
-echo "layer/build.sh: compiled for ${archs[*]} in $(($(date +%s) - start)) s"
+cargo zigbuild --profile "$profile" "${targets[@]}" -p secretcache -p items-function --bins
+echo "layer/build.sh: compiled for ${archs[*]} (profile $profile) in $(($(date +%s) - start)) s"
 
 dist="$root/layer/dist"
 mkdir -p "$dist"
@@ -98,7 +105,7 @@ stage=""
 trap 'rm -rf "$stage"' EXIT
 for arch in "${archs[@]}"; do
   triple="$(triple_of "$arch")"
-  built="$root/target/$triple/release"
+  built="$root/target/$triple/$profile"
   out="$root/target/lambda/$arch"
   install -D -m 755 "$built/secretcache" "$out/secretcache/bootstrap"
   install -D -m 755 "$built/items-function" "$out/items-function/bootstrap"

@@ -561,6 +561,15 @@ impl LambdaEnv {
                 self.signal_all(life, Signal::Stop).await;
             }
             Err(failure) => {
+                // What the processes wrote before init failed (a wrapper's reason, say) belongs in the log before
+                // the report: they end now, and their output is read to its end first.
+                for p in &life.procs {
+                    signal_group(p.pid, Signal::Kill);
+                }
+                let drain_until = tokio::time::Instant::now() + Duration::from_secs(1);
+                for p in &mut life.procs {
+                    p.drain_logs(drain_until).await;
+                }
                 self.logs.push(
                     PLATFORM,
                     &format!(
