@@ -28,6 +28,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
+use crate::backoff::Backoff;
 use crate::body::{
     BatchGetSecretValueBody, ErrorBody, GetParameterBody, GetParametersBody, GetSecretValueBody,
 };
@@ -40,8 +41,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_STARTUP_WAIT: Duration = Duration::from_secs(2);
 /// The largest answer read. Secrets Manager caps a secret at 64 KiB; escaped, with the JSON around it, it fits.
 const MAX_RESPONSE_BYTES: usize = 256 * 1024;
-const FIRST_PAUSE: Duration = Duration::from_millis(20);
-const MAX_PAUSE: Duration = Duration::from_millis(250);
+/// The cold-start retry's pauses: one process waiting for one extension, so no jitter.
+const COLD_START: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(250));
 
 /// Everything but the unreserved characters is escaped in a query value, so an ARN's `:` and `/` arrive intact.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
@@ -336,12 +337,13 @@ impl Client {
         let uri = format!("http://127.0.0.1:{}{path_and_query}", self.port);
 
         let give_up = Instant::now() + self.startup_wait;
-        let mut pause = FIRST_PAUSE;
+        let mut pauses = COLD_START.delays();
         loop {
             let outcome = tokio::time::timeout(self.timeout, self.get_once(&uri, &token))
                 .await
                 .map_err(|_| Error::Timeout(self.timeout))?;
             let retryable = matches!(outcome, Err(Attempt::Refused) | Ok((503, _)));
+            let pause = pauses.next().unwrap_or(COLD_START.max());
             if !retryable || Instant::now() + pause > give_up {
                 return match outcome {
                     Err(Attempt::Refused) => Err(Error::Unreachable { port: self.port }),
@@ -358,7 +360,6 @@ impl Client {
                 "secrets extension not ready yet; retrying"
             );
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_PAUSE);
         }
     }
 

@@ -16,6 +16,8 @@
 //! - (secretcache only) [`Client::secret_batch`] and [`Client::parameter_batch`]: several values in one request,
 //!   [`BatchGetSecretValueBody`] and [`GetParametersBody`]; [`field::project`], the extension's `field=` rule, for
 //!   taking several fields out of one value read once;
+//! - [`backoff`]: the one retry policy (exponential, capped, optionally jittered) that the client's cold-start retry,
+//!   the function's rotation wait and the extension's per-key backoff each configure;
 //! - [`Rotation`]: after a database refuses a password, the versions to try in order (`AWSCURRENT` fetched anew, then
 //!   `AWSPENDING`).
 //!
@@ -92,6 +94,7 @@
 //! # Ok::<(), serde_json::Error>(())
 //! ```
 
+pub mod backoff;
 pub mod body;
 mod client;
 pub mod contract;
