@@ -1,8 +1,8 @@
 //! Typed configuration, read once from the environment at cold start.
 //!
 //! Parts:
-//! - [`Env`]: the tiny seam over the environment. Production passes [`ProcessEnv`]; tests pass a `HashMap`, so no test
-//!   ever calls `set_var`.
+//! - [`Env`]: the tiny seam over the environment, the client crate's (`secretcache_client::env`, shared with the
+//!   extension). Production passes [`ProcessEnv`]; tests pass a `HashMap`, so no test ever calls `set_var`.
 //! - [`Config::from_env`]: parses every value into a type. A malformed value is a [`ConfigError`] that names the
 //!   variable and what it accepts; it stops the cold start, because a function running on a guess is worse.
 //! - [`DatabaseSource`]: where the database is and where its credentials come from (the one type that says so: a
@@ -15,11 +15,12 @@
 //!   to a SQLite file that does not exist in Lambda was the original bug.
 //! - [`Config::warnings`]: variables that look like misspellings of ours, logged once tracing is up.
 
-use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use secretcache_client::env::{parse_whole_in, parse_yes_no, Spelling};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 
@@ -116,37 +117,8 @@ pub const DEFAULT_POOL_MAX_CONNECTIONS: u32 = 2;
 /// `max_connections`.
 pub const MANAGED_INSTANCES_POOL_CAP: u32 = 10;
 
-/// The environment, as far as configuration needs it.
-pub trait Env {
-    /// The value of `name`, if it is set and valid Unicode.
-    fn var(&self, name: &str) -> Option<String>;
-    /// Every variable name that is set (for the misspelling check).
-    fn names(&self) -> Vec<String>;
-}
-
-/// The real process environment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
-    }
-    fn names(&self) -> Vec<String> {
-        std::env::vars_os()
-            .filter_map(|(k, _)| k.into_string().ok())
-            .collect()
-    }
-}
-
-impl Env for HashMap<String, String> {
-    fn var(&self, name: &str) -> Option<String> {
-        self.get(name).cloned()
-    }
-    fn names(&self) -> Vec<String> {
-        self.keys().cloned().collect()
-    }
-}
+/// The environment seam, shared with the extension: a `HashMap<String, String>` in tests.
+pub use secretcache_client::env::{Env, ProcessEnv};
 
 /// A value that cannot be used, named by its variable. The message never repeats the value, since some of these
 /// variables hold a password.
@@ -433,17 +405,17 @@ pub struct Config {
 impl Config {
     /// Reads and validates everything.
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let get = |name: &str| env.var(name).filter(|v| !v.trim().is_empty());
+        // Blank means unset; a value keeps its spaces (a password may mean them), and each parser trims its own.
+        let get = |name: &str| env.non_blank(name);
         let in_lambda = get(AWS_LAMBDA_FUNCTION_NAME).is_some();
         let concurrency = max_concurrency(get(AWS_LAMBDA_MAX_CONCURRENCY));
 
         let port = match get(DATABASE_PORT) {
-            Some(v) => Some(parse_num::<u16>(
-                &v,
-                1,
-                u16::MAX,
-                DATABASE_PORT,
-                "a port, 1-65535",
+            Some(v) => Some(parse_whole_in::<u16>(&v, 1..=u16::MAX).ok_or(
+                ConfigError::Invalid {
+                    name: DATABASE_PORT,
+                    expected: "a port, 1-65535",
+                },
             )?),
             None => None,
         };
@@ -522,88 +494,74 @@ impl Config {
             }),
         };
         let migrate = match get(DATABASE_MIGRATE) {
-            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" => true,
-                "false" | "0" | "no" => false,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: DATABASE_MIGRATE,
-                        expected: "true or false",
-                    })
-                }
-            },
+            Some(v) => parse_yes_no(&v).ok_or(ConfigError::Invalid {
+                name: DATABASE_MIGRATE,
+                expected: "true or false",
+            })?,
             None => !in_lambda,
         };
 
         let pool = PoolConfig {
-            max_connections: opt_num(
-                get(DATABASE_POOL_MAX_CONNECTIONS),
-                default_pool_size(concurrency),
-                1,
-                20,
+            max_connections: number(
+                env,
                 DATABASE_POOL_MAX_CONNECTIONS,
+                default_pool_size(concurrency),
+                1..=20,
                 "a number of connections, 1-20",
             )?,
-            acquire_timeout: Duration::from_millis(opt_num(
-                get(DATABASE_ACQUIRE_TIMEOUT_MS),
-                5_000,
-                100,
-                60_000,
+            acquire_timeout: Duration::from_millis(number(
+                env,
                 DATABASE_ACQUIRE_TIMEOUT_MS,
+                5_000,
+                100..=60_000,
                 "milliseconds, 100-60000",
             )?),
-            max_lifetime: Duration::from_secs(opt_num(
-                get(DATABASE_POOL_MAX_LIFETIME_SECS),
-                1_800,
-                1,
-                86_400,
+            max_lifetime: Duration::from_secs(number(
+                env,
                 DATABASE_POOL_MAX_LIFETIME_SECS,
+                1_800,
+                1..=86_400,
                 "seconds, 1-86400",
             )?),
-            rotation_grace: Duration::from_millis(opt_num(
-                get(DATABASE_ROTATION_GRACE_MS),
-                3_000,
-                0,
-                30_000,
+            rotation_grace: Duration::from_millis(number(
+                env,
                 DATABASE_ROTATION_GRACE_MS,
+                3_000,
+                0..=30_000,
                 "milliseconds, 0-30000",
             )?),
-            rejected_backoff: Duration::from_millis(opt_num(
-                get(DATABASE_REJECTED_BACKOFF_MS),
-                5_000,
-                0,
-                300_000,
+            rejected_backoff: Duration::from_millis(number(
+                env,
                 DATABASE_REJECTED_BACKOFF_MS,
+                5_000,
+                0..=300_000,
                 "milliseconds, 0-300000",
             )?),
         };
 
         let extension = ExtensionConfig {
-            port: opt_num(
-                get(PARAMETERS_SECRETS_EXTENSION_HTTP_PORT),
-                DEFAULT_EXTENSION_PORT,
-                1,
-                u16::MAX,
+            port: number(
+                env,
                 PARAMETERS_SECRETS_EXTENSION_HTTP_PORT,
+                DEFAULT_EXTENSION_PORT,
+                1..=u16::MAX,
                 "a port, 1-65535",
             )?,
             token: get(AWS_SESSION_TOKEN)
                 .or_else(|| get(AWS_CONTAINER_AUTHORIZATION_TOKEN))
                 .map(Secret::new),
-            timeout: Duration::from_millis(opt_num(
-                get(DB_SECRET_TIMEOUT_MS),
-                3_000,
-                50,
-                60_000,
+            timeout: Duration::from_millis(number(
+                env,
                 DB_SECRET_TIMEOUT_MS,
+                3_000,
+                50..=60_000,
                 "milliseconds, 50-60000",
             )?),
-            startup_wait: Duration::from_millis(opt_num(
-                get(DB_SECRET_STARTUP_WAIT_MS),
-                2_000,
-                0,
-                10_000,
+            startup_wait: Duration::from_millis(number(
+                env,
                 DB_SECRET_STARTUP_WAIT_MS,
+                2_000,
+                0..=10_000,
                 "milliseconds, 0-10000",
             )?),
         };
@@ -616,7 +574,7 @@ impl Config {
             in_lambda,
             concurrency,
             migrate,
-            warnings: misspellings(&env.names()),
+            warnings: misspellings(env),
         })
     }
 }
@@ -626,8 +584,7 @@ impl Config {
 /// invocation at a time on it, and so does the pool's default.
 fn max_concurrency(value: Option<String>) -> u32 {
     value
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .filter(|c| *c > 0)
+        .and_then(|v| parse_whole_in(&v, 1..=u32::MAX))
         .unwrap_or(1)
 }
 
@@ -640,62 +597,41 @@ fn default_pool_size(concurrency: u32) -> u32 {
     }
 }
 
-fn parse_num<T>(
-    value: &str,
-    min: T,
-    max: T,
+/// `name` as a whole number in `range`, or `default` when it is unset; anything else stops the cold start with an
+/// error naming the variable and `expected` (never the value).
+fn number<T>(
+    env: &impl Env,
     name: &'static str,
-    expected: &'static str,
-) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd,
-{
-    match value.trim().parse::<T>() {
-        Ok(n) if n >= min && n <= max => Ok(n),
-        _ => Err(ConfigError::Invalid { name, expected }),
-    }
-}
-
-fn opt_num<T>(
-    value: Option<String>,
     default: T,
-    min: T,
-    max: T,
-    name: &'static str,
+    range: RangeInclusive<T>,
     expected: &'static str,
 ) -> Result<T, ConfigError>
 where
-    T: std::str::FromStr + PartialOrd,
+    T: TryFrom<u64> + PartialOrd,
 {
-    match value {
-        Some(v) => parse_num(&v, min, max, name, expected),
+    match env.non_blank(name) {
+        Some(v) => parse_whole_in(&v, range).ok_or(ConfigError::Invalid { name, expected }),
         None => Ok(default),
     }
 }
 
 /// Set variables in our namespaces (`DATABASE_*`, `DB_*`) that we do not read, with the closest name we do read.
 /// A misspelt `DB_SECRET_ARN` would otherwise fall through silently to the next credential source.
-fn misspellings(names: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = names
-        .iter()
-        .filter(|n| n.starts_with("DATABASE_") || n.starts_with("DB_") || n.starts_with("DB-"))
-        .filter(|n| !KNOWN_VARIABLES.contains(&n.as_str()))
-        .map(|n| {
-            let closest = KNOWN_VARIABLES
-                .iter()
-                .min_by_key(|k| strsim::levenshtein(n, k))
-                .copied()
-                .unwrap_or(DB_SECRET_ARN);
+fn misspellings(env: &impl Env) -> Vec<String> {
+    Spelling::new(KNOWN_VARIABLES)
+        .namespaces(&["DATABASE_", "DB_", "DB-"])
+        .check(env)
+        .into_iter()
+        .map(|(n, closest)| {
             format!("{n} is not a variable this function reads; did you mean {closest}?")
         })
-        .collect();
-    out.sort();
-    out
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
