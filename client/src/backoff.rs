@@ -178,7 +178,8 @@ mod tests {
 
     #[test]
     fn the_loops_that_doubled_by_hand_get_the_same_pauses() {
-        // What the client's retry loop and the function's rotation code computed before this type: `pause = (pause * 2).min(max)`.
+        // What the client's retry loop and the function's rotation code computed before this type:
+        // `pause = (pause * 2).min(max)`.
         for (base, max) in [(MS(20), MS(250)), (MS(50), MS(500)), (MS(500), MS(5_000))] {
             let mut pause = base;
             for (i, d) in Backoff::new(base, max).delays().take(40).enumerate() {

@@ -18,9 +18,9 @@
 //!   taking several fields out of one value read once;
 //! - [`backoff`]: the one retry policy (exponential, capped, optionally jittered) that the client's cold-start retry,
 //!   the function's rotation wait and the extension's per-key backoff each configure;
-//! - [`env`](mod@env): reading configuration from the environment, shared by the extension and the function: the [`env::Env`]
-//!   seam (a map in tests), tolerant parsers (Go's booleans, whole numbers and durations in a range), and the
-//!   "did you mean" hint for a misspelt variable;
+//! - [`env`](mod@env): reading configuration from the environment, shared by the extension and the function: the
+//!   [`env::Env`] seam (a map in tests), tolerant parsers (Go's booleans, whole numbers and durations in a range), and
+//!   the "did you mean" hint for a misspelt variable;
 //! - [`Rotation`]: after a database refuses a password, the versions to try in order (`AWSCURRENT` fetched anew, then
 //!   `AWSPENDING`).
 //!
