@@ -16,6 +16,11 @@
 //! - (secretcache only) [`Client::secret_batch`] and [`Client::parameter_batch`]: several values in one request,
 //!   [`BatchGetSecretValueBody`] and [`GetParametersBody`]; [`field::project`], the extension's `field=` rule, for
 //!   taking several fields out of one value read once;
+//! - [`backoff`]: the one retry policy (exponential, capped, optionally jittered) that the client's cold-start retry,
+//!   the function's rotation wait and the extension's per-key backoff each configure;
+//! - [`env`](mod@env): reading configuration from the environment, shared by the extension and the function: the
+//!   [`env::Env`] seam (a map in tests), tolerant parsers (Go's booleans, whole numbers and durations in a range), and
+//!   the "did you mean" hint for a misspelt variable;
 //! - [`Rotation`]: after a database refuses a password, the versions to try in order (`AWSCURRENT` fetched anew, then
 //!   `AWSPENDING`).
 //!
@@ -92,20 +97,25 @@
 //! # Ok::<(), serde_json::Error>(())
 //! ```
 
+pub mod backoff;
 pub mod body;
 mod client;
 pub mod contract;
+pub mod env;
+mod error;
 pub mod field;
+mod request;
+mod retry;
 mod rotation;
+mod transport;
 
 pub use body::{
     BatchError, BatchGetSecretValueBody, ErrorBody, GetParameterBody, GetParametersBody,
     GetSecretValueBody, Parameter, ResultMetadata, SecretText,
 };
-pub use client::{
-    Builder, Client, ConfigError, Error, GetParameter, GetSecret, ParameterBatch, SecretBatch,
-    DEFAULT_STARTUP_WAIT, DEFAULT_TIMEOUT,
-};
+pub use client::{Builder, Client, DEFAULT_STARTUP_WAIT, DEFAULT_TIMEOUT};
 pub use contract::{DEFAULT_PORT, TOKEN_HEADER};
+pub use error::{ConfigError, Error};
+pub use request::{GetParameter, GetSecret, ParameterBatch, SecretBatch};
 pub use rotation::{Candidate, Rotation};
 pub use secrecy::{ExposeSecret, SecretString};

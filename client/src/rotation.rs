@@ -7,10 +7,21 @@
 //!    `AWSCURRENT` to the new version (`finishSecret`), so in between only `AWSPENDING` logs in.
 //!
 //! "No `AWSPENDING` version" (a 404) means no rotation is in progress: the candidates simply end there.
+//!
+//! [`Client::rotation`] is written here, beside [`Rotation`]: this module builds on the client and its reads, and
+//! they know nothing of it.
 
 use crate::body::GetSecretValueBody;
-use crate::client::{Client, Error};
+use crate::client::Client;
 use crate::contract::stage;
+use crate::error::Error;
+
+impl Client {
+    /// The versions of `secret_id` to try after a login was refused, in order (see [`Rotation`]).
+    pub fn rotation<'a>(&'a self, secret_id: &'a str) -> Rotation<'a> {
+        Rotation::new(self, secret_id)
+    }
+}
 
 /// A version of the secret worth trying after a refused login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,7 +60,7 @@ pub struct Rotation<'a> {
 }
 
 impl<'a> Rotation<'a> {
-    pub(crate) fn new(client: &'a Client, secret_id: &'a str) -> Self {
+    fn new(client: &'a Client, secret_id: &'a str) -> Self {
         Self {
             client,
             secret_id,
@@ -78,5 +89,18 @@ impl<'a> Rotation<'a> {
             }
             fetched => Some((candidate, fetched)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_the_token() {
+        let client = Client::builder().token("hunter2").build();
+        let text = format!("{:?}", client.rotation("db"));
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("REDACTED"), "{text}");
     }
 }

@@ -19,7 +19,7 @@
 //! The pool is small (2 by default) with an acquire timeout: Lambda scales by execution environments, each handling
 //! one request at a time, so more connections per environment only exhaust the server's slots. Under Lambda Managed
 //! Instances one environment handles `AWS_LAMBDA_MAX_CONCURRENCY` requests at once, and the default follows it up to
-//! 10 (`config.rs`). Everything here is shared by those requests as it is: the pool is built once (concurrent first
+//! 10 (`config/pool.rs`). Everything here is shared by those requests as it is: the pool is built once (concurrent first
 //! requests wait for one build, and share its failure rather than repeat it one after the other), the recovery from a rotated password is single-flighted (a mutex
 //! and a generation counter: the requests that failed together wait for one refresh, then retry on its options),
 //! and the memory of a rejection is behind a lock.

@@ -6,12 +6,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex as SyncMutex;
 use std::time::Duration;
 
+use secretcache_client::backoff::Backoff;
 use sqlx::postgres::PgPool;
 use sqlx::{Connection, PgConnection};
 use tokio::time::Instant;
 
 use super::error::is_invalid_password;
 use super::{Database, DbError};
+
+/// The pauses while waiting for the other half of a rotation: one process, one database, so no jitter.
+const ROTATION_WAIT: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
 
 /// Remembers, for a short while, that the database rejected every version of the secret, so that the requests after
 /// it answer at once instead of each asking the extension for every version again. On tokio's clock, so tests can
@@ -98,7 +102,7 @@ impl Database {
             "the database rejected the password; the secret may have rotated, refreshing it"
         );
         let give_up = Instant::now() + self.pool.rotation_grace;
-        let mut pause = Duration::from_millis(50);
+        let mut pauses = ROTATION_WAIT.delays();
         loop {
             // The client's rotation order: AWSCURRENT anew, then AWSPENDING (a parameter: read anew, once).
             let mut candidates = provider.candidates();
@@ -141,6 +145,7 @@ impl Database {
             }
             // The database's password and the secret are changed one after the other, never at once: wait a
             // little for the other half of the rotation before giving up.
+            let pause = pauses.next().unwrap_or(ROTATION_WAIT.max());
             if Instant::now() + pause > give_up {
                 let retry_after = self.rejected.remember();
                 tracing::error!(
@@ -154,7 +159,6 @@ impl Database {
                 });
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
         }
     }
 }
