@@ -189,7 +189,7 @@ reliability: venv pg package
 # The identity property test's cases in `make reliability` (`make test` runs 6 per test).
 IDENTITY_CASES ?= 300
 
-# The benchmarks (README "Benchmarks"): hit throughput and latency, cold path, memory, size and the /items overhead,
+# The benchmarks (BENCHMARKS.md): hit throughput and latency, cold path, memory, size and the /items overhead,
 # each beside a minimal hyper server measured in the same run, on release builds and the packaged zips. Prints a
 # Markdown table; raw numbers go to target/bench/. BENCH_PEER_CMD adds a peer column; BENCH_SECONDS and
 # BENCH_REPEATS change the run length. No timing is asserted anywhere: this measures, it does not test.

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""The CDK app: `npx aws-cdk@2 deploy -c jwtIssuer=... -c jwtAudience=...` from this directory (README "Deploy with
-CDK (Python)"). Context (`-c key=value`, or cdk.json):
+"""The CDK app: `npx aws-cdk@2 deploy -c jwtIssuer=... -c jwtAudience=...` from this directory (docs/deploy.md,
+"Deploy with CDK (Python)"). Context (`-c key=value`, or cdk.json):
 
 - zipDir: the directory of layer/build.sh's zips (default: the repository's layer/dist);
 - architecture: x86_64 (default) or arm64, of the function (the layer is published for both);
