@@ -23,25 +23,27 @@
 //! environment there may live for hours, and a value the wrapper put into it is not refreshed (read through the
 //! extension's HTTP API for values that must follow a rotation).
 
-use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fmt;
-use std::io::{Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitCode};
+
+use std::process::ExitCode;
 use std::time::Duration;
 
-use secretcache_client::contract::{MAX_PARAMETER_BATCH, MAX_SECRET_BATCH};
-use secretcache_client::field::{self, FieldError};
-use secretcache_client::{
-    Client, Error as ClientError, ExposeSecret, GetSecretValueBody, SecretString,
-};
+use secretcache_client::field::FieldError;
+use secretcache_client::{Client, Error as ClientError, SecretString};
 use tokio::time::Instant;
 
-use crate::config::{Config, LogLevel, ProcessEnv, AWS_LAMBDA_RUNTIME_API};
-use crate::reference::{self, Reference, ReferenceError, Source};
+use crate::config::{Config, LogLevel, ProcessEnv};
+use crate::reference::{Reference, ReferenceError};
 use crate::token::TokenSource;
+
+mod exec;
+mod resolve;
+mod scan;
+
+use exec::{exec, report_init_error};
+pub use resolve::resolve;
+pub use scan::{scan, Found};
 
 /// The word that selects this mode: `secretcache exec -- <command...>`.
 pub const MODE: &str = "exec";
@@ -120,287 +122,6 @@ pub enum Reason {
     /// The extension's answer had nothing for it.
     #[error("the secrets extension's answer has no value for it")]
     Unanswered,
-}
-
-/// What an environment holds for the wrapper.
-#[derive(Debug, Default)]
-pub struct Found {
-    /// Each variable holding a reference, with it, in the environment's order.
-    pub references: Vec<(String, Reference)>,
-    /// Each variable that starts with `secretcache:` and is not a reference.
-    pub failures: Vec<Failure>,
-    /// Variables that look like a reference written slightly wrong (left as they are; worth a warning).
-    pub near_misses: Vec<String>,
-}
-
-/// The references in `vars`. A variable whose name or value is not UTF-8 is not ours, unless its value starts with
-/// the prefix.
-pub fn scan(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Found {
-    let mut found = Found::default();
-    for (name, value) in vars {
-        let Ok(name) = name.into_string() else {
-            continue;
-        };
-        let Some(value) = value.to_str() else {
-            if value.as_bytes().starts_with(reference::PREFIX.as_bytes()) {
-                found.failures.push(Failure {
-                    variable: name,
-                    reference: None,
-                    reason: Reason::NotUtf8,
-                });
-            }
-            continue;
-        };
-        match reference::parse(value) {
-            Some(Ok(r)) => found.references.push((name, r)),
-            Some(Err(e)) => found.failures.push(Failure {
-                variable: name,
-                reference: None,
-                reason: Reason::Syntax(e),
-            }),
-            None if reference::near_miss(value) => found.near_misses.push(name),
-            None => {}
-        }
-    }
-    found
-}
-
-/// A value as read from the extension.
-enum Value {
-    Text(SecretString),
-    Binary,
-}
-
-/// One request to the extension.
-enum Unit {
-    /// Current versions, up to [`MAX_SECRET_BATCH`].
-    Secrets(Vec<String>),
-    /// Parameters, decrypted, up to [`MAX_PARAMETER_BATCH`].
-    Parameters(Vec<String>),
-    /// A secret's version by stage or id.
-    Versioned(Source),
-}
-
-impl Unit {
-    fn sources(&self) -> Vec<Source> {
-        match self {
-            Unit::Secrets(ids) => ids.iter().map(|id| current(id)).collect(),
-            Unit::Parameters(names) => names
-                .iter()
-                .map(|n| Source::Parameter { name: n.clone() })
-                .collect(),
-            Unit::Versioned(s) => vec![s.clone()],
-        }
-    }
-}
-
-fn current(id: &str) -> Source {
-    Source::Secret {
-        id: id.to_owned(),
-        version_stage: None,
-        version_id: None,
-    }
-}
-
-/// Every reference's value, or why it has none, in the order given. Each distinct secret or parameter is read once:
-/// current secrets in batches of [`MAX_SECRET_BATCH`], parameters (decrypted) in batches of [`MAX_PARAMETER_BATCH`],
-/// other versions one request each, all at once; whatever has not answered by `deadline` fails with
-/// [`Reason::TimedOut`].
-pub async fn resolve(
-    client: &Client,
-    references: &[(String, Reference)],
-    deadline: Instant,
-    budget: Duration,
-) -> Vec<(String, Result<SecretString, Reason>)> {
-    let mut sources: Vec<&Source> = references.iter().map(|(_, r)| &r.source).collect();
-    sources.sort();
-    sources.dedup();
-    let mut units = Vec::new();
-    let (mut ids, mut names) = (Vec::new(), Vec::new());
-    for source in sources {
-        match source {
-            Source::Secret { id, .. } if source.is_current_secret() => ids.push(id.clone()),
-            Source::Parameter { name } => names.push(name.clone()),
-            versioned => units.push(Unit::Versioned(versioned.clone())),
-        }
-    }
-    units.extend(
-        ids.chunks(MAX_SECRET_BATCH)
-            .map(|c| Unit::Secrets(c.to_vec())),
-    );
-    units.extend(
-        names
-            .chunks(MAX_PARAMETER_BATCH)
-            .map(|c| Unit::Parameters(c.to_vec())),
-    );
-    let fetched = futures_util::future::join_all(units.into_iter().map(|unit| async move {
-        match tokio::time::timeout_at(deadline, fetch(client, &unit)).await {
-            Ok(answers) => answers,
-            Err(_) => unit
-                .sources()
-                .into_iter()
-                .map(|s| (s, Err(Reason::TimedOut(budget))))
-                .collect(),
-        }
-    }))
-    .await;
-    // Dropped (and so wiped) on return: each variable gets its own copy.
-    let values: HashMap<Source, Result<Value, Reason>> = fetched.into_iter().flatten().collect();
-    references
-        .iter()
-        .map(|(variable, r)| {
-            let value = match values.get(&r.source) {
-                Some(Ok(Value::Text(text))) => Ok(text),
-                Some(Ok(Value::Binary)) => Err(Reason::Binary),
-                Some(Err(e)) => Err(e.clone()),
-                None => Err(Reason::Unanswered),
-            };
-            let result = value
-                .and_then(|text| match &r.field {
-                    Some(f) => field::project(text.expose_secret(), f).map_err(Reason::Field),
-                    None => Ok(text.clone()),
-                })
-                .and_then(|v| {
-                    if v.expose_secret().contains('\0') {
-                        Err(Reason::Nul)
-                    } else {
-                        Ok(v)
-                    }
-                });
-            (variable.clone(), result)
-        })
-        .collect()
-}
-
-/// One request, and an answer for each source it asked for.
-async fn fetch(client: &Client, unit: &Unit) -> Vec<(Source, Result<Value, Reason>)> {
-    match unit {
-        Unit::Secrets(ids) => match client
-            .secret_batch(ids.iter().map(String::as_str))
-            .send()
-            .await
-        {
-            Err(e) => every(ids, current, &e),
-            Ok(body) => {
-                // One entry per id, in the order asked: the ids with an error are in `errors`, and the others'
-                // values follow in order in `secret_values`.
-                let mut values = body.secret_values.into_iter();
-                ids.iter()
-                    .map(|id| {
-                        let answer = match body.errors.iter().find(|e| e.secret_id == *id) {
-                            Some(e) => Err(classify(&e.error_code)),
-                            None => values.next().map_or(Err(Reason::Unanswered), secret_value),
-                        };
-                        (current(id), answer)
-                    })
-                    .collect()
-            }
-        },
-        Unit::Parameters(names) => {
-            let parameter = |n: &str| Source::Parameter { name: n.to_owned() };
-            match client
-                .parameter_batch(names.iter().map(String::as_str), true)
-                .send()
-                .await
-            {
-                Err(e) => every(names, parameter, &e),
-                Ok(body) => {
-                    let mut values = body.parameters.into_iter();
-                    names
-                        .iter()
-                        .map(|name| {
-                            let answer = if body.invalid_parameters.iter().any(|n| n == name) {
-                                Err(Reason::NotFound {
-                                    code: "ParameterNotFound".to_owned(),
-                                })
-                            } else if let Some(e) =
-                                body.errors.iter().find(|e| e.secret_id == *name)
-                            {
-                                Err(classify(&e.error_code))
-                            } else {
-                                values
-                                    .next()
-                                    .and_then(|p| p.value)
-                                    .map(|v| Value::Text(v.into_secret()))
-                                    .ok_or(Reason::Unanswered)
-                            };
-                            (parameter(name), answer)
-                        })
-                        .collect()
-                }
-            }
-        }
-        Unit::Versioned(source) => {
-            let Source::Secret {
-                id,
-                version_stage,
-                version_id,
-            } = source
-            else {
-                return Vec::new();
-            };
-            let mut request = client.secret(id);
-            if let Some(stage) = version_stage {
-                request = request.version_stage(stage);
-            }
-            if let Some(version) = version_id {
-                request = request.version_id(version);
-            }
-            let answer = match request.send().await {
-                Ok(body) => secret_value(body),
-                Err(e) => Err(from_client(e)),
-            };
-            vec![(source.clone(), answer)]
-        }
-    }
-}
-
-fn every(
-    ids: &[String],
-    source: impl Fn(&str) -> Source,
-    e: &ClientError,
-) -> Vec<(Source, Result<Value, Reason>)> {
-    ids.iter()
-        .map(|id| (source(id), Err(from_client(e.clone()))))
-        .collect()
-}
-
-fn secret_value(body: GetSecretValueBody<'static>) -> Result<Value, Reason> {
-    match (body.secret_string, body.secret_binary) {
-        (Some(text), _) => Ok(Value::Text(text.into_secret())),
-        (None, Some(_)) => Ok(Value::Binary),
-        (None, None) => Err(Reason::Unanswered),
-    }
-}
-
-/// The reason for an error code the extension gave for one id; only a plain code is kept.
-fn classify(code: &str) -> Reason {
-    let plain = !code.is_empty()
-        && code.len() <= 64
-        && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '.');
-    let code = if plain { code } else { "unknown" }.to_owned();
-    if code.contains("NotFound") {
-        Reason::NotFound { code }
-    } else if code.contains("AccessDenied") || code.contains("Decryption") {
-        Reason::Denied { code }
-    } else {
-        Reason::Failed { code }
-    }
-}
-
-/// The reason for a request that failed as a whole: not found and denied keep their meaning.
-fn from_client(e: ClientError) -> Reason {
-    match (e.status(), e.code()) {
-        (Some(404), Some(code)) => Reason::NotFound {
-            code: code.to_owned(),
-        },
-        (Some(403), Some(code)) if code.contains("AccessDenied") || code.contains("Decryption") => {
-            Reason::Denied {
-                code: code.to_owned(),
-            }
-        }
-        _ => Reason::Extension(e),
-    }
 }
 
 impl fmt::Display for Failure {
@@ -515,77 +236,13 @@ fn token(config: &Config) -> Option<SecretString> {
     }
 }
 
-/// Becomes `program`: returns only when that fails.
-fn exec(program: &OsStr, args: &[OsString], values: &[(String, SecretString)]) -> ExitCode {
-    let mut command = Command::new(program);
-    command.args(args);
-    for (variable, value) in values {
-        command.env(variable, value.expose_secret());
-    }
-    let e = command.exec();
-    tracing::error!(program = %program.to_string_lossy(), error = %e, "cannot start the runtime");
-    // The shell's codes: 127 when there is no such program, 126 when it cannot be run.
-    ExitCode::from(if e.kind() == std::io::ErrorKind::NotFound {
-        127
-    } else {
-        126
-    })
-}
-
-/// Tells Lambda why init failed (`POST /runtime/init/error`), so that the invoker gets [`INIT_ERROR_TYPE`] and the
-/// variables' names rather than a bare exit status. Best effort: the exit status says it anyway.
-fn report_init_error(failures: &[Failure]) {
-    let Some(api) = std::env::var_os(AWS_LAMBDA_RUNTIME_API) else {
-        return;
-    };
-    let message = failures
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ");
-    let body = serde_json::json!({
-        "errorMessage": format!("secretcache could not resolve the environment's references: {message}"),
-        "errorType": INIT_ERROR_TYPE,
-        "stackTrace": [],
-    })
-    .to_string();
-    if let Err(e) = post_init_error(&api.to_string_lossy(), &body) {
-        tracing::warn!(error = %e, "could not report the failure to the Runtime API");
-    }
-}
-
-fn post_init_error(api: &str, body: &str) -> std::io::Result<()> {
-    use std::net::{TcpStream, ToSocketAddrs};
-    const TIMEOUT: Duration = Duration::from_secs(1);
-    let addr = api
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other("AWS_LAMBDA_RUNTIME_API names no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    write!(
-        stream,
-        "POST /2018-06-01/runtime/init/error HTTP/1.1\r\nHost: {api}\r\n\
-         Lambda-Runtime-Function-Error-Type: {INIT_ERROR_TYPE}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head)?;
-    if head.starts_with(b"HTTP/1.1 2") {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(format!(
-            "the Runtime API answered {}",
-            String::from_utf8_lossy(&head[9..])
-        )))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reference;
+    use secretcache_client::ExposeSecret;
+    use secretcache_client::{field, GetSecretValueBody};
+    use std::collections::HashMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
