@@ -10,7 +10,15 @@
 
 use std::borrow::Cow;
 
-use secretcache_client::contract::query;
+mod batch;
+mod form;
+mod names;
+
+pub use batch::{BatchRequest, MAX_BATCH_PARAMETERS, MAX_BATCH_SECRETS};
+use form::path_id;
+pub use form::{Query, QueryError};
+use names::check_region;
+pub use names::{arn_region, is_region, is_role_arn};
 
 /// What the cache stores values under: a secret or a parameter, with its version selector.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -101,73 +109,6 @@ impl std::fmt::Display for Key {
     }
 }
 
-/// The region of an ARN (`arn:<partition>:<service>:<region>:...`); `None` for anything else.
-pub fn arn_region(id: &str) -> Option<&str> {
-    let rest = id.strip_prefix("arn:")?;
-    let mut parts = rest.splitn(4, ':');
-    let (_partition, _service, region) = (parts.next()?, parts.next()?, parts.next()?);
-    (parts.next().is_some() && !region.is_empty()).then_some(region)
-}
-
-/// Whether `arn` is an IAM role's ARN: `arn:<partition>:iam::<12-digit account>:role/<path and name>`, the name of
-/// IAM's characters (letters, digits, `+=,.@_-`, and `/` in the path), at most 2048 characters.
-pub fn is_role_arn(arn: &str) -> bool {
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return false;
-    };
-    let name = resource.strip_prefix("role/").unwrap_or_default();
-    arn.len() <= 2048
-        && matches!(
-            partition,
-            "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b" | "aws-eusc"
-        )
-        && account.len() == 12
-        && account.bytes().all(|b| b.is_ascii_digit())
-        && !name.is_empty()
-        && !name.ends_with('/')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
-}
-
-/// Whether `region` has AWS's region form: lowercase letters in dash-separated labels, the last one a number
-/// (`us-east-1`, `us-gov-west-1`, `cn-north-1`, `eusc-de-east-1`), at most 32 characters. A region named in an ARN
-/// builds clients of its own, so only this form is let through (the clients themselves are few and bounded too).
-pub fn is_region(region: &str) -> bool {
-    let mut labels = region.split('-');
-    let last = labels.next_back().unwrap_or_default();
-    let letters: Vec<&str> = labels.collect();
-    region.len() <= 32
-        && letters.len() >= 2
-        && letters
-            .iter()
-            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_lowercase()))
-        && !last.is_empty()
-        && last.len() <= 3
-        && last.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// An id that is an ARN must name its region in AWS's form ([`is_region`]); a name (or an ARN without a region) goes
-/// to the home region.
-fn check_region(name: &'static str, id: &str) -> Result<(), QueryError> {
-    match arn_region(id) {
-        Some(region) if !is_region(region) => Err(QueryError::Invalid {
-            name,
-            expected: "a name or an ARN whose region has AWS's form: lowercase dash-separated labels ending in a \
-                       number, like us-east-1",
-        }),
-        _ => Ok(()),
-    }
-}
-
 /// The cache key and upstream request for one SSM parameter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ParameterKey {
@@ -247,110 +188,6 @@ impl ParameterRequest {
     }
 }
 
-/// A parsed `GET /secretsmanager/batch` or `GET /systemsmanager/parameters/batch`: several keys, in the order given.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchRequest {
-    /// What to fetch, duplicates removed, in the order first given.
-    pub keys: Vec<Key>,
-    /// The ids as given, one per key (a secret's `secretId`, a parameter's `name`).
-    pub ids: Vec<String>,
-    /// `roleArn=`: read as this role (its own cache).
-    pub role: Option<String>,
-    /// `field=`: answer only this top-level key of each JSON value.
-    pub field: Option<String>,
-}
-
-/// BatchGetSecretValue's limit.
-pub const MAX_BATCH_SECRETS: usize = secretcache_client::contract::MAX_SECRET_BATCH;
-/// GetParameters' limit.
-pub const MAX_BATCH_PARAMETERS: usize = secretcache_client::contract::MAX_PARAMETER_BATCH;
-
-impl BatchRequest {
-    /// Parses `secretId=a&secretId=b...` (1 to 20; their current versions), with an optional `field`.
-    pub fn secrets(raw_query: &str) -> Result<Self, QueryError> {
-        let ids = repeated(raw_query, "secretId", MAX_BATCH_SECRETS)?;
-        for id in &ids {
-            check_region("secretId", id)?;
-        }
-        let q = Query::parse(raw_query)?;
-        let keys = ids
-            .iter()
-            .map(|id| {
-                Key::Secret(SecretKey {
-                    secret_id: id.clone(),
-                    selector: VersionSelector::Current,
-                })
-            })
-            .collect();
-        Ok(Self {
-            keys,
-            ids,
-            role: q.role()?,
-            field: q.field()?,
-        })
-    }
-
-    /// Parses `name=a&name=b...` (1 to 10), `withDecryption` and an optional `field`.
-    pub fn parameters(raw_query: &str) -> Result<Self, QueryError> {
-        let ids = repeated(raw_query, "name", MAX_BATCH_PARAMETERS)?;
-        for id in &ids {
-            check_region("name", id)?;
-        }
-        let q = Query::parse(raw_query)?;
-        let with_decryption = q.flag("withDecryption")?;
-        let keys = ids
-            .iter()
-            .map(|name| {
-                Key::Parameter(ParameterKey {
-                    name: name.clone(),
-                    with_decryption,
-                })
-            })
-            .collect();
-        Ok(Self {
-            keys,
-            ids,
-            role: q.role()?,
-            field: q.field()?,
-        })
-    }
-}
-
-/// Every value of the repeated parameter `name`, each checked like a single value, duplicates removed.
-fn repeated(raw: &str, name: &'static str, max: usize) -> Result<Vec<String>, QueryError> {
-    let mut values: Vec<String> = Vec::new();
-    for part in raw.split('&').filter(|p| !p.is_empty()) {
-        let (n, v) = part.split_once('=').unwrap_or((part, ""));
-        let n = decode(n).map_err(|()| QueryError::BadEncoding(lossy_name(n)))?;
-        if n != name {
-            continue;
-        }
-        let v = decode(v).map_err(|()| QueryError::BadEncoding(name.to_owned()))?;
-        if has_control(&v) {
-            return Err(QueryError::ControlCharacter(name.to_owned()));
-        }
-        if v.is_empty() {
-            return Err(QueryError::Missing(name));
-        }
-        if v.len() > MAX_VALUE_LEN {
-            return Err(QueryError::Invalid {
-                name,
-                expected: "at most 2048 characters long",
-            });
-        }
-        if !values.iter().any(|seen| *seen == v) {
-            values.push(v.into_owned());
-        }
-    }
-    if values.is_empty() {
-        return Err(QueryError::Missing(name));
-    }
-    if values.len() > max {
-        return Err(QueryError::TooMany { name, max });
-    }
-    Ok(values)
-}
-
 /// The cache key and upstream request for one secret: the id together with its version selector.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SecretKey {
@@ -384,166 +221,6 @@ pub struct SecretRequest {
     pub refresh_now: bool,
     /// `field=`: answer only this top-level key of the JSON SecretString, as text.
     pub field: Option<String>,
-}
-
-/// A query string the API cannot serve.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QueryError {
-    /// A `%` not followed by two hex digits, or bytes that are not UTF-8.
-    #[error("the query string has an invalid percent-encoding in parameter {0:?}")]
-    BadEncoding(String),
-    /// A decoded value holds a NUL or another control character.
-    #[error("parameter {0} contains a control character")]
-    ControlCharacter(String),
-    /// A required parameter is absent or empty.
-    #[error("the required query parameter {0} is missing")]
-    Missing(&'static str),
-    /// More values of a repeated parameter than the upstream takes in one call.
-    #[error("at most {max} {name} values may be given at once")]
-    TooMany {
-        /// The parameter.
-        name: &'static str,
-        /// The limit.
-        max: usize,
-    },
-    /// A parameter's value is not one of those accepted.
-    #[error("parameter {name} must be {expected}")]
-    Invalid {
-        /// The parameter.
-        name: &'static str,
-        /// What is accepted.
-        expected: &'static str,
-    },
-}
-
-/// The longest value we accept: Secrets Manager ARNs are at most 2048 characters.
-const MAX_VALUE_LEN: usize = 2048;
-
-/// The parameters the API reads; any other is checked and then ignored, as the AWS extension ignores it.
-const KNOWN: [&str; 10] = [
-    query::SECRET_ID,
-    query::VERSION_ID,
-    query::VERSION_STAGE,
-    query::REFRESH_NOW,
-    query::NAME,
-    query::VERSION,
-    query::LABEL,
-    query::WITH_DECRYPTION,
-    query::FIELD,
-    query::ROLE_ARN,
-];
-
-/// A query string, checked and split in one pass: every name and value percent-decodes to UTF-8 without control
-/// characters, and the first value of each parameter we read is kept (decoded, borrowed from the request unless it
-/// was percent-encoded), so a lookup is an index and a request allocates nothing here in the common case.
-#[derive(Debug, Default)]
-pub struct Query<'a> {
-    values: [Option<Cow<'a, str>>; KNOWN.len()],
-    /// Where each kept value stood among the query's parameters, for "the first one given wins".
-    positions: [usize; KNOWN.len()],
-}
-
-impl<'a> Query<'a> {
-    /// Splits and decodes `raw` (the part after `?`, without it).
-    pub fn parse(raw: &'a str) -> Result<Self, QueryError> {
-        let mut q = Self::default();
-        for (position, part) in raw.split('&').filter(|p| !p.is_empty()).enumerate() {
-            let (name, value) = part.split_once('=').unwrap_or((part, ""));
-            let name = decode(name).map_err(|()| QueryError::BadEncoding(lossy_name(name)))?;
-            let value = decode(value).map_err(|()| QueryError::BadEncoding(name.to_string()))?;
-            if has_control(&value) || has_control(&name) {
-                return Err(QueryError::ControlCharacter(lossy_name(&name)));
-            }
-            if let Some(i) = KNOWN.iter().position(|k| *k == name) {
-                // Go's `url.Values.Get`: a repeated parameter means its first value.
-                if q.values[i].is_none() {
-                    q.values[i] = Some(value);
-                    q.positions[i] = position;
-                }
-            }
-        }
-        Ok(q)
-    }
-
-    fn index(name: &'static str) -> Option<usize> {
-        let i = KNOWN.iter().position(|k| *k == name);
-        // Only `KNOWN` names are kept by `parse`: asking for another is a bug here, not bad input.
-        debug_assert!(i.is_some(), "`{name}` is not in KNOWN");
-        i
-    }
-
-    /// The (first) value of `name`, if present.
-    pub fn get(&self, name: &'static str) -> Result<Option<&str>, QueryError> {
-        let Some(i) = Self::index(name) else {
-            return Ok(None);
-        };
-        let value = self.values[i].as_deref();
-        if value.is_some_and(|v| v.len() > MAX_VALUE_LEN) {
-            return Err(QueryError::Invalid {
-                name,
-                expected: "at most 2048 characters long",
-            });
-        }
-        Ok(value)
-    }
-
-    /// Where `name` first stood in the query (`usize::MAX` when absent).
-    fn position(&self, name: &'static str) -> usize {
-        Self::index(name)
-            .filter(|&i| self.values[i].is_some())
-            .map_or(usize::MAX, |i| self.positions[i])
-    }
-
-    /// A boolean flag: absent (or empty) is `false`; otherwise what Go's `strconv.ParseBool` accepts.
-    pub fn flag(&self, name: &'static str) -> Result<bool, QueryError> {
-        match self.get(name)? {
-            None | Some("") => Ok(false),
-            Some(v) => crate::config::parse_bool(v).ok_or(QueryError::Invalid {
-                name,
-                expected: "one of 1, t, T, TRUE, true, True, 0, f, F, FALSE, false, False",
-            }),
-        }
-    }
-
-    /// `field=`: a top-level key of a JSON value; absent means the whole body.
-    pub fn field(&self) -> Result<Option<String>, QueryError> {
-        match self.get("field")? {
-            None => Ok(None),
-            Some("") => Err(QueryError::Missing("field")),
-            Some(f) => Ok(Some(f.to_owned())),
-        }
-    }
-
-    /// `roleArn`: absent or empty is none; anything else must be an IAM role's ARN ([`is_role_arn`]).
-    pub fn role(&self) -> Result<Option<String>, QueryError> {
-        match self.get("roleArn")?.filter(|v| !v.is_empty()) {
-            None => Ok(None),
-            Some(arn) if is_role_arn(arn) => Ok(Some(arn.to_owned())),
-            Some(_) => Err(QueryError::Invalid {
-                name: "roleArn",
-                expected: "an IAM role's ARN: arn:aws:iam::<12-digit account>:role/<name>",
-            }),
-        }
-    }
-
-    /// A required, non-empty value.
-    pub fn required(&self, name: &'static str) -> Result<&str, QueryError> {
-        match self.get(name)? {
-            Some(v) if !v.is_empty() => Ok(v),
-            _ => Err(QueryError::Missing(name)),
-        }
-    }
-}
-
-/// Whether `s` holds a control character (C0, DEL or C1), checked on bytes: C1 characters are the only ones
-/// encoded with a leading 0xC2 followed by 0x80..=0x9F.
-fn has_control(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.iter().enumerate().any(|(i, &c)| {
-        c < 0x20
-            || c == 0x7F
-            || (c == 0xC2 && b.get(i + 1).is_some_and(|n| (0x80..=0x9F).contains(n)))
-    })
 }
 
 impl SecretRequest {
@@ -584,60 +261,9 @@ impl SecretRequest {
     }
 }
 
-/// The id in the rest of a path, percent-decoded (`%2F` is a slash, as a literal one is) and checked as the query
-/// parameter `name` would be.
-fn path_id<'a>(name: &'static str, raw: &'a str) -> Result<Cow<'a, str>, QueryError> {
-    let id = decode(raw).map_err(|()| QueryError::BadEncoding(name.to_owned()))?;
-    if id.is_empty() {
-        return Err(QueryError::Missing(name));
-    }
-    if has_control(&id) {
-        return Err(QueryError::ControlCharacter(name.to_owned()));
-    }
-    if id.len() > MAX_VALUE_LEN {
-        return Err(QueryError::Invalid {
-            name,
-            expected: "at most 2048 characters long",
-        });
-    }
-    Ok(id)
-}
-
-/// Strict percent-decoding; `+` stays `+`.
-fn decode(s: &str) -> Result<Cow<'_, str>, ()> {
-    if !s.contains('%') {
-        return Ok(Cow::Borrowed(s));
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hi = bytes
-                .get(i + 1)
-                .and_then(|b| (*b as char).to_digit(16))
-                .ok_or(())?;
-            let lo = bytes
-                .get(i + 2)
-                .and_then(|b| (*b as char).to_digit(16))
-                .ok_or(())?;
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map(Cow::Owned).map_err(|_| ())
-}
-
-/// A parameter name fit for an error message: short and printable.
-fn lossy_name(name: &str) -> String {
-    name.chars().filter(|c| !c.is_control()).take(64).collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use super::form::has_control;
     use super::*;
 
     fn parse(q: &str) -> Result<SecretRequest, QueryError> {
