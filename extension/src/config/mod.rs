@@ -29,10 +29,11 @@ use std::time::Duration;
 use secretcache_client::contract::env;
 
 pub use crate::token::TokenSource;
-pub use crate::upstream::AssumeRole;
+mod role;
 use agent::AgentFile;
 pub use init_type::{Events, InitType};
 pub use proxy::ProxyConfig;
+pub use role::AssumeRole;
 
 /// HTTP port of the localhost cache.
 pub const HTTP_PORT: &str = env::PARAMETERS_SECRETS_EXTENSION_HTTP_PORT;

@@ -21,45 +21,35 @@
 //!   the role may not batch;
 //! - [`classify`]: an SDK error becomes an [`UpstreamError`] that keeps its meaning.
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use aws_config::environment::credentials::EnvironmentVariableCredentialsProvider;
-use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
-use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::config::SharedCredentialsProvider;
-use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_secretsmanager::operation::batch_get_secret_value::BatchGetSecretValueOutput;
-use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
-use aws_sdk_secretsmanager::types::SecretValueEntry;
 use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
-use aws_sdk_ssm::operation::get_parameters::GetParametersOutput;
-use aws_smithy_async::rt::sleep::default_async_sleep;
-use aws_smithy_async::time::{SharedTimeSource, SystemTimeSource};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
-use aws_smithy_types::DateTime;
-use base64::Engine as _;
-use secretcache_client::body::{
-    GetParameterBody, GetSecretValueBody, Parameter, ResultMetadata, SecretText,
-};
-use serde::Serialize;
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::cache::alias::{is_arn, SecretArn};
-use crate::cache::{Fetched, Meta, Upstream};
+use crate::cache::{Fetched, Upstream};
 use crate::config::{Config, Endpoint, SdkSource, SourceConfig};
 use crate::error::UpstreamError;
 use crate::metrics::Metrics;
 use crate::request::{arn_region, Key, ParameterKey, SecretKey, VersionSelector};
-use crate::secret::SecretBody;
 
+mod batch;
+mod body;
+mod classify;
+mod clients;
 mod http;
 mod rehearsal;
+
+pub use crate::config::AssumeRole;
+use batch::{match_parameter_batch, match_secret_batch};
+pub use body::{parameter_body, rfc3339_millis, secret_body};
+use body::{parameter_fetched, secret_fetched};
+pub use classify::classify;
+use clients::{lambda_sdk, timeouts, usable};
 
 /// Secrets Manager and SSM clients, built once and shared by every fetch. Clones share them.
 #[derive(Debug, Clone)]
@@ -93,16 +83,6 @@ struct Inner {
     /// Set once the role has been refused BatchGetSecretValue / GetParameters: from then on, one call per key.
     secrets_batch_denied: AtomicBool,
     ssm_batch_denied: AtomicBool,
-}
-
-/// The role to assume for every call (`PARAMETERS_SECRETS_EXTENSION_ROLE_ARN`), for secrets shared from another
-/// account.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AssumeRole {
-    /// The role's ARN.
-    pub arn: String,
-    /// The external id the role's trust policy asks for, if any.
-    pub external_id: Option<String>,
 }
 
 #[derive(Debug)]
@@ -509,438 +489,19 @@ impl Upstream for AwsUpstream {
     }
 }
 
-/// What a BatchGetSecretValue answer says for each id asked, in order: its value, its error, or `None` when the answer
-/// cannot be matched to the id beyond doubt (the caller then asks for that id alone). An answer names no id, so it is
-/// matched by what it is: an id that is its full ARN first, then an id that is its name, then an id that is a partial
-/// ARN its ARN extends. Several candidates (two secrets of one name in two accounts, or a secret named like another's
-/// ARN) are narrowed to those no other id took; if still not one, the id is left to a call of its own. A
-/// secret named `<another's name>-<its suffix>` has a partial ARN equal to the other's full ARN: matching full ARNs
-/// first keeps the other's id from taking its value.
-fn match_secret_batch(
-    out: &BatchGetSecretValueOutput,
-    ids: &[&str],
-) -> Vec<Option<Result<Fetched, UpstreamError>>> {
-    let values = out.secret_values();
-    let error_for = |id: &str| out.errors().iter().find(|e| e.secret_id() == Some(id));
-    let mut chosen: Vec<Option<usize>> = ids
-        .iter()
-        .map(|id| values.iter().position(|v| v.arn() == Some(*id)))
-        .collect();
-    let by_name = |v: &SecretValueEntry, id: &str| !is_arn(id) && v.name() == Some(id);
-    let by_partial = |v: &SecretValueEntry, id: &str| {
-        is_arn(id)
-            && v.arn()
-                .and_then(SecretArn::parse)
-                .is_some_and(|a| a.partial == id)
-    };
-    for matches in [
-        &by_name as &dyn Fn(&SecretValueEntry, &str) -> bool,
-        &by_partial,
-    ] {
-        for i in 0..ids.len() {
-            if chosen[i].is_some() || error_for(ids[i]).is_some() {
-                continue;
-            }
-            let candidates: Vec<usize> = (0..values.len())
-                .filter(|j| matches(&values[*j], ids[i]))
-                .collect();
-            chosen[i] = only_one(&candidates, |j| chosen.contains(&Some(j)));
-        }
-    }
-    ids.iter()
-        .zip(chosen)
-        .map(|(id, chosen)| match (chosen, error_for(id)) {
-            (Some(j), _) => {
-                let v = &values[j];
-                let single = GetSecretValueOutput::builder()
-                    .set_arn(v.arn().map(str::to_owned))
-                    .set_name(v.name().map(str::to_owned))
-                    .set_version_id(v.version_id().map(str::to_owned))
-                    .set_secret_binary(v.secret_binary().cloned())
-                    .set_secret_string(v.secret_string().map(str::to_owned))
-                    .set_version_stages(Some(v.version_stages().to_vec()))
-                    .set_created_date(v.created_date().cloned())
-                    .build();
-                Some(secret_fetched(&single))
-            }
-            (None, Some(e)) => Some(Err(classify_service(e.error_code(), e.message(), 400))),
-            (None, None) => None,
-        })
-        .collect()
-}
-
-/// The one candidate, or else the one no other id took (`taken`); `None` when that is not exactly one either.
-fn only_one(candidates: &[usize], taken: impl Fn(usize) -> bool) -> Option<usize> {
-    match candidates {
-        [one] => Some(*one),
-        _ => {
-            let free: Vec<usize> = candidates.iter().copied().filter(|j| !taken(*j)).collect();
-            match free[..] {
-                [one] => Some(one),
-                _ => None,
-            }
-        }
-    }
-}
-
-/// A parameter id split into what names the parameter and its selector (`/p:3` into `/p` and `3`; an ARN's colons
-/// are its own, so only one after the resource counts).
-fn parameter_selector(id: &str) -> (&str, Option<&str>) {
-    let resource_at = if is_arn(id) {
-        id.match_indices(':')
-            .nth(4)
-            .map_or(id.len(), |(i, _)| i + 1)
-    } else {
-        0
-    };
-    match id[resource_at..].rfind(':') {
-        Some(at) => (&id[..resource_at + at], Some(&id[resource_at + at + 1..])),
-        None => (id, None),
-    }
-}
-
-/// The selector an SSM answer states (`:3` as `3`), if any.
-fn stated_selector(p: &aws_sdk_ssm::types::Parameter) -> Option<&str> {
-    p.selector()
-        .filter(|s| !s.is_empty())
-        .map(|s| s.strip_prefix(':').unwrap_or(s))
-}
-
-/// What a GetParameters answer says for each name asked, in order: its value, not found when it is among the invalid
-/// parameters, or `None` when the answer cannot be matched to it beyond doubt (the caller asks for it alone). A
-/// value matches a name when its name (or ARN) is the name without its selector and its selector is the one asked:
-/// none for a plain name, `:3` or `:label` for a selected one. SSM returns `Selector` on each selected answer; where
-/// an answer lacks it, a version selector is checked against the answer's version instead, and a plain name with
-/// several candidates is left to a call of its own: an older version must never be cached as the latest.
-fn match_parameter_batch(
-    out: &GetParametersOutput,
-    names: &[&str],
-) -> Vec<Option<Result<Fetched, UpstreamError>>> {
-    let values = out.parameters();
-    let mut chosen: Vec<Option<usize>> = vec![None; names.len()];
-    for (i, name) in names.iter().enumerate() {
-        let (base, selector) = parameter_selector(name);
-        let named =
-            |p: &aws_sdk_ssm::types::Parameter| p.name() == Some(base) || p.arn() == Some(base);
-        let by_selector: Vec<usize> = (0..values.len())
-            .filter(|j| {
-                let p = &values[*j];
-                named(p) && stated_selector(p) == selector
-            })
-            .collect();
-        // An answer without a `Selector` (not SSM's own): a version asked for is checked against its version.
-        let candidates = match (selector, &by_selector[..]) {
-            (Some(want), []) => (0..values.len())
-                .filter(|j| {
-                    let p = &values[*j];
-                    named(p)
-                        && stated_selector(p).is_none()
-                        && want.parse::<i64>().is_ok_and(|v| v == p.version())
-                })
-                .collect(),
-            _ => by_selector,
-        };
-        chosen[i] = match candidates[..] {
-            [one] => Some(one),
-            _ => None,
-        };
-    }
-    names
-        .iter()
-        .zip(chosen)
-        .map(|(name, chosen)| match chosen {
-            Some(j) => Some(parameter_fetched(
-                &GetParameterOutput::builder()
-                    .parameter(values[j].clone())
-                    .build(),
-            )),
-            None if out.invalid_parameters().iter().any(|n| n == name) => {
-                Some(Err(UpstreamError::NotFound {
-                    code: "ParameterNotFound".into(),
-                    message: format!("parameter {name} was not found"),
-                }))
-            }
-            None => None,
-        })
-        .collect()
-}
-
-/// The body and what the upstream said about a GetSecretValue answer.
-fn secret_fetched(out: &GetSecretValueOutput) -> Result<Fetched, UpstreamError> {
-    Ok(Fetched {
-        body: secret_body(out)?,
-        meta: Meta {
-            arn: out.arn().map(str::to_owned),
-            name: out.name().map(str::to_owned),
-            version: out.version_id().map(str::to_owned),
-        },
-    })
-}
-
-/// The body and what the upstream said about a GetParameter answer.
-fn parameter_fetched(out: &GetParameterOutput) -> Result<Fetched, UpstreamError> {
-    let p = out.parameter();
-    Ok(Fetched {
-        body: parameter_body(out)?,
-        meta: Meta {
-            arn: p.and_then(|p| p.arn()).map(str::to_owned),
-            name: p.and_then(|p| p.name()).map(str::to_owned),
-            version: p.map(|p| p.version().to_string()),
-        },
-    })
-}
-
-/// Lambda's environment as an AWS configuration: the region and the execution role's credentials are in the
-/// environment, so there is nothing to look for (no profile files, no instance metadata, no SSO or process
-/// providers) and nothing to wait on before the first call. The HTTP client is shared by every service client.
-fn lambda_sdk(http: SharedHttpClient, region: &str) -> SdkConfig {
-    let mut builder = SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(region.to_owned()))
-        .credentials_provider(SharedCredentialsProvider::new(
-            EnvironmentVariableCredentialsProvider::new(),
-        ))
-        .http_client(http)
-        .time_source(SharedTimeSource::new(SystemTimeSource::new()))
-        .retry_config(RetryConfig::standard());
-    if let Some(sleep) = default_async_sleep() {
-        builder = builder.sleep_impl(sleep);
-    }
-    builder.build()
-}
-
-/// An endpoint override that is not a URL would fail inside the SDK with an opaque construction error; say which
-/// variable to fix instead.
-fn usable(endpoint: &Endpoint) -> Result<(), UpstreamError> {
-    match endpoint {
-        Endpoint::Invalid(variable) => Err(UpstreamError::BadEndpoint { variable }),
-        Endpoint::Default | Endpoint::Url { .. } => Ok(()),
-    }
-}
-
-fn timeouts(source: SourceConfig) -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .operation_timeout(source.timeout)
-        .operation_attempt_timeout(source.timeout)
-        .connect_timeout(source.timeout.min(Duration::from_secs(2)))
-        .build()
-}
-
-/// Maps an SDK error to what it means for the client.
-pub fn classify<E: ProvideErrorMetadata>(
-    err: SdkError<E, HttpResponse>,
-    timeout: Duration,
-) -> UpstreamError {
-    let timeout = UpstreamError::Timeout {
-        millis: timeout.as_millis() as u64,
-    };
-    // An answer past its size cap (upstream/http.rs): a 502 that says so, not "unreachable".
-    if let SdkError::DispatchFailure(f) = &err {
-        if let Some(http::TooLarge { limit }) =
-            f.as_connector_error().and_then(|c| http::too_large(c))
-        {
-            return UpstreamError::TooLarge { limit };
-        }
-    }
-    match err {
-        SdkError::TimeoutError(_) => timeout,
-        SdkError::DispatchFailure(f) if f.is_timeout() => timeout,
-        // Credentials of a role are resolved before the call is dispatched: a refused AssumeRole surfaces here.
-        SdkError::DispatchFailure(f) if assume_role_failure(&f).is_some() => {
-            assume_role_failure(&f).unwrap_or(timeout)
-        }
-        SdkError::DispatchFailure(f) => UpstreamError::Unreachable {
-            detail: f
-                .as_connector_error()
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "dispatch failure".into()),
-        },
-        SdkError::ResponseError(_) => UpstreamError::ServerError {
-            code: "InvalidResponse".into(),
-            message: "the upstream sent a response that could not be parsed".into(),
-        },
-        SdkError::ServiceError(se) => {
-            let status = se.raw().status().as_u16();
-            let e = se.err();
-            classify_service(e.code(), e.message(), status)
-        }
-        SdkError::ConstructionFailure(_) => {
-            UpstreamError::Internal("could not construct the upstream request".into())
-        }
-        other => UpstreamError::Internal(format!("unexpected SDK error: {other}")),
-    }
-}
-
-/// What STS said when the role's credentials could not be had, found in the dispatch failure's chain of causes: a
-/// refusal keeps its meaning (403 AccessDenied, with STS's message), anything else is the role's STS being unreachable.
-fn assume_role_failure(
-    failure: &aws_smithy_runtime_api::client::result::DispatchFailure,
-) -> Option<UpstreamError> {
-    use aws_sdk_sts::operation::assume_role::AssumeRoleError;
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = failure
-        .as_connector_error()
-        .map(|c| c as &(dyn std::error::Error + 'static));
-    while let Some(e) = cause {
-        if let Some(sts) = e.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>() {
-            return Some(match sts {
-                SdkError::ServiceError(se) => {
-                    let err = se.err();
-                    match classify_service(err.code(), err.message(), se.raw().status().as_u16()) {
-                        UpstreamError::InvalidRequest { code, message } => {
-                            UpstreamError::AccessDenied { code, message }
-                        }
-                        other => other,
-                    }
-                }
-                _ => UpstreamError::Unreachable {
-                    detail: "could not reach STS for the role's credentials".into(),
-                },
-            });
-        }
-        cause = e.source();
-    }
-    None
-}
-
-/// Classifies an AWS error response by its code, falling back to its HTTP status.
-fn classify_service(code: Option<&str>, message: Option<&str>, status: u16) -> UpstreamError {
-    let code_s = code.unwrap_or("").to_owned();
-    let message = message.unwrap_or("").to_owned();
-    let with = |c: &str| {
-        if code_s.is_empty() {
-            c.to_owned()
-        } else {
-            code_s.clone()
-        }
-    };
-    match code.unwrap_or("") {
-        "ResourceNotFoundException" | "ParameterNotFound" | "ParameterVersionNotFound" => {
-            UpstreamError::NotFound {
-                code: code_s,
-                message,
-            }
-        }
-        "AccessDeniedException"
-        | "DecryptionFailure"
-        | "UnrecognizedClientException"
-        | "InvalidKeyId"
-        | "KMSAccessDeniedException" => UpstreamError::AccessDenied {
-            code: code_s,
-            message,
-        },
-        "ThrottlingException" | "TooManyRequestsException" | "ThrottledException" => {
-            UpstreamError::Throttled {
-                code: code_s,
-                message,
-            }
-        }
-        _ if status == 404 => UpstreamError::NotFound {
-            code: with("ResourceNotFoundException"),
-            message,
-        },
-        _ if status == 403 || status == 401 => UpstreamError::AccessDenied {
-            code: with("AccessDeniedException"),
-            message,
-        },
-        _ if status == 429 => UpstreamError::Throttled {
-            code: with("ThrottlingException"),
-            message,
-        },
-        _ if status >= 500 => UpstreamError::ServerError {
-            code: with(&status.to_string()),
-            message,
-        },
-        _ => UpstreamError::InvalidRequest {
-            code: with("InvalidRequestException"),
-            message,
-        },
-    }
-}
-
-/// Serializes a GetSecretValue result in the AWS extension's shape.
-pub fn secret_body(out: &GetSecretValueOutput) -> Result<SecretBody, UpstreamError> {
-    let json = GetSecretValueBody {
-        arn: out.arn().map(Cow::Borrowed),
-        created_date: out.created_date().map(|d| Cow::Owned(rfc3339_millis(d))),
-        name: out.name().map(Cow::Borrowed),
-        secret_binary: out.secret_binary().map(|b| {
-            SecretText::from(base64::engine::general_purpose::STANDARD.encode(b.as_ref()))
-        }),
-        secret_string: out.secret_string().map(SecretText::borrowed),
-        version_id: out.version_id().map(Cow::Borrowed),
-        version_stages: out.version_stages.as_deref().map(Cow::Borrowed),
-        result_metadata: ResultMetadata {},
-    };
-    to_body(&json, out.secret_string().map_or(0, str::len))
-}
-
-/// Serializes a GetParameter result in the AWS extension's shape.
-pub fn parameter_body(out: &GetParameterOutput) -> Result<SecretBody, UpstreamError> {
-    let p = out.parameter();
-    let json = GetParameterBody {
-        parameter: p.map(|p| Parameter {
-            arn: p.arn().map(Cow::Borrowed),
-            data_type: p.data_type().map(Cow::Borrowed),
-            last_modified_date: p
-                .last_modified_date()
-                .map(|d| Cow::Owned(rfc3339_millis(d))),
-            name: p.name().map(Cow::Borrowed),
-            selector: p.selector().map(Cow::Borrowed),
-            source_result: p.source_result().map(Cow::Borrowed),
-            r#type: p.r#type().map(|t| Cow::Borrowed(t.as_str())),
-            value: p.value().map(SecretText::borrowed),
-            version: p.version(),
-        }),
-        result_metadata: ResultMetadata {},
-    };
-    to_body(&json, p.and_then(|p| p.value()).map_or(0, str::len))
-}
-
-/// Serializes into a buffer sized up front, so the secret is not left behind in freed, reallocated memory.
-fn to_body(json: &impl Serialize, secret_len: usize) -> Result<SecretBody, UpstreamError> {
-    let mut buf = Vec::with_capacity(secret_len * 2 + 1024);
-    serde_json::to_writer(&mut buf, json).map_err(|e| {
-        UpstreamError::Internal(format!(
-            "could not serialize the response: {}",
-            e.classify() as u8
-        ))
-    })?;
-    Ok(SecretBody::new(buf))
-}
-
-/// RFC 3339 in UTC with milliseconds, e.g. `2022-11-16T08:22:40.499Z`, as the AWS extension writes dates.
-pub fn rfc3339_millis(t: &DateTime) -> String {
-    let secs = t.secs();
-    let millis = t.subsec_nanos() / 1_000_000;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::batch::parameter_selector;
+    use super::classify::classify_service;
     use super::*;
-    use aws_smithy_types::Blob;
+    use aws_sdk_secretsmanager::error::SdkError;
+    use aws_sdk_secretsmanager::operation::batch_get_secret_value::BatchGetSecretValueOutput;
+    use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueOutput;
+    use aws_sdk_secretsmanager::types::SecretValueEntry;
+    use aws_sdk_ssm::operation::get_parameters::GetParametersOutput;
+    use aws_smithy_types::{Blob, DateTime};
+    use secretcache_client::body::{GetParameterBody, GetSecretValueBody};
+    use std::time::Duration;
 
     #[test]
     fn dates_have_milliseconds() {
