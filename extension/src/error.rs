@@ -168,7 +168,7 @@ pub enum ApiError {
     Query(#[from] QueryError),
     /// A `field=` that the value does not have.
     #[error(transparent)]
-    Projection(#[from] crate::respond::ProjectionError),
+    Projection(#[from] ProjectionError),
     /// Too many concurrent connections.
     #[error("too many concurrent connections; retry shortly")]
     Overloaded,
@@ -202,10 +202,10 @@ impl ApiError {
             Self::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "InvalidRequestException"),
             Self::UnknownPath => (StatusCode::NOT_FOUND, "UnknownOperationException"),
             Self::Query(_) => (StatusCode::BAD_REQUEST, "InvalidParameterException"),
-            Self::Projection(crate::respond::ProjectionError::NoSuchField(_)) => {
+            Self::Projection(ProjectionError::NoSuchField(_)) => {
                 (StatusCode::NOT_FOUND, "FieldNotFoundException")
             }
-            Self::Projection(crate::respond::ProjectionError::NotAnObject(_)) => {
+            Self::Projection(ProjectionError::NotAnObject(_)) => {
                 (StatusCode::BAD_REQUEST, "ValueNotAJsonObjectException")
             }
             Self::Overloaded => (
@@ -288,6 +288,17 @@ impl ApiError {
             )))
             .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"{}"))))
     }
+}
+
+/// Why a field could not be projected. Messages name the field, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProjectionError {
+    /// The value is not a JSON object (a plain string, a binary secret).
+    #[error("the value is not a JSON object, so it has no field {0:?}")]
+    NotAnObject(String),
+    /// The object has no such top-level key.
+    #[error("the value has no field {0:?}")]
+    NoSuchField(String),
 }
 
 #[cfg(test)]

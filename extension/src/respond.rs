@@ -15,19 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
-use crate::error::UpstreamError;
+use crate::error::{ProjectionError, UpstreamError};
 use crate::secret::SecretBody;
-
-/// Why a field could not be projected. Messages name the field, never a value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProjectionError {
-    /// The value is not a JSON object (a plain string, a binary secret).
-    #[error("the value is not a JSON object, so it has no field {0:?}")]
-    NotAnObject(String),
-    /// The object has no such top-level key.
-    #[error("the value has no field {0:?}")]
-    NoSuchField(String),
-}
 
 /// Which body a projection reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,9 @@
 use crate::cache::{Cache, Source, Upstream};
 use crate::clock::WallClock;
 use crate::error::ApiError;
+use crate::error::ProjectionError;
 use crate::request::{BatchRequest, Key};
-use crate::respond::{self, Item, Kind, ProjectionError};
+use crate::respond::{self, Item, Kind};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
