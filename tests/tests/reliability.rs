@@ -58,7 +58,7 @@ async fn lifecycle_faults() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invokes_during_a_60s_upstream_outage_never_wait_on_the_upstream() {
+async fn invokes_during_an_upstream_outage_never_wait_on_the_upstream() {
     check(&[reliability::invoke_outage::run(Scale::fast()).await]);
 }
 
