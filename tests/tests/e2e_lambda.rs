@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use lambda_env::process::process_state;
 use lambda_env::{front_door, InvokeStatus, LambdaEnv, LogLine, Options, Outcome};
 use secretcache_tests::moto::{Endpoint, Moto};
-use secretcache_tests::seed::{self, unique};
 use secretcache_tests::postgres::{AppDatabase, PgCluster};
 use secretcache_tests::proxy::FaultInjectingProxy;
+use secretcache_tests::seed::{self, unique};
 use secretcache_tests::{http, items_with_layer, Arch};
 
 /// A zip from `make package ARCH=<arch>` (or `$LAMBDA_ZIP_DIR`).

@@ -265,7 +265,9 @@ async fn a_field_is_answered_as_text_and_a_missing_one_is_a_404_naming_only_the_
     )
     .await;
     let ext = Standalone::spawn(moto, &[]).await;
-    let r = ext.get_secret(&format!("secretId={db}&field=password")).await;
+    let r = ext
+        .get_secret(&format!("secretId={db}&field=password"))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "field-canary");
     assert!(r
@@ -374,10 +376,7 @@ async fn an_arn_of_another_region_is_fetched_from_that_region() {
         .expect("a GetSecretValue");
     assert_eq!(call.region, "eu-west-1", "signed for the secret's region");
     // The name alone means the home region, where there is no such secret.
-    assert_eq!(
-        ext.get_secret(&format!("secretId={far}")).await.status,
-        404
-    );
+    assert_eq!(ext.get_secret(&format!("secretId={far}")).await.status, 404);
 }
 
 #[tokio::test]

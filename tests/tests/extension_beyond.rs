@@ -59,10 +59,7 @@ async fn refresh_ahead_keeps_upstream_latency_out_of_every_request() {
         ],
     )
     .await;
-    assert_eq!(
-        ext.get_secret(&format!("secretId={ra}")).await.status,
-        200
-    );
+    assert_eq!(ext.get_secret(&format!("secretId={ra}")).await.status, 200);
     // From now on every upstream call takes 500 ms; no request may ever wait for one: each must be a hit.
     proxy.set_fault(Fault::Delay(Duration::from_millis(500)));
     let start = Instant::now();
@@ -125,10 +122,7 @@ async fn stale_on_error_rides_out_an_outage_of_every_fault_kind_and_never_masks_
         ],
     )
     .await;
-    assert_eq!(
-        ext.get_secret(&format!("secretId={st}")).await.status,
-        200
-    );
+    assert_eq!(ext.get_secret(&format!("secretId={st}")).await.status, 200);
     // A not-yet-cached secret exists too, to show that misses still fail clearly during the outage.
     let never_cached = unique("never-cached");
     seed::secret(&sm, &never_cached, "x").await;
@@ -211,10 +205,7 @@ async fn stale_on_error_rides_out_an_outage_of_every_fault_kind_and_never_masks_
         .await
         .expect("delete");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        ext.get_secret(&format!("secretId={st}")).await.status,
-        404
-    );
+    assert_eq!(ext.get_secret(&format!("secretId={st}")).await.status, 404);
     assert!(metric(&metrics(&ext).await, "secretcache_stale_served_total") >= stale);
 }
 
@@ -285,10 +276,7 @@ async fn ssm_parameters_of_every_type_version_and_label() {
     }
     // The trailing-slash path works too.
     let slash = http::get(
-        &format!(
-            "{}/systemsmanager/parameters/get/?name={list}",
-            ext.url()
-        ),
+        &format!("{}/systemsmanager/parameters/get/?name={list}", ext.url()),
         &[(TOKEN_HEADER, &ext.token())],
     )
     .await
@@ -472,18 +460,14 @@ async fn snap_start_prefetches_nothing_and_expires_everything_after_restore() {
     let query = format!("secretId={snap}");
     assert_eq!(ext.get_secret(&query).await.status, 200);
     assert_eq!(
-        ext.get_secret(&query)
-            .await
-            .header("x-secretcache-cache"),
+        ext.get_secret(&query).await.header("x-secretcache-cache"),
         Some("hit")
     );
     // ...and after restore (the first INVOKE) the cached value is not trusted.
     let invoked = env.invoke("{}".into()).await.expect("the invoke runs");
     assert_eq!(invoked.report.status, InvokeStatus::Success);
     assert_eq!(
-        ext.get_secret(&query)
-            .await
-            .header("x-secretcache-cache"),
+        ext.get_secret(&query).await.header("x-secretcache-cache"),
         Some("miss")
     );
     assert_eq!(proxy.count("GetSecretValue"), 2);

@@ -124,7 +124,10 @@ async fn errors_have_meaningful_statuses_and_json_bodies() {
     seed::secret(&moto.sm_client().await, &s, "top-secret-value").await;
     let ext = Standalone::spawn(moto, &[]).await;
     let url = |q: &str| format!("{}/secretsmanager/get?{q}", ext.url());
-    let (of_s, missing) = (format!("secretId={s}"), format!("secretId={}", unique("missing")));
+    let (of_s, missing) = (
+        format!("secretId={s}"),
+        format!("secretId={}", unique("missing")),
+    );
     let tok = ext.token();
     let ok = [(TOKEN_HEADER, tok.as_str())];
 
@@ -232,16 +235,10 @@ async fn ttl_expiry_and_refresh_now_pick_up_a_new_value() {
     )
     .await;
 
-    assert_eq!(
-        ext.get_secret(&query).await.json()["SecretString"],
-        "old"
-    );
+    assert_eq!(ext.get_secret(&query).await.json()["SecretString"], "old");
     seed::new_value(&sm, &rot, "new").await;
     // Within the TTL the cached value is served without an upstream call.
-    assert_eq!(
-        ext.get_secret(&query).await.json()["SecretString"],
-        "old"
-    );
+    assert_eq!(ext.get_secret(&query).await.json()["SecretString"], "old");
     assert_eq!(proxy.count("GetSecretValue"), 1);
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let after = ext.get_secret(&query).await;
@@ -251,17 +248,11 @@ async fn ttl_expiry_and_refresh_now_pick_up_a_new_value() {
 
     // refreshNow bypasses a fresh entry.
     seed::new_value(&sm, &rot, "newer").await;
-    assert_eq!(
-        ext.get_secret(&query).await.json()["SecretString"],
-        "new"
-    );
+    assert_eq!(ext.get_secret(&query).await.json()["SecretString"], "new");
     let refreshed = ext.get_secret(&format!("{query}&refreshNow=true")).await;
     assert_eq!(refreshed.json()["SecretString"], "newer");
     assert_eq!(refreshed.header("x-secretcache-cache"), Some("refresh"));
-    assert_eq!(
-        ext.get_secret(&query).await.json()["SecretString"],
-        "newer"
-    );
+    assert_eq!(ext.get_secret(&query).await.json()["SecretString"], "newer");
 }
 
 #[tokio::test]
@@ -331,11 +322,10 @@ async fn port_is_open_before_register_and_shutdown_exits_before_its_deadline() {
     seed::secret(&moto.sm_client().await, &pre, "p").await;
     let proxy = FaultInjectingProxy::start(moto).await;
     let (_dir, function) = secretcache_tests::probe::idle_function_zip();
-    let mut options = secretcache_tests::with_extension_binary(&function, &proxy.endpoint())
-        .var(
-            "PARAMETERS_SECRETS_EXTENSION_PREFETCH",
-            &format!("{pre}, {absent}"),
-        );
+    let mut options = secretcache_tests::with_extension_binary(&function, &proxy.endpoint()).var(
+        "PARAMETERS_SECRETS_EXTENSION_PREFETCH",
+        &format!("{pre}, {absent}"),
+    );
     options.freeze = false;
     let port = secretcache_tests::extension_port(&options);
     let env = LambdaEnv::start(options)

@@ -331,7 +331,10 @@ async fn misconfigurations_are_clear_and_never_500() {
     let took = started.elapsed();
     assert_eq!(r.status, 502, "{}", r.text);
     assert_eq!(r.body["error"], "credentials_unreachable");
-    report::timing("502 with no extension on the port, DB_SECRET_STARTUP_WAIT_MS=300", took);
+    report::timing(
+        "502 with no extension on the port, DB_SECRET_STARTUP_WAIT_MS=300",
+        took,
+    );
     // A correctness bound, ten times the configured wait: the request gives up once its 300 ms are spent (retrying
     // a refused connection every 20-250 ms) instead of waiting on a port where nothing listens.
     assert!(

@@ -163,13 +163,7 @@ async fn sidecar_serves_the_agents_x_vault_token_and_v1_path_reads() {
     let by_name = read(&ext, &format!("/v1/{app}"), "X-Vault-Token", "agent-token").await;
     assert_eq!(by_name.status, 200, "{}", by_name.text());
     assert_eq!(by_name.json()["SecretString"], "v1-canary");
-    let by_arn = read(
-        &ext,
-        &format!("/v1/{arn}"),
-        "X-Vault-Token",
-        "agent-token",
-    )
-    .await;
+    let by_arn = read(&ext, &format!("/v1/{arn}"), "X-Vault-Token", "agent-token").await;
     assert_eq!(by_arn.json()["SecretString"], "v1-canary");
     assert_eq!(
         by_arn.header("x-secretcache-cache"),
@@ -178,10 +172,7 @@ async fn sidecar_serves_the_agents_x_vault_token_and_v1_path_reads() {
     );
     let pending = read(
         &ext,
-        &format!(
-            "/v1/{}?versionStage=AWSPENDING",
-            app.replace('/', "%2F")
-        ),
+        &format!("/v1/{}?versionStage=AWSPENDING", app.replace('/', "%2F")),
         TOKEN_HEADER,
         "agent-token",
     )

@@ -44,11 +44,12 @@ pub async fn run(scale: Scale) -> Outcome {
                 let (mut lat, mut failed) = (Vec::with_capacity(per_client), 0u64);
                 for n in 0..per_client {
                     let i = (c + n) % 10;
-                    let req = http::Request::get(format!("/secretsmanager/get?secretId={prefix}/{i}"))
-                        .header("host", "127.0.0.1")
-                        .header(TOKEN_HEADER, &token)
-                        .body(Empty::<Bytes>::new())
-                        .expect("request");
+                    let req =
+                        http::Request::get(format!("/secretsmanager/get?secretId={prefix}/{i}"))
+                            .header("host", "127.0.0.1")
+                            .header(TOKEN_HEADER, &token)
+                            .body(Empty::<Bytes>::new())
+                            .expect("request");
                     let t = Instant::now();
                     let ok = match sender.send_request(req).await {
                         Ok(resp) => {
