@@ -1,6 +1,8 @@
-//! Whole-system test harness: real components, started per test and stopped on drop.
+//! Whole-system test harness: real components, started per test (moto and PostgreSQL once per test binary) and
+//! stopped on drop.
 //!
-//! - [`moto`]: a real AWS API emulator (moto server from the project's virtualenv) for Secrets Manager and SSM;
+//! - [`moto`]: a real AWS API emulator (moto server from the project's virtualenv) for Secrets Manager and SSM, one
+//!   per test binary; [`seed`]: per-test names in it, and the secrets and parameters the tests create;
 //! - [`extension`]: the built `secretcache` binary spawned standalone, and a client for any running extension (for
 //!   lifecycle tests it runs in the local Lambda environment, `lambda-env`, through [`with_extension_binary`]);
 //! - [`proxy`]: a counting and **fault-injecting** proxy between the extension and moto (counts are taken outside the
@@ -12,6 +14,7 @@
 //! - [`cfn`]: the CloudFormation templates in `deploy/`, read and evaluated under given parameters, and cfn-lint;
 //! - [`items`]: the `/items` function in-process: fixture events, the handler without a socket, per-test logs;
 //! - [`postgres`]: a throwaway PostgreSQL 15 cluster with TLS; [`raw`]: raw HTTP/1.x for hostile requests;
+//! - [`report`]: `SKIPPED:` and `TIMING:` lines that show in `make test` even when a test passes;
 //! - [`reliability`]: the reliability suite, one module per scenario; [`stats`]: the percentiles and summaries that
 //!   it and `make bench` print.
 
@@ -25,7 +28,9 @@ pub mod probe;
 pub mod proxy;
 pub mod raw;
 pub mod reliability;
+pub mod report;
 pub mod runtimes;
+pub mod seed;
 pub mod stats;
 pub mod wrapped;
 

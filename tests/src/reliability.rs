@@ -4,8 +4,8 @@
 //! at a smaller [`Scale`].
 //!
 //! The scenarios, by row: [`load`] (1), [`upstream_faults`] (2a, 2b), [`rotation_under_load`] (3),
-//! [`hostile_input`] (4), [`connection_exhaustion`] (5), [`lifecycle_faults`] (8a-8c), [`invoke_outage`] (9) and
-//! [`managed_instances`] (10).
+//! [`hostile_input`] (4), [`connection_exhaustion`] (5), [`lifecycle_faults`] (8a-8c), [`invoke_outage`] (9),
+//! [`managed_instances`] (10) and [`refresh_ahead`] (11, `make reliability` only: its rule is a wall-clock target).
 //! This module holds what they share: the scale, the row and its table, the leak count and the RSS sampler.
 //!
 //! Every scenario puts a unique canary in its secret values and scans every log line and every error body it saw
@@ -25,6 +25,7 @@ pub mod invoke_outage;
 pub mod lifecycle_faults;
 pub mod load;
 pub mod managed_instances;
+pub mod refresh_ahead;
 pub mod rotation_under_load;
 pub mod upstream_faults;
 
@@ -47,6 +48,8 @@ pub struct Scale {
     pub rotation_rate: u32,
     /// How long the upstream is black-holed while the Lambda environment keeps invoking (scenario 9).
     pub invoke_outage: Duration,
+    /// How long the refresh-ahead scenario reads (11).
+    pub refresh_ahead_run: Duration,
 }
 
 impl Scale {
@@ -59,8 +62,11 @@ impl Scale {
             idle_connections: 1_000,
             rotation_run: Duration::from_secs(6),
             rotation_rate: 20,
-            // The whole minute even in `make test`: a minute of INVOKEs is what shows an extension holding them.
-            invoke_outage: Duration::from_secs(60),
+            // Long enough for the keys' backoff (0.5 s doubling, capped at 5 s) to expire several times and reach its
+            // cap, so that invokes meet refreshes due again mid-outage: where an extension that held an INVOKE on
+            // the upstream would show. The minute is `make reliability`'s.
+            invoke_outage: Duration::from_secs(10),
+            refresh_ahead_run: Duration::from_secs(7),
         }
     }
     /// `make reliability`.
@@ -73,6 +79,7 @@ impl Scale {
             rotation_run: Duration::from_secs(30),
             rotation_rate: 50,
             invoke_outage: Duration::from_secs(60),
+            refresh_ahead_run: Duration::from_secs(30),
         }
     }
 }

@@ -9,6 +9,7 @@ use secretcache_tests::extension::Standalone;
 use secretcache_tests::http::{self, Response};
 use secretcache_tests::moto::Moto;
 use secretcache_tests::proxy::{Fault, FaultInjectingProxy};
+use secretcache_tests::seed::{self, unique};
 
 async fn get(ext: &Standalone, path: &str, headers: &[(&str, &str)]) -> Response {
     let token = ext.token();
@@ -21,60 +22,52 @@ async fn get(ext: &Standalone, path: &str, headers: &[(&str, &str)]) -> Response
 
 #[tokio::test]
 async fn cloud_extensions_path_and_query_routes_share_one_cache_entry() {
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     let sm = moto.sm_client().await;
-    sm.create_secret()
-        .name("prod/db")
-        .secret_string("{\"password\":\"one\"}")
-        .send()
-        .await
-        .expect("create");
+    let db = unique("prod/db");
+    let db_encoded = db.replace('/', "%2F");
+    seed::secret(&sm, &db, "{\"password\":\"one\"}").await;
     let ext = Standalone::spawn(&proxy, &[]).await;
     for (path, cache) in [
-        ("/secretsmanager/prod/db", "miss"),
-        ("/secretsmanager/prod%2Fdb", "hit"),
-        ("/secretsmanager/get?secretId=prod/db", "hit"),
-        ("/secretsmanager/get/?secretId=prod%2Fdb", "hit"),
+        (format!("/secretsmanager/{db}"), "miss"),
+        (format!("/secretsmanager/{db_encoded}"), "hit"),
+        (format!("/secretsmanager/get?secretId={db}"), "hit"),
+        (format!("/secretsmanager/get/?secretId={db_encoded}"), "hit"),
     ] {
-        let r = get(&ext, path, &[]).await;
+        let r = get(&ext, &path, &[]).await;
         assert_eq!(r.status, 200, "{path}: {}", r.text());
-        assert_eq!(r.json()["Name"], "prod/db", "{path}");
+        assert_eq!(r.json()["Name"], db.as_str(), "{path}");
         assert_eq!(r.header("x-secretcache-cache"), Some(cache), "{path}");
     }
     assert_eq!(proxy.count("GetSecretValue"), 1);
 
     // versionStage and refreshNow on the path route, after a rotation-like update.
-    sm.put_secret_value()
-        .secret_id("prod/db")
-        .secret_string("{\"password\":\"two\"}")
-        .send()
-        .await
-        .expect("put");
-    let fresh = get(&ext, "/secretsmanager/prod/db?refreshNow=true", &[]).await;
+    seed::new_value(&sm, &db, "{\"password\":\"two\"}").await;
+    let fresh = get(&ext, &format!("/secretsmanager/{db}?refreshNow=true"), &[]).await;
     assert_eq!(fresh.json()["SecretString"], "{\"password\":\"two\"}");
     let previous = get(
         &ext,
-        "/secretsmanager/prod/db?versionStage=AWSPREVIOUS",
+        &format!("/secretsmanager/{db}?versionStage=AWSPREVIOUS"),
         &[],
     )
     .await;
     assert_eq!(previous.json()["SecretString"], "{\"password\":\"one\"}");
 
     // A parameter by path, its leading slash implied.
-    let ssm = moto.ssm_client().await;
-    ssm.put_parameter()
-        .name("/app/url")
-        .value("https://example.invalid")
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .send()
-        .await
-        .expect("put_parameter");
+    let url = unique("/app/url");
+    seed::parameter(
+        &moto.ssm_client().await,
+        &url,
+        aws_sdk_ssm::types::ParameterType::String,
+        "https://example.invalid",
+    )
+    .await;
     for path in [
-        "/systemsmanager/parameters/app/url",
-        "/systemsmanager/parameters/%2Fapp%2Furl",
+        format!("/systemsmanager/parameters{url}"),
+        format!("/systemsmanager/parameters/{}", url.replace('/', "%2F")),
     ] {
-        let r = get(&ext, path, &[]).await;
+        let r = get(&ext, &path, &[]).await;
         assert_eq!(r.status, 200, "{path}: {}", r.text());
         assert_eq!(r.json()["Parameter"]["Value"], "https://example.invalid");
     }
@@ -89,7 +82,7 @@ async fn cloud_extensions_path_and_query_routes_share_one_cache_entry() {
     assert_eq!(missing.json()["__type"], "ResourceNotFoundException");
     let forwarded = get(
         &ext,
-        "/secretsmanager/prod/db",
+        &format!("/secretsmanager/{db}"),
         &[("X-Forwarded-For", "203.0.113.9")],
     )
     .await;
@@ -98,7 +91,7 @@ async fn cloud_extensions_path_and_query_routes_share_one_cache_entry() {
         forwarded.header("x-amzn-errortype"),
         Some("ForwardedRequestException")
     );
-    let unsigned = http::get(&format!("{}/secretsmanager/prod/db", ext.url()), &[])
+    let unsigned = http::get(&format!("{}/secretsmanager/{db}", ext.url()), &[])
         .await
         .expect("request");
     assert_eq!(unsigned.status, 401);
@@ -110,16 +103,12 @@ async fn cloud_extensions_path_and_query_routes_share_one_cache_entry() {
 
 #[tokio::test]
 async fn cloud_extensions_a_burst_of_misses_is_shed_with_429_while_hits_are_served() {
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     let sm = moto.sm_client().await;
+    let burst = unique("burst");
     for i in 0..6 {
-        sm.create_secret()
-            .name(format!("burst/{i}"))
-            .secret_string("v")
-            .send()
-            .await
-            .expect("create");
+        seed::secret(&sm, &format!("{burst}/{i}"), "v").await;
     }
     let ext = Standalone::spawn(
         &proxy,
@@ -129,15 +118,20 @@ async fn cloud_extensions_a_burst_of_misses_is_shed_with_429_while_hits_are_serv
         ],
     )
     .await;
-    assert_eq!(get(&ext, "/secretsmanager/burst/0", &[]).await.status, 200);
+    assert_eq!(
+        get(&ext, &format!("/secretsmanager/{burst}/0"), &[])
+            .await
+            .status,
+        200
+    );
     // The upstream stops answering: three distinct misses wait on it, the cap.
     proxy.set_fault(Fault::Hang);
     let waiting: Vec<_> = (1..4)
         .map(|i| {
-            let (url, token) = (ext.url(), ext.token());
+            let (url, token, burst) = (ext.url(), ext.token(), burst.clone());
             tokio::spawn(async move {
                 http::get(
-                    &format!("{url}/secretsmanager/burst/{i}"),
+                    &format!("{url}/secretsmanager/{burst}/{i}"),
                     &[(TOKEN_HEADER, &token)],
                 )
                 .await
@@ -155,13 +149,13 @@ async fn cloud_extensions_a_burst_of_misses_is_shed_with_429_while_hits_are_serv
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let shed = get(&ext, "/secretsmanager/burst/5", &[]).await;
+    let shed = get(&ext, &format!("/secretsmanager/{burst}/5"), &[]).await;
     assert_eq!(shed.status, 429, "{}", shed.text());
     assert_eq!(shed.header("retry-after"), Some("1"));
     assert_eq!(shed.header("x-amzn-errortype"), Some("ThrottlingException"));
     assert_eq!(shed.json()["__type"], "ThrottlingException");
     // A hit is never shed.
-    let hit = get(&ext, "/secretsmanager/burst/0", &[]).await;
+    let hit = get(&ext, &format!("/secretsmanager/{burst}/0"), &[]).await;
     assert_eq!(
         (hit.status, hit.header("x-secretcache-cache")),
         (200, Some("hit"))
@@ -179,40 +173,42 @@ async fn cloud_extensions_a_burst_of_misses_is_shed_with_429_while_hits_are_serv
         assert_eq!(w.await.expect("task"), 504);
     }
     proxy.set_fault(Fault::None);
-    assert_eq!(get(&ext, "/secretsmanager/burst/5", &[]).await.status, 200);
+    assert_eq!(
+        get(&ext, &format!("/secretsmanager/{burst}/5"), &[])
+            .await
+            .status,
+        200
+    );
 }
 
-/// A secret of one name in each of two accounts, written by each account's own role.
-async fn secret_in_account(moto: &Moto, role: &str, value: &str) {
-    moto.sm_client_as(role)
-        .await
-        .create_secret()
-        .name("shared/db")
-        .secret_string(value)
-        .send()
-        .await
-        .expect("create in the role's account");
+/// The secret `name` in the account of `role`, written by that account's own role.
+async fn secret_in_account(moto: &Moto, role: &str, name: &str, value: &str) {
+    seed::secret(&moto.sm_client_as(role).await, name, value).await;
 }
 
 #[tokio::test]
 async fn cloud_extensions_role_arn_reads_each_role_through_its_own_cache() {
     const ONE: &str = "arn:aws:iam::111111111111:role/reader";
     const TWO: &str = "arn:aws:iam::222222222222:role/reader";
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
-    secret_in_account(&moto, ONE, "value in account one").await;
-    secret_in_account(&moto, TWO, "value in account two").await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
+    // One name in each of the two accounts.
+    let db = unique("shared/db");
+    secret_in_account(moto, ONE, &db, "value in account one").await;
+    secret_in_account(moto, TWO, &db, "value in account two").await;
     let ext = Standalone::spawn(&proxy, &[("PARAMETERS_SECRETS_EXTENSION_MAX_ROLES", "2")]).await;
     // The function's own account has no such secret.
     assert_eq!(
-        get(&ext, "/secretsmanager/shared/db", &[]).await.status,
+        get(&ext, &format!("/secretsmanager/{db}"), &[])
+            .await
+            .status,
         404
     );
     for _ in 0..2 {
         for (role, value) in [(ONE, "value in account one"), (TWO, "value in account two")] {
             for path in [
-                format!("/secretsmanager/shared/db?roleArn={role}"),
-                format!("/secretsmanager/get?secretId=shared/db&roleArn={role}"),
+                format!("/secretsmanager/{db}?roleArn={role}"),
+                format!("/secretsmanager/get?secretId={db}&roleArn={role}"),
             ] {
                 let r = get(&ext, &path, &[]).await;
                 assert_eq!(r.status, 200, "{path}: {}", r.text());
@@ -232,13 +228,15 @@ async fn cloud_extensions_role_arn_reads_each_role_through_its_own_cache() {
     );
     // Still 404 for the function's own account: nothing of a role's cache leaks into the default one.
     assert_eq!(
-        get(&ext, "/secretsmanager/shared/db", &[]).await.status,
+        get(&ext, &format!("/secretsmanager/{db}"), &[])
+            .await
+            .status,
         404
     );
     // A third role is past the limit; a malformed one is refused before anything is assumed.
     let third = get(
         &ext,
-        "/secretsmanager/shared/db?roleArn=arn:aws:iam::333333333333:role/reader",
+        &format!("/secretsmanager/{db}?roleArn=arn:aws:iam::333333333333:role/reader"),
         &[],
     )
     .await;
@@ -246,7 +244,7 @@ async fn cloud_extensions_role_arn_reads_each_role_through_its_own_cache() {
     assert!(third
         .text()
         .contains("PARAMETERS_SECRETS_EXTENSION_MAX_ROLES"));
-    let malformed = get(&ext, "/secretsmanager/shared/db?roleArn=reader", &[]).await;
+    let malformed = get(&ext, &format!("/secretsmanager/{db}?roleArn=reader"), &[]).await;
     assert_eq!(malformed.status, 400);
     assert_eq!(proxy.count("AssumeRole"), 2);
     assert!(!ext.logs().contains("value in account"));
@@ -254,8 +252,8 @@ async fn cloud_extensions_role_arn_reads_each_role_through_its_own_cache() {
 
 #[tokio::test]
 async fn cloud_extensions_a_role_that_may_not_be_assumed_is_a_403() {
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     proxy.deny("AssumeRole");
     let ext = Standalone::spawn(&proxy, &[]).await;
     let r = get(

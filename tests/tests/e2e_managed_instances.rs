@@ -67,7 +67,6 @@ fn init_limit(arch: Arch) -> Duration {
 
 /// One Managed Instances environment with the layer of `arch`, a secret in moto behind the proxy.
 struct Stack {
-    _moto: Moto,
     proxy: FaultInjectingProxy,
     sm: aws_sdk_secretsmanager::Client,
     arn: String,
@@ -79,12 +78,12 @@ struct Stack {
 
 impl Stack {
     async fn start(tag: &str, arch: Arch, extra: &[(&str, &str)]) -> Stack {
-        let moto = Moto::start().await;
-        let proxy = FaultInjectingProxy::start(&moto).await;
+        let moto = Moto::shared().await;
+        let proxy = FaultInjectingProxy::start(moto).await;
         let sm = moto.sm_client().await;
         let arn = sm
             .create_secret()
-            .name(format!("{tag}/db"))
+            .name(secretcache_tests::seed::unique(&format!("{tag}/db")))
             .secret_string("first-value")
             .send()
             .await
@@ -109,7 +108,6 @@ impl Stack {
             .expect("the environment starts");
         let client = Client::new(port, env.session_token());
         Stack {
-            _moto: moto,
             proxy,
             sm,
             arn,

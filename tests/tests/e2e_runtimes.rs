@@ -35,14 +35,14 @@ async fn node_function_reads_a_secret_and_a_secure_parameter_through_the_layer_a
 
 async fn reads_through_the_layer(runtime: Runtime) {
     let name = runtime.name();
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     let (sm, ssm) = (moto.sm_client().await, moto.ssm_client().await);
     let token = secretcache_tests::random_token();
     let secret_value = format!("{{\"api_key\":\"{name}-secret-{token}\"}}");
     let parameter_value = format!("{name}-parameter-{token}");
-    let secret_id = format!("e2e/{name}/api");
-    let parameter_name = format!("/e2e/{name}/password");
+    let secret_id = secretcache_tests::seed::unique(&format!("e2e/{name}/api"));
+    let parameter_name = secretcache_tests::seed::unique(&format!("/e2e/{name}/password"));
     sm.create_secret()
         .name(&secret_id)
         .secret_string(&secret_value)

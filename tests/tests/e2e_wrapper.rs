@@ -27,7 +27,8 @@ use secretcache_tests::{with_layer, Arch};
 
 const INVOKES: usize = 3;
 
-/// The secrets of one test, created in moto; the values are random so a leak cannot hide behind a common string.
+/// The secrets of one test, created in the binary's moto under a unique prefix; the values are random so a leak cannot
+/// hide behind a common string.
 struct Secrets {
     token: String,
     db_name: String,
@@ -44,6 +45,7 @@ struct Secrets {
 
 impl Secrets {
     async fn create(moto: &Moto, prefix: &str) -> Secrets {
+        let prefix = secretcache_tests::seed::unique(prefix);
         let token = secretcache_tests::random_token();
         let (sm, ssm) = (moto.sm_client().await, moto.ssm_client().await);
         let password = format!("pw-{token}");
@@ -209,9 +211,9 @@ fn assert_sees(described: &serde_json::Value, secrets: &Secrets, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrapper_python_function_sees_the_referenced_values_through_aws_lambda_exec_wrapper() {
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
-    let secrets = Secrets::create(&moto, "wrapper-python").await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
+    let secrets = Secrets::create(moto, "wrapper-python").await;
     let function = Runtime::Python.function_zip();
     let (var, provided) = Runtime::Python.provided_by_the_managed_runtime();
     let mut options = with_layer(&function.zip, Arch::host(), &proxy.endpoint())
@@ -290,9 +292,9 @@ async fn wrapper_python_function_sees_the_referenced_values_through_aws_lambda_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrapper_provided_function_with_the_documented_bootstrap_line_sees_the_referenced_values() {
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
-    let secrets = Secrets::create(&moto, "wrapper-provided").await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
+    let secrets = Secrets::create(moto, "wrapper-provided").await;
     let (_dir, zip) = secretcache_tests::wrapped::function_zip();
     let mut options = with_layer(&zip, Arch::host(), &proxy.endpoint());
     options.function_name = "wrapped-provided".to_owned();
@@ -326,9 +328,9 @@ async fn wrapper_provided_function_with_the_documented_bootstrap_line_sees_the_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrapper_a_bad_reference_fails_init_naming_the_variable_and_the_next_invoke_retries_init() {
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
-    let secrets = Secrets::create(&moto, "wrapper-failing").await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
+    let secrets = Secrets::create(moto, "wrapper-failing").await;
     // Its name is logged (names are not secret), so it must not hold the token the values are made of.
     let late = format!("wrapper-failing/late-{}", secretcache_tests::random_token());
     let late_value = format!("late-{}", secrets.token);

@@ -10,6 +10,7 @@ use secretcache_tests::extension::Standalone;
 use secretcache_tests::http;
 use secretcache_tests::moto::{sdk_config, Endpoint, Moto};
 use secretcache_tests::proxy::FaultInjectingProxy;
+use secretcache_tests::seed::{self, unique};
 
 const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
 
@@ -23,14 +24,8 @@ async fn get(ext: &Standalone, path_and_query: &str, extra: &[(&str, &str)]) -> 
 }
 
 async fn create(sm: &aws_sdk_secretsmanager::Client, name: &str, value: &str) -> (String, String) {
-    let out = sm
-        .create_secret()
-        .name(name)
-        .secret_string(value)
-        .send()
-        .await
-        .expect("create the secret");
-    (out.arn.expect("ARN"), out.version_id.expect("version"))
+    let created = seed::secret(sm, name, value).await;
+    (created.arn, created.version_id)
 }
 
 /// Waits (at most 10 s) until the extension's log shows `line`; returns the log.
@@ -49,19 +44,20 @@ async fn wait_for_log(ext: &Standalone, line: &str) -> String {
 #[tokio::test]
 async fn a_name_a_full_arn_and_the_current_version_id_share_one_upstream_call_and_a_partial_arn_joins_once_asked(
 ) {
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     let sm = moto.sm_client().await;
-    let (arn, version) = create(&sm, "app/db", "{\"password\":\"alias-canary\"}").await;
+    let db = unique("app/db");
+    let (arn, version) = create(&sm, &db, "{\"password\":\"alias-canary\"}").await;
     let partial = &arn[..arn.len() - 7];
     let ext = Standalone::spawn(&proxy, &[]).await;
-    let first = ext.get_secret("secretId=app/db").await;
+    let first = ext.get_secret(&format!("secretId={db}")).await;
     assert_eq!(first.status, 200, "{}", first.text());
     assert_eq!(first.header("x-secretcache-cache"), Some("miss"));
     for query in [
         format!("secretId={arn}"),
-        "secretId=app/db&versionStage=AWSCURRENT".to_owned(),
-        format!("secretId=app/db&versionId={version}"),
+        format!("secretId={db}&versionStage=AWSCURRENT"),
+        format!("secretId={db}&versionId={version}"),
         format!("secretId={arn}&versionId={version}"),
     ] {
         let r = ext.get_secret(&query).await;
@@ -82,18 +78,19 @@ async fn a_name_a_full_arn_and_the_current_version_id_share_one_upstream_call_an
         assert_eq!(r.json()["ARN"], arn.as_str());
     }
     assert_eq!(
-        ext.get_secret("secretId=app/db")
+        ext.get_secret(&format!("secretId={db}"))
             .await
             .header("x-secretcache-cache"),
         Some("hit")
     );
     // The ARN first this time, then the name: the same.
-    let (arn2, _) = create(&sm, "app/other", "x").await;
+    let other = unique("app/other");
+    let (arn2, _) = create(&sm, &other, "x").await;
     assert_eq!(
         ext.get_secret(&format!("secretId={arn2}")).await.status,
         200
     );
-    let by_name = ext.get_secret("secretId=app/other").await;
+    let by_name = ext.get_secret(&format!("secretId={other}")).await;
     assert_eq!(by_name.header("x-secretcache-cache"), Some("hit"));
     assert_eq!(proxy.count("GetSecretValue"), 3);
     assert!(!ext.logs().contains("alias-canary"));
@@ -101,21 +98,22 @@ async fn a_name_a_full_arn_and_the_current_version_id_share_one_upstream_call_an
 
 #[tokio::test]
 async fn a_batch_of_ten_misses_is_one_upstream_call_with_errors_per_id() {
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     let sm = moto.sm_client().await;
+    let batch = unique("batch");
     let mut arns = Vec::new();
     for i in 0..10 {
         arns.push(
-            create(&sm, &format!("batch/s{i}"), &format!("batch-canary-{i}"))
+            create(&sm, &format!("{batch}/s{i}"), &format!("batch-canary-{i}"))
                 .await
                 .0,
         );
     }
     let ext = Standalone::spawn(&proxy, &[]).await;
     // Names and an ARN mixed, and one that does not exist.
-    let mut query: String = (0..9).map(|i| format!("secretId=batch/s{i}&")).collect();
-    query.push_str(&format!("secretId={}&secretId=batch/missing", arns[9]));
+    let mut query: String = (0..9).map(|i| format!("secretId={batch}/s{i}&")).collect();
+    query.push_str(&format!("secretId={}&secretId={batch}/missing", arns[9]));
     let r = get(&ext, &format!("/secretsmanager/batch?{query}"), &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
@@ -129,7 +127,7 @@ async fn a_batch_of_ten_misses_is_one_upstream_call_with_errors_per_id() {
             "the /secretsmanager/get shape"
         );
     }
-    assert_eq!(v["Errors"][0]["SecretId"], "batch/missing");
+    assert_eq!(v["Errors"][0]["SecretId"], format!("{batch}/missing"));
     assert_eq!(v["Errors"][0]["ErrorCode"], "ResourceNotFoundException");
     assert_eq!(
         proxy.count("BatchGetSecretValue"),
@@ -140,13 +138,13 @@ async fn a_batch_of_ten_misses_is_one_upstream_call_with_errors_per_id() {
     // Everything found is cached now, under every spelling.
     let again = get(
         &ext,
-        "/secretsmanager/batch?secretId=batch/s0&secretId=batch/s9",
+        &format!("/secretsmanager/batch?secretId={batch}/s0&secretId={batch}/s9"),
         &[],
     )
     .await;
     assert_eq!(again.header("x-secretcache-cache"), Some("hit"));
     assert_eq!(
-        ext.get_secret("secretId=batch/s3")
+        ext.get_secret(&format!("secretId={batch}/s3"))
             .await
             .header("x-secretcache-cache"),
         Some("hit")
@@ -165,17 +163,18 @@ async fn a_batch_of_ten_misses_is_one_upstream_call_with_errors_per_id() {
 
 #[tokio::test]
 async fn without_the_batch_permission_a_batch_falls_back_to_one_call_per_secret_once() {
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     let sm = moto.sm_client().await;
+    let fb = unique("fb");
     for i in 0..6 {
-        create(&sm, &format!("fb/s{i}"), &format!("v{i}")).await;
+        create(&sm, &format!("{fb}/s{i}"), &format!("v{i}")).await;
     }
     proxy.deny("BatchGetSecretValue");
     let ext = Standalone::spawn(&proxy, &[]).await;
     let r = get(
         &ext,
-        "/secretsmanager/batch?secretId=fb/s0&secretId=fb/s1&secretId=fb/s2",
+        &format!("/secretsmanager/batch?secretId={fb}/s0&secretId={fb}/s1&secretId={fb}/s2"),
         &[],
     )
     .await;
@@ -186,7 +185,7 @@ async fn without_the_batch_permission_a_batch_falls_back_to_one_call_per_secret_
     // Learnt once for the environment: the next batch goes straight to one call per secret.
     let r = get(
         &ext,
-        "/secretsmanager/batch?secretId=fb/s3&secretId=fb/s4&secretId=fb/s5",
+        &format!("/secretsmanager/batch?secretId={fb}/s3&secretId={fb}/s4&secretId={fb}/s5"),
         &[],
     )
     .await;
@@ -204,23 +203,24 @@ async fn without_the_batch_permission_a_batch_falls_back_to_one_call_per_secret_
 
 #[tokio::test]
 async fn ssm_batches_are_one_get_parameters_call_with_invalid_names_listed() {
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     let ssm = moto.ssm_client().await;
+    let pb = unique("/pb");
     for i in 0..5 {
-        ssm.put_parameter()
-            .name(format!("/pb/p{i}"))
-            .value(format!("param-canary-{i}"))
-            .r#type(ParameterType::SecureString)
-            .send()
-            .await
-            .expect("put");
+        seed::parameter(
+            &ssm,
+            &format!("{pb}/p{i}"),
+            ParameterType::SecureString,
+            &format!("param-canary-{i}"),
+        )
+        .await;
     }
     let ext = Standalone::spawn(&proxy, &[]).await;
-    let names: String = (0..5).map(|i| format!("name=/pb/p{i}&")).collect();
+    let names: String = (0..5).map(|i| format!("name={pb}/p{i}&")).collect();
     let r = get(
         &ext,
-        &format!("/systemsmanager/parameters/batch?{names}name=/pb/none&withDecryption=true"),
+        &format!("/systemsmanager/parameters/batch?{names}name={pb}/none&withDecryption=true"),
         &[],
     )
     .await;
@@ -229,12 +229,15 @@ async fn ssm_batches_are_one_get_parameters_call_with_invalid_names_listed() {
     let params = v["Parameters"].as_array().expect("Parameters");
     assert_eq!(params.len(), 5, "{v}");
     assert_eq!(params[2]["Value"], "param-canary-2");
-    assert_eq!(v["InvalidParameters"], serde_json::json!(["/pb/none"]));
+    assert_eq!(
+        v["InvalidParameters"],
+        serde_json::json!([format!("{pb}/none")])
+    );
     assert_eq!(proxy.count("GetParameters"), 1);
     assert_eq!(proxy.count("GetParameter"), 0, "not one call per name");
     let one = get(
         &ext,
-        "/systemsmanager/parameters/get?name=/pb/p4&withDecryption=true",
+        &format!("/systemsmanager/parameters/get?name={pb}/p4&withDecryption=true"),
         &[],
     )
     .await;
@@ -244,94 +247,93 @@ async fn ssm_batches_are_one_get_parameters_call_with_invalid_names_listed() {
 
 #[tokio::test]
 async fn a_field_is_answered_as_text_and_a_missing_one_is_a_404_naming_only_the_field() {
-    let moto = Moto::start().await;
+    let moto = Moto::shared().await;
     let sm = moto.sm_client().await;
+    let (db, plain, cfg) = (unique("proj/db"), unique("proj/plain"), unique("/proj/cfg"));
     create(
         &sm,
-        "proj/db",
+        &db,
         "{\"username\":\"app\",\"password\":\"field-canary\",\"port\":5432}",
     )
     .await;
-    create(&sm, "proj/plain", "not-json-canary").await;
-    moto.ssm_client()
-        .await
-        .put_parameter()
-        .name("/proj/cfg")
-        .value("{\"url\":\"postgres://db.internal/app\"}")
-        .r#type(ParameterType::SecureString)
-        .send()
-        .await
-        .expect("put");
-    let ext = Standalone::spawn(&moto, &[]).await;
-    let r = ext.get_secret("secretId=proj/db&field=password").await;
+    create(&sm, &plain, "not-json-canary").await;
+    seed::parameter(
+        &moto.ssm_client().await,
+        &cfg,
+        ParameterType::SecureString,
+        "{\"url\":\"postgres://db.internal/app\"}",
+    )
+    .await;
+    let ext = Standalone::spawn(moto, &[]).await;
+    let r = ext
+        .get_secret(&format!("secretId={db}&field=password"))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.text(), "field-canary");
     assert!(r
         .header("content-type")
         .is_some_and(|c| c.starts_with("text/plain")));
     assert_eq!(
-        ext.get_secret("secretId=proj/db&field=port").await.text(),
+        ext.get_secret(&format!("secretId={db}&field=port"))
+            .await
+            .text(),
         "5432"
     );
-    let missing = ext.get_secret("secretId=proj/db&field=passwd").await;
+    let missing = ext.get_secret(&format!("secretId={db}&field=passwd")).await;
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["__type"], "FieldNotFoundException");
     assert!(missing.text().contains("passwd") && !missing.text().contains("field-canary"));
-    let plain = ext.get_secret("secretId=proj/plain&field=x").await;
-    assert_eq!(plain.status, 400);
+    let not_json = ext.get_secret(&format!("secretId={plain}&field=x")).await;
+    assert_eq!(not_json.status, 400);
     assert!(
-        !plain.text().contains("not-json-canary"),
+        !not_json.text().contains("not-json-canary"),
         "{}",
-        plain.text()
+        not_json.text()
     );
     let p = get(
         &ext,
-        "/systemsmanager/parameters/get?name=/proj/cfg&withDecryption=true&field=url",
+        &format!("/systemsmanager/parameters/get?name={cfg}&withDecryption=true&field=url"),
         &[],
     )
     .await;
     assert_eq!(p.text(), "postgres://db.internal/app");
     let b = get(
         &ext,
-        "/secretsmanager/batch?secretId=proj/db&secretId=proj/plain&field=username",
+        &format!("/secretsmanager/batch?secretId={db}&secretId={plain}&field=username"),
         &[],
     )
     .await;
     let v = b.json();
     assert_eq!(v["SecretValues"][0]["Value"], "app");
     assert_eq!(v["SecretValues"][0]["Field"], "username");
-    assert_eq!(v["Errors"][0]["SecretId"], "proj/plain");
+    assert_eq!(v["Errors"][0]["SecretId"], plain.as_str());
     assert!(!b.text().contains("not-json-canary"));
     assert!(!ext.logs().contains("field-canary"));
 }
 
 #[tokio::test]
 async fn conditional_reads_answer_304_until_the_version_changes() {
-    let moto = Moto::start().await;
+    let moto = Moto::shared().await;
     let sm = moto.sm_client().await;
-    let (_, version) = create(&sm, "etag/db", "one").await;
-    let ext = Standalone::spawn(&moto, &[]).await;
-    let r = ext.get_secret("secretId=etag/db").await;
+    let db = unique("etag/db");
+    let (_, version) = create(&sm, &db, "one").await;
+    let ext = Standalone::spawn(moto, &[]).await;
+    let r = ext.get_secret(&format!("secretId={db}")).await;
     let etag = r.header("etag").expect("an ETag").to_owned();
     assert_eq!(etag, format!("\"{version}\""));
     let same = get(
         &ext,
-        "/secretsmanager/get?secretId=etag/db",
+        &format!("/secretsmanager/get?secretId={db}"),
         &[("If-None-Match", &etag)],
     )
     .await;
     assert_eq!(same.status, 304);
     assert!(same.body.is_empty());
     assert_eq!(same.header("etag"), Some(etag.as_str()));
-    sm.put_secret_value()
-        .secret_id("etag/db")
-        .secret_string("two")
-        .send()
-        .await
-        .expect("put");
+    seed::new_value(&sm, &db, "two").await;
     let changed = get(
         &ext,
-        "/secretsmanager/get?secretId=etag/db&refreshNow=true",
+        &format!("/secretsmanager/get?secretId={db}&refreshNow=true"),
         &[("If-None-Match", &etag)],
     )
     .await;
@@ -339,11 +341,11 @@ async fn conditional_reads_answer_304_until_the_version_changes() {
     assert_eq!(changed.json()["SecretString"], "two");
     assert_ne!(changed.header("etag"), Some(etag.as_str()));
     // Batches have one ETag for all their versions.
-    let b = get(&ext, "/secretsmanager/batch?secretId=etag/db", &[]).await;
+    let b = get(&ext, &format!("/secretsmanager/batch?secretId={db}"), &[]).await;
     let batch_tag = b.header("etag").expect("a batch ETag").to_owned();
     let b304 = get(
         &ext,
-        "/secretsmanager/batch?secretId=etag/db",
+        &format!("/secretsmanager/batch?secretId={db}"),
         &[("If-None-Match", &batch_tag)],
     )
     .await;
@@ -352,15 +354,16 @@ async fn conditional_reads_answer_304_until_the_version_changes() {
 
 #[tokio::test]
 async fn an_arn_of_another_region_is_fetched_from_that_region() {
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     let config = sdk_config(&moto.endpoint())
         .await
         .into_builder()
         .region(aws_config::Region::new("eu-west-1"))
         .build();
     let eu = aws_sdk_secretsmanager::Client::new(&config);
-    let (arn, _) = create(&eu, "far/db", "from-eu-west-1").await;
+    let far = unique("far/db");
+    let (arn, _) = create(&eu, &far, "from-eu-west-1").await;
     assert!(arn.contains(":eu-west-1:"), "{arn}");
     let ext = Standalone::spawn(&proxy, &[]).await;
     let r = ext.get_secret(&format!("secretId={arn}")).await;
@@ -373,17 +376,17 @@ async fn an_arn_of_another_region_is_fetched_from_that_region() {
         .expect("a GetSecretValue");
     assert_eq!(call.region, "eu-west-1", "signed for the secret's region");
     // The name alone means the home region, where there is no such secret.
-    assert_eq!(ext.get_secret("secretId=far/db").await.status, 404);
+    assert_eq!(ext.get_secret(&format!("secretId={far}")).await.status, 404);
 }
 
 #[tokio::test]
 async fn a_role_reads_a_secret_shared_from_another_account() {
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     const ROLE: &str = "arn:aws:iam::111111111111:role/secret-reader";
     // The other account's own admin puts the secret there (moto keeps accounts apart by the caller's credentials).
     let owner = moto.sm_client_as(ROLE).await;
-    let (arn, _) = create(&owner, "shared/db", "cross-account-canary").await;
+    let (arn, _) = create(&owner, &unique("shared/db"), "cross-account-canary").await;
     assert!(arn.contains(":111111111111:"), "{arn}");
 
     // With the function's own credentials, the other account's secret is not there.
@@ -422,29 +425,25 @@ async fn a_role_reads_a_secret_shared_from_another_account() {
 
 #[tokio::test]
 async fn prefetch_takes_secrets_parameters_and_ssm_paths() {
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
-    create(&moto.sm_client().await, "pre/db", "pre-secret").await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
+    let (db, one, tree) = (unique("pre/db"), unique("/pre/one"), unique("/tree"));
+    create(&moto.sm_client().await, &db, "pre-secret").await;
     let ssm = moto.ssm_client().await;
+    let (tree_a, tree_b_c) = (format!("{tree}/a"), format!("{tree}/b/c"));
     for (name, value) in [
-        ("/pre/one", "p1"),
-        ("/tree/a", "ta"),
-        ("/tree/b/c", "tbc"),
-        ("/elsewhere/x", "no"),
+        (one.as_str(), "p1"),
+        (tree_a.as_str(), "ta"),
+        (tree_b_c.as_str(), "tbc"),
+        (&unique("/elsewhere/x"), "no"),
     ] {
-        ssm.put_parameter()
-            .name(name)
-            .value(value)
-            .r#type(ParameterType::SecureString)
-            .send()
-            .await
-            .expect("put");
+        seed::parameter(&ssm, name, ParameterType::SecureString, value).await;
     }
     let ext = Standalone::spawn(
         &proxy,
         &[(
             "PARAMETERS_SECRETS_EXTENSION_PREFETCH",
-            "pre/db, ssm:/pre/one, ssm-path:/tree",
+            &format!("{db}, ssm:{one}, ssm-path:{tree}"),
         )],
     )
     .await;
@@ -453,10 +452,10 @@ async fn prefetch_takes_secrets_parameters_and_ssm_paths() {
     let before = proxy.calls().len();
     let hit = |r: &http::Response| r.header("x-secretcache-cache").map(str::to_owned);
     assert_eq!(
-        hit(&ext.get_secret("secretId=pre/db").await).as_deref(),
+        hit(&ext.get_secret(&format!("secretId={db}")).await).as_deref(),
         Some("hit")
     );
-    for (name, value) in [("/pre/one", "p1"), ("/tree/a", "ta"), ("/tree/b/c", "tbc")] {
+    for (name, value) in [(&one, "p1"), (&tree_a, "ta"), (&tree_b_c, "tbc")] {
         let r = get(
             &ext,
             &format!("/systemsmanager/parameters/get?name={name}&withDecryption=true"),

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use secretcache_tests::extension::{base_env, Standalone};
 use secretcache_tests::http;
 use secretcache_tests::moto::{Endpoint, Moto};
+use secretcache_tests::report;
+use secretcache_tests::seed::{self, unique};
 
 use secretcache_client::TOKEN_HEADER;
 
@@ -232,15 +234,15 @@ fn blocks() -> Vec<Block> {
 
 #[tokio::test]
 async fn real_world_environment_blocks_start_serve_a_secret_and_log_what_they_should() {
-    let moto = Moto::start().await;
-    moto.sm_client()
-        .await
-        .create_secret()
-        .name("app/db")
-        .secret_string("{\"password\":\"drop-in-canary\"}")
-        .send()
-        .await
-        .expect("create");
+    let moto = Moto::shared().await;
+    let db = unique("app/db");
+    seed::secret(
+        &moto.sm_client().await,
+        &db,
+        "{\"password\":\"drop-in-canary\"}",
+    )
+    .await;
+    let query = format!("secretId={db}");
     let blocks = blocks();
     assert!(blocks.len() >= 15, "at least a dozen real-world blocks");
     for block in blocks {
@@ -268,7 +270,7 @@ async fn real_world_environment_blocks_start_serve_a_secret_and_log_what_they_sh
         env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let ext = Standalone::spawn_with_env(env, &[], port, token);
         ext.wait_ready(Duration::from_secs(20)).await;
-        let first = ext.get_secret("secretId=app/db").await;
+        let first = ext.get_secret(&query).await;
         assert_eq!(first.status, 200, "{}: {}", block.origin, first.text());
         assert_eq!(
             first.json()["SecretString"],
@@ -276,7 +278,7 @@ async fn real_world_environment_blocks_start_serve_a_secret_and_log_what_they_sh
             "{}",
             block.origin
         );
-        let second = ext.get_secret("secretId=app/db").await;
+        let second = ext.get_secret(&query).await;
         assert_eq!(second.status, 200, "{}", block.origin);
         let expected = if block.cached { "hit" } else { "miss" };
         assert_eq!(
@@ -329,7 +331,7 @@ async fn wait_for_logs(ext: &Standalone, wanted: &[&str]) -> String {
 
 #[tokio::test]
 async fn a_port_value_that_is_not_a_port_is_an_error_line_and_a_taken_port_says_what_to_change() {
-    let moto = Moto::start().await;
+    let moto = Moto::shared().await;
     // Taken: the one reason left to stop, with what to change.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port();
@@ -360,25 +362,23 @@ async fn a_port_value_that_is_not_a_port_is_an_error_line_and_a_taken_port_says_
 #[tokio::test]
 async fn an_ipv6_client_is_served_on_the_same_port_and_cache() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!(
-            "this host has no IPv6 loopback; the IPv4-only start is covered by every other test"
+        report::skipped(
+            "this host has no IPv6 loopback, so ::1 was not checked; the IPv4-only start is covered by every other \
+             test",
         );
         return;
     }
-    let moto = Moto::start().await;
-    moto.sm_client()
-        .await
-        .create_secret()
-        .name("v6")
-        .secret_string("over-ipv6")
-        .send()
-        .await
-        .expect("create");
-    let ext = Standalone::spawn(&moto, &[]).await;
+    let moto = Moto::shared().await;
+    let v6 = unique("v6");
+    seed::secret(&moto.sm_client().await, &v6, "over-ipv6").await;
+    let ext = Standalone::spawn(moto, &[]).await;
     let token = ext.token();
-    let v4 = ext.get_secret("secretId=v6").await;
+    let v4 = ext.get_secret(&format!("secretId={v6}")).await;
     assert_eq!(v4.status, 200);
-    let url = format!("http://[::1]:{}/secretsmanager/get?secretId=v6", ext.port());
+    let url = format!(
+        "http://[::1]:{}/secretsmanager/get?secretId={v6}",
+        ext.port()
+    );
     let v6 = http::get(&url, &[(TOKEN_HEADER, &token)])
         .await
         .expect("a client that resolves localhost to ::1 connects");
@@ -400,62 +400,44 @@ async fn an_ipv6_client_is_served_on_the_same_port_and_cache() {
 
 #[tokio::test]
 async fn selectors_duplicates_and_booleans_are_read_as_the_aws_extension_reads_them() {
-    let moto = Moto::start().await;
+    let moto = Moto::shared().await;
     let sm = moto.sm_client().await;
-    let first = sm
-        .create_secret()
-        .name("sel")
-        .secret_string("one")
-        .send()
-        .await
-        .expect("create")
-        .version_id
-        .expect("version");
-    sm.put_secret_value()
-        .secret_id("sel")
-        .secret_string("two")
-        .send()
-        .await
-        .expect("put");
-    sm.create_secret()
-        .name("other")
-        .secret_string("other-value")
-        .send()
-        .await
-        .expect("create");
+    let (sel, other, p) = (unique("sel"), unique("other"), unique("/sel/p"));
+    let first = seed::secret(&sm, &sel, "one").await.version_id;
+    seed::new_value(&sm, &sel, "two").await;
+    seed::secret(&sm, &other, "other-value").await;
     let ssm = moto.ssm_client().await;
     for value in ["p-one", "p-two"] {
-        ssm.put_parameter()
-            .name("/sel/p")
-            .value(value)
-            .overwrite(true)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .send()
-            .await
-            .expect("put");
+        seed::parameter_version(
+            &ssm,
+            &p,
+            aws_sdk_ssm::types::ParameterType::SecureString,
+            value,
+        )
+        .await;
     }
     ssm.label_parameter_version()
-        .name("/sel/p")
+        .name(&p)
         .parameter_version(1)
         .labels("prod")
         .send()
         .await
         .expect("label");
-    let ext = Standalone::spawn(&moto, &[]).await;
-    let secret = |q: &'static str| {
+    let ext = Standalone::spawn(moto, &[]).await;
+    let secret = |q: String| {
         let ext = &ext;
         async move {
-            let r = ext.get_secret(q).await;
+            let r = ext.get_secret(&q).await;
             (r.status, r.json())
         }
     };
     // versionId with versionStage goes upstream as given: Secrets Manager answers when they agree...
-    let q = format!("secretId=sel&versionId={first}&versionStage=AWSPREVIOUS");
+    let q = format!("secretId={sel}&versionId={first}&versionStage=AWSPREVIOUS");
     let r = ext.get_secret(&q).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["SecretString"], "one");
     // ...and refuses when they do not.
-    let q = format!("secretId=sel&versionId={first}&versionStage=AWSCURRENT");
+    let q = format!("secretId={sel}&versionId={first}&versionStage=AWSCURRENT");
     let r = ext.get_secret(&q).await;
     assert!(
         (400..500).contains(&r.status) && r.status != 401 && r.status != 403,
@@ -464,12 +446,14 @@ async fn selectors_duplicates_and_booleans_are_read_as_the_aws_extension_reads_t
         r.text()
     );
     // A repeated parameter means its first value (Go's url.Values.Get).
-    let (status, body) = secret("secretId=sel&secretId=other").await;
+    let (status, body) = secret(format!("secretId={sel}&secretId={other}")).await;
     assert_eq!((status, body["SecretString"].as_str()), (200, Some("two")));
     // refreshNow takes ParseBool's spellings.
-    let r = ext.get_secret("secretId=sel&refreshNow=T").await;
+    let r = ext
+        .get_secret(&format!("secretId={sel}&refreshNow=T"))
+        .await;
     assert_eq!(r.header("x-secretcache-cache"), Some("refresh"));
-    let (status, _) = secret("secretId=sel&refreshNow=yes").await;
+    let (status, _) = secret(format!("secretId={sel}&refreshNow=yes")).await;
     assert_eq!(status, 400);
     // SSM: with both version and label, the first one given wins; withDecryption=1 decrypts.
     let param = |q: String| {
@@ -488,31 +472,37 @@ async fn selectors_duplicates_and_booleans_are_read_as_the_aws_extension_reads_t
                 .to_owned()
         }
     };
+    let p_encoded = p.replace('/', "%2F");
     assert_eq!(
-        param("name=%2Fsel%2Fp&version=2&label=prod&withDecryption=1".into()).await,
+        param(format!(
+            "name={p_encoded}&version=2&label=prod&withDecryption=1"
+        ))
+        .await,
         "p-two"
     );
     assert_eq!(
-        param("label=prod&name=%2Fsel%2Fp&version=2&withDecryption=True".into()).await,
+        param(format!(
+            "label=prod&name={p_encoded}&version=2&withDecryption=True"
+        ))
+        .await,
         "p-one"
     );
 }
 
 #[tokio::test]
 async fn an_endpoint_override_that_is_not_a_url_is_an_error_line_and_a_502_naming_it() {
-    let moto = Moto::start().await;
-    moto.ssm_client()
-        .await
-        .put_parameter()
-        .name("/ep/ok")
-        .value("still-works")
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .send()
-        .await
-        .expect("put");
+    let moto = Moto::shared().await;
+    let ok = unique("/ep/ok");
+    seed::parameter(
+        &moto.ssm_client().await,
+        &ok,
+        aws_sdk_ssm::types::ParameterType::String,
+        "still-works",
+    )
+    .await;
     // A common slip: the scheme left out. The SSM-specific variable is fine, so SSM keeps working.
     let ext = Standalone::spawn(
-        &moto,
+        moto,
         &[
             ("AWS_ENDPOINT_URL", "localhost:4566"),
             ("AWS_ENDPOINT_URL_SSM", &moto.endpoint()),
@@ -532,7 +522,7 @@ async fn an_endpoint_override_that_is_not_a_url_is_an_error_line_and_a_502_namin
         r.text()
     );
     let p = http::get(
-        &format!("{}/systemsmanager/parameters/get?name=/ep/ok", ext.url()),
+        &format!("{}/systemsmanager/parameters/get?name={ok}", ext.url()),
         &[(TOKEN_HEADER, &ext.token())],
     )
     .await

@@ -1,13 +1,14 @@
-//! The extension against a real moto: success bodies, errors, TTL, refreshNow, single-flight, lifecycle.
+//! The extension against a real moto (one for the binary; each test names its secrets uniquely and counts upstream
+//! calls on a proxy of its own): success bodies, errors, TTL, refreshNow, single-flight, lifecycle.
 
 use std::time::Duration;
 
-use aws_sdk_secretsmanager::primitives::Blob;
 use lambda_env::{InvokeStatus, LambdaEnv};
 use secretcache_tests::extension::{Client, Standalone};
 use secretcache_tests::http;
 use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::proxy::FaultInjectingProxy;
+use secretcache_tests::seed::{self, unique};
 
 use secretcache_client::TOKEN_HEADER;
 
@@ -20,19 +21,16 @@ fn assert_rfc3339_millis(s: &str) {
 
 #[tokio::test]
 async fn string_secret_body_by_name_and_arn() {
-    let moto = Moto::start().await;
+    let moto = Moto::shared().await;
     let sm = moto.sm_client().await;
-    let created = sm
-        .create_secret()
-        .name("app/db")
-        .secret_string(r#"{"username":"app","password":"pw-1"}"#)
-        .send()
-        .await
-        .expect("create");
-    let arn = created.arn().expect("arn").to_owned();
-    let ext = Standalone::spawn(&moto, &[]).await;
+    let db = unique("app/db");
+    let created = seed::secret(&sm, &db, r#"{"username":"app","password":"pw-1"}"#).await;
+    let arn = created.arn.clone();
+    let ext = Standalone::spawn(moto, &[]).await;
 
-    let r = ext.get_secret("secretId=app%2Fdb").await;
+    let r = ext
+        .get_secret(&format!("secretId={}", db.replace('/', "%2F")))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("application/json"));
     // The fields, in the order the AWS extension writes them (Go marshals struct fields in declaration order).
@@ -62,10 +60,10 @@ async fn string_secret_body_by_name_and_arn() {
     let v = r.json();
     assert_eq!(v.as_object().expect("object").len(), order.len(), "{text}");
     assert_eq!(v["ARN"], arn.as_str());
-    assert_eq!(v["Name"], "app/db");
+    assert_eq!(v["Name"], db.as_str());
     assert_eq!(v["SecretString"], r#"{"username":"app","password":"pw-1"}"#);
     assert!(v["SecretBinary"].is_null());
-    assert_eq!(v["VersionId"], created.version_id().expect("version"));
+    assert_eq!(v["VersionId"], created.version_id.as_str());
     assert_eq!(v["VersionStages"], serde_json::json!(["AWSCURRENT"]));
     assert_eq!(v["ResultMetadata"], serde_json::json!({}));
     assert_rfc3339_millis(v["CreatedDate"].as_str().expect("date"));
@@ -77,7 +75,7 @@ async fn string_secret_body_by_name_and_arn() {
     assert_eq!(by_arn.json()["SecretString"], v["SecretString"]);
     // The second read of the name is a hit.
     assert_eq!(
-        ext.get_secret("secretId=app/db")
+        ext.get_secret(&format!("secretId={db}"))
             .await
             .header("x-secretcache-cache"),
         Some("hit")
@@ -86,76 +84,56 @@ async fn string_secret_body_by_name_and_arn() {
 
 #[tokio::test]
 async fn binary_secret_is_base64_and_versions_are_selectable() {
-    let moto = Moto::start().await;
+    let moto = Moto::shared().await;
     let sm = moto.sm_client().await;
-    sm.create_secret()
-        .name("bin")
-        .secret_binary(Blob::new(vec![0u8, 1, 2, 254, 255]))
-        .send()
-        .await
-        .expect("create");
-    let first = sm
-        .create_secret()
-        .name("multi")
-        .secret_string("v1")
-        .send()
-        .await
-        .expect("create");
-    let v1 = first.version_id().expect("v1").to_owned();
-    let second = sm
-        .put_secret_value()
-        .secret_id("multi")
-        .secret_string("v2")
-        .send()
-        .await
-        .expect("put");
-    let v2 = second.version_id().expect("v2").to_owned();
-    let ext = Standalone::spawn(&moto, &[]).await;
+    let (bin, multi) = (unique("bin"), unique("multi"));
+    seed::binary_secret(&sm, &bin, vec![0u8, 1, 2, 254, 255]).await;
+    let v1 = seed::secret(&sm, &multi, "v1").await.version_id;
+    let v2 = seed::new_value(&sm, &multi, "v2").await;
+    let ext = Standalone::spawn(moto, &[]).await;
 
-    let b = ext.get_secret("secretId=bin").await.json();
+    let b = ext.get_secret(&format!("secretId={bin}")).await.json();
     assert_eq!(b["SecretBinary"], "AAEC/v8=");
     assert!(b["SecretString"].is_null());
 
-    let cur = ext.get_secret("secretId=multi").await.json();
+    let cur = ext.get_secret(&format!("secretId={multi}")).await.json();
     assert_eq!(cur["SecretString"], "v2");
     assert_eq!(cur["VersionId"], v2.as_str());
     let prev = ext
-        .get_secret("secretId=multi&versionStage=AWSPREVIOUS")
+        .get_secret(&format!("secretId={multi}&versionStage=AWSPREVIOUS"))
         .await
         .json();
     assert_eq!(prev["SecretString"], "v1");
     assert_eq!(prev["VersionStages"], serde_json::json!(["AWSPREVIOUS"]));
     let by_id = ext
-        .get_secret(&format!("secretId=multi&versionId={v1}"))
+        .get_secret(&format!("secretId={multi}&versionId={v1}"))
         .await
         .json();
     assert_eq!(by_id["SecretString"], "v1");
     assert_eq!(by_id["VersionId"], v1.as_str());
     let explicit_current = ext
-        .get_secret("secretId=multi&versionStage=AWSCURRENT")
+        .get_secret(&format!("secretId={multi}&versionStage=AWSCURRENT"))
         .await;
     assert_eq!(explicit_current.json()["SecretString"], "v2");
 }
 
 #[tokio::test]
 async fn errors_have_meaningful_statuses_and_json_bodies() {
-    let moto = Moto::start().await;
-    moto.sm_client()
-        .await
-        .create_secret()
-        .name("s")
-        .secret_string("top-secret-value")
-        .send()
-        .await
-        .expect("create");
-    let ext = Standalone::spawn(&moto, &[]).await;
+    let moto = Moto::shared().await;
+    let s = unique("s");
+    seed::secret(&moto.sm_client().await, &s, "top-secret-value").await;
+    let ext = Standalone::spawn(moto, &[]).await;
     let url = |q: &str| format!("{}/secretsmanager/get?{q}", ext.url());
+    let (of_s, missing) = (
+        format!("secretId={s}"),
+        format!("secretId={}", unique("missing")),
+    );
     let tok = ext.token();
     let ok = [(TOKEN_HEADER, tok.as_str())];
 
     let cases: Vec<(http::Response, u16, &str)> = vec![
         (
-            http::get(&url("secretId=missing"), &ok).await.expect("req"),
+            http::get(&url(&missing), &ok).await.expect("req"),
             404,
             "ResourceNotFoundException",
         ),
@@ -167,7 +145,7 @@ async fn errors_have_meaningful_statuses_and_json_bodies() {
             "InvalidParameterException",
         ),
         (
-            http::get(&url("secretId=s&refreshNow=yes"), &ok)
+            http::get(&url(&format!("{of_s}&refreshNow=yes")), &ok)
                 .await
                 .expect("req"),
             400,
@@ -179,19 +157,19 @@ async fn errors_have_meaningful_statuses_and_json_bodies() {
             "InvalidParameterException",
         ),
         (
-            http::get(&url("secretId=s"), &[]).await.expect("req"),
+            http::get(&url(&of_s), &[]).await.expect("req"),
             401,
             "MissingAuthenticationTokenException",
         ),
         (
-            http::get(&url("secretId=s"), &[(TOKEN_HEADER, "wrong")])
+            http::get(&url(&of_s), &[(TOKEN_HEADER, "wrong")])
                 .await
                 .expect("req"),
             403,
             "InvalidAuthenticationTokenException",
         ),
         (
-            http::request("POST", &url("secretId=s"), &ok, None)
+            http::request("POST", &url(&of_s), &ok, None)
                 .await
                 .expect("req"),
             405,
@@ -199,7 +177,7 @@ async fn errors_have_meaningful_statuses_and_json_bodies() {
         ),
         (
             http::get(
-                &url("secretId=s"),
+                &url(&of_s),
                 &[
                     (TOKEN_HEADER, tok.as_str()),
                     ("X-Forwarded-For", "10.0.0.1"),
@@ -233,7 +211,7 @@ async fn errors_have_meaningful_statuses_and_json_bodies() {
             .status,
         200
     );
-    assert_eq!(ext.get_secret("secretId=s").await.status, 200);
+    assert_eq!(ext.get_secret(&of_s).await.status, 200);
     assert!(
         !ext.logs().contains("top-secret-value"),
         "a secret value reached the log"
@@ -242,15 +220,12 @@ async fn errors_have_meaningful_statuses_and_json_bodies() {
 
 #[tokio::test]
 async fn ttl_expiry_and_refresh_now_pick_up_a_new_value() {
-    let moto = Moto::start().await;
+    let moto = Moto::shared().await;
     let sm = moto.sm_client().await;
-    sm.create_secret()
-        .name("rot")
-        .secret_string("old")
-        .send()
-        .await
-        .expect("create");
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let rot = unique("rot");
+    let query = format!("secretId={rot}");
+    seed::secret(&sm, &rot, "old").await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     let ext = Standalone::spawn(
         &proxy,
         &[
@@ -260,70 +235,42 @@ async fn ttl_expiry_and_refresh_now_pick_up_a_new_value() {
     )
     .await;
 
-    assert_eq!(
-        ext.get_secret("secretId=rot").await.json()["SecretString"],
-        "old"
-    );
-    sm.put_secret_value()
-        .secret_id("rot")
-        .secret_string("new")
-        .send()
-        .await
-        .expect("put");
+    assert_eq!(ext.get_secret(&query).await.json()["SecretString"], "old");
+    seed::new_value(&sm, &rot, "new").await;
     // Within the TTL the cached value is served without an upstream call.
-    assert_eq!(
-        ext.get_secret("secretId=rot").await.json()["SecretString"],
-        "old"
-    );
+    assert_eq!(ext.get_secret(&query).await.json()["SecretString"], "old");
     assert_eq!(proxy.count("GetSecretValue"), 1);
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    let after = ext.get_secret("secretId=rot").await;
+    let after = ext.get_secret(&query).await;
     assert_eq!(after.json()["SecretString"], "new");
     assert_eq!(after.header("x-secretcache-cache"), Some("miss"));
     assert_eq!(proxy.count("GetSecretValue"), 2);
 
     // refreshNow bypasses a fresh entry.
-    sm.put_secret_value()
-        .secret_id("rot")
-        .secret_string("newer")
-        .send()
-        .await
-        .expect("put");
-    assert_eq!(
-        ext.get_secret("secretId=rot").await.json()["SecretString"],
-        "new"
-    );
-    let refreshed = ext.get_secret("secretId=rot&refreshNow=true").await;
+    seed::new_value(&sm, &rot, "newer").await;
+    assert_eq!(ext.get_secret(&query).await.json()["SecretString"], "new");
+    let refreshed = ext.get_secret(&format!("{query}&refreshNow=true")).await;
     assert_eq!(refreshed.json()["SecretString"], "newer");
     assert_eq!(refreshed.header("x-secretcache-cache"), Some("refresh"));
-    assert_eq!(
-        ext.get_secret("secretId=rot").await.json()["SecretString"],
-        "newer"
-    );
+    assert_eq!(ext.get_secret(&query).await.json()["SecretString"], "newer");
 }
 
 #[tokio::test]
 async fn hundred_concurrent_cold_requests_make_one_upstream_call() {
-    let moto = Moto::start().await;
-    moto.sm_client()
-        .await
-        .create_secret()
-        .name("hot")
-        .secret_string("v")
-        .send()
-        .await
-        .expect("create");
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let moto = Moto::shared().await;
+    let hot = unique("hot");
+    seed::secret(&moto.sm_client().await, &hot, "v").await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     // A little upstream latency makes the requests overlap for certain.
     proxy.set_fault(secretcache_tests::proxy::Fault::Delay(
         Duration::from_millis(300),
     ));
     let ext = Standalone::spawn(&proxy, &[]).await;
     let reqs = (0..100).map(|_| {
-        let (url, tok) = (ext.url(), ext.token());
+        let (url, tok, hot) = (ext.url(), ext.token(), hot.clone());
         tokio::spawn(async move {
             http::get(
-                &format!("{url}/secretsmanager/get?secretId=hot"),
+                &format!("{url}/secretsmanager/get?secretId={hot}"),
                 &[(TOKEN_HEADER, &tok)],
             )
             .await
@@ -342,10 +289,10 @@ async fn hundred_concurrent_cold_requests_make_one_upstream_call() {
 
     // A burst of refreshNow is single-flighted too.
     let reqs = (0..20).map(|_| {
-        let (url, tok) = (ext.url(), ext.token());
+        let (url, tok, hot) = (ext.url(), ext.token(), hot.clone());
         tokio::spawn(async move {
             http::get(
-                &format!("{url}/secretsmanager/get?secretId=hot&refreshNow=true"),
+                &format!("{url}/secretsmanager/get?secretId={hot}&refreshNow=true"),
                 &[(TOKEN_HEADER, &tok)],
             )
             .await
@@ -370,19 +317,15 @@ async fn futures_join<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T
 /// ready, and it ends by itself before SHUTDOWN's deadline.
 #[tokio::test]
 async fn port_is_open_before_register_and_shutdown_exits_before_its_deadline() {
-    let moto = Moto::start().await;
-    moto.sm_client()
-        .await
-        .create_secret()
-        .name("pre")
-        .secret_string("p")
-        .send()
-        .await
-        .expect("create");
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let moto = Moto::shared().await;
+    let (pre, absent) = (unique("pre"), unique("absent"));
+    seed::secret(&moto.sm_client().await, &pre, "p").await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     let (_dir, function) = secretcache_tests::probe::idle_function_zip();
-    let mut options = secretcache_tests::with_extension_binary(&function, &proxy.endpoint())
-        .var("PARAMETERS_SECRETS_EXTENSION_PREFETCH", "pre, absent");
+    let mut options = secretcache_tests::with_extension_binary(&function, &proxy.endpoint()).var(
+        "PARAMETERS_SECRETS_EXTENSION_PREFETCH",
+        &format!("{pre}, {absent}"),
+    );
     options.freeze = false;
     let port = secretcache_tests::extension_port(&options);
     let env = LambdaEnv::start(options)
@@ -412,7 +355,7 @@ async fn port_is_open_before_register_and_shutdown_exits_before_its_deadline() {
         "prefetch of both ids (one absent) in one call before ready"
     );
     let ext = Client::new(port, env.session_token());
-    let r = ext.get_secret("secretId=pre").await;
+    let r = ext.get_secret(&format!("secretId={pre}")).await;
     assert_eq!(r.header("x-secretcache-cache"), Some("hit"));
     assert!(
         logs().contains("prefetch failed"),
@@ -449,18 +392,13 @@ fn env_logs(env: &LambdaEnv) -> String {
 
 #[tokio::test]
 async fn json_log_format_gives_one_json_object_a_line_without_secrets() {
-    let moto = Moto::start().await;
-    moto.sm_client()
-        .await
-        .create_secret()
-        .name("j")
-        .secret_string("json-log-canary")
-        .send()
-        .await
-        .expect("create");
-    let ext = Standalone::spawn(&moto, &[("AWS_LAMBDA_LOG_FORMAT", "json")]).await;
-    assert_eq!(ext.get_secret("secretId=j").await.status, 200);
-    assert_eq!(ext.get_secret("secretId=j").await.status, 200);
+    let moto = Moto::shared().await;
+    let j = unique("j");
+    seed::secret(&moto.sm_client().await, &j, "json-log-canary").await;
+    let j = format!("secretId={j}");
+    let ext = Standalone::spawn(moto, &[("AWS_LAMBDA_LOG_FORMAT", "json")]).await;
+    assert_eq!(ext.get_secret(&j).await.status, 200);
+    assert_eq!(ext.get_secret(&j).await.status, 200);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let logs = ext.logs();
     let lines: Vec<&str> = logs.lines().collect();
@@ -476,27 +414,19 @@ async fn json_log_format_gives_one_json_object_a_line_without_secrets() {
 
 #[tokio::test]
 async fn service_specific_endpoint_variables_are_honoured() {
-    let moto = Moto::start().await;
-    moto.sm_client()
-        .await
-        .create_secret()
-        .name("ep")
-        .secret_string("v")
-        .send()
-        .await
-        .expect("create");
-    moto.ssm_client()
-        .await
-        .put_parameter()
-        .name("/ep")
-        .value("p")
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .send()
-        .await
-        .expect("put");
+    let moto = Moto::shared().await;
+    let (ep, param) = (unique("ep"), unique("/ep"));
+    seed::secret(&moto.sm_client().await, &ep, "v").await;
+    seed::parameter(
+        &moto.ssm_client().await,
+        &param,
+        aws_sdk_ssm::types::ParameterType::String,
+        "p",
+    )
+    .await;
     // No AWS_ENDPOINT_URL at all: only the per-service variables point at moto.
     let ext = Standalone::spawn(
-        &moto,
+        moto,
         &[
             ("AWS_ENDPOINT_URL", ""),
             ("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto.endpoint()),
@@ -505,11 +435,11 @@ async fn service_specific_endpoint_variables_are_honoured() {
     )
     .await;
     assert_eq!(
-        ext.get_secret("secretId=ep").await.json()["SecretString"],
+        ext.get_secret(&format!("secretId={ep}")).await.json()["SecretString"],
         "v"
     );
     let p = http::get(
-        &format!("{}/systemsmanager/parameters/get?name=/ep", ext.url()),
+        &format!("{}/systemsmanager/parameters/get?name={param}", ext.url()),
         &[(TOKEN_HEADER, &ext.token())],
     )
     .await

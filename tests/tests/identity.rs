@@ -14,8 +14,8 @@ use secretcache_tests::extension::Standalone;
 use secretcache_tests::http::Response;
 use secretcache_tests::moto::Moto;
 
-/// Cases per test: each creates its own secrets (a fresh prefix) in one moto, read through one extension whose cache
-/// keeps everything earlier cases left, so that entries of one case sit beside the next case's look-alikes.
+/// Cases per test: each creates its own secrets (a fresh prefix) in the binary's one moto, read through one extension
+/// whose cache keeps everything earlier cases left, so that entries of one case sit beside the next case's look-alikes.
 fn cases() -> u32 {
     std::env::var("IDENTITY_CASES")
         .ok()
@@ -352,18 +352,17 @@ async fn check_secret_reads(
 #[test]
 fn identity_every_secret_read_is_what_secrets_manager_answers_for_that_id() {
     let rt = runtime();
-    let (moto, ext, sm) = rt.block_on(async {
-        let moto = Moto::start().await;
+    let (ext, sm) = rt.block_on(async {
+        let moto = Moto::shared().await;
         let sm = moto.sm_client().await;
-        let ext = Standalone::spawn(&moto, &[]).await;
-        (moto, ext, sm)
+        let ext = Standalone::spawn(moto, &[]).await;
+        (ext, sm)
     });
     runner()
         .run(&secret_plan(), |(specs, reads)| {
             rt.block_on(check_secret_reads(&ext, &sm, specs, reads))
         })
         .unwrap_or_else(|e| panic!("{e}\nextension log:\n{}", ext.logs()));
-    drop(moto);
 }
 
 /// A parameter read: its index, the selector (none, a version number, a label), the decryption, or a batch.
@@ -575,16 +574,15 @@ async fn check_parameter_reads(
 #[test]
 fn identity_every_parameter_read_is_what_ssm_answers_for_that_name_and_selector() {
     let rt = runtime();
-    let (moto, ext, ssm) = rt.block_on(async {
-        let moto = Moto::start().await;
+    let (ext, ssm) = rt.block_on(async {
+        let moto = Moto::shared().await;
         let ssm = moto.ssm_client().await;
-        let ext = Standalone::spawn(&moto, &[]).await;
-        (moto, ext, ssm)
+        let ext = Standalone::spawn(moto, &[]).await;
+        (ext, ssm)
     });
     runner()
         .run(&parameter_plan(), |(versions, reads)| {
             rt.block_on(check_parameter_reads(&ext, &ssm, versions, reads))
         })
         .unwrap_or_else(|e| panic!("{e}\nextension log:\n{}", ext.logs()));
-    drop(moto);
 }

@@ -13,6 +13,7 @@ use lambda_env::{LambdaEnv, Options};
 use secretcache_tests::items::{function_logs, invoke, status_and_body};
 use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::postgres::PgCluster;
+use secretcache_tests::seed::{self, unique};
 use serde_json::Value;
 
 /// The function binary of this build, named and sized as the seed's function, logging at DEBUG, with `vars`.
@@ -67,19 +68,14 @@ async fn the_original_bug_in_lambda_is_a_503_naming_db_secret_arn_and_no_sqlite_
 async fn the_binary_serves_items_with_credentials_from_the_extension() {
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("bin").await;
-    let moto = Moto::start().await;
-    let arn = moto
-        .sm_client()
-        .await
-        .create_secret()
-        .name("collections/bin/db")
-        .secret_string(db.secret_json())
-        .send()
-        .await
-        .expect("CreateSecret")
-        .arn()
-        .expect("ARN")
-        .to_owned();
+    let moto = Moto::shared().await;
+    let arn = seed::secret(
+        &moto.sm_client().await,
+        &unique("collections/bin/db"),
+        &db.secret_json(),
+    )
+    .await
+    .arn;
     let ca = pg.ca_cert().to_string_lossy().into_owned();
     // The extension and the function share the port and the session token lambda-env gives them both.
     let options = function(

@@ -15,6 +15,7 @@ use lambda_env::LambdaEnv;
 use secretcache_tests::items::{function_logs, invoke, status_and_body};
 use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::postgres::{new_password, AppDatabase, PgCluster};
+use secretcache_tests::seed::{self, unique};
 use serde_json::Value;
 use sqlx::Connection;
 
@@ -28,7 +29,6 @@ const PATIENCE: Duration = Duration::from_secs(90);
 struct Deployed {
     pg: &'static PgCluster,
     db: AppDatabase,
-    _moto: Moto,
     sm: aws_sdk_secretsmanager::Client,
     arn: String,
     env: Arc<LambdaEnv>,
@@ -38,18 +38,15 @@ impl Deployed {
     async fn start(tag: &str, vars: &[(&str, &str)]) -> Deployed {
         let pg = PgCluster::shared().await;
         let db = pg.create_app_database(tag).await;
-        let moto = Moto::start().await;
+        let moto = Moto::shared().await;
         let sm = moto.sm_client().await;
-        let arn = sm
-            .create_secret()
-            .name(format!("collections/{tag}/db"))
-            .secret_string(db.secret_json())
-            .send()
-            .await
-            .expect("CreateSecret")
-            .arn()
-            .expect("an ARN")
-            .to_owned();
+        let arn = seed::secret(
+            &sm,
+            &unique(&format!("collections/{tag}/db")),
+            &db.secret_json(),
+        )
+        .await
+        .arn;
         let ca = pg.ca_cert().to_string_lossy().into_owned();
         // The extension and the function share the port and the session token the environment gives them both.
         let mut options = secretcache_tests::with_extension_binary(
@@ -73,7 +70,6 @@ impl Deployed {
         Deployed {
             pg,
             db,
-            _moto: moto,
             sm,
             arn,
             env,

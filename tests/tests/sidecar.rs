@@ -15,6 +15,7 @@ use secretcache_tests::extension::{base_env, Standalone};
 use secretcache_tests::http;
 use secretcache_tests::moto::{Endpoint, Moto};
 use secretcache_tests::proxy::FaultInjectingProxy;
+use secretcache_tests::seed::{self, unique};
 
 const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
 
@@ -27,21 +28,15 @@ async fn read(ext: &Standalone, path_and_query: &str, header: &str, token: &str)
     .expect("request to the sidecar")
 }
 
-async fn moto_with(secrets: &[(&str, &str)]) -> (Moto, Vec<String>) {
-    let moto = Moto::start().await;
-    let sm = moto.sm_client().await;
-    let mut arns = Vec::new();
-    for (name, value) in secrets {
-        let out = sm
-            .create_secret()
-            .name(*name)
-            .secret_string(*value)
-            .send()
-            .await
-            .expect("create");
-        arns.push(out.arn.expect("ARN"));
-    }
-    (moto, arns)
+/// The binary's moto with one new secret holding `value`, named after `name` (made unique); the secret's name and
+/// ARN.
+async fn moto_with(name: &str, value: &str) -> (&'static Moto, String, String) {
+    let moto = Moto::shared().await;
+    let name = unique(name);
+    let arn = seed::secret(&moto.sm_client().await, &name, value)
+        .await
+        .arn;
+    (moto, name, arn)
 }
 
 /// Polls (at most 10 s) until `check` holds.
@@ -55,7 +50,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 
 #[tokio::test]
 async fn sidecar_token_from_a_shared_file_works_and_a_rotated_one_replaces_it() {
-    let (moto, _) = moto_with(&[("side/db", "file-token-canary")]).await;
+    let (moto, db, _) = moto_with("side/db", "file-token-canary").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("token");
     std::fs::write(&file, "first-token\n").expect("write the token");
@@ -70,7 +65,7 @@ async fn sidecar_token_from_a_shared_file_works_and_a_rotated_one_replaces_it() 
         "first-token".into(),
     );
     ext.wait_ready(Duration::from_secs(20)).await;
-    let q = "/secretsmanager/get?secretId=side/db";
+    let q = &format!("/secretsmanager/get?secretId={db}");
     let ok = read(&ext, q, TOKEN_HEADER, "first-token").await;
     assert_eq!(ok.status, 200, "{}\n{}", ok.text(), ext.logs());
     assert_eq!(read(&ext, q, TOKEN_HEADER, "guess").await.status, 403);
@@ -98,7 +93,7 @@ async fn sidecar_token_from_a_shared_file_works_and_a_rotated_one_replaces_it() 
 /// (and no value), and the reason is logged once however many requests are refused.
 #[tokio::test]
 async fn sidecar_a_fifo_at_the_token_path_is_refused_and_ping_keeps_answering() {
-    let (moto, _) = moto_with(&[("side/fifo", "fifo-canary")]).await;
+    let (moto, fifo_secret, _) = moto_with("side/fifo", "fifo-canary").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let fifo = dir.path().join("token");
     let made = std::process::Command::new("mkfifo")
@@ -120,7 +115,7 @@ async fn sidecar_a_fifo_at_the_token_path_is_refused_and_ping_keeps_answering() 
     for _ in 0..5 {
         let refused = read(
             &ext,
-            "/secretsmanager/get?secretId=side/fifo",
+            &format!("/secretsmanager/get?secretId={fifo_secret}"),
             TOKEN_HEADER,
             "guess",
         )
@@ -148,10 +143,10 @@ async fn sidecar_a_fifo_at_the_token_path_is_refused_and_ping_keeps_answering() 
 
 #[tokio::test]
 async fn sidecar_serves_the_agents_x_vault_token_and_v1_path_reads() {
-    let (moto, arns) = moto_with(&[("side/app", "v1-canary")]).await;
+    let (moto, app, arn) = moto_with("side/app", "v1-canary").await;
     let sm = moto.sm_client().await;
     sm.put_secret_value()
-        .secret_id("side/app")
+        .secret_id(&app)
         .secret_string("pending-value")
         .version_stages("AWSPENDING")
         .send()
@@ -165,16 +160,10 @@ async fn sidecar_serves_the_agents_x_vault_token_and_v1_path_reads() {
         "agent-token".into(),
     );
     ext.wait_ready(Duration::from_secs(20)).await;
-    let by_name = read(&ext, "/v1/side/app", "X-Vault-Token", "agent-token").await;
+    let by_name = read(&ext, &format!("/v1/{app}"), "X-Vault-Token", "agent-token").await;
     assert_eq!(by_name.status, 200, "{}", by_name.text());
     assert_eq!(by_name.json()["SecretString"], "v1-canary");
-    let by_arn = read(
-        &ext,
-        &format!("/v1/{}", arns[0]),
-        "X-Vault-Token",
-        "agent-token",
-    )
-    .await;
+    let by_arn = read(&ext, &format!("/v1/{arn}"), "X-Vault-Token", "agent-token").await;
     assert_eq!(by_arn.json()["SecretString"], "v1-canary");
     assert_eq!(
         by_arn.header("x-secretcache-cache"),
@@ -183,14 +172,14 @@ async fn sidecar_serves_the_agents_x_vault_token_and_v1_path_reads() {
     );
     let pending = read(
         &ext,
-        "/v1/side%2Fapp?versionStage=AWSPENDING",
+        &format!("/v1/{}?versionStage=AWSPENDING", app.replace('/', "%2F")),
         TOKEN_HEADER,
         "agent-token",
     )
     .await;
     assert_eq!(pending.json()["SecretString"], "pending-value");
     assert_eq!(
-        read(&ext, "/v1/side/app", "X-Vault-Token", "wrong")
+        read(&ext, &format!("/v1/{app}"), "X-Vault-Token", "wrong")
             .await
             .status,
         403
@@ -205,7 +194,8 @@ async fn sidecar_serves_the_agents_x_vault_token_and_v1_path_reads() {
 
 #[tokio::test]
 async fn sidecar_reads_the_agents_toml_file_and_the_environment_still_wins() {
-    let (moto, _) = moto_with(&[("side/toml", "toml-canary")]).await;
+    let (moto, toml_secret, _) = moto_with("side/toml", "toml-canary").await;
+    let path = format!("/secrets/{toml_secret}");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("agent.toml");
     let port = secretcache_tests::free_port();
@@ -233,19 +223,19 @@ async fn sidecar_reads_the_agents_toml_file_and_the_environment_still_wins() {
         "from-my-variable".into(),
     );
     ext.wait_ready(Duration::from_secs(20)).await;
-    let r = read(&ext, "/secrets/side/toml", "X-My-Token", "from-my-variable").await;
+    let r = read(&ext, &path, "X-My-Token", "from-my-variable").await;
     assert_eq!(r.status, 200, "{}\n{}", r.text(), ext.logs());
     assert_eq!(r.json()["SecretString"], "toml-canary");
     // Only the file's header is accepted now.
     assert_eq!(
-        read(&ext, "/secrets/side/toml", TOKEN_HEADER, "from-my-variable")
+        read(&ext, &path, TOKEN_HEADER, "from-my-variable")
             .await
             .status,
         401
     );
     // TTL 1 s from the variable, not 60 from the file: the value expires.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let again = read(&ext, "/secrets/side/toml", "X-My-Token", "from-my-variable").await;
+    let again = read(&ext, &path, "X-My-Token", "from-my-variable").await;
     assert_eq!(again.header("x-secretcache-cache"), Some("miss"));
     let logs = ext.logs();
     assert!(
@@ -316,8 +306,8 @@ async fn credentials_endpoint(authorization: &'static str) -> (String, Arc<Mutex
 
 #[tokio::test]
 async fn sidecar_uses_the_credentials_a_container_credentials_endpoint_gives() {
-    let (moto, _) = moto_with(&[("side/creds", "creds-canary")]).await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let (moto, creds, _) = moto_with("side/creds", "creds-canary").await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     let (endpoint, served) = credentials_endpoint("pod-identity-auth").await;
     let port = secretcache_tests::free_port();
     let mut env = base_env(&proxy.endpoint(), port, "unused");
@@ -334,7 +324,7 @@ async fn sidecar_uses_the_credentials_a_container_credentials_endpoint_gives() {
     env.push(("AWS_TOKEN".into(), "sidecar-token".into()));
     let ext = Standalone::spawn_with_env(env, &[], port, "sidecar-token".into());
     ext.wait_ready(Duration::from_secs(20)).await;
-    let r = ext.get_secret("secretId=side/creds").await;
+    let r = ext.get_secret(&format!("secretId={creds}")).await;
     assert_eq!(r.status, 200, "{}\n{}", r.text(), ext.logs());
     assert_eq!(r.json()["SecretString"], "creds-canary");
     assert!(*served.lock().expect("lock") >= 1, "the endpoint was asked");
@@ -349,7 +339,7 @@ async fn sidecar_uses_the_credentials_a_container_credentials_endpoint_gives() {
     );
     // Our token is AWS_TOKEN, so the endpoint's authorization token is not one a client may send.
     let refused = http::get(
-        &format!("{}/secretsmanager/get?secretId=side/creds", ext.url()),
+        &format!("{}/secretsmanager/get?secretId={creds}", ext.url()),
         &[(TOKEN_HEADER, "pod-identity-auth")],
     )
     .await
@@ -359,8 +349,7 @@ async fn sidecar_uses_the_credentials_a_container_credentials_endpoint_gives() {
 
 #[tokio::test]
 async fn sidecar_ping_is_a_health_check_command() {
-    let moto = Moto::start().await;
-    let ext = Standalone::spawn(&moto, &[]).await;
+    let ext = Standalone::spawn(Moto::shared().await, &[]).await;
     let ping = |port: u16| {
         std::process::Command::new(secretcache_tests::bin_path("secretcache"))
             .arg("ping")
@@ -378,8 +367,8 @@ async fn sidecar_ping_is_a_health_check_command() {
 /// nested configuration file.
 #[tokio::test]
 async fn workload_provider_entrypoint_and_nested_config_work_unchanged() {
-    let (moto, _) = moto_with(&[("wcp/db", "wcp-canary")]).await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let (moto, db, _) = moto_with("wcp/db", "wcp-canary").await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config.toml");
     let port = secretcache_tests::free_port();
@@ -391,7 +380,7 @@ async fn workload_provider_entrypoint_and_nested_config_work_unchanged() {
              [capabilities.secrets_manager.cache]\nttl_seconds = 300\ncache_size = 100\n\n\
              [capabilities.secrets_manager.security]\nssrf_headers = [\"X-Aws-Parameters-Secrets-Token\"]\n\
              ssrf_env_variables = [\"AWS_TOKEN\"]\n\n\
-             [capabilities.secrets_manager.prefetch]\nsecrets = [{{ secret_id = \"wcp/db\" }}]\n"
+             [capabilities.secrets_manager.prefetch]\nsecrets = [{{ secret_id = \"{db}\" }}]\n"
         ),
     )
     .expect("write the file");
@@ -410,7 +399,7 @@ async fn workload_provider_entrypoint_and_nested_config_work_unchanged() {
     // Prefetched at start: the first read is a hit, and the upstream saw one call.
     let deadline = Instant::now() + Duration::from_secs(10);
     let r = loop {
-        let r = read(&ext, "/v1/wcp/db", TOKEN_HEADER, "wcp-token").await;
+        let r = read(&ext, &format!("/v1/{db}"), TOKEN_HEADER, "wcp-token").await;
         if r.header("x-secretcache-cache") == Some("hit") || Instant::now() > deadline {
             break r;
         }
@@ -431,7 +420,7 @@ async fn workload_provider_entrypoint_and_nested_config_work_unchanged() {
     // max_roles = 1 from the nested section: a second role is past it.
     let first = read(
         &ext,
-        "/v1/wcp/db?roleArn=arn:aws:iam::111111111111:role/a",
+        &format!("/v1/{db}?roleArn=arn:aws:iam::111111111111:role/a"),
         TOKEN_HEADER,
         "wcp-token",
     )
@@ -439,7 +428,7 @@ async fn workload_provider_entrypoint_and_nested_config_work_unchanged() {
     assert_ne!(first.status, 400, "{}", first.text());
     let second = read(
         &ext,
-        "/v1/wcp/db?roleArn=arn:aws:iam::222222222222:role/b",
+        &format!("/v1/{db}?roleArn=arn:aws:iam::222222222222:role/b"),
         TOKEN_HEADER,
         "wcp-token",
     )

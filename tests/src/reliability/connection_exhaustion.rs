@@ -5,21 +5,17 @@ use std::time::{Duration, Instant};
 use super::{Outcome, RssSampler, Scale};
 use crate::extension::Standalone;
 use crate::moto::Moto;
+use crate::seed::{self, unique};
 use crate::stats::percentile_ms;
 
 /// Scenario 5: many idle connections held open; a new client is still served, and memory stays bounded.
 pub async fn run(scale: Scale) -> Outcome {
-    let moto = Moto::start().await;
-    moto.sm_client()
-        .await
-        .create_secret()
-        .name("c")
-        .secret_string("canary-conn")
-        .send()
-        .await
-        .expect("create");
-    let ext = Standalone::spawn(&moto, &[]).await;
-    assert_eq!(ext.get_secret("secretId=c").await.status, 200);
+    let moto = Moto::shared().await;
+    let c = unique("c");
+    seed::secret(&moto.sm_client().await, &c, "canary-conn").await;
+    let query = format!("secretId={c}");
+    let ext = Standalone::spawn(moto, &[]).await;
+    assert_eq!(ext.get_secret(&query).await.status, 200);
     let rss = RssSampler::start(ext.pid());
     let mut idle = Vec::with_capacity(scale.idle_connections);
     for _ in 0..scale.idle_connections {
@@ -32,7 +28,7 @@ pub async fn run(scale: Scale) -> Outcome {
     let mut failed = 0;
     for _ in 0..20 {
         let t = Instant::now();
-        let r = tokio::time::timeout(Duration::from_secs(3), ext.get_secret("secretId=c")).await;
+        let r = tokio::time::timeout(Duration::from_secs(3), ext.get_secret(&query)).await;
         lat.push(t.elapsed());
         if !matches!(r, Ok(ref r) if r.status == 200) {
             failed += 1;

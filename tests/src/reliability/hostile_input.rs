@@ -7,6 +7,7 @@ use super::{leaks_in, Outcome, RssSampler};
 use crate::extension::Standalone;
 use crate::moto::Moto;
 use crate::raw;
+use crate::seed::{self, unique};
 use crate::stats::percentile_ms;
 
 /// One hostile request: what is sent and the exact status expected.
@@ -23,24 +24,18 @@ struct Case {
 /// Scenario 4: at least 40 malformed or hostile requests, each with its exact status and a JSON body, then the
 /// process must still be healthy.
 pub async fn run() -> Outcome {
-    let moto = Moto::start().await;
+    let moto = Moto::shared().await;
     let secret = "canary-hostile-value".to_string();
-    moto.sm_client()
-        .await
-        .create_secret()
-        .name("h")
-        .secret_string(&secret)
-        .send()
-        .await
-        .expect("create");
-    let ext = Standalone::spawn(&moto, &[]).await;
+    let h = unique("h");
+    seed::secret(&moto.sm_client().await, &h, &secret).await;
+    let ext = Standalone::spawn(moto, &[]).await;
     let tok = ext.token();
     let get = |target: &str, headers: &str| -> Vec<u8> {
         format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n")
             .into_bytes()
     };
     let auth = format!("X-Aws-Parameters-Secrets-Token: {tok}\r\n");
-    let ok_path = "/secretsmanager/get?secretId=h";
+    let ok_path = &format!("/secretsmanager/get?secretId={h}");
     let method = |m: &str| {
         format!("{m} {ok_path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").into_bytes()
     };
@@ -72,13 +67,13 @@ pub async fn run() -> Outcome {
         case("empty secretId", get("/secretsmanager/get?secretId=", &auth), 400),
         case("secretId in wrong case", get("/secretsmanager/get?secretid=h", &auth), 400),
         case("bad percent-encoding", get("/secretsmanager/get?secretId=%zz", &auth), 400),
-        case("truncated percent-encoding", get("/secretsmanager/get?secretId=h%4", &auth), 400),
-        case("NUL byte", get("/secretsmanager/get?secretId=h%00x", &auth), 400),
-        case("newline in value", get("/secretsmanager/get?secretId=h%0d%0aX-Injected:%201", &auth), 400),
+        case("truncated percent-encoding", get(&format!("/secretsmanager/get?secretId={h}%4"), &auth), 400),
+        case("NUL byte", get(&format!("/secretsmanager/get?secretId={h}%00x"), &auth), 400),
+        case("newline in value", get(&format!("/secretsmanager/get?secretId={h}%0d%0aX-Injected:%201"), &auth), 400),
         case("invalid UTF-8", get("/secretsmanager/get?secretId=%ff%fe", &auth), 400),
-        case("duplicated secretId: the first is used, as Go's url.Values.Get", get("/secretsmanager/get?secretId=h&secretId=nope", &auth), 200),
-        case("versionId and versionStage that do not agree", get("/secretsmanager/get?secretId=h&versionId=a&versionStage=AWSCURRENT", &auth), 404),
-        case("refreshNow not a boolean", get("/secretsmanager/get?secretId=h&refreshNow=yes", &auth), 400),
+        case("duplicated secretId: the first is used, as Go's url.Values.Get", get(&format!("/secretsmanager/get?secretId={h}&secretId=nope"), &auth), 200),
+        case("versionId and versionStage that do not agree", get(&format!("/secretsmanager/get?secretId={h}&versionId=a&versionStage=AWSCURRENT"), &auth), 404),
+        case("refreshNow not a boolean", get(&format!("/secretsmanager/get?secretId={h}&refreshNow=yes"), &auth), 400),
         case("63 KiB query", get(&long_query, &auth), 414),
         case("3000-byte secretId", get(&long_id, &auth), 400),
         case("missing secret", get("/secretsmanager/get?secretId=does-not-exist", &auth), 404),
@@ -86,7 +81,7 @@ pub async fn run() -> Outcome {
         case("SSM bad version", get("/systemsmanager/parameters/get?name=/a&version=-1", &auth), 400),
         case("unknown path", get("/secretsmanager/list", &auth), 404),
         case("root path", get("/", &auth), 404),
-        case("path in upper case", get("/SECRETSMANAGER/GET?secretId=h", &auth), 404),
+        case("path in upper case", get(&format!("/SECRETSMANAGER/GET?secretId={h}"), &auth), 404),
         case("dot-dot path", get("/secretsmanager/../ping", &auth), 404),
         case("unknown path without token", get("/admin", ""), 401),
         case("metrics without token", get("/metrics", ""), 401),
@@ -173,7 +168,7 @@ pub async fn run() -> Outcome {
     // Slowloris: headers dribbled a byte at a time are cut off, and others are served meanwhile.
     let slow = tokio::spawn(slowloris(ext.port()));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let served_meanwhile = ext.get_secret("secretId=h").await.status == 200;
+    let served_meanwhile = ext.get_secret(&format!("secretId={h}")).await.status == 200;
     let cut_off = slow.await.unwrap_or(false);
     if !(served_meanwhile && cut_off) {
         failed += 1;
@@ -187,7 +182,7 @@ pub async fn run() -> Outcome {
         .map(|r| r.status)
         .unwrap_or(0)
         == 200
-        && ext.get_secret("secretId=h").await.status == 200;
+        && ext.get_secret(&format!("secretId={h}")).await.status == 200;
     if !healthy {
         failed += 1;
         report.push("not healthy afterwards".into());

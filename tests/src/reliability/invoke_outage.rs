@@ -15,6 +15,7 @@ use lambda_env::{InvokeStatus, LambdaEnv, Outcome as Invocation};
 use super::{leaks_in, Outcome, Scale};
 use crate::moto::{Endpoint, Moto};
 use crate::proxy::{Fault, FaultInjectingProxy};
+use crate::seed::{self, unique};
 use crate::stats::percentile_ms;
 
 /// An invoke whose extension is not back on `next` this long after the function answered fails the row. The goal is
@@ -63,22 +64,14 @@ fn max_ms(samples: &[Duration]) -> f64 {
 
 /// Runs the scenario: healthy invokes, then `scale.invoke_outage` of black-holed upstream, then recovery.
 pub async fn run(scale: Scale) -> Outcome {
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     let sm = moto.sm_client().await;
     let values: Vec<String> = (0..4).map(|i| format!("canary-outage-{i}")).collect();
+    let prefix = unique("outage");
     let mut arns = Vec::new();
     for (i, v) in values.iter().enumerate() {
-        let arn = sm
-            .create_secret()
-            .name(format!("outage/s{i}"))
-            .secret_string(v)
-            .send()
-            .await
-            .expect("create the secret")
-            .arn
-            .expect("an ARN");
-        arns.push(arn);
+        arns.push(seed::secret(&sm, &format!("{prefix}/s{i}"), v).await.arn);
     }
     let (_dir, probe) = crate::probe::function_zip();
     let options = crate::items_with_layer(probe, crate::Arch::host(), &proxy.endpoint(), &arns[0])

@@ -19,6 +19,7 @@ use lambda_env::{LambdaEnv, Options, Outcome as Invocation};
 use super::{leaks_in, Outcome, RssSampler, TOKEN_HEADER};
 use crate::moto::{Endpoint, Moto};
 use crate::proxy::{Fault, FaultInjectingProxy};
+use crate::seed::{self, unique};
 use crate::stats::percentile_ms;
 
 /// Runs 8a, 8b and 8c.
@@ -57,8 +58,8 @@ fn log_text(env: &LambdaEnv) -> Vec<String> {
 }
 
 async fn init_with_upstream_down() -> Outcome {
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     proxy.set_fault(Fault::Hang);
     let (_dir, function) = crate::probe::idle_function_zip();
     let mut options = options(
@@ -101,18 +102,14 @@ async fn init_with_upstream_down() -> Outcome {
 }
 
 async fn shutdown_in_flight() -> Outcome {
-    let moto = Moto::start().await;
+    let moto = Moto::shared().await;
     let sm = moto.sm_client().await;
     let secrets: Vec<String> = (0..20).map(|i| format!("canary-shutdown-{i}")).collect();
+    let prefix = unique("shutdown");
     for (i, v) in secrets.iter().enumerate() {
-        sm.create_secret()
-            .name(format!("s{i}"))
-            .secret_string(v)
-            .send()
-            .await
-            .expect("create");
+        seed::secret(&sm, &format!("{prefix}/{i}"), v).await;
     }
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     let (_dir, function) = crate::probe::idle_function_zip();
     let mut options = options(&function, &proxy, &[]);
     options.freeze = false;
@@ -131,11 +128,11 @@ async fn shutdown_in_flight() -> Outcome {
     proxy.set_fault(Fault::Delay(Duration::from_millis(800)));
     let requests: Vec<_> = (0..20)
         .map(|i| {
-            let token = token.clone();
+            let (token, prefix) = (token.clone(), prefix.clone());
             tokio::spawn(async move {
                 let t = Instant::now();
                 let r = crate::http::get(
-                    &format!("http://127.0.0.1:{port}/secretsmanager/get?secretId=s{i}"),
+                    &format!("http://127.0.0.1:{port}/secretsmanager/get?secretId={prefix}/{i}"),
                     &[(TOKEN_HEADER, &token)],
                 )
                 .await;
@@ -181,23 +178,19 @@ async fn shutdown_in_flight() -> Outcome {
 }
 
 async fn freeze_across_expiry() -> Outcome {
-    let moto = Moto::start().await;
+    let moto = Moto::shared().await;
     let sm = moto.sm_client().await;
-    sm.create_secret()
-        .name("fz")
-        .secret_string("canary-freeze-1")
-        .send()
-        .await
-        .expect("create");
-    let proxy = FaultInjectingProxy::start(&moto).await;
+    let fz = unique("fz");
+    seed::secret(&sm, &fz, "canary-freeze-1").await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     let (_dir, function) = crate::probe::function_zip();
     let options = options(
         &function,
         &proxy,
         &[
             ("SECRETS_MANAGER_TTL", "1"),
-            ("PARAMETERS_SECRETS_EXTENSION_PREFETCH", "fz"),
-            ("DB_SECRET_ARN", "fz"),
+            ("PARAMETERS_SECRETS_EXTENSION_PREFETCH", &fz),
+            ("DB_SECRET_ARN", &fz),
         ],
     );
     let env = LambdaEnv::start(options)
@@ -217,12 +210,7 @@ async fn freeze_across_expiry() -> Outcome {
         Some(state) => state == 'T',
         None => false,
     };
-    sm.put_secret_value()
-        .secret_id("fz")
-        .secret_string("canary-freeze-2")
-        .send()
-        .await
-        .expect("put");
+    seed::new_value(&sm, &fz, "canary-freeze-2").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let invoked = env.invoke("{}".into()).await;
     let served = match invoked.as_ref().map(|i| &i.outcome) {

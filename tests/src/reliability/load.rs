@@ -9,27 +9,26 @@ use http_body_util::{BodyExt, Empty};
 use super::{connect, leaks_in, Outcome, RssSampler, Scale, TOKEN_HEADER};
 use crate::extension::Standalone;
 use crate::moto::Moto;
+use crate::seed::{self, unique};
 use crate::stats::percentile_ms;
 
 /// Scenario 1: many requests from 64 concurrent keep-alive clients to cached secrets.
 pub async fn run(scale: Scale) -> Outcome {
-    let moto = Moto::start().await;
+    let moto = Moto::shared().await;
     let sm = moto.sm_client().await;
     let secrets: Vec<String> = (0..10)
         .map(|i| format!("canary-load-{i}-{}", "x".repeat(4000)))
         .collect();
+    let prefix = unique("load");
     for (i, v) in secrets.iter().enumerate() {
-        sm.create_secret()
-            .name(format!("load{i}"))
-            .secret_string(v)
-            .send()
-            .await
-            .expect("create");
+        seed::secret(&sm, &format!("{prefix}/{i}"), v).await;
     }
-    let ext = Standalone::spawn(&moto, &[("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "info")]).await;
+    let ext = Standalone::spawn(moto, &[("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "info")]).await;
     for i in 0..10 {
         assert_eq!(
-            ext.get_secret(&format!("secretId=load{i}")).await.status,
+            ext.get_secret(&format!("secretId={prefix}/{i}"))
+                .await
+                .status,
             200
         );
     }
@@ -38,17 +37,19 @@ pub async fn run(scale: Scale) -> Outcome {
     let per_client = scale.load_requests.div_ceil(clients);
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
-            let (port, token, secrets) = (ext.port(), ext.token(), secrets.clone());
+            let (port, token, secrets, prefix) =
+                (ext.port(), ext.token(), secrets.clone(), prefix.clone());
             tokio::spawn(async move {
                 let mut sender = connect(port).await;
                 let (mut lat, mut failed) = (Vec::with_capacity(per_client), 0u64);
                 for n in 0..per_client {
                     let i = (c + n) % 10;
-                    let req = http::Request::get(format!("/secretsmanager/get?secretId=load{i}"))
-                        .header("host", "127.0.0.1")
-                        .header(TOKEN_HEADER, &token)
-                        .body(Empty::<Bytes>::new())
-                        .expect("request");
+                    let req =
+                        http::Request::get(format!("/secretsmanager/get?secretId={prefix}/{i}"))
+                            .header("host", "127.0.0.1")
+                            .header(TOKEN_HEADER, &token)
+                            .body(Empty::<Bytes>::new())
+                            .expect("request");
                     let t = Instant::now();
                     let ok = match sender.send_request(req).await {
                         Ok(resp) => {

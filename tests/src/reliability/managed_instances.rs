@@ -13,6 +13,7 @@ use lambda_env::{InvokeStatus, LambdaEnv, Outcome as Invocation};
 use super::{leaks_in, Outcome, Scale};
 use crate::moto::{Endpoint, Moto};
 use crate::proxy::{Fault, FaultInjectingProxy};
+use crate::seed::{self, unique};
 use crate::stats::percentile_ms;
 
 /// `AWS_LAMBDA_MAX_CONCURRENCY`, the runtime's workers, and the concurrent readers.
@@ -70,19 +71,16 @@ async fn read_concurrently(
 
 /// Runs the scenario: healthy concurrent reads, `scale.outage` of black-holed upstream, then recovery.
 pub async fn run(scale: Scale) -> Outcome {
-    let moto = Moto::start().await;
-    let proxy = FaultInjectingProxy::start(&moto).await;
-    let sm = moto.sm_client().await;
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
     let value = "canary-managed-instances".to_owned();
-    let arn = sm
-        .create_secret()
-        .name("managed-instances/db")
-        .secret_string(&value)
-        .send()
-        .await
-        .expect("create the secret")
-        .arn
-        .expect("an ARN");
+    let arn = seed::secret(
+        &moto.sm_client().await,
+        &unique("managed-instances/db"),
+        &value,
+    )
+    .await
+    .arn;
     let (_dir, probe) = crate::probe::concurrent_function_zip();
     let options = crate::with_layer(probe, crate::Arch::host(), &proxy.endpoint())
         .var("DB_SECRET_ARN", &arn)

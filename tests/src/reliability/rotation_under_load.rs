@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{leaks_in, Outcome, RssSampler, Scale};
 use crate::moto::{Endpoint, Moto};
+use crate::seed::{self, unique};
 use crate::stats::percentile_ms;
 
 /// Scenario 3: `/items` through the local Lambda environment, both zips, at a steady request rate, while the
@@ -20,20 +21,14 @@ pub async fn run(scale: Scale) -> Outcome {
 
     use crate::postgres::{new_password, PgCluster};
 
-    let moto = Moto::start().await;
+    let moto = Moto::shared().await;
     let sm = moto.sm_client().await;
     let pg = PgCluster::shared().await;
     let db = pg.create_app_database("relrotate").await;
     let old_password = db.password.clone();
-    let arn = sm
-        .create_secret()
-        .name("relrotate/db")
-        .secret_string(db.secret_json())
-        .send()
+    let arn = seed::secret(&sm, &unique("relrotate/db"), &db.secret_json())
         .await
-        .expect("create the database secret")
-        .arn
-        .expect("an ARN");
+        .arn;
     let mut options = crate::items_with_layer(
         crate::lambda_zip("items-function", crate::Arch::host()),
         crate::Arch::host(),
