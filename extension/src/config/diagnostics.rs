@@ -1,0 +1,87 @@
+//! What reading the configuration found: errors (a value replaced by a default), notices, and likely misspellings
+//! of our variable names, logged once tracing is up.
+
+use std::fmt;
+
+use super::names::KNOWN_VARIABLES;
+use super::reader::Env;
+
+/// A value that could not be used, and what was used instead. `main` logs each as one ERROR line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}={value} is not valid (expected {expected}); using {used} instead")]
+pub struct ConfigError {
+    /// The variable.
+    pub name: &'static str,
+    /// What was given, quoted; `<redacted>` for token variables.
+    pub value: String,
+    /// What is accepted, in words.
+    pub expected: &'static str,
+    /// The value used instead, in words.
+    pub used: String,
+}
+
+/// What reading the environment found besides the values: logged once, after tracing is set up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnostics {
+    /// Values that could not be used (ERROR lines; counted as `config_errors`).
+    pub errors: Vec<ConfigError>,
+    /// Values honoured beyond the AWS extension's limits, or clamped (one INFO or WARN line each).
+    pub notices: Vec<Notice>,
+    /// Set variables that look like misspellings of ours (WARN lines).
+    pub misspellings: Vec<String>,
+}
+
+/// Something worth one log line about a value that was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Honoured, but the AWS extension would not have (we deliberately go further).
+    BeyondAws(String),
+    /// Accepted and clamped to our limit, as the AWS extension clamps to its own.
+    Clamped(String),
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BeyondAws(s) | Self::Clamped(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Warnings about set variables that look like misspellings of ours, for example
+/// `PARAMETERS_AND_SECRETS_EXTENSION_LOG_LEVEL`. Users have lost hours to those.
+pub(super) fn misspellings(env: &impl Env) -> Vec<String> {
+    let mut names = env.names();
+    names.sort();
+    names
+        .iter()
+        .filter(|n| !KNOWN_VARIABLES.contains(&n.as_str()))
+        .filter_map(|n| {
+            suggestion(n).map(|known| {
+                format!("environment variable {n} is not one we read; did you mean {known}? It is ignored")
+            })
+        })
+        .collect()
+}
+
+/// The known variable that `name` most likely misspells, if any.
+pub(super) fn suggestion(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    // A well-known mistake: the product is "Parameters and Secrets", the prefix is not.
+    let respelled = upper
+        .replacen("PARAMETERS_AND_SECRETS_", "PARAMETERS_SECRETS_", 1)
+        .replacen("PARAMETER_SECRETS_", "PARAMETERS_SECRETS_", 1)
+        .replacen("SECRET_MANAGER_", "SECRETS_MANAGER_", 1);
+    KNOWN_VARIABLES
+        .iter()
+        .copied()
+        .map(|known| {
+            (
+                known,
+                strsim::levenshtein(&respelled, known).min(strsim::levenshtein(&upper, known)),
+            )
+        })
+        .filter(|(known, d)| *d <= 3 || (*d < known.len() / 4 && respelled != upper))
+        .min_by_key(|(_, d)| *d)
+        .map(|(known, _)| known)
+}
