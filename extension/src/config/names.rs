@@ -58,7 +58,7 @@ pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
 /// Lambda's own log level, used when ours is not set.
 pub const AWS_LAMBDA_LOG_LEVEL: &str = "AWS_LAMBDA_LOG_LEVEL";
 /// How Lambda started the environment: `on-demand`, `provisioned-concurrency`, `snap-start` or
-/// `lambda-managed-instances` ([`InitType`]).
+/// `lambda-managed-instances` ([`InitType`](super::InitType)).
 pub const AWS_LAMBDA_INITIALIZATION_TYPE: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
 /// Under Lambda Managed Instances: the most invocations one environment serves at once.
 pub const AWS_LAMBDA_MAX_CONCURRENCY: &str = "AWS_LAMBDA_MAX_CONCURRENCY";
