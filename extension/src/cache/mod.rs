@@ -33,7 +33,11 @@
 //!   that call fetched). `refreshNow` bypasses the negative memory.
 
 pub mod alias;
+mod backoff;
+mod flight;
+mod freshness;
 mod memory;
+mod refresh;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -42,9 +46,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::{BoxFuture, FutureExt, Shared};
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use moka::ops::compute::{CompResult, Op};
 use tokio::time::Instant;
 
 use crate::clock::{Clock, SystemWallClock, WallClock};
@@ -54,6 +55,9 @@ use crate::request::Key;
 use crate::secret::SecretBody;
 use alias::Home;
 pub use alias::Meta;
+use backoff::Backoff;
+use flight::{no_result, Flight, Wanted};
+use freshness::Freshness;
 use memory::Memory;
 
 /// A value as the upstream returned it: the response body, and what the upstream said about it.
@@ -210,48 +214,11 @@ impl Entry {
     }
 }
 
-/// Exponential backoff with jitter for a key whose upstream calls fail transiently.
-#[derive(Debug, Clone, Copy)]
-struct Backoff {
-    failures: u32,
-    retry_at: Instant,
-}
-
-/// How long a read of an expired (but stale-allowed) entry waits for the upstream before it is answered with the
-/// last good value. Healthy Secrets Manager calls take tens of milliseconds.
-const STALE_GRACE: Duration = Duration::from_millis(250);
-
-/// First retry after about this long; doubles per failure up to [`BACKOFF_MAX`].
-const BACKOFF_BASE: Duration = Duration::from_millis(500);
-/// Probes run in the background, so a short cap costs no request any latency and recovery is quick.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// What an alias key weighs in the byte budget: its own size plus moka's bookkeeping, not the shared body again.
 const ALIAS_WEIGHT: u64 = 96;
 
-impl Backoff {
-    /// The wait after `failures` consecutive failures: exponential, capped, with "equal jitter" (half fixed, half
-    /// random) so that many environments failing together do not retry in lockstep.
-    fn delay(failures: u32) -> Duration {
-        let exp = BACKOFF_BASE
-            .saturating_mul(1 << failures.saturating_sub(1).min(16))
-            .min(BACKOFF_MAX);
-        let half = exp / 2;
-        half + half.mul_f64(fastrand::f64())
-    }
-}
-
-type Flight = Shared<BoxFuture<'static, Result<Arc<Entry>, UpstreamError>>>;
-
 /// What a lookup answers: the entry and how it was found, or why there is none.
 pub type Lookup = Result<(Arc<Entry>, Source), UpstreamError>;
-
-/// A key of a batch that needs the upstream: its place in the answer, the key to fetch, and its expired entry (with
-/// whether it may still be served stale) if there is one.
-struct Wanted {
-    index: usize,
-    key: Key,
-    expired: Option<(Arc<Entry>, bool)>,
-}
 
 /// The cache. Cheap to share behind an `Arc`.
 pub struct Cache<U, W = SystemWallClock> {
@@ -386,99 +353,6 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
         }
     }
 
-    /// Whether `entry` (found under `key`) is fresh; a fresh one within the refresh-ahead window starts a background
-    /// refresh of its secret.
-    fn freshness(self: &Arc<Self>, key: &Key, entry: &Arc<Entry>, now: Instant) -> Freshness {
-        // Written once per entry: after that the hit path only reads the flag, so concurrent readers on several
-        // cores do not bounce its cache line.
-        if !entry.read.load(Ordering::Relaxed) {
-            entry.read.store(true, Ordering::Relaxed);
-        }
-        let ttl = self.policy.ttl(key);
-        let age = now.saturating_duration_since(entry.fetched_at);
-        if age < ttl {
-            if age >= ttl - self.policy.refresh_ahead(ttl) {
-                // Refresh-ahead: start the refresh and answer from the cache without waiting for it.
-                self.refresh_in_background(entry.canonical().clone());
-            }
-            return Freshness::Fresh;
-        }
-        Freshness::Expired {
-            stale_allowed: age < ttl + self.policy.max_stale,
-        }
-    }
-
-    /// An expired entry: fetched again, or (when the upstream fails transiently and staleness is allowed) served as
-    /// it is.
-    async fn expired(
-        self: &Arc<Self>,
-        key: &Key,
-        entry: Arc<Entry>,
-        now: Instant,
-        stale_allowed: bool,
-    ) -> Lookup {
-        let fkey = entry.canonical().clone();
-        let stale = |cache: &Self| {
-            cache.metrics.stale();
-            Ok((Arc::clone(&entry), Source::Stale))
-        };
-        if let Some(e) = self.remembered_failure(&fkey, now) {
-            return Err(e);
-        }
-        if stale_allowed {
-            if let Some(retry_due) = self.backoff_state(&fkey, now) {
-                // The upstream failed for this key moments ago: answer at once with the last good value instead of
-                // making every request wait for another timeout, and probe the upstream in the background only once
-                // the backoff has passed.
-                if retry_due {
-                    self.refresh_in_background(fkey.clone());
-                }
-                tracing::debug!(key = %key, "upstream in backoff; serving the last good value");
-                return stale(self);
-            }
-            if self
-                .in_flight_for(&fkey)
-                .is_some_and(|running| running >= STALE_GRACE)
-            {
-                // A call for this key has been running longer than the grace: the upstream is slow or gone, and
-                // this read would only wait another grace to learn it.
-                tracing::debug!(key = %key, "upstream slow; serving the last good value meanwhile");
-                return stale(self);
-            }
-        }
-        if let Err(e) = self.admit(&fkey) {
-            // Too many reads wait on the upstream already: the last good value if it may be served, else 429.
-            return if stale_allowed { stale(self) } else { Err(e) };
-        }
-        let flight = self.flight(fkey);
-        let result = if stale_allowed {
-            // Stale-if-slow: a failing upstream often fails by timing out, so do not wait the whole timeout to find
-            // out. Past the grace the last good value is served; the fetch goes on in its own task and fills the
-            // cache when it succeeds.
-            tokio::select! {
-                r = flight => r,
-                _ = tokio::time::sleep(STALE_GRACE) => {
-                    tracing::debug!(key = %key, "upstream slow; serving the last good value meanwhile");
-                    return stale(self);
-                }
-            }
-        } else {
-            flight.await
-        };
-        match result {
-            Ok(fresh) => Ok((self.confirm(key, fresh).await?, Source::Miss)),
-            Err(e) if e.is_transient() && stale_allowed => {
-                tracing::warn!(
-                    key = %key,
-                    error = %e,
-                    "upstream failed; serving the last good value"
-                );
-                stale(self)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     /// Several keys at once: fresh hits from the cache, and every key that needs the upstream in one batch call
     /// (single-flight per key still holds: a key already being fetched is joined, not fetched again). Results are in
     /// the order of `keys`.
@@ -564,176 +438,6 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
             .collect()
     }
 
-    /// `refreshNow`: a fresh upstream call for the secret, or the one another `refreshNow` of it made within the
-    /// interval under any of its `spellings` (the canonical key first; just the key asked for when it is not cached).
-    async fn refresh_now(self: &Arc<Self>, spellings: &[Key], now: Instant) -> Lookup {
-        let recent = spellings.iter().find_map(|k| self.refreshed.get(k, now));
-        let flight = match (recent, spellings.first()) {
-            (Some(recent), _) => {
-                self.metrics.refresh_now_coalesced();
-                recent
-            }
-            (None, Some(key)) => {
-                self.admit(key)?;
-                let flight = self.flight(key.clone());
-                let forgotten = self.refreshed.put(key.clone(), now, flight.clone());
-                self.metrics
-                    .set_keys_remembered(self.remembered_keys(), forgotten);
-                flight
-            }
-            (None, None) => return no_result().map(|e| (e, Source::Refreshed)),
-        };
-        Ok((flight.await?, Source::Refreshed))
-    }
-
-    /// Whether a read may start an upstream call for `key`: always when one is already running for it (the read joins
-    /// it), otherwise only while fewer than `max_pending_fetches` keys have one. A soft bound (reads racing past it
-    /// may overshoot by a few): it keeps a burst of distinct misses from queueing without end behind the upstream
-    /// connection pool, and tells those callers to come back instead.
-    fn admit(&self, key: &Key) -> Result<(), UpstreamError> {
-        let cap = self.policy.max_pending_fetches;
-        let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        if cap == 0 || inflight.len() < cap || inflight.contains_key(key) {
-            return Ok(());
-        }
-        let pending = inflight.len();
-        drop(inflight);
-        self.metrics.shed();
-        Err(UpstreamError::Shed { pending })
-    }
-
-    /// A not-found or access-denied answer for `key` from moments ago, counted as a negative hit.
-    fn remembered_failure(&self, key: &Key, now: Instant) -> Option<UpstreamError> {
-        if !self.caching(key) {
-            return None;
-        }
-        let e = self.negative.get(key, now)?;
-        self.metrics.negative_hit();
-        tracing::debug!(key = %key, error = %e, "answered from the memory of a recent upstream refusal");
-        Some(e)
-    }
-
-    /// Starts a refresh of every entry that is within its refresh-ahead window or past expiry, except keys in
-    /// backoff, and waits for them at most `budget`, and not at all while the upstream looks like it is failing (a
-    /// key in backoff, or a call running for longer than the budget). Called on each Lambda INVOKE, while the
-    /// environment is not frozen; whatever outlives the wait goes on in its own task and is used when it lands.
-    pub async fn refresh_due(self: &Arc<Self>, budget: Duration) -> RefreshReport {
-        let now = self.now();
-        let deadline = Instant::now() + budget;
-        let mut report = RefreshReport::default();
-        let mut pending = FuturesUnordered::new();
-        // One key failing (or a call hanging) means the upstream is probably failing for all: wait for none.
-        let failing = self.upstream_failing(budget);
-        for (key, entry) in self.store.iter() {
-            // Aliases share their secret's entry: refresh each secret once, under its canonical key.
-            if !primary(&key, &entry) {
-                continue;
-            }
-            let ttl = self.policy.ttl(&key);
-            if now.saturating_duration_since(entry.fetched_at)
-                < ttl - self.policy.refresh_ahead(ttl)
-            {
-                continue;
-            }
-            report.due += 1;
-            match self.backoff_state(&key, now) {
-                // Its upstream failed moments ago: waiting on it would only hold the invocation.
-                Some(false) => {
-                    report.skipped_backoff += 1;
-                    self.metrics.refresh_skipped_backoff();
-                }
-                // Failed before, and its backoff has passed: probe again, but never wait on an upstream that is
-                // failing. The probe lands (or backs off further) on its own.
-                Some(true) => {
-                    report.started += 1;
-                    self.refresh_in_background((*key).clone());
-                }
-                None if failing => {
-                    report.started += 1;
-                    self.refresh_in_background((*key).clone());
-                }
-                None => {
-                    report.started += 1;
-                    pending.push(self.flight((*key).clone()));
-                }
-            }
-        }
-        // Failures are logged where they happen (store); here only the count matters.
-        while let Ok(Some(_)) = tokio::time::timeout_at(deadline, pending.next()).await {
-            report.finished += 1;
-        }
-        report
-    }
-
-    /// Refresh-ahead on a timer, for an environment that gets no INVOKE (Lambda Managed Instances): starts a
-    /// background refresh of every entry that was read since it was fetched and is within `lead` of expiry (or
-    /// within its refresh-ahead window, if that is longer), or past it. It waits for none of them, and it is the same
-    /// single-flight, backoff and stale-on-error as [`Cache::refresh_due`]: a key in backoff is left alone until its
-    /// retry is due, and a key with a call running is not asked again. An entry nobody read since its last fetch is
-    /// not refreshed, so it expires and is evicted as it would be on demand.
-    pub fn refresh_read(self: &Arc<Self>, lead: Duration) -> RefreshReport {
-        let now = self.now();
-        let mut report = RefreshReport::default();
-        for (key, entry) in self.store.iter() {
-            if !primary(&key, &entry) || !entry.read.load(Ordering::Relaxed) {
-                continue;
-            }
-            let ttl = self.policy.ttl(&key);
-            let ahead = self.policy.refresh_ahead(ttl).max(lead).min(ttl);
-            if now.saturating_duration_since(entry.fetched_at) < ttl - ahead
-                || self.in_flight_for(&key).is_some()
-            {
-                continue;
-            }
-            report.due += 1;
-            if self.backoff_state(&key, now) == Some(false) {
-                report.skipped_backoff += 1;
-                self.metrics.refresh_skipped_backoff();
-            } else {
-                report.started += 1;
-                self.refresh_in_background((*key).clone());
-            }
-        }
-        report
-    }
-
-    /// Fetches `keys` into the cache (init prefetch), batched where the upstream can. Failures are logged, never
-    /// fatal.
-    pub async fn prefetch(self: &Arc<Self>, keys: Vec<Key>) {
-        let flights = self.batch_flights(keys.clone());
-        let results = futures_util::future::join_all(flights).await;
-        for (key, result) in keys.iter().zip(results) {
-            match result {
-                Ok(_) => tracing::info!(key = %key, "prefetched"),
-                Err(e) => {
-                    tracing::warn!(key = %key, error = %e, "prefetch failed; will fetch on first use")
-                }
-            }
-        }
-    }
-
-    /// Fetches every SSM parameter under `path` into the cache (init prefetch), each under its own key as if it had
-    /// been asked for. A failure is logged, never fatal.
-    pub async fn prefetch_path(self: &Arc<Self>, path: &str) {
-        let started = Instant::now();
-        let result = self.upstream.fetch_path(path).await;
-        self.metrics.upstream_call(
-            "parameter",
-            result.as_ref().err().map(UpstreamError::code),
-            started.elapsed(),
-        );
-        match result {
-            Ok(values) => {
-                let n = values.len();
-                for (key, fetched) in values {
-                    let _ = self.store(&key, Ok(fetched)).await;
-                }
-                tracing::info!(path, parameters = n, "prefetched an SSM path");
-            }
-            Err(e) => tracing::warn!(path, error = %e, "prefetch of an SSM path failed"),
-        }
-    }
-
     /// Forgets every cached value and remembered answer (after a SnapStart restore, when their age is unknown).
     pub fn invalidate_all(&self) {
         self.store.invalidate_all();
@@ -758,333 +462,6 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
     pub async fn sync(&self) {
         self.store.run_pending_tasks().await;
     }
-
-    /// The clock's time; a pause it detects is logged, and under SnapStart drops every cached value first.
-    fn now(&self) -> Instant {
-        let reading = self.clock.read();
-        if let Some(pause) = reading.pause {
-            self.metrics.pause_detected();
-            if self.policy.forget_on_pause {
-                self.invalidate_all();
-                tracing::info!(
-                    pause_secs = pause.as_secs(),
-                    "the wall clock jumped ahead of the monotonic clock (a SnapStart restore); every cached value \
-                     from before it is dropped"
-                );
-            } else {
-                tracing::info!(
-                    pause_secs = pause.as_secs(),
-                    "the wall clock jumped ahead of the monotonic clock (a pause it did not see); cached values \
-                     are aged by it"
-                );
-            }
-        }
-        reading.now
-    }
-
-    /// Whether the upstream looks like it is failing: some key's last call failed transiently (it is in backoff), or
-    /// some call has been running for longer than `slow`.
-    fn upstream_failing(&self, slow: Duration) -> bool {
-        let in_backoff = !self
-            .backoff
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty();
-        in_backoff
-            || self
-                .inflight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .any(|(_, started)| started.elapsed() >= slow)
-    }
-
-    /// How long the upstream call in progress for `key` has been running, if there is one.
-    fn in_flight_for(&self, key: &Key) -> Option<Duration> {
-        let inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        inflight.get(key).map(|(_, started)| started.elapsed())
-    }
-
-    /// `None` when the key is not in backoff; otherwise whether its retry is due at `now`.
-    fn backoff_state(&self, key: &Key, now: Instant) -> Option<bool> {
-        let backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-        backoff.get(key).map(|b| now >= b.retry_at)
-    }
-
-    fn record_outcome(&self, key: &Key, error: Option<&UpstreamError>) {
-        let now = self.clock.now();
-        let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-        let forgotten = match error {
-            None => {
-                backoff.remove(key);
-                self.negative.forget(key);
-                0
-            }
-            Some(e) if e.is_transient() => {
-                let failures = backoff.get(key).map_or(1, |b| b.failures.saturating_add(1));
-                let retry_at = now + Backoff::delay(failures);
-                // Bounded: the keys are whatever ids callers send. The one whose retry has been due longest goes.
-                memory::insert_bounded(
-                    &mut backoff,
-                    key.clone(),
-                    Backoff { failures, retry_at },
-                    |b| b.retry_at,
-                )
-            }
-            // An answer about the secret itself ends any backoff: it is not an outage. Not-found and denied are
-            // remembered for a moment, so a client retrying in a loop does not turn into an upstream loop.
-            Some(e) => {
-                backoff.remove(key);
-                if e.is_refusal() {
-                    self.negative.put(key.clone(), now, e.clone())
-                } else {
-                    0
-                }
-            }
-        };
-        drop(backoff);
-        self.metrics
-            .set_keys_remembered(self.remembered_keys(), forgotten);
-    }
-
-    /// Keys in the per-key memories now (backoff, refusals, `refreshNow` calls).
-    fn remembered_keys(&self) -> u64 {
-        let backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner()).len();
-        (backoff + self.negative.len() + self.refreshed.len()) as u64
-    }
-
-    fn caching(&self, key: &Key) -> bool {
-        self.policy.max_entries > 0 && !self.policy.ttl(key).is_zero()
-    }
-
-    fn refresh_in_background(self: &Arc<Self>, key: Key) {
-        let flight = self.flight(key);
-        // The flight is already a spawned task; this only logs its outcome.
-        tokio::spawn(async move {
-            if let Err(e) = flight.await {
-                tracing::warn!(error = %e, "refresh-ahead failed; the cached value is kept until it expires");
-            }
-        });
-    }
-
-    /// The one in-flight upstream call for `key`, started if there is none.
-    fn flight(self: &Arc<Self>, key: Key) -> Flight {
-        match self.batch_flights(vec![key]).pop() {
-            Some(flight) => flight,
-            None => futures_util::future::ready(no_result()).boxed().shared(),
-        }
-    }
-
-    /// One flight per key, in order: a key already being fetched joins that call; the others share new upstream
-    /// calls, one per group of keys the upstream can answer together (a batch when there are several).
-    fn batch_flights(self: &Arc<Self>, keys: Vec<Key>) -> Vec<Flight> {
-        // The lock is held only to look up or insert, never across an await.
-        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        let mut groups: Vec<Vec<Key>> = Vec::new();
-        for key in &keys {
-            if inflight.contains_key(key) || groups.iter().any(|g| g.contains(key)) {
-                continue;
-            }
-            match groups.iter_mut().find(|g| {
-                g.len() < key.batch_limit()
-                    && g[0].batches_with(key, self.policy.home_region.as_deref())
-            }) {
-                Some(group) => group.push(key.clone()),
-                None => groups.push(vec![key.clone()]),
-            }
-        }
-        for group in groups {
-            let this = Arc::clone(self);
-            let task_keys = group.clone();
-            let handle = tokio::spawn(async move {
-                let results = this.fetch_upstream(&task_keys).await;
-                let mut stored = Vec::with_capacity(results.len());
-                for (key, result) in task_keys.iter().zip(results) {
-                    stored.push(this.store(key, result).await);
-                }
-                let mut inflight = this.inflight.lock().unwrap_or_else(|p| p.into_inner());
-                for key in &task_keys {
-                    inflight.remove(key);
-                }
-                stored
-            });
-            let call = async move {
-                handle
-                    .await
-                    .map_err(|e| UpstreamError::Internal(format!("fetch task failed: {e}")))
-            }
-            .boxed()
-            .shared();
-            let started = Instant::now();
-            for (i, key) in group.into_iter().enumerate() {
-                let flight = call
-                    .clone()
-                    .map(move |r| match r {
-                        Ok(stored) => stored.get(i).cloned().unwrap_or_else(no_result),
-                        Err(e) => Err(e),
-                    })
-                    .boxed()
-                    .shared();
-                inflight.insert(key, (flight, started));
-            }
-        }
-        keys.iter()
-            .map(|k| match inflight.get(k) {
-                Some((f, _)) => f.clone(),
-                None => futures_util::future::ready(no_result()).boxed().shared(),
-            })
-            .collect()
-    }
-
-    /// One upstream call for `keys` (a batch when there are several), counted once in the metrics.
-    async fn fetch_upstream(&self, keys: &[Key]) -> Vec<Result<Fetched, UpstreamError>> {
-        let started = Instant::now();
-        let results = match keys {
-            [key] => vec![self.upstream.fetch(key).await],
-            keys => self.upstream.fetch_batch(keys).await,
-        };
-        let elapsed = started.elapsed();
-        // Every key of a call is of one kind (`batch_flights` groups them so).
-        let kind = keys.first().map_or("secret", Key::kind);
-        // A batch that failed as a whole fails every key alike; report the first error as the call's.
-        let error = match keys {
-            [_] => results
-                .first()
-                .and_then(|r| r.as_ref().err())
-                .map(UpstreamError::code),
-            _ => results
-                .iter()
-                .all(Result::is_err)
-                .then(|| {
-                    results
-                        .first()
-                        .and_then(|r| r.as_ref().err())
-                        .map(UpstreamError::code)
-                })
-                .flatten(),
-        };
-        self.metrics.upstream_call(kind, error, elapsed);
-        for (key, result) in keys.iter().zip(&results) {
-            match result {
-                Ok(f) => tracing::info!(
-                    key = %key,
-                    bytes = f.body.len(),
-                    millis = elapsed.as_millis() as u64,
-                    batch = keys.len(),
-                    "fetched from upstream"
-                ),
-                Err(e) => tracing::warn!(
-                    key = %key,
-                    error = %e,
-                    millis = elapsed.as_millis() as u64,
-                    "upstream fetch failed"
-                ),
-            }
-        }
-        results
-    }
-
-    /// Records the outcome of an upstream call for `key` and, on success, stores the value under every key it
-    /// answers to ([`alias`]). A key that already points at another secret's entry (another canonical ARN) is not
-    /// taken over: both lose it (a WARN names the two ARNs), and the next read of that spelling asks the upstream.
-    /// When the canonical key itself is in conflict, nothing is stored.
-    async fn store(
-        &self,
-        key: &Key,
-        result: Result<Fetched, UpstreamError>,
-    ) -> Result<Arc<Entry>, UpstreamError> {
-        self.record_outcome(key, result.as_ref().err());
-        let Fetched { body, meta } = result?;
-        let keys = self.home.aliases(key, &meta);
-        let etag = entity_tag(key, &meta);
-        let entry = Arc::new(Entry {
-            body,
-            fetched_at: self.now(),
-            meta,
-            etag,
-            keys,
-            read: AtomicBool::new(false),
-        });
-        if !self.caching(key) {
-            return Ok(entry);
-        }
-        for (i, k) in entry.keys.iter().enumerate() {
-            let ours = Arc::clone(&entry);
-            let outcome = self
-                .store
-                .entry(k.clone())
-                .and_compute_with(|existing| {
-                    let op = match existing {
-                        Some(e) if e.value().meta.arn != ours.meta.arn => Op::Remove,
-                        _ => Op::Put(ours),
-                    };
-                    std::future::ready(op)
-                })
-                .await;
-            match outcome {
-                CompResult::Removed(other) => {
-                    self.metrics.alias_conflict();
-                    tracing::warn!(
-                        key = %k,
-                        arn = entry.meta.arn.as_deref().unwrap_or("-"),
-                        other_arn = other.value().meta.arn.as_deref().unwrap_or("-"),
-                        "two secrets answered to one spelling; it is no longer cached for either"
-                    );
-                    if i == 0 {
-                        return Ok(entry);
-                    }
-                }
-                CompResult::Inserted(_) | CompResult::ReplacedWith(_) if i == 0 => {
-                    // The eviction listener mirrors this when the primary key goes (replacements included).
-                    self.entries.fetch_add(1, Ordering::Relaxed);
-                    self.bytes.fetch_add(
-                        (entry.body.len() + entry.canonical().len()) as u64,
-                        Ordering::Relaxed,
-                    );
-                }
-                _ => {}
-            }
-        }
-        self.publish_size();
-        Ok(entry)
-    }
-
-    /// `fresh`, fetched under another spelling of `key` (its entry's canonical key), when the upstream's answer is an
-    /// answer to `key` (its ARN, name or partial ARN, and the version asked for); otherwise `key` is fetched as it is.
-    /// An expired alias is refreshed through its canonical key, and that must never answer a version id with the
-    /// version that is current now, nor a spelling with another secret.
-    async fn confirm(
-        self: &Arc<Self>,
-        key: &Key,
-        fresh: Arc<Entry>,
-    ) -> Result<Arc<Entry>, UpstreamError> {
-        if alias::answers(key, &fresh.meta) {
-            return Ok(fresh);
-        }
-        tracing::debug!(key = %key, "the refreshed answer is not an answer to this spelling; fetching it as asked");
-        self.flight(key.clone()).await
-    }
-}
-
-/// The ETag of an answer: its version, quoted, and for a parameter read without decryption a distinct tag (its value
-/// may be the ciphertext of the same version), so that `If-None-Match` from one never answers 304 for the other.
-fn entity_tag(key: &Key, meta: &Meta) -> Option<Bytes> {
-    let version = meta.version.as_deref()?;
-    Some(Bytes::from(match key {
-        Key::Parameter(p) if !p.with_decryption => format!("\"{version}-encrypted\""),
-        _ => format!("\"{version}\""),
-    }))
-}
-
-/// A key a batch call had no answer for: our bug, never the client's.
-fn no_result() -> Result<Arc<Entry>, UpstreamError> {
-    Err(UpstreamError::Internal("a batch key got no result".into()))
-}
-
-/// Whether an entry may be served as it is.
-enum Freshness {
-    Fresh,
-    Expired { stale_allowed: bool },
 }
 
 #[cfg(test)]
@@ -1092,6 +469,8 @@ mod identity_tests;
 
 #[cfg(test)]
 mod tests {
+    use super::backoff::{BACKOFF_BASE, BACKOFF_MAX};
+    use super::freshness::STALE_GRACE;
     use super::*;
     use crate::clock::tests::ManualWall;
     use crate::request::{SecretKey, VersionSelector};
