@@ -72,6 +72,15 @@ impl Env for ProcessEnv {
     }
 }
 
+/// An environment of literal pairs, for tests of any crate that reads through [`Env`] (no test ever mutates the
+/// process environment).
+pub fn from_pairs(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 impl Env for HashMap<String, String> {
     fn get(&self, name: &str) -> Option<String> {
         HashMap::get(self, name).cloned()
@@ -226,12 +235,7 @@ impl<'a> Spelling<'a> {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use super::from_pairs as env;
 
     #[test]
     fn blank_values_count_as_unset_and_only_trimmed_trims() {

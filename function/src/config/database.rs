@@ -257,14 +257,8 @@ pub struct StaticCredentials {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use secretcache_client::env::from_pairs as env;
 
     /// As the function resolves it outside Lambda.
     fn local(pairs: &[(&str, &str)]) -> Result<DatabaseSource, ConfigError> {

@@ -62,14 +62,8 @@ impl ExtensionConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use secretcache_client::env::from_pairs as env;
 
     #[test]
     fn the_session_token_wins_over_snapstarts() {

@@ -94,14 +94,8 @@ fn default_pool_size(concurrency: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use secretcache_client::env::from_pairs as env;
 
     #[test]
     fn the_pool_grows_with_managed_instances_concurrency_unless_set() {

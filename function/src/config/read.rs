@@ -107,14 +107,8 @@ pub(super) fn misspellings(env: &impl Env) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use secretcache_client::env::from_pairs as env;
 
     #[test]
     fn readers_default_when_unset_or_blank_and_name_the_variable_when_bad() {

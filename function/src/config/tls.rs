@@ -88,14 +88,8 @@ impl TlsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use secretcache_client::env::from_pairs as env;
 
     #[test]
     fn a_bundle_in_the_task_root_is_found_and_makes_verify_full_the_default() {
