@@ -4,38 +4,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+pub use secretcache_client::env::{parse_bool, Env, ProcessEnv};
+
 use super::diagnostics::{ConfigError, Diagnostics, Notice};
 use super::names::{
     AWS_ENDPOINT_URL, AWS_LAMBDA_LOG_LEVEL, AWS_MAX_TTL_SECS, DEFAULT_UPSTREAM_TIMEOUT, LOG_LEVEL,
     MAX_TTL_SECS,
 };
 use super::{proxy, Endpoint, LogLevel, ProxyConfig};
-
-/// Read access to environment variables.
-///
-/// Production uses [`ProcessEnv`]; tests pass a `HashMap`, so no test ever mutates the process environment.
-pub trait Env {
-    /// The value of `name`, if set.
-    fn get(&self, name: &str) -> Option<String>;
-    /// Every variable name that is set (for the misspelling check).
-    fn names(&self) -> Vec<String>;
-}
-
-/// The real process environment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn get(&self, name: &str) -> Option<String> {
-        // A value that is not Unicode cannot be any of ours; it is treated as set but unusable.
-        std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
-    }
-    fn names(&self) -> Vec<String> {
-        std::env::vars_os()
-            .filter_map(|(k, _)| k.into_string().ok())
-            .collect()
-    }
-}
 
 /// The environment over the defaults an Agent configuration file gives: a variable that is set wins.
 pub(super) struct WithFile<'a, E> {
@@ -52,15 +28,6 @@ impl<E: Env> Env for WithFile<'_, E> {
     }
     fn names(&self) -> Vec<String> {
         self.env.names()
-    }
-}
-
-impl Env for HashMap<String, String> {
-    fn get(&self, name: &str) -> Option<String> {
-        HashMap::get(self, name).cloned()
-    }
-    fn names(&self) -> Vec<String> {
-        self.keys().cloned().collect()
     }
 }
 
@@ -268,15 +235,6 @@ impl<'e, E: Env> Reader<'e, E> {
             }
             Endpoint::Invalid(name)
         }
-    }
-}
-
-/// Go's `strconv.ParseBool`: exactly these spellings, nothing else.
-pub fn parse_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
     }
 }
 
