@@ -109,6 +109,7 @@ impl<W: WallClock> Clock<W> {
     }
 
     /// Every pause counted so far.
+    #[cfg(test)]
     pub fn skew(&self) -> Duration {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).skew
     }

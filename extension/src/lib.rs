@@ -1,46 +1,71 @@
 //! secretcache: a Lambda external extension that serves Secrets Manager secrets and SSM parameters from a localhost
 //! cache, as a drop-in replacement for the AWS Parameters and Secrets Lambda Extension.
 //!
-//! Layout, one responsibility a module:
-//! - [`config`]: typed configuration from the environment, validated before anything binds;
-//! - [`request`]: strict parsing of query strings into cache keys;
-//! - [`respond`]: bodies beyond the cached one (a field as text, batch bodies);
-//! - [`cache`]: the bounded cache with single-flight, refresh-ahead, stale-on-error and refusal memory;
-//! - [`clock`]: monotonic time that also counts the pauses a frozen or restored micro-VM hides from it;
-//! - [`upstream`]: the AWS SDK clients and the success bodies;
-//! - [`server`]: the localhost HTTP server and its request checks;
-//! - [`roles`]: a cache per IAM role that reads name (`roleArn`), bounded;
-//! - [`token`]: the token a request must carry, from a variable or (in containers) a file that may change;
-//! - [`extensions_api`]: the three calls of the Lambda Extensions API;
-//! - [`lifecycle`]: the Lambda lifecycle on that API, and standalone mode;
-//! - [`refresh_timer`]: refresh driven by time where no INVOKE comes (Lambda Managed Instances);
-//! - [`error`]: errors, and the one mapping to HTTP;
-//! - [`secret`], [`metrics`], [`logging`]: the secret-holding type, counters, tracing set-up;
-//! - [`health`]: `secretcache ping`, a container health check;
-//! - [`wrapper`] and [`reference`](mod@reference): `secretcache exec`, the exec wrapper that puts referenced secrets
+//! The public surface is small: [`run`] and what `main.rs` calls, [`embed`] (the types an in-process test wires
+//! together) and [`fuzzing`]. Everything else is private; `docs/architecture.md` maps it. The modules, one
+//! responsibility each:
+//! - `config`: typed configuration from the environment, validated before anything binds;
+//! - `request`: strict parsing of query strings into cache keys;
+//! - `respond`: bodies beyond the cached one (a field as text, batch bodies);
+//! - `cache`: the bounded cache with single-flight, refresh-ahead, stale-on-error and refusal memory;
+//! - `clock`: monotonic time that also counts the pauses a frozen or restored micro-VM hides from it;
+//! - `upstream`: the AWS SDK clients and the success bodies;
+//! - `server`: the localhost HTTP server and its request checks;
+//! - `roles`: a cache per IAM role that reads name (`roleArn`), bounded;
+//! - `token`: the token a request must carry, from a variable or (in containers) a file that may change;
+//! - `extensions_api`: the three calls of the Lambda Extensions API;
+//! - `lifecycle`: the Lambda lifecycle on that API, and standalone mode;
+//! - `refresh_timer`: refresh driven by time where no INVOKE comes (Lambda Managed Instances);
+//! - `error`: errors, and the one mapping to HTTP;
+//! - `secret`, `metrics`, `logging`: the secret-holding type, counters, tracing set-up;
+//! - `health`: `secretcache ping`, a container health check;
+//! - `wrapper` and `reference`: `secretcache exec`, the exec wrapper that puts referenced secrets
 //!   into a runtime's environment, and the grammar of those references;
 //! - [`fuzzing`]: property checks shared by the fuzz targets and their regression tests.
 
-pub mod cache;
-pub mod clock;
-pub mod config;
-pub mod error;
-pub mod extensions_api;
+mod cache;
+mod clock;
+mod config;
+mod error;
+mod extensions_api;
 pub mod fuzzing;
-pub mod health;
-pub mod lifecycle;
-pub mod logging;
-pub mod metrics;
-pub mod reference;
-pub mod refresh_timer;
-pub mod request;
-pub mod respond;
-pub mod roles;
-pub mod secret;
-pub mod server;
-pub mod token;
-pub mod upstream;
-pub mod wrapper;
+mod health;
+mod lifecycle;
+mod logging;
+mod metrics;
+mod reference;
+mod refresh_timer;
+mod request;
+mod respond;
+mod roles;
+mod secret;
+mod server;
+mod token;
+mod upstream;
+mod wrapper;
+
+// What the binary (`main.rs`) needs of the library.
+pub use config::{Config, ProcessEnv};
+pub use health::ping;
+pub use logging::{init as init_logging, report as report_diagnostics};
+pub use server::{bind, BindError};
+pub use wrapper::{main as wrapper_main, requested as wrapper_requested};
+
+/// The few types an embedder or an in-process test wires together: a [`Cache`] over an
+/// [`Upstream`](embed::Upstream), served by an [`App`] through [`handle`](embed::handle) (one request in,
+/// one response out, no socket). `extension/tests/gate.rs` drives the
+/// request gate this way; everything else in the crate is private to it.
+pub mod embed {
+    pub use crate::cache::{Cache, Fetched, Meta, Policy, Upstream};
+    pub use crate::clock::SystemWallClock;
+    pub use crate::config::{Config, AWS_SESSION_TOKEN};
+    pub use crate::error::UpstreamError;
+    pub use crate::metrics::Metrics;
+    pub use crate::request::Key;
+    pub use crate::secret::SecretBody;
+    pub use crate::server::{handle, App};
+    pub use crate::token::Tokens;
+}
 
 use std::sync::Arc;
 
@@ -49,7 +74,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::{Cache, Policy};
 use crate::clock::SystemWallClock;
-use crate::config::Config;
 use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::metrics::Metrics;
 use crate::server::App;

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use secretcache::config::{Config, ProcessEnv};
+use secretcache::{Config, ProcessEnv};
 
 const USAGE: &str =
     "usage: secretcache [sm start] [--config <agent.toml>] | secretcache ping [--config <agent.toml>] \
@@ -50,8 +50,8 @@ fn args() -> Result<Args, String> {
 
 fn main() -> ExitCode {
     // Before `args()`: the runtime's command line is not ours to parse, and may not be UTF-8.
-    if let Some(command) = secretcache::wrapper::requested(std::env::args_os()) {
-        return secretcache::wrapper::main(command);
+    if let Some(command) = secretcache::wrapper_requested(std::env::args_os()) {
+        return secretcache::wrapper_main(command);
     }
     let args = match args() {
         Ok(a) => a,
@@ -64,10 +64,10 @@ fn main() -> ExitCode {
     // extension that exits during init fails the whole function, so only an unusable port stops it (below).
     let config = Config::load(&ProcessEnv, args.config.as_deref());
     if args.ping {
-        return secretcache::health::ping(config.port);
+        return secretcache::ping(config.port);
     }
-    secretcache::logging::init(&config);
-    secretcache::logging::report(&config.diagnostics);
+    secretcache::init_logging(&config);
+    secretcache::report_diagnostics(&config.diagnostics);
     tracing::debug!(config = ?config, "effective configuration");
     // One worker per CPU this process may use (the affinity mask and the cgroup CPU quota both count): at most two on
     // demand, where two workers sharing one CPU take turns by preemption and a hit queued behind the other waits a
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         // Loopback only: the cache must never be reachable from another host.
-        let listeners = match secretcache::server::bind(config.port).await {
+        let listeners = match secretcache::bind(config.port).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "cannot serve");

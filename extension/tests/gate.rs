@@ -10,15 +10,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use secretcache::cache::{Cache, Fetched, Meta, Policy, Upstream};
-use secretcache::clock::SystemWallClock;
-use secretcache::config::{Config, AWS_SESSION_TOKEN};
-use secretcache::error::UpstreamError;
-use secretcache::metrics::Metrics;
-use secretcache::request::Key;
-use secretcache::secret::SecretBody;
-use secretcache::server::{handle, App};
-use secretcache::token::Tokens;
+use secretcache::embed::Key;
+use secretcache::embed::Metrics;
+use secretcache::embed::SecretBody;
+use secretcache::embed::SystemWallClock;
+use secretcache::embed::Tokens;
+use secretcache::embed::UpstreamError;
+use secretcache::embed::{handle, App};
+use secretcache::embed::{Cache, Fetched, Meta, Policy, Upstream};
+use secretcache::embed::{Config, AWS_SESSION_TOKEN};
 
 const TOKEN: &str = "gate-test-token";
 

@@ -14,11 +14,11 @@ mod batch;
 mod form;
 mod names;
 
-pub use batch::{BatchRequest, MAX_BATCH_PARAMETERS, MAX_BATCH_SECRETS};
+pub use batch::BatchRequest;
 use form::path_id;
 pub use form::{Query, QueryError};
+pub use names::arn_region;
 use names::check_region;
-pub use names::{arn_region, is_region, is_role_arn};
 
 /// What the cache stores values under: a secret or a parameter, with its version selector.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -264,6 +264,7 @@ impl SecretRequest {
 #[cfg(test)]
 mod tests {
     use super::form::has_control;
+    use super::names::{is_region, is_role_arn};
     use super::*;
 
     fn parse(q: &str) -> Result<SecretRequest, QueryError> {

@@ -38,7 +38,7 @@ pub use listen::{bind, serve, BindError};
 
 // The header that carries the execution environment's session token; how a value was served (`hit`, `miss`,
 // `refresh` or `stale`); and `true` when the value is past its TTL and served because the upstream failed.
-pub use secretcache_client::contract::{CACHE_HEADER, STALE_HEADER, TOKEN_HEADER};
+pub use secretcache_client::contract::{CACHE_HEADER, STALE_HEADER};
 // The same names, parsed once: a lookup or insert by `&str` would validate and lower-case the name on every request.
 static CACHE_NAME: HeaderName = HeaderName::from_static(CACHE_HEADER);
 static STALE_NAME: HeaderName = HeaderName::from_static(STALE_HEADER);
@@ -119,7 +119,7 @@ enum Route {
     Metrics,
 }
 
-/// Answers one request. Every failure goes through [`ApiError::into_response`].
+/// Answers one request. Every failure goes through the one mapping of errors to HTTP (`ApiError::into_response`).
 pub async fn handle<U: Upstream, W: WallClock, B>(
     app: &App<U, W>,
     req: Request<B>,

@@ -46,7 +46,6 @@ mod rehearsal;
 
 pub use crate::config::AssumeRole;
 use batch::{match_parameter_batch, match_secret_batch};
-pub use body::{parameter_body, rfc3339_millis, secret_body};
 use body::{parameter_fetched, secret_fetched};
 pub use classify::classify;
 use clients::{lambda_sdk, timeouts, usable};
@@ -492,6 +491,7 @@ impl Upstream for AwsUpstream {
 #[cfg(test)]
 mod tests {
     use super::batch::parameter_selector;
+    use super::body::{parameter_body, rfc3339_millis, secret_body};
     use super::classify::classify_service;
     use super::*;
     use aws_sdk_secretsmanager::error::SdkError;

@@ -43,7 +43,7 @@ mod scan;
 
 use exec::{exec, report_init_error};
 pub use resolve::resolve;
-pub use scan::{scan, Found};
+pub use scan::scan;
 
 /// The word that selects this mode: `secretcache exec -- <command...>`.
 pub const MODE: &str = "exec";
