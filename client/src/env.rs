@@ -93,11 +93,26 @@ impl Env for HashMap<String, String> {
 /// Go's `strconv.ParseBool`: exactly these spellings, nothing else (no trimming either). The AWS extension's
 /// boolean variables and query flags are read this way, so a drop-in replacement reads them the same.
 pub fn parse_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
+    if GO_TRUE.contains(&s) {
+        Some(true)
+    } else if GO_FALSE.contains(&s) {
+        Some(false)
+    } else {
+        None
     }
+}
+
+/// The spellings Go's `strconv.ParseBool` reads as true.
+pub const GO_TRUE: [&str; 6] = ["1", "t", "T", "TRUE", "true", "True"];
+/// The spellings Go's `strconv.ParseBool` reads as false.
+pub const GO_FALSE: [&str; 6] = ["0", "f", "F", "FALSE", "false", "False"];
+
+/// Every spelling Go's `strconv.ParseBool` accepts, with its value: the table tests of every reader iterate.
+pub fn go_bool_spellings() -> impl Iterator<Item = (&'static str, bool)> {
+    GO_TRUE
+        .iter()
+        .map(|&v| (v, true))
+        .chain(GO_FALSE.iter().map(|&v| (v, false)))
 }
 
 /// A yes-or-no setting as a person types it: `true`, `1` or `yes`; `false`, `0` or `no`; in any case, trimmed.
@@ -264,20 +279,7 @@ mod tests {
 
     #[test]
     fn booleans_are_gos_parse_bool() {
-        for (v, want) in [
-            ("1", true),
-            ("t", true),
-            ("T", true),
-            ("TRUE", true),
-            ("true", true),
-            ("True", true),
-            ("0", false),
-            ("f", false),
-            ("F", false),
-            ("FALSE", false),
-            ("false", false),
-            ("False", false),
-        ] {
+        for (v, want) in go_bool_spellings() {
             assert_eq!(parse_bool(v), Some(want), "{v}");
         }
         for v in ["yes", "no", "on", "tRUE", "2", "", " ", " true"] {

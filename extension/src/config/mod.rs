@@ -591,20 +591,7 @@ mod tests {
 
     #[test]
     fn booleans_are_gos_parse_bool() {
-        for (v, want) in [
-            ("1", true),
-            ("t", true),
-            ("T", true),
-            ("TRUE", true),
-            ("true", true),
-            ("True", true),
-            ("0", false),
-            ("f", false),
-            ("F", false),
-            ("FALSE", false),
-            ("false", false),
-            ("False", false),
-        ] {
+        for (v, want) in secretcache_client::env::go_bool_spellings() {
             assert_eq!(parse_bool(v), Some(want), "{v}");
             let c = Config::from_env(&env(&[(CACHE_ENABLED, v)]));
             assert_eq!(c.cache_size > 0, want, "{v}");

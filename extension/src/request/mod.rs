@@ -430,21 +430,7 @@ mod tests {
 
     #[test]
     fn flags_accept_what_go_parse_bool_accepts() {
-        for (v, want) in [
-            ("1", true),
-            ("t", true),
-            ("T", true),
-            ("TRUE", true),
-            ("true", true),
-            ("True", true),
-            ("0", false),
-            ("f", false),
-            ("F", false),
-            ("FALSE", false),
-            ("false", false),
-            ("False", false),
-            ("", false),
-        ] {
+        for (v, want) in secretcache_client::env::go_bool_spellings().chain([("", false)]) {
             let q = format!("name=/p&withDecryption={v}&refreshNow={v}");
             let p = ParameterRequest::parse(&q).expect(v);
             assert_eq!((p.key.with_decryption, p.refresh_now), (want, want), "{v}");
