@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+pub(super) use secretcache_client::env::parse_whole;
 pub use secretcache_client::env::{parse_bool, Env, ProcessEnv};
 
 use super::diagnostics::{ConfigError, Diagnostics, Notice};
@@ -236,16 +237,6 @@ impl<'e, E: Env> Reader<'e, E> {
             Endpoint::Invalid(name)
         }
     }
-}
-
-/// A whole number in decimal digits (a leading `+` allowed, as Go's `strconv.Atoi` allows).
-pub(super) fn parse_whole(s: &str) -> Option<u64> {
-    let digits = s.strip_prefix('+').unwrap_or(s);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    // More digits than u64 holds is still a whole number: saturate, and let the range clamp it.
-    Some(digits.parse::<u64>().unwrap_or(u64::MAX))
 }
 
 /// Whether `s` is an absolute http(s) URL with a host, as the SDK needs for an endpoint override.
