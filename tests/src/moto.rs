@@ -86,18 +86,7 @@ impl Moto {
 
     /// Stops this moto once the test process has exited, for the shared one, which is never dropped.
     fn spawn_watchdog(&self) {
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; kill {moto} 2>/dev/null",
-            pid = std::process::id(),
-            moto = self.child.id()
-        );
-        // Not waited for on purpose: it must outlive this process.
-        let _ = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+        crate::after_this_process_exits(&format!("kill {} 2>/dev/null", self.child.id()));
     }
 
     /// A Secrets Manager client pointed at this moto.

@@ -278,19 +278,11 @@ impl PgCluster {
     }
 
     fn spawn_watchdog(&self) {
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; rm -rf '{dir}'",
-            pid = std::process::id(),
-            stop = self.stop_command(),
-            dir = self.dir.display()
-        );
-        // Not waited for on purpose: it must outlive this process.
-        let _ = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
+        crate::after_this_process_exits(&format!(
+            "{} >/dev/null 2>&1; rm -rf '{}'",
+            self.stop_command(),
+            self.dir.display()
+        ));
     }
 
     /// The TCP port.
