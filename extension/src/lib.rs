@@ -125,6 +125,7 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), Life
         shutdown,
         server,
         prefetch: config.prefetch.clone(),
+        prefetch_tags: config.prefetch_tags.clone(),
         prefetch_timeout: config.prefetch_timeout,
         invoke_budget: config.invoke_budget,
         init_type: config.init_type,

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::{Cache, Upstream};
 use crate::clock::WallClock;
-use crate::config::{Events, InitType, Prefetch};
+use crate::config::{Events, InitType, Prefetch, TagPrefetch};
 use crate::extensions_api::{self, Event};
 use crate::metrics::Metrics;
 use crate::request::{Key, ParameterKey, SecretKey, VersionSelector};
@@ -49,6 +49,8 @@ pub struct Lifecycle<U, W> {
     pub server: JoinHandle<()>,
     /// What to prefetch during init.
     pub prefetch: Vec<Prefetch>,
+    /// The secrets to prefetch by tag, and the prefetch's limit and jitter.
+    pub prefetch_tags: TagPrefetch,
     /// Budget of that prefetch.
     pub prefetch_timeout: Duration,
     /// How long an INVOKE waits for the refreshes it starts.
@@ -132,6 +134,7 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
             shutdown,
             server,
             prefetch,
+            prefetch_tags,
             prefetch_timeout,
             invoke_budget,
             init_type,
@@ -177,7 +180,7 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
                 "SnapStart: no prefetch before the snapshot, so no secret is baked into it"
             );
         } else {
-            prefetch_bounded(&cache, prefetch, prefetch_timeout).await;
+            prefetch_bounded(&cache, prefetch, prefetch_tags, prefetch_timeout).await;
         }
         let function_name = registration.function_name;
         let mut first = true;
@@ -250,12 +253,13 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
             shutdown,
             server,
             prefetch,
+            prefetch_tags,
             prefetch_timeout,
             warm_up,
             ..
         } = self;
         tokio::spawn(warm_up.0);
-        prefetch_bounded(&cache, prefetch, prefetch_timeout).await;
+        prefetch_bounded(&cache, prefetch, prefetch_tags, prefetch_timeout).await;
         tracing::info!("ready (standalone: no AWS_LAMBDA_RUNTIME_API)");
         terminate_signal().await;
         tracing::info!("signal received; draining");
@@ -270,12 +274,16 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
     }
 }
 
+/// The init prefetch: after a random delay of up to the configured jitter, the named secrets and parameters
+/// (batched), the SSM paths, and the secrets found by tag (within the limit, less what was named). The caller waits
+/// `budget` at most; the work runs in a task of its own, so whatever has not landed by then lands in the background.
 async fn prefetch_bounded<U: Upstream, W: WallClock>(
     cache: &Arc<Cache<U, W>>,
     items: Vec<Prefetch>,
+    tags: TagPrefetch,
     budget: Duration,
 ) {
-    if items.is_empty() {
+    if items.is_empty() && tags.keys.is_empty() {
         return;
     }
     let mut keys = Vec::new();
@@ -294,22 +302,32 @@ async fn prefetch_bounded<U: Upstream, W: WallClock>(
             Prefetch::Path(path) => paths.push(path),
         }
     }
-    // Paths run in tasks of their own, so that, like the keys' calls, they land after the budget if they must.
-    let paths: Vec<_> = paths
-        .into_iter()
-        .map(|path| {
-            let cache = Arc::clone(cache);
-            tokio::spawn(async move { cache.prefetch_path(&path).await })
-        })
-        .collect();
-    let all = async {
-        tokio::join!(cache.prefetch(keys), futures_util::future::join_all(paths));
+    let tag_limit = tags.limit.saturating_sub(keys.len());
+    let jitter = if tags.max_jitter.is_zero() {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(fastrand::u64(0..=tags.max_jitter.as_millis() as u64))
     };
-    if tokio::time::timeout(budget, all).await.is_err() {
-        // The fetches go on in the background and land in the cache when they finish.
+    let cache = Arc::clone(cache);
+    let work = tokio::spawn(async move {
+        if !jitter.is_zero() {
+            tracing::info!(
+                delay_ms = jitter.as_millis() as u64,
+                "prefetch starts after its jitter"
+            );
+            tokio::time::sleep(jitter).await;
+        }
+        let paths = futures_util::future::join_all(paths.iter().map(|p| cache.prefetch_path(p)));
+        tokio::join!(
+            cache.prefetch(keys),
+            paths,
+            cache.prefetch_tagged(&tags.keys, tag_limit)
+        );
+    });
+    if tokio::time::timeout(budget, work).await.is_err() {
         tracing::warn!(
             budget_ms = budget.as_millis() as u64,
-            "prefetch did not finish within its budget"
+            "prefetch did not finish within its budget; it goes on in the background"
         );
     }
 }

@@ -43,6 +43,32 @@ pub async fn secret(sm: &aws_sdk_secretsmanager::Client, name: &str, value: &str
     }
 }
 
+/// Creates the string secret `name` holding `value`, with the tags `tags` (key, value).
+pub async fn tagged_secret(
+    sm: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    value: &str,
+    tags: &[(&str, &str)],
+) -> Created {
+    let mut call = sm.create_secret().name(name).secret_string(value);
+    for (k, v) in tags {
+        call = call.tags(
+            aws_sdk_secretsmanager::types::Tag::builder()
+                .key(*k)
+                .value(*v)
+                .build(),
+        );
+    }
+    let out = call
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateSecret {name}: {e:?}"));
+    Created {
+        arn: out.arn.expect("CreateSecret answers an ARN"),
+        version_id: out.version_id.expect("CreateSecret answers a version id"),
+    }
+}
+
 /// Creates the binary secret `name` holding `value`.
 pub async fn binary_secret(
     sm: &aws_sdk_secretsmanager::Client,

@@ -99,6 +99,16 @@ pub trait Upstream: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<(Key, Fetched)>, UpstreamError>> + Send {
         std::future::ready(Ok(Vec::new()))
     }
+
+    /// The names of the home region's secrets that carry one of the tag keys `keys` (exactly, case-sensitive), at
+    /// most `limit`: the init prefetch by tag. The default finds none.
+    fn tagged_secrets(
+        &self,
+        _keys: &[String],
+        _limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, UpstreamError>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
 }
 
 /// How long values stay fresh, and what may be done around expiry.

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::clock::WallClock;
 use crate::error::UpstreamError;
-use crate::request::Key;
+use crate::request::{Key, SecretKey, VersionSelector};
 
 use super::flight::no_result;
 use super::{primary, Cache, Lookup, RefreshReport, Source, Upstream};
@@ -156,6 +156,40 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
                 tracing::info!(path, parameters = n, "prefetched an SSM path");
             }
             Err(e) => tracing::warn!(path, error = %e, "prefetch of an SSM path failed"),
+        }
+    }
+
+    /// Fetches the secrets that carry one of the tag keys `keys` into the cache (init prefetch): one ListSecrets
+    /// (a page per 100 secrets), then BatchGetSecretValue calls of 20. At most `limit` secrets; a failure is logged,
+    /// never fatal.
+    pub async fn prefetch_tagged(self: &Arc<Self>, keys: &[String], limit: usize) {
+        if keys.is_empty() || limit == 0 {
+            return;
+        }
+        let started = Instant::now();
+        let result = self.upstream.tagged_secrets(keys, limit).await;
+        self.metrics.upstream_call(
+            "secret",
+            result.as_ref().err().map(UpstreamError::code),
+            started.elapsed(),
+        );
+        match result {
+            Ok(names) => {
+                tracing::info!(tags = ?keys, secrets = names.len(), limit, "found secrets to prefetch by tag");
+                let keys = names
+                    .into_iter()
+                    .map(|secret_id| {
+                        Key::Secret(SecretKey {
+                            secret_id,
+                            selector: VersionSelector::Current,
+                        })
+                    })
+                    .collect();
+                self.prefetch(keys).await;
+            }
+            Err(e) => {
+                tracing::warn!(tags = ?keys, error = %e, "listing secrets by tag failed; they will be fetched on first use")
+            }
         }
     }
 

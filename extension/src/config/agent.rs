@@ -14,7 +14,10 @@
 //!   a variable that is set still wins, and the values are checked as the variables are;
 //! - `ssrf_headers`, `ssrf_env_variables`, `path_prefix`: the token headers, the token variables and the prefix of
 //!   path-based reads (`/v1/<secretId>`);
-//! - `prefetch.secrets[].secret_id`: added to the init prefetch;
+//! - `prefetch.secrets[].secret_id`: added to the init prefetch; `prefetch.filter_tags[].key`, `cache_buffer_ratio` and
+//!   `max_jitter_seconds`: the tag prefetch (`PARAMETERS_SECRETS_EXTENSION_PREFETCH_TAGS`, `..._BUFFER_PERCENT`,
+//!   `..._MAX_JITTER_SECONDS`);
+//! - `credentials_file_path`: `PARAMETERS_SECRETS_EXTENSION_CREDENTIALS_FILE`;
 //! - `max_roles`: `PARAMETERS_SECRETS_EXTENSION_MAX_ROLES` (roles named by reads' `roleArn`);
 //! - the Agent's keys that have no meaning here (`log_to_file`, `enabled`, `ignore_transient_errors`,
 //!   `validate_credentials`) are named once at INFO; any other key is a warning, never an error. Numbers may be
@@ -24,8 +27,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::{
-    ConfigError, Notice, AWS_REGION, CACHE_SIZE, HTTP_PORT, LOG_LEVEL, MAX_CLIENT_CONNECTIONS,
-    MAX_ROLES, SECRETS_MANAGER_TTL,
+    ConfigError, Notice, AWS_REGION, CACHE_SIZE, CREDENTIALS_FILE, HTTP_PORT, LOG_LEVEL,
+    MAX_CLIENT_CONNECTIONS, MAX_ROLES, PREFETCH_BUFFER_PERCENT, PREFETCH_MAX_JITTER_SECONDS,
+    SECRETS_MANAGER_TTL,
 };
 
 /// What an Agent configuration file says, in our terms.
@@ -41,6 +45,8 @@ pub struct AgentFile {
     pub path_prefix: Option<String>,
     /// `prefetch.secrets[].secret_id`.
     pub prefetch: Vec<String>,
+    /// `prefetch.filter_tags[].key`.
+    pub prefetch_tags: Vec<String>,
     /// What could not be used.
     pub errors: Vec<ConfigError>,
     /// Keys noted or ignored.
@@ -50,7 +56,7 @@ pub struct AgentFile {
 }
 
 /// The Agent's keys that map onto one of our variables.
-const MAPPED: [(&str, &str); 7] = [
+const MAPPED: [(&str, &str); 8] = [
     ("http_port", HTTP_PORT),
     ("ttl_seconds", SECRETS_MANAGER_TTL),
     ("cache_size", CACHE_SIZE),
@@ -58,6 +64,7 @@ const MAPPED: [(&str, &str); 7] = [
     ("log_level", LOG_LEVEL),
     ("region", AWS_REGION),
     ("max_roles", MAX_ROLES),
+    ("credentials_file_path", CREDENTIALS_FILE),
 ];
 
 /// The Agent's keys that mean nothing here, and why.
@@ -158,16 +165,65 @@ impl AgentFile {
     }
 
     fn prefetch(&mut self, value: &toml::Value) {
-        let secrets = value.get("secrets").and_then(toml::Value::as_array);
-        for s in secrets.into_iter().flatten() {
-            if let Some(id) = s.get("secret_id").and_then(toml::Value::as_str) {
-                self.prefetch.push(id.to_owned());
+        for (key, item) in value.as_table().into_iter().flatten() {
+            match key.as_str() {
+                "secrets" => self.prefetch_list(key, item, "secret_id", |f, id| f.prefetch.push(id)),
+                "filter_tags" => {
+                    self.prefetch_list(key, item, "key", |f, tag| f.prefetch_tags.push(tag))
+                }
+                // The Provider's ratio of the cache, 0.1 to 1.0, is our percent.
+                "cache_buffer_ratio" => match item
+                    .as_float()
+                    .or(item.as_integer().map(|i| i as f64))
+                    .or(item.as_str().and_then(|s| s.trim().parse::<f64>().ok()))
+                {
+                    Some(ratio) if ratio.is_finite() && ratio >= 0.0 => {
+                        let percent = (ratio * 100.0).round().min(1000.0) as u64;
+                        self.defaults.insert(PREFETCH_BUFFER_PERCENT, percent.to_string());
+                    }
+                    _ => self.wrong_type("prefetch.cache_buffer_ratio", "a number from 0.1 to 1.0"),
+                },
+                "max_jitter_seconds" => match scalar(item) {
+                    Some(v) => {
+                        self.defaults.insert(PREFETCH_MAX_JITTER_SECONDS, v);
+                    }
+                    None => self.wrong_type("prefetch.max_jitter_seconds", "seconds from 0 to 10"),
+                },
+                other => self.warnings.push(format!(
+                    "the configuration file's prefetch section has a key {other:?} that secretcache does not read; \
+                     it is ignored"
+                )),
             }
-            if s.get("role_arn").is_some() {
+        }
+    }
+
+    /// `secrets = [{ secret_id = ... }]` or `filter_tags = [{ key = ... }]`: each item's `field`. A `role_arn` is
+    /// warned about: the prefetch runs with the extension's own credentials.
+    fn prefetch_list(
+        &mut self,
+        list: &str,
+        value: &toml::Value,
+        field: &str,
+        mut add: impl FnMut(&mut Self, String),
+    ) {
+        let Some(items) = value.as_array() else {
+            self.wrong_type(&format!("prefetch.{list}"), "a list of tables");
+            return;
+        };
+        for item in items {
+            let Some(name) = item.get(field).and_then(toml::Value::as_str) else {
+                self.wrong_type(
+                    &format!("prefetch.{list}"),
+                    "tables that each name a string",
+                );
+                continue;
+            };
+            add(self, name.to_owned());
+            if item.get("role_arn").is_some() {
                 self.warnings.push(format!(
-                    "the configuration file's prefetch of {:?} names a role_arn; secretcache prefetches with its own \
-                     credentials (PARAMETERS_SECRETS_EXTENSION_ROLE_ARN), so it is prefetched without it",
-                    s.get("secret_id").and_then(toml::Value::as_str).unwrap_or("?")
+                    "the configuration file's prefetch {list} entry {name:?} names a role_arn; secretcache \
+                     prefetches with its own credentials (PARAMETERS_SECRETS_EXTENSION_ROLE_ARN), so it is \
+                     prefetched without it"
                 ));
             }
         }
@@ -299,6 +355,29 @@ mod tests {
         assert_eq!(AgentFile::read(&bad).errors.len(), 1);
     }
 
+    /// The Provider's documented array-of-tables form of the tag prefetch; a role_arn is warned about, a bad ratio
+    /// is an error.
+    #[test]
+    fn tag_prefetch_reads_the_providers_array_of_tables() {
+        let f = parse(
+            r#"
+            [[capabilities.secrets_manager.prefetch.filter_tags]]
+            key = "Environment"
+
+            [[capabilities.secrets_manager.prefetch.filter_tags]]
+            key = "Team"
+            role_arn = "arn:aws:iam::987654321098:role/SecretAccessRole"
+            "#,
+        );
+        assert_eq!(f.prefetch_tags, ["Environment", "Team"]);
+        assert_eq!(f.warnings.len(), 1, "{:?}", f.warnings);
+        assert!(f.warnings[0].contains("Team") && f.warnings[0].contains("role_arn"));
+        let bad =
+            parse("[prefetch]\ncache_buffer_ratio = \"lots\"\nfilter_tags = \"Environment\"\n");
+        assert_eq!(bad.errors.len(), 2, "{:?}", bad.errors);
+        assert!(bad.prefetch_tags.is_empty());
+    }
+
     /// The nested form of the Workload Credentials Provider 3, as its documentation lays it out.
     #[test]
     fn the_workload_credentials_providers_nested_sections_map_onto_ours_too() {
@@ -317,6 +396,7 @@ mod tests {
             max_conn = 400
             max_roles = 5
             region = "eu-west-1"
+            credentials_file_path = "/home/app/.aws/credentials"
             ignore_transient_errors = true
             validate_credentials = false
 
@@ -332,6 +412,7 @@ mod tests {
             cache_buffer_ratio = 0.8
             max_jitter_seconds = 2
             secrets = [{ secret_id = "app/db" }]
+            filter_tags = [{ key = "Environment" }, { key = "Team" }]
 
             [capabilities.acm]
             enabled = false
@@ -354,6 +435,10 @@ mod tests {
         );
         assert_eq!(f.token_variables, Some(vec!["AWS_TOKEN".to_owned()]));
         assert_eq!(f.prefetch, ["app/db"]);
+        assert_eq!(f.prefetch_tags, ["Environment", "Team"]);
+        assert_eq!(f.defaults[PREFETCH_BUFFER_PERCENT], "80");
+        assert_eq!(f.defaults[PREFETCH_MAX_JITTER_SECONDS], "2");
+        assert_eq!(f.defaults[CREDENTIALS_FILE], "/home/app/.aws/credentials");
         assert!(f.errors.is_empty(), "{:?}", f.errors);
         assert!(f.warnings.is_empty(), "{:?}", f.warnings);
         let noted = format!("{:?}", f.notices);

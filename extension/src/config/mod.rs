@@ -130,6 +130,10 @@ pub struct Config {
     pub ssm_endpoint: Endpoint,
     /// What to fetch during init.
     pub prefetch: Vec<Prefetch>,
+    /// The secrets found by tag to fetch during init, and the bounds of the whole prefetch.
+    pub prefetch_tags: TagPrefetch,
+    /// A shared credentials file to call AWS with, instead of the SDK's chain.
+    pub credentials_file: Option<std::path::PathBuf>,
     /// The home region (`AWS_REGION`, or `AWS_DEFAULT_REGION`): where names resolve.
     pub region: Option<String>,
     /// The role every upstream call assumes, if one is set.
@@ -253,6 +257,8 @@ impl Config {
             .map(|v| v.split(',').filter_map(Prefetch::parse).collect())
             .unwrap_or_default();
         prefetch.extend(file.prefetch.iter().map(|id| Prefetch::Secret(id.clone())));
+        let prefetch_tags = tag_prefetch(&mut r, file, if cache_enabled { cache_size } else { 0 });
+        let credentials_file = r.raw(CREDENTIALS_FILE).map(std::path::PathBuf::from);
         let region = r.raw(AWS_REGION).or_else(|| r.raw(AWS_DEFAULT_REGION));
         let role = r.raw(ROLE_ARN).and_then(|arn| {
             if arn.starts_with("arn:") && arn.contains(":role/") {
@@ -434,6 +440,8 @@ impl Config {
             ssm_endpoint,
             proxy,
             prefetch,
+            prefetch_tags,
+            credentials_file,
             region,
             role,
             sdk_source,
@@ -455,6 +463,83 @@ impl Config {
             diagnostics: r.diagnostics,
         }
     }
+}
+
+/// The tag-based part of the init prefetch, as the Workload Credentials Provider's `prefetch.filter_tags`,
+/// `cache_buffer_ratio` and `max_jitter_seconds` define it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TagPrefetch {
+    /// Tag keys (exact, case-sensitive): every secret that carries one of them is prefetched.
+    pub keys: Vec<String>,
+    /// The most secrets the prefetch puts in the cache: the buffer percent of the cache's size.
+    pub limit: usize,
+    /// The longest random delay before the prefetch starts, so a fleet started at once does not call at once.
+    pub max_jitter: Duration,
+}
+
+/// Reads the tag prefetch: `PARAMETERS_SECRETS_EXTENSION_PREFETCH_TAGS` and the file's `filter_tags`, the buffer
+/// percent and the jitter. A tag key AWS would refuse is an error and left out; past [`MAX_PREFETCH_TAGS`], the rest
+/// are left out with an error.
+fn tag_prefetch<E: Env>(r: &mut Reader<'_, E>, file: &AgentFile, cache_size: u64) -> TagPrefetch {
+    let mut keys: Vec<String> = Vec::new();
+    let from_env = r.raw(PREFETCH_TAGS).unwrap_or_default();
+    let candidates = from_env
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .chain(file.prefetch_tags.iter().cloned());
+    for key in candidates {
+        if !is_tag_key(&key) {
+            r.error(
+                PREFETCH_TAGS,
+                &key,
+                "tag keys of 1 to 128 letters, digits, spaces and _ . : / = + - @, separated by commas",
+                "that key left out".to_owned(),
+            );
+        } else if keys.len() == MAX_PREFETCH_TAGS {
+            r.error(
+                PREFETCH_TAGS,
+                &key,
+                "at most 10 tag keys",
+                "the first 10".to_owned(),
+            );
+        } else if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let percent = r.number(
+        PREFETCH_BUFFER_PERCENT,
+        80,
+        10..=100,
+        Above::Clamp,
+        "a percent of the cache size from 10 to 100",
+    );
+    let max_jitter = Duration::from_secs(r.number(
+        PREFETCH_MAX_JITTER_SECONDS,
+        0,
+        0..=10,
+        Above::Clamp,
+        "seconds from 0 (no delay) to 10",
+    ));
+    TagPrefetch {
+        keys,
+        limit: if cache_size == 0 {
+            0
+        } else {
+            // At most 1,000,000 entries (MAX_CACHE_SIZE): the product fits.
+            (cache_size * percent / 100).max(1) as usize
+        },
+        max_jitter,
+    }
+}
+
+/// An AWS tag key: 1 to 128 characters, letters, digits, white space and `_ . : / = + - @`.
+fn is_tag_key(key: &str) -> bool {
+    (1..=128).contains(&key.chars().count())
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c))
 }
 
 /// One item of `PARAMETERS_SECRETS_EXTENSION_PREFETCH`: a comma-separated list whose items are a secret (a name or
@@ -621,6 +706,46 @@ mod tests {
         assert_eq!(c.log_level, LogLevel::Debug);
         let c = Config::from_env(&env(&[(AWS_LAMBDA_LOG_LEVEL, "FATAL")]));
         assert_eq!(c.log_level, LogLevel::Error);
+    }
+
+    #[test]
+    fn tag_prefetch_reads_keys_bounds_and_jitter() {
+        let c = Config::from_env(&env(&[
+            (PREFETCH_TAGS, " Environment , Team,Environment,bad#key ,"),
+            (CACHE_SIZE, "50"),
+        ]));
+        assert_eq!(c.prefetch_tags.keys, ["Environment", "Team"]);
+        assert_eq!(c.prefetch_tags.limit, 40, "80% of the cache");
+        assert_eq!(c.prefetch_tags.max_jitter, Duration::ZERO);
+        assert_eq!(c.diagnostics.errors.len(), 1, "{:?}", c.diagnostics.errors);
+        assert!(c.diagnostics.errors[0].value.contains("bad#key"));
+
+        let c = Config::from_env(&env(&[
+            (PREFETCH_TAGS, "a"),
+            (PREFETCH_BUFFER_PERCENT, "5"),
+            (PREFETCH_MAX_JITTER_SECONDS, "60"),
+        ]));
+        assert_eq!(
+            c.prefetch_tags.limit, 800,
+            "below 10% is refused: the default 80%"
+        );
+        assert_eq!(
+            c.prefetch_tags.max_jitter,
+            Duration::from_secs(10),
+            "clamped"
+        );
+
+        let eleven = (0..11)
+            .map(|i| format!("k{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let c = Config::from_env(&env(&[(PREFETCH_TAGS, &eleven)]));
+        assert_eq!(c.prefetch_tags.keys.len(), MAX_PREFETCH_TAGS);
+        let c = Config::from_env(&env(&[(PREFETCH_TAGS, "a"), (CACHE_ENABLED, "false")]));
+        assert_eq!(c.prefetch_tags.limit, 0, "no cache, nothing to fill");
+        assert_eq!(Config::from_env(&env(&[])).prefetch_tags.keys.len(), 0);
+        let c = Config::from_env(&env(&[(CREDENTIALS_FILE, "/run/creds")]));
+        assert_eq!(c.credentials_file.as_deref(), Some(Path::new("/run/creds")));
     }
 
     #[test]

@@ -26,6 +26,18 @@ pub const SSM_PARAMETER_STORE_TTL: &str = "SSM_PARAMETER_STORE_TTL";
 pub const PREFETCH: &str = "PARAMETERS_SECRETS_EXTENSION_PREFETCH";
 /// (ours) Time budget of the init prefetch, in milliseconds.
 pub const PREFETCH_TIMEOUT_MILLIS: &str = "PARAMETERS_SECRETS_EXTENSION_PREFETCH_TIMEOUT_MILLIS";
+/// (ours, as the Workload Credentials Provider's `prefetch.filter_tags`) Comma-separated tag keys: every secret that
+/// carries one of them is fetched during init (ListSecrets, then BatchGetSecretValue).
+pub const PREFETCH_TAGS: &str = "PARAMETERS_SECRETS_EXTENSION_PREFETCH_TAGS";
+/// (ours, as the Provider's `cache_buffer_ratio`, in percent) The most of the cache the init prefetch may fill.
+pub const PREFETCH_BUFFER_PERCENT: &str = "PARAMETERS_SECRETS_EXTENSION_PREFETCH_BUFFER_PERCENT";
+/// (ours, as the Provider's `max_jitter_seconds`) The longest random delay before the init prefetch starts.
+pub const PREFETCH_MAX_JITTER_SECONDS: &str =
+    "PARAMETERS_SECRETS_EXTENSION_PREFETCH_MAX_JITTER_SECONDS";
+/// (ours, as the Provider's `credentials_file_path`) A shared credentials file (its `default` profile, with a session
+/// token) to call AWS with instead of the SDK's chain, read again every 5 minutes: IAM Roles Anywhere's
+/// `aws_signing_helper update` keeps such a file fresh.
+pub const CREDENTIALS_FILE: &str = "PARAMETERS_SECRETS_EXTENSION_CREDENTIALS_FILE";
 /// (ours) Most concurrent client connections to the localhost server.
 pub const MAX_CLIENT_CONNECTIONS: &str = "PARAMETERS_SECRETS_EXTENSION_MAX_CLIENT_CONNECTIONS";
 /// (ours) Percent of the TTL, before expiry, in which a hit starts a background refresh.
@@ -96,6 +108,10 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     SSM_PARAMETER_STORE_TTL,
     PREFETCH,
     PREFETCH_TIMEOUT_MILLIS,
+    PREFETCH_TAGS,
+    PREFETCH_BUFFER_PERCENT,
+    PREFETCH_MAX_JITTER_SECONDS,
+    CREDENTIALS_FILE,
     MAX_CLIENT_CONNECTIONS,
     REFRESH_AHEAD,
     MAX_STALE,
@@ -123,5 +139,7 @@ pub const AWS_MAX_CACHE_SIZE: u64 = 1_000;
 pub const MAX_CACHE_SIZE: u64 = 1_000_000;
 /// Lambda gives extensions 10 s of init in total; the prefetch must leave room for registering and the runtime.
 pub const MAX_PREFETCH_TIMEOUT_MILLIS: u64 = 9_000;
+/// The most tag keys a tag prefetch names (ListSecrets takes 10 values in a filter).
+pub const MAX_PREFETCH_TAGS: usize = 10;
 /// The default port, the AWS extension's.
 pub const DEFAULT_PORT: u16 = secretcache_client::contract::DEFAULT_PORT;

@@ -33,6 +33,13 @@ pub fn classify<E: ProvideErrorMetadata>(
         SdkError::DispatchFailure(f) if assume_role_failure(&f).is_some() => {
             assume_role_failure(&f).unwrap_or(timeout)
         }
+        // No credentials to sign with (a credentials file that is missing or holds long-lived keys): said plainly,
+        // and transient, as a credential helper that failed one refresh is: a cached value is still served.
+        SdkError::DispatchFailure(f) if credentials_failure(&f).is_some() => {
+            UpstreamError::Unreachable {
+                detail: credentials_failure(&f).unwrap_or_default(),
+            }
+        }
         SdkError::DispatchFailure(f) => UpstreamError::Unreachable {
             detail: f
                 .as_connector_error()
@@ -53,6 +60,27 @@ pub fn classify<E: ProvideErrorMetadata>(
         }
         other => UpstreamError::Internal(format!("unexpected SDK error: {other}")),
     }
+}
+
+/// Why no credentials could be had to sign the call, found in the dispatch failure's chain of causes, with the
+/// provider's own reasons (they name files and settings, never a key).
+fn credentials_failure(
+    failure: &aws_smithy_runtime_api::client::result::DispatchFailure,
+) -> Option<String> {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = failure
+        .as_connector_error()
+        .map(|c| c as &(dyn std::error::Error + 'static));
+    while let Some(e) = cause {
+        if let Some(credentials) = e.downcast_ref::<CredentialsError>() {
+            return Some(format!(
+                "no credentials to sign with: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(credentials)
+            ));
+        }
+        cause = e.source();
+    }
+    None
 }
 
 /// What STS said when the role's credentials could not be had, found in the dispatch failure's chain of causes: a

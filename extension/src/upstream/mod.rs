@@ -41,8 +41,10 @@ mod batch;
 mod body;
 mod classify;
 mod clients;
+mod credentials_file;
 mod http;
 mod rehearsal;
+mod tagged;
 
 pub use crate::config::AssumeRole;
 use batch::{match_parameter_batch, match_secret_batch};
@@ -185,6 +187,22 @@ impl AwsUpstream {
                     micros = started.elapsed().as_micros() as u64,
                     "AWS configuration loaded"
                 );
+                let base = match &inner.config.credentials_file {
+                    Some(path) => {
+                        tracing::info!(
+                            path = %path.display(),
+                            "calls sign with the credentials file's default profile, read again every 5 minutes"
+                        );
+                        let file = credentials_file::CredentialsFile::new(
+                            path.clone(),
+                            http::client(inner.max_connections, &inner.config.proxy),
+                        );
+                        base.into_builder()
+                            .credentials_provider(SharedCredentialsProvider::new(file))
+                            .build()
+                    }
+                    None => base,
+                };
                 let Some(role) = &inner.role else {
                     return base;
                 };
@@ -485,6 +503,14 @@ impl Upstream for AwsUpstream {
 
     async fn fetch_path(&self, path: &str) -> Result<Vec<(Key, Fetched)>, UpstreamError> {
         self.parameters_by_path(path).await
+    }
+
+    async fn tagged_secrets(
+        &self,
+        keys: &[String],
+        limit: usize,
+    ) -> Result<Vec<String>, UpstreamError> {
+        self.secrets_tagged(keys, limit).await
     }
 }
 
