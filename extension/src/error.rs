@@ -178,6 +178,9 @@ pub enum ApiError {
     /// A read names a role, and this upstream cannot act as one.
     #[error("roleArn is not supported here")]
     RolesUnsupported,
+    /// A SigV4-signed request whose signature does not verify with the extension's credentials.
+    #[error(transparent)]
+    Signature(crate::sigv4::SignatureError),
     /// The upstream failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -197,6 +200,13 @@ impl ApiError {
                 "AuthenticationTokenUnavailableException",
             ),
             Self::DuplicateToken => (StatusCode::BAD_REQUEST, "InvalidRequestException"),
+            Self::Signature(e) => (
+                match e {
+                    crate::sigv4::SignatureError::Incomplete(_) => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::FORBIDDEN,
+                },
+                e.error_type(),
+            ),
             Self::Forwarded => (StatusCode::BAD_REQUEST, "ForwardedRequestException"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowedException"),
             Self::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "InvalidRequestException"),

@@ -40,6 +40,7 @@ mod respond;
 mod roles;
 mod secret;
 mod server;
+mod sigv4;
 mod token;
 mod upstream;
 mod wrapper;
@@ -109,6 +110,7 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), Life
         Arc::clone(&metrics),
     );
     app.roles.max = config.max_roles;
+    app.signing_keys = config.signing_keys.clone();
     let app = Arc::new(app);
     let shutdown = CancellationToken::new();
     // A token from a file is re-read when the file changes (a rotated token in a sidecar's shared volume).

@@ -266,3 +266,112 @@ async fn cloud_extensions_a_role_that_may_not_be_assumed_is_a_403() {
     assert_eq!(r.header("x-amzn-errortype"), Some("AccessDenied"));
     assert!(r.text().contains("not authorized"), "{}", r.text());
 }
+
+/// Runs `tests/clients/cloud_extensions_client.py` (a client written as AWS's Cloud Extensions Lambda example is
+/// written) against the extension on `port`, with the credentials `access_key` / `secret_key` / `session_token`;
+/// what it saw.
+fn run_cloud_extensions_client(
+    port: u16,
+    secret: &str,
+    access_key: &str,
+    secret_key: &str,
+    session_token: &str,
+) -> serde_json::Value {
+    let root = secretcache_tests::workspace_root();
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/clients/cloud_extensions_client.py"))
+        .env_clear()
+        .env("CLOUD_EXTENSIONS_PORT", port.to_string())
+        .env("SECRET_NAME", secret)
+        .env("AWS_REGION", secretcache_tests::moto::REGION)
+        .env("AWS_ACCESS_KEY_ID", access_key)
+        .env("AWS_SECRET_ACCESS_KEY", secret_key)
+        .env("AWS_SESSION_TOKEN", session_token)
+        .output()
+        .expect("run the Python client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the client prints JSON")
+}
+
+/// A client written for Cloud Extensions works against us by changing only the port: it signs with SigV4 instead
+/// of sending the token (the function's credentials are the extension's), reads by query and by path, with
+/// `refreshNow` and `versionStage`, and gets the service's error answers for an unsigned request, a forwarded one and
+/// a secret that does not exist. Signed with another secret key, every read is refused.
+#[tokio::test]
+async fn cloud_extensions_python_client_signs_reads_and_gets_the_same_errors() {
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
+    let sm = moto.sm_client().await;
+    let name = unique("prod/ce-db");
+    seed::secret(&sm, &name, "{\"password\":\"one\"}").await;
+    seed::new_value(&sm, &name, "{\"password\":\"two\"}").await;
+    let ext = Standalone::spawn(
+        &proxy,
+        &[(
+            "PARAMETERS_SECRETS_EXTENSION_REFRESH_NOW_INTERVAL_MILLIS",
+            "0",
+        )],
+    )
+    .await;
+    let token = ext.token();
+    let seen = tokio::task::spawn_blocking({
+        let (port, name, token) = (ext.port(), name.clone(), token.clone());
+        move || run_cloud_extensions_client(port, &name, "testing", "testing", &token)
+    })
+    .await
+    .expect("client");
+    for read in ["query", "path", "path_encoded", "refreshed"] {
+        assert_eq!(seen[read]["status"], 200, "{read}: {seen}\n{}", ext.logs());
+        assert_eq!(seen[read]["body"]["Name"], name.as_str(), "{read}");
+        assert_eq!(
+            seen[read]["body"]["SecretString"], "{\"password\":\"two\"}",
+            "{read}"
+        );
+    }
+    assert_eq!(seen["previous"]["status"], 200, "{seen}");
+    assert_eq!(
+        seen["previous"]["body"]["SecretString"],
+        "{\"password\":\"one\"}"
+    );
+    assert_eq!(seen["unsigned"]["status"], 401, "{seen}");
+    assert_eq!(
+        seen["unsigned"]["type"],
+        "MissingAuthenticationTokenException"
+    );
+    assert_eq!(seen["forwarded"]["status"], 400, "{seen}");
+    assert_eq!(seen["forwarded"]["type"], "ForwardedRequestException");
+    assert_eq!(seen["missing"]["status"], 404, "{seen}");
+    assert_eq!(seen["missing"]["type"], "ResourceNotFoundException");
+    // One call for the first read, one for refreshNow, one for AWSPREVIOUS, one for the missing secret; the path
+    // routes were hits.
+    assert_eq!(proxy.count("GetSecretValue"), 4, "{:?}", proxy.calls());
+
+    let wrong = tokio::task::spawn_blocking({
+        let (port, name, token) = (ext.port(), name.clone(), token.clone());
+        move || run_cloud_extensions_client(port, &name, "testing", "not-our-secret-key", &token)
+    })
+    .await
+    .expect("client");
+    for read in ["query", "path", "refreshed", "previous", "missing"] {
+        assert_eq!(wrong[read]["status"], 403, "{read}: {wrong}");
+        assert_eq!(wrong[read]["type"], "InvalidSignatureException", "{read}");
+    }
+    let other_key = tokio::task::spawn_blocking({
+        let (port, name) = (ext.port(), name.clone());
+        move || run_cloud_extensions_client(port, &name, "AKIAOTHERKEY", "testing", &token)
+    })
+    .await
+    .expect("client");
+    assert_eq!(other_key["query"]["status"], 403, "{other_key}");
+    assert_eq!(other_key["query"]["type"], "UnrecognizedClientException");
+    assert_eq!(
+        proxy.count("GetSecretValue"),
+        4,
+        "refused reads never reach the upstream"
+    );
+    assert!(!ext.logs().contains("not-our-secret-key"));
+}

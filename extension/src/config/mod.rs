@@ -134,6 +134,9 @@ pub struct Config {
     pub prefetch_tags: TagPrefetch,
     /// A shared credentials file to call AWS with, instead of the SDK's chain.
     pub credentials_file: Option<std::path::PathBuf>,
+    /// The credentials in the environment, which a SigV4-signed request to the localhost API must be signed with
+    /// (in Lambda, the function's own).
+    pub signing_keys: Option<crate::sigv4::Keys>,
     /// The home region (`AWS_REGION`, or `AWS_DEFAULT_REGION`): where names resolve.
     pub region: Option<String>,
     /// The role every upstream call assumes, if one is set.
@@ -259,6 +262,14 @@ impl Config {
         prefetch.extend(file.prefetch.iter().map(|id| Prefetch::Secret(id.clone())));
         let prefetch_tags = tag_prefetch(&mut r, file, if cache_enabled { cache_size } else { 0 });
         let credentials_file = r.raw(CREDENTIALS_FILE).map(std::path::PathBuf::from);
+        let signing_keys = match (r.raw("AWS_ACCESS_KEY_ID"), r.raw("AWS_SECRET_ACCESS_KEY")) {
+            (Some(id), Some(secret)) => Some(crate::sigv4::Keys::new(
+                id,
+                secret,
+                r.raw(AWS_SESSION_TOKEN),
+            )),
+            _ => None,
+        };
         let region = r.raw(AWS_REGION).or_else(|| r.raw(AWS_DEFAULT_REGION));
         let role = r.raw(ROLE_ARN).and_then(|arn| {
             if arn.starts_with("arn:") && arn.contains(":role/") {
@@ -442,6 +453,7 @@ impl Config {
             prefetch,
             prefetch_tags,
             credentials_file,
+            signing_keys,
             region,
             role,
             sdk_source,

@@ -66,6 +66,8 @@ pub struct App<U, W = SystemWallClock> {
     pub metrics: Arc<Metrics>,
     /// A cache per role named in a read's `roleArn`, each over the upstream acting as that role.
     pub roles: RoleCaches<U, W>,
+    /// The keys a SigV4-signed request must verify with, if the extension holds any.
+    pub signing_keys: Option<crate::sigv4::Keys>,
 }
 
 impl<U, W> App<U, W> {
@@ -94,6 +96,7 @@ impl<U, W> App<U, W> {
             path_prefix,
             metrics,
             roles: RoleCaches::new(DEFAULT_MAX_ROLES),
+            signing_keys: None,
         }
     }
 }
@@ -240,6 +243,8 @@ async fn route<U: Upstream, W: WallClock, B>(
 
 /// The request's token: the first configured header it carries (each at most once), checked against the accepted
 /// tokens.
+use crate::sigv4::SignatureError;
+
 async fn check_token<U, W, B>(app: &App<U, W>, req: &Request<B>) -> Result<(), ApiError> {
     for name in &app.token_headers {
         let mut values = req.headers().get_all(name).iter();
@@ -256,6 +261,21 @@ async fn check_token<U, W, B>(app: &App<U, W>, req: &Request<B>) -> Result<(), A
         } else {
             Err(ApiError::WrongToken)
         };
+    }
+    // No token: a SigV4 signature made with the extension's own credentials is the other way in.
+    if crate::sigv4::Keys::is_signed(req.headers()) {
+        let keys = app
+            .signing_keys
+            .as_ref()
+            .ok_or(ApiError::Signature(SignatureError::NoKeys))?;
+        return keys
+            .verify(
+                req.method(),
+                req.uri(),
+                req.headers(),
+                std::time::SystemTime::now(),
+            )
+            .map_err(ApiError::Signature);
     }
     Err(ApiError::MissingToken)
 }
