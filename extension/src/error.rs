@@ -135,6 +135,29 @@ impl UpstreamError {
     }
 }
 
+/// Why a request in the SDKs' protocol (`POST` with `X-Amz-Target`) cannot be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum SdkRequestError {
+    /// A body past the cap.
+    #[error("the request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// No `X-Amz-Target`.
+    #[error("the X-Amz-Target header is missing; an AWS SDK sends it with every call")]
+    MissingTarget,
+    /// An operation that is not served here.
+    #[error(
+        "{0} is not served by secretcache, which serves secretsmanager.GetSecretValue and AmazonSSM.GetParameter; \
+         call the service's own endpoint for it"
+    )]
+    UnknownOperation(String),
+    /// A body that is not the operation's JSON.
+    #[error("the request body cannot be read: {0}")]
+    Serialization(&'static str),
+    /// A member out of the service's bounds.
+    #[error("{0}")]
+    Invalid(&'static str),
+}
+
 /// Why a request to the localhost API failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -178,6 +201,9 @@ pub enum ApiError {
     /// A read names a role, and this upstream cannot act as one.
     #[error("roleArn is not supported here")]
     RolesUnsupported,
+    /// An SDK request (AWS JSON 1.1) that cannot be answered.
+    #[error(transparent)]
+    Sdk(SdkRequestError),
     /// A SigV4-signed request whose signature does not verify with the extension's credentials.
     #[error(transparent)]
     Signature(crate::sigv4::SignatureError),
@@ -200,6 +226,18 @@ impl ApiError {
                 "AuthenticationTokenUnavailableException",
             ),
             Self::DuplicateToken => (StatusCode::BAD_REQUEST, "InvalidRequestException"),
+            Self::Sdk(e) => match e {
+                SdkRequestError::BodyTooLarge(_) => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "SerializationException")
+                }
+                SdkRequestError::MissingTarget | SdkRequestError::UnknownOperation(_) => {
+                    (StatusCode::BAD_REQUEST, "UnknownOperationException")
+                }
+                SdkRequestError::Serialization(_) => {
+                    (StatusCode::BAD_REQUEST, "SerializationException")
+                }
+                SdkRequestError::Invalid(_) => (StatusCode::BAD_REQUEST, "ValidationException"),
+            },
             Self::Signature(e) => (
                 match e {
                     crate::sigv4::SignatureError::Incomplete(_) => StatusCode::BAD_REQUEST,

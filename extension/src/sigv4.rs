@@ -9,7 +9,7 @@
 //! with our key by the kept crate `aws-sigv4`, and the two signatures are compared in constant time. Every field is
 //! checked first and bounded: the algorithm, one `Credential` of five parts for our access key id, a date that is
 //! the scope's date and within AWS's 5-minute skew, `host` and `x-amz-date` among the signed headers, each present
-//! once. Only bodiless requests (the GET routes) are verified.
+//! once. The body is part of what is verified (the SDK protocol's POSTs; an empty one for the GET routes).
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -229,12 +229,13 @@ impl Keys {
             .is_some_and(|v| v.as_bytes().starts_with(b"AWS4-"))
     }
 
-    /// Verifies a bodiless request's signature against these keys at `now`.
+    /// Verifies a request's signature, over its `body`, against these keys at `now`.
     pub fn verify(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
+        body: &[u8],
         now: SystemTime,
     ) -> Result<(), SignatureError> {
         use SignatureError::{Expired, Incomplete, Mismatch, UnknownKey};
@@ -282,7 +283,7 @@ impl Keys {
             method.as_str(),
             target,
             signed.into_iter(),
-            SignableBody::Bytes(&[]),
+            SignableBody::Bytes(body),
         )
         .map_err(|_| Incomplete("the request target cannot be signed"))?;
         let identity = Credentials::new(
@@ -387,7 +388,13 @@ mod tests {
     }
 
     fn verify(target: &str, headers: &HeaderMap, now: SystemTime) -> Result<(), SignatureError> {
-        keys().verify(&Method::GET, &target.parse().expect("uri"), headers, now)
+        keys().verify(
+            &Method::GET,
+            &target.parse().expect("uri"),
+            headers,
+            &[],
+            now,
+        )
     }
 
     #[test]
@@ -438,7 +445,13 @@ mod tests {
         );
         let other_key = Keys::new("AKIAOTHER".into(), SECRET.into(), Some(TOKEN.into()));
         assert_eq!(
-            other_key.verify(&Method::GET, &target.parse().expect("uri"), &headers, now),
+            other_key.verify(
+                &Method::GET,
+                &target.parse().expect("uri"),
+                &headers,
+                &[],
+                now
+            ),
             Err(SignatureError::UnknownKey)
         );
         let mut twice = headers.clone();

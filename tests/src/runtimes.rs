@@ -18,6 +18,9 @@ pub enum Runtime {
     Python,
     /// `tests/runtimes/node`: `index.handler` (an ES module) under aws-lambda-ric.
     Node,
+    /// `tests/runtimes/python-sdk`: `app.handler` under awslambdaric, reading with boto3's own GetSecretValue (the
+    /// SDK protocol, through the endpoint variable).
+    PythonSdk,
 }
 
 impl Runtime {
@@ -26,13 +29,14 @@ impl Runtime {
         match self {
             Runtime::Python => "python",
             Runtime::Node => "node",
+            Runtime::PythonSdk => "python-sdk",
         }
     }
 
     /// `_HANDLER`, as the function's configuration would name it.
     pub fn handler(self) -> &'static str {
         match self {
-            Runtime::Python => "app.handler",
+            Runtime::Python | Runtime::PythonSdk => "app.handler",
             Runtime::Node => "index.handler",
         }
     }
@@ -42,7 +46,7 @@ impl Runtime {
     /// it when it is missing.
     pub fn provided_by_the_managed_runtime(self) -> (&'static str, String) {
         let (var, path, install) = match self {
-            Runtime::Python => (
+            Runtime::Python | Runtime::PythonSdk => (
                 "LAMBDA_ENV_PYTHON",
                 workspace_root().join(".venv/bin/python"),
                 "make venv",
@@ -54,7 +58,7 @@ impl Runtime {
             ),
         };
         let ready = match self {
-            Runtime::Python => python_has_awslambdaric(&path),
+            Runtime::Python | Runtime::PythonSdk => python_has_awslambdaric(&path),
             Runtime::Node => path.join("dist/rapid-client.node").is_file(),
         };
         assert!(

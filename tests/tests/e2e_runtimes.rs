@@ -192,3 +192,73 @@ async fn reads_through_the_layer(runtime: Runtime) {
         init.duration, shutdown
     );
 }
+
+/// Issue 27's bar: the seed's own boto3 code (`get_secret_value` on `DB_SECRET_ARN`), unchanged, under AWS's Python
+/// runtime interface client with the layer, reads through the cache because one variable is set:
+/// `AWS_ENDPOINT_URL_SECRETS_MANAGER` at the extension. The extension shares that environment and does not call
+/// itself; many invokes are one upstream call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_python_function_reads_with_unchanged_boto3_code_and_one_variable() {
+    let moto = Moto::shared().await;
+    let proxy = FaultInjectingProxy::start(moto).await;
+    let sm = moto.sm_client().await;
+    let secret = secretcache_tests::seed::unique("e2e/sdk/db");
+    let arn = secretcache_tests::seed::secret(
+        &sm,
+        &secret,
+        "{\"username\":\"app\",\"password\":\"sdk-canary\",\"host\":\"db\",\"port\":5432}",
+    )
+    .await
+    .arn;
+    let runtime = Runtime::PythonSdk;
+    let function = runtime.function_zip();
+    let (var, provided) = runtime.provided_by_the_managed_runtime();
+    let port = secretcache_tests::free_port().to_string();
+    let mut options = with_layer(&function.zip, Arch::host(), &proxy.endpoint())
+        .var(var, &provided)
+        .var("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", &port)
+        .var("DB_SECRET_ARN", &arn)
+        // The one variable.
+        .var(
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+            &format!("http://127.0.0.1:{port}"),
+        );
+    options.function_name = "seed-items".to_owned();
+    options.handler = runtime.handler().to_owned();
+    options.timeout = Duration::from_secs(15);
+    let env = LambdaEnv::start(options)
+        .await
+        .expect("the environment starts");
+    let logs = || -> String {
+        env.logs()
+            .iter()
+            .map(|l| format!("[{}] {} | {}\n", l.phase, l.source, l.text))
+            .collect()
+    };
+    env.init_result()
+        .expect("init ran")
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    for i in 0..INVOKES {
+        let invoked = env
+            .invoke(format!("{{\"n\":{i}}}").into())
+            .await
+            .expect("invoke");
+        let body = match &invoked.outcome {
+            Outcome::Response(body) => {
+                serde_json::from_slice::<serde_json::Value>(body).expect("JSON")
+            }
+            Outcome::Error { body, .. } => {
+                panic!("invoke {i}: {}\n{}", String::from_utf8_lossy(body), logs())
+            }
+        };
+        assert_eq!(body["password"], "sdk-canary", "invoke {i}");
+        assert_eq!(body["username"], "app");
+    }
+    assert_eq!(
+        proxy.count("GetSecretValue"),
+        1,
+        "{INVOKES} boto3 reads, one upstream call: {}",
+        logs()
+    );
+    assert!(!logs().contains("sdk-canary"), "no value in the logs");
+}

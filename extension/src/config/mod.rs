@@ -252,8 +252,8 @@ impl Config {
             ttl: r.ttl(SSM_PARAMETER_STORE_TTL),
             timeout: r.timeout(SSM_PARAMETER_STORE_TIMEOUT_MILLIS),
         };
-        let secrets_endpoint = r.endpoint(AWS_ENDPOINT_URL_SECRETS_MANAGER);
-        let ssm_endpoint = r.endpoint(AWS_ENDPOINT_URL_SSM);
+        let secrets_endpoint = r.endpoint(AWS_ENDPOINT_URL_SECRETS_MANAGER, port);
+        let ssm_endpoint = r.endpoint(AWS_ENDPOINT_URL_SSM, port);
         let proxy = r.proxy();
         let mut prefetch: Vec<Prefetch> = r
             .raw(PREFETCH)
@@ -718,6 +718,42 @@ mod tests {
         assert_eq!(c.log_level, LogLevel::Debug);
         let c = Config::from_env(&env(&[(AWS_LAMBDA_LOG_LEVEL, "FATAL")]));
         assert_eq!(c.log_level, LogLevel::Error);
+    }
+
+    /// A function that points its own SDK at the extension (one variable, shared with the extension's environment)
+    /// does not make the extension call itself: that override is skipped, the next one or AWS is used.
+    #[test]
+    fn an_endpoint_override_that_points_at_this_extension_is_not_the_extensions_upstream() {
+        let c = Config::from_env(&env(&[
+            (AWS_ENDPOINT_URL_SECRETS_MANAGER, "http://127.0.0.1:2773"),
+            (AWS_ENDPOINT_URL_SSM, "http://localhost:2773/"),
+        ]));
+        assert_eq!(c.secrets_endpoint, Endpoint::Default);
+        assert_eq!(c.ssm_endpoint, Endpoint::Default);
+        assert_eq!(
+            c.diagnostics.notices.len(),
+            2,
+            "{:?}",
+            c.diagnostics.notices
+        );
+        let c = Config::from_env(&env(&[
+            (AWS_ENDPOINT_URL_SECRETS_MANAGER, "http://[::1]:2775"),
+            (HTTP_PORT, "2775"),
+            (AWS_ENDPOINT_URL, "http://127.0.0.1:4566"),
+        ]));
+        assert_eq!(
+            c.secrets_endpoint,
+            Endpoint::Url {
+                variable: AWS_ENDPOINT_URL,
+                url: "http://127.0.0.1:4566".into()
+            }
+        );
+        // Another port, or another host, is an ordinary override.
+        let c = Config::from_env(&env(&[(
+            AWS_ENDPOINT_URL_SECRETS_MANAGER,
+            "http://127.0.0.1:4566",
+        )]));
+        assert!(matches!(c.secrets_endpoint, Endpoint::Url { .. }));
     }
 
     #[test]

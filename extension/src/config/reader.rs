@@ -208,13 +208,34 @@ impl<'e, E: Env> Reader<'e, E> {
         }
     }
 
-    /// The endpoint override for one service: its own variable wins over `AWS_ENDPOINT_URL`, as in the SDK.
-    pub(super) fn endpoint(&mut self, specific: &'static str) -> Endpoint {
-        let name = if self.raw(specific).is_some() {
-            specific
-        } else if self.raw(AWS_ENDPOINT_URL).is_some() {
-            AWS_ENDPOINT_URL
-        } else {
+    /// The endpoint override for one service: its own variable wins over `AWS_ENDPOINT_URL`, as in the SDK. One that
+    /// points at this extension itself (loopback, our port) is how a function sends its own SDK's calls here: the
+    /// extension shares the function's environment, so it skips that one (noted once) rather than call itself.
+    pub(super) fn endpoint(&mut self, specific: &'static str, own_port: u16) -> Endpoint {
+        let mut name = None;
+        for candidate in [specific, AWS_ENDPOINT_URL] {
+            let Some(raw) = self.raw(candidate) else {
+                continue;
+            };
+            if points_at_loopback_port(&raw, own_port) {
+                let note = format!(
+                    "{candidate}={raw} points at this extension (the function's SDK reads through it); the \
+                     extension itself calls AWS"
+                );
+                if !self
+                    .diagnostics
+                    .notices
+                    .iter()
+                    .any(|n| matches!(n, Notice::BeyondAws(t) if *t == note))
+                {
+                    self.diagnostics.notices.push(Notice::BeyondAws(note));
+                }
+                continue;
+            }
+            name = Some(candidate);
+            break;
+        }
+        let Some(name) = name else {
             return Endpoint::Default;
         };
         let raw = self.raw(name).unwrap_or_default();
@@ -237,6 +258,18 @@ impl<'e, E: Env> Reader<'e, E> {
             Endpoint::Invalid(name)
         }
     }
+}
+
+/// Whether `url` is `http://` on a loopback host (`127.0.0.1`, `localhost`, `[::1]`) at `port`.
+pub(super) fn points_at_loopback_port(url: &str, port: u16) -> bool {
+    let Ok(uri) = url.trim().parse::<http::Uri>() else {
+        return false;
+    };
+    let loopback = matches!(
+        uri.host().map(str::to_ascii_lowercase).as_deref(),
+        Some("127.0.0.1" | "localhost" | "[::1]" | "::1")
+    );
+    loopback && uri.scheme_str() == Some("http") && uri.port_u16() == Some(port)
 }
 
 /// Whether `s` is an absolute http(s) URL with a host, as the SDK needs for an endpoint override.

@@ -17,8 +17,8 @@ mod names;
 pub use batch::BatchRequest;
 use form::path_id;
 pub use form::{Query, QueryError};
-pub use names::arn_region;
 use names::check_region;
+pub use names::{arn_region, is_region};
 
 /// What the cache stores values under: a secret or a parameter, with its version selector.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

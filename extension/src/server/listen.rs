@@ -116,6 +116,8 @@ async fn accept_loop<U: Upstream, W: WallClock>(
                 async move {
                     let resp = if over_limit {
                         ApiError::Overloaded.into_response()
+                    } else if req.method() == http::Method::POST {
+                        super::sdk::serve(&app, req).await
                     } else {
                         handle(&app, req).await
                     };

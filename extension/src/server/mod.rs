@@ -32,6 +32,7 @@ use crate::token::Tokens;
 
 mod handlers;
 mod listen;
+mod sdk;
 
 use handlers::{batch, one};
 pub use listen::{bind, serve, BindError};
@@ -179,11 +180,11 @@ async fn route<U: Upstream, W: WallClock, B>(
             Route::ParameterByPath
         }
         _ => {
-            check_token(app, req).await?;
+            check_token(app, req, &[]).await?;
             return Err(ApiError::UnknownPath);
         }
     };
-    check_token(app, req).await?;
+    check_token(app, req, &[]).await?;
     let query = req.uri().query().unwrap_or("");
     match route {
         Route::Secret | Route::SecretByPath(_) => {
@@ -245,7 +246,11 @@ async fn route<U: Upstream, W: WallClock, B>(
 /// tokens.
 use crate::sigv4::SignatureError;
 
-async fn check_token<U, W, B>(app: &App<U, W>, req: &Request<B>) -> Result<(), ApiError> {
+async fn check_token<U, W, B>(
+    app: &App<U, W>,
+    req: &Request<B>,
+    body: &[u8],
+) -> Result<(), ApiError> {
     for name in &app.token_headers {
         let mut values = req.headers().get_all(name).iter();
         let Some(given) = values.next() else {
@@ -273,6 +278,7 @@ async fn check_token<U, W, B>(app: &App<U, W>, req: &Request<B>) -> Result<(), A
                 req.method(),
                 req.uri(),
                 req.headers(),
+                body,
                 std::time::SystemTime::now(),
             )
             .map_err(ApiError::Signature);

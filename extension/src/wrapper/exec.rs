@@ -13,14 +13,19 @@ use crate::config::AWS_LAMBDA_RUNTIME_API;
 
 use super::{Failure, INIT_ERROR_TYPE};
 
-/// Becomes `program`: returns only when that fails.
+/// Becomes `program`, with the resolved `values` and the plain `settings` (the SDK endpoints) in its environment:
+/// returns only when that fails.
 pub(super) fn exec(
     program: &OsStr,
     args: &[OsString],
     values: &[(String, SecretString)],
+    settings: &[(&str, String)],
 ) -> ExitCode {
     let mut command = Command::new(program);
     command.args(args);
+    for (variable, value) in settings {
+        command.env(variable, value);
+    }
     for (variable, value) in values {
         command.env(variable, value.expose_secret());
     }

@@ -33,7 +33,9 @@ use secretcache_client::field::FieldError;
 use secretcache_client::{Client, Error as ClientError, SecretString};
 use tokio::time::Instant;
 
-use crate::config::{Config, LogLevel, ProcessEnv};
+use crate::config::{
+    Config, Env, LogLevel, ProcessEnv, AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL_SSM,
+};
 use crate::reference::{Reference, ReferenceError};
 use crate::token::TokenSource;
 
@@ -159,7 +161,7 @@ pub fn main(command: Vec<OsString>) -> ExitCode {
         );
     }
     if found.references.is_empty() && found.failures.is_empty() {
-        return exec(program, args, &[]);
+        return exec(program, args, &[], &sdk_endpoints(&ProcessEnv, config.port));
     }
     let started = std::time::Instant::now();
     let resolved = match resolve_now(&config, &found.references) {
@@ -201,7 +203,31 @@ pub fn main(command: Vec<OsString>) -> ExitCode {
         millis = started.elapsed().as_millis() as u64,
         "resolved the environment's references; starting the runtime"
     );
-    exec(program, args, &values)
+    exec(
+        program,
+        args,
+        &values,
+        &sdk_endpoints(&ProcessEnv, config.port),
+    )
+}
+
+/// `SECRETCACHE_SDK_ENDPOINTS=true` points the runtime's AWS SDKs at the extension for the two services it serves in
+/// their own protocol: the endpoint variables every SDK reads, each unless the function already sets it.
+pub const SDK_ENDPOINTS: &str = "SECRETCACHE_SDK_ENDPOINTS";
+
+/// The endpoint variables to set for the runtime (none unless [`SDK_ENDPOINTS`] is true).
+fn sdk_endpoints(env: &impl Env, port: u16) -> Vec<(&'static str, String)> {
+    let on = env.get(SDK_ENDPOINTS).is_some_and(|v| {
+        secretcache_client::env::parse_yes_no(&v) == Some(true) || v.trim() == "1"
+    });
+    if !on {
+        return Vec::new();
+    }
+    [AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL_SSM]
+        .into_iter()
+        .filter(|name| env.get(name).is_none_or(|v| v.trim().is_empty()))
+        .map(|name| (name, format!("http://127.0.0.1:{port}")))
+        .collect()
 }
 
 /// [`resolve`] on a runtime of its own, with a client for the extension that `config` describes.
@@ -262,6 +288,34 @@ mod tests {
 
     fn os(items: &[&str]) -> Vec<OsString> {
         items.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn sdk_endpoints_point_at_the_extension_unless_the_function_sets_its_own() {
+        let env = |pairs: &[(&str, &str)]| secretcache_client::env::from_pairs(pairs);
+        assert!(sdk_endpoints(&env(&[]), 2773).is_empty(), "off by default");
+        assert!(sdk_endpoints(&env(&[(SDK_ENDPOINTS, "false")]), 2773).is_empty());
+        assert_eq!(
+            sdk_endpoints(&env(&[(SDK_ENDPOINTS, "true")]), 2775),
+            [
+                (
+                    AWS_ENDPOINT_URL_SECRETS_MANAGER,
+                    "http://127.0.0.1:2775".to_owned()
+                ),
+                (AWS_ENDPOINT_URL_SSM, "http://127.0.0.1:2775".to_owned()),
+            ]
+        );
+        let own = env(&[
+            (SDK_ENDPOINTS, "TRUE"),
+            (AWS_ENDPOINT_URL_SSM, "https://ssm.example"),
+        ]);
+        assert_eq!(
+            sdk_endpoints(&own, 2773),
+            [(
+                AWS_ENDPOINT_URL_SECRETS_MANAGER,
+                "http://127.0.0.1:2773".to_owned()
+            )]
+        );
     }
 
     #[test]

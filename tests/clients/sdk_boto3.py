@@ -1,0 +1,39 @@
+"""Unchanged boto3 code (the seed's get_secret_value pattern, and SSM's get_parameter) reading through secretcache:
+the only change is the environment, AWS_ENDPOINT_URL_SECRETS_MANAGER and AWS_ENDPOINT_URL_SSM, which boto3 reads
+itself. Reads SECRET_NAME (whose previous version differs) and PARAMETER_NAME (a SecureString); prints one JSON
+object of what it saw, exceptions by their class name.
+"""
+
+import json
+import os
+
+import boto3
+from botocore.exceptions import ClientError
+
+
+def attempt(fn):
+    try:
+        return {"ok": fn()}
+    except ClientError as error:
+        return {"error": error.response["Error"]["Code"], "class": type(error).__name__}
+
+
+def main():
+    secrets = boto3.client("secretsmanager")
+    ssm = boto3.client("ssm")
+    name = os.environ["SECRET_NAME"]
+    parameter = os.environ["PARAMETER_NAME"]
+    seen = {
+        "reads": [secrets.get_secret_value(SecretId=name)["SecretString"] for _ in range(5)],
+        "created_is_a_date": type(secrets.get_secret_value(SecretId=name)["CreatedDate"]).__name__,
+        "previous": secrets.get_secret_value(SecretId=name, VersionStage="AWSPREVIOUS")["SecretString"],
+        "missing": attempt(lambda: secrets.get_secret_value(SecretId=name + "-missing")),
+        "parameter": ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"],
+        "parameter_missing": attempt(lambda: ssm.get_parameter(Name=parameter + "-missing")),
+        "describe": attempt(lambda: secrets.describe_secret(SecretId=name)),
+    }
+    print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main()
