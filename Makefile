@@ -29,7 +29,7 @@ ARCH ?= x86_64
 CARGO ?= cargo
 
 
-.PHONY: all venv pg qemu node-ric package packages build test check lint fmt-check clippy unit doc rust-version deny run \
+.PHONY: all venv pg qemu node-ric node-sdk package packages build test check lint fmt-check clippy unit doc rust-version deny run \
   deploy-check fmt clean reliability fuzz
 
 all: test
@@ -114,6 +114,19 @@ $(NODE_RIC_STAMP):
 	touch $@
 node-ric: $(NODE_RIC_STAMP)
 
+# The AWS SDK for JavaScript v3 (the Secrets Manager and SSM clients) in .node-sdk/ (git ignores it), for the SDK
+# protocol's Node test (tests/tests/sdk.rs). The two packages are published together; this is the version npm
+# resolved when the test was written (install by name, then pin).
+NODE_SDK_VERSION := 3.1178.0
+NODE_SDK_DIR := .node-sdk
+NODE_SDK_STAMP := $(NODE_SDK_DIR)/.installed-$(NODE_SDK_VERSION)
+$(NODE_SDK_STAMP):
+	rm -rf $(NODE_SDK_DIR) && mkdir -p $(NODE_SDK_DIR) && echo '{"private": true}' > $(NODE_SDK_DIR)/package.json
+	cd $(NODE_SDK_DIR) && npm install --no-audit --no-fund --loglevel=error \
+	  @aws-sdk/client-secrets-manager@$(NODE_SDK_VERSION) @aws-sdk/client-ssm@$(NODE_SDK_VERSION)
+	touch $@
+node-sdk: $(NODE_SDK_STAMP)
+
 build:
 	$(CARGO) build --workspace --bins
 
@@ -176,7 +189,7 @@ test:
 
 .PHONY: test-tools-and-zips test-checks
 test-tools-and-zips:
-	$(MAKE) --no-print-directory -j1 venv pg qemu node-ric packages ZIP_PROFILE=ci
+	$(MAKE) --no-print-directory -j1 venv pg qemu node-ric node-sdk packages ZIP_PROFILE=ci
 test-checks:
 	$(MAKE) --no-print-directory -j1 check lint build
 	$(CARGO) test --workspace --test '*' --no-run
@@ -240,4 +253,4 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) $(NODE_RIC_DIR)
+	rm -rf $(VENV) $(NODE_RIC_DIR) $(NODE_SDK_DIR)

@@ -146,8 +146,9 @@ pub enum SdkRequestError {
     MissingTarget,
     /// An operation that is not served here.
     #[error(
-        "{0} is not served by secretcache, which serves secretsmanager.GetSecretValue and AmazonSSM.GetParameter; \
-         call the service's own endpoint for it"
+        "{0} is not served by secretcache, which serves secretsmanager.GetSecretValue, \
+         secretsmanager.BatchGetSecretValue (SecretIdList), AmazonSSM.GetParameter and AmazonSSM.GetParameters; call \
+         the service's own endpoint for it"
     )]
     UnknownOperation(String),
     /// A body that is not the operation's JSON.

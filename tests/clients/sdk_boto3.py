@@ -18,6 +18,22 @@ def attempt(fn):
         return {"error": error.response["Error"]["Code"], "class": type(error).__name__}
 
 
+def batch(secrets, ids):
+    answer = secrets.batch_get_secret_value(SecretIdList=ids)
+    return {
+        "values": [v["SecretString"] for v in answer["SecretValues"]],
+        "errors": [(e["SecretId"], e["ErrorCode"]) for e in answer["Errors"]],
+    }
+
+
+def parameters(ssm, names):
+    answer = ssm.get_parameters(Names=names, WithDecryption=True)
+    return {
+        "values": [p["Value"] for p in answer["Parameters"]],
+        "invalid": answer["InvalidParameters"],
+    }
+
+
 def main():
     secrets = boto3.client("secretsmanager")
     ssm = boto3.client("ssm")
@@ -31,6 +47,8 @@ def main():
         "parameter": ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"],
         "parameter_missing": attempt(lambda: ssm.get_parameter(Name=parameter + "-missing")),
         "describe": attempt(lambda: secrets.describe_secret(SecretId=name)),
+        "batch": batch(secrets, [name, name + "-missing"]),
+        "parameters": parameters(ssm, [parameter, parameter + "-missing"]),
     }
     print(json.dumps(seen))
 

@@ -92,9 +92,30 @@ async fn sdk_boto3_reads_through_the_cache_with_only_the_endpoint_variables() {
         seen["describe"]["error"], "UnknownOperationException",
         "{seen}"
     );
-    // Six reads of the current version were one call; AWSPREVIOUS and the missing secret one each.
+    assert_eq!(
+        seen["batch"]["values"],
+        serde_json::json!(["{\"password\":\"two\"}"]),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["batch"]["errors"],
+        serde_json::json!([[format!("{name}-missing"), "ResourceNotFoundException"]])
+    );
+    assert_eq!(
+        seen["parameters"]["values"],
+        serde_json::json!(["postgres://db"]),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["parameters"]["invalid"],
+        serde_json::json!([format!("{parameter}-missing")])
+    );
+    // Six reads of the current version were one call; AWSPREVIOUS and the missing secret one each; the batch was
+    // answered from those entries (the missing one from the memory of its refusal). The parameter, its missing name
+    // undecrypted, then decrypted (another key): three.
     assert_eq!(proxy.count("GetSecretValue"), 3, "{:?}", proxy.calls());
-    assert_eq!(proxy.count("GetParameter"), 2, "{:?}", proxy.calls());
+    assert_eq!(proxy.count("BatchGetSecretValue"), 0, "{:?}", proxy.calls());
+    assert_eq!(proxy.count("GetParameter"), 3, "{:?}", proxy.calls());
     assert!(!ext.logs().contains("password"), "no value in the logs");
 }
 
@@ -144,6 +165,31 @@ async fn sdk_rust_reads_through_the_cache_and_a_wrong_key_is_refused() {
     assert_eq!(p.value(), Some("postgres://db"));
     assert!(p.last_modified_date().is_some());
 
+    // The batch operations: from the same cache entries (no new upstream call for what was read).
+    let before = proxy.calls().len();
+    let batch = sm
+        .batch_get_secret_value()
+        .secret_id_list(&name)
+        .send()
+        .await
+        .expect("BatchGetSecretValue");
+    assert_eq!(batch.secret_values().len(), 1);
+    assert_eq!(
+        batch.secret_values()[0].secret_string(),
+        Some("{\"password\":\"two\"}")
+    );
+    assert!(batch.secret_values()[0].created_date().is_some());
+    let params = ssm
+        .get_parameters()
+        .names(&parameter)
+        .with_decryption(true)
+        .send()
+        .await
+        .expect("GetParameters");
+    assert_eq!(params.parameters()[0].value(), Some("postgres://db"));
+    assert!(params.invalid_parameters().is_empty());
+    assert_eq!(proxy.calls().len(), before, "both answered from the cache");
+
     let calls = proxy.calls().len();
     let wrong = aws_sdk_secretsmanager::Client::new(&through(&ext, "not-the-key").await);
     let refused = wrong
@@ -166,4 +212,54 @@ async fn sdk_rust_reads_through_the_cache_and_a_wrong_key_is_refused() {
         calls,
         "a refused call never reaches the upstream"
     );
+}
+
+/// The AWS SDK for JavaScript v3 (Node 20), unchanged, with the two endpoint variables it reads itself: reads, its
+/// dates, and its usual exception classes.
+#[tokio::test]
+async fn sdk_javascript_v3_reads_through_the_cache_with_only_the_endpoint_variables() {
+    let root = secretcache_tests::workspace_root();
+    let sdk_dir = root.join(".node-sdk");
+    assert!(
+        sdk_dir
+            .join("node_modules/@aws-sdk/client-secrets-manager")
+            .is_dir(),
+        "the AWS SDK for JavaScript is missing at {}: run `make node-sdk` (make test does)",
+        sdk_dir.display()
+    );
+    let moto = Moto::shared().await;
+    let (name, parameter) = seeded(moto).await;
+    let proxy = FaultInjectingProxy::start(moto).await;
+    let ext = Standalone::spawn(&proxy, &[]).await;
+    let out = tokio::process::Command::new("node")
+        .arg(root.join("tests/clients/sdk_js.cjs"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NODE_SDK_DIR", &sdk_dir)
+        .env("SECRET_NAME", &name)
+        .env("PARAMETER_NAME", &parameter)
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_SESSION_TOKEN", ext.token())
+        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", ext.url())
+        .env("AWS_ENDPOINT_URL_SSM", ext.url())
+        .output()
+        .await
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        ext.logs()
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    for read in seen["reads"].as_array().expect("reads") {
+        assert_eq!(read, "{\"password\":\"two\"}", "{seen}");
+    }
+    assert_eq!(seen["createdIsADate"], true, "{seen}");
+    assert_eq!(seen["missing"], "ResourceNotFoundException", "{seen}");
+    assert_eq!(seen["parameter"], "postgres://db");
+    assert_eq!(seen["parameterMissing"], "ParameterNotFound", "{seen}");
+    assert_eq!(proxy.count("GetSecretValue"), 2, "{:?}", proxy.calls());
 }

@@ -1,7 +1,7 @@
 //! The two answering handlers behind the router: one secret or parameter (with its field projection and 304s),
 //! and a batch; and how an answer carries its cache headers.
 
-use crate::cache::{Cache, Source, Upstream};
+use crate::cache::{Cache, Lookup, Source, Upstream};
 use crate::clock::WallClock;
 use crate::error::ApiError;
 use crate::error::ProjectionError;
@@ -107,17 +107,7 @@ pub(super) async fn batch<U: Upstream, W: WallClock, B>(
             (Err(e), _) => Item::from_error(e),
         })
         .collect();
-    // The worst of the answers: a client that sees "stale" knows one of them is.
-    let source = results
-        .iter()
-        .filter_map(|r| r.as_ref().ok().map(|(_, s)| *s))
-        .max_by_key(|s| match s {
-            Source::Hit => 0,
-            Source::Miss => 1,
-            Source::Refreshed => 2,
-            Source::Stale => 3,
-        })
-        .unwrap_or(Source::Miss);
+    let source = worst_source(&results);
     // One ETag for the whole answer, from every version in it; none when any id failed.
     let etag = results
         .iter()
@@ -187,6 +177,20 @@ fn not_modified<B>(req: &Request<B>, etag: &[u8]) -> bool {
 }
 
 /// A success (or 304) with our cache headers and the ETag.
+/// The worst of several answers: a client that sees "stale" knows one of them is.
+pub(super) fn worst_source(results: &[Lookup]) -> Source {
+    results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|(_, s)| *s))
+        .max_by_key(|s| match s {
+            Source::Hit => 0,
+            Source::Miss => 1,
+            Source::Refreshed => 2,
+            Source::Stale => 3,
+        })
+        .unwrap_or(Source::Miss)
+}
+
 pub(super) fn answered(
     status: StatusCode,
     content_type: Option<&'static str>,

@@ -2,7 +2,11 @@
 //! (`AWS_ENDPOINT_URL_SECRETS_MANAGER` / `AWS_ENDPOINT_URL_SSM`) and keeps its code. Served at `/` and at Cloud
 //! Extensions' `/secretsmanager` and `/parameterstore`, dispatched on `X-Amz-Target`:
 //! - `secretsmanager.GetSecretValue` (`SecretId`, `VersionId`, `VersionStage`);
-//! - `AmazonSSM.GetParameter` (`Name`, with a `:version` or `:label` selector, `WithDecryption`).
+//! - `secretsmanager.BatchGetSecretValue` with `SecretIdList` (up to 20; hits from the cache, misses in one upstream
+//!   batch), each failed id in `Errors` as the service lists it;
+//! - `AmazonSSM.GetParameter` (`Name`, with a `:version` or `:label` selector, `WithDecryption`);
+//! - `AmazonSSM.GetParameters` (`Names`, up to 10, `WithDecryption`), a name that does not exist in
+//!   `InvalidParameters`.
 //!
 //! Both read through the same cache entries as the HTTP routes. The answer is the cached body, which is the
 //! service's own JSON, with its date in the protocol's form (epoch seconds, where the HTTP routes keep the AWS
@@ -39,6 +43,37 @@ struct GetSecretValue {
     secret_id: String,
     version_id: Option<String>,
     version_stage: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchGetSecretValue {
+    secret_id_list: Option<Vec<String>>,
+    filters: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetParameters {
+    names: Vec<String>,
+    #[serde(default)]
+    with_decryption: bool,
+}
+
+/// One id's failure in a BatchGetSecretValue answer, as the service writes it.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct BatchError<'a> {
+    secret_id: &'a str,
+    error_code: &'a str,
+    message: String,
+}
+
+/// The `Parameter` member of a cached GetParameter body, as it is (no copy, no re-serialization).
+#[derive(Deserialize)]
+struct CachedParameter<'a> {
+    #[serde(borrow, rename = "Parameter")]
+    parameter: &'a serde_json::value::RawValue,
 }
 
 #[derive(Deserialize)]
@@ -101,6 +136,55 @@ async fn answer<U: Upstream, W: WallClock>(
                 selector,
             })
         }
+        "secretsmanager.BatchGetSecretValue" => {
+            let r: BatchGetSecretValue = parse(body)?;
+            if r.filters.is_some() {
+                return Err(ApiError::Sdk(SdkRequestError::UnknownOperation(
+                    "secretsmanager.BatchGetSecretValue with Filters".into(),
+                )));
+            }
+            let ids = r.secret_id_list.unwrap_or_default();
+            if ids.is_empty() || ids.len() > 20 {
+                return Err(ApiError::Sdk(SdkRequestError::Invalid(
+                    "SecretIdList must name 1 to 20 secrets",
+                )));
+            }
+            for id in &ids {
+                bounded("SecretId", id)?;
+            }
+            let keys: Vec<Key> = ids
+                .into_iter()
+                .map(|secret_id| {
+                    Key::Secret(SecretKey {
+                        secret_id,
+                        selector: VersionSelector::Current,
+                    })
+                })
+                .collect();
+            return Ok(batch_of_secrets(app, &keys).await);
+        }
+        "AmazonSSM.GetParameters" => {
+            let r: GetParameters = parse(body)?;
+            if r.names.is_empty() || r.names.len() > 10 {
+                return Err(ApiError::Sdk(SdkRequestError::Invalid(
+                    "Names must name 1 to 10 parameters",
+                )));
+            }
+            for name in &r.names {
+                bounded("Name", name)?;
+            }
+            let keys: Vec<Key> = r
+                .names
+                .into_iter()
+                .map(|name| {
+                    Key::Parameter(ParameterKey {
+                        name,
+                        with_decryption: r.with_decryption,
+                    })
+                })
+                .collect();
+            return batch_of_parameters(app, &keys).await;
+        }
         "AmazonSSM.GetParameter" => {
             let r: GetParameter = parse(body)?;
             bounded("Name", &r.name)?;
@@ -128,12 +212,104 @@ async fn answer<U: Upstream, W: WallClock>(
         Key::Parameter(_) => "LastModifiedDate",
     };
     let body = with_epoch_date(&entry.body().bytes(), date_field);
-    let mut resp = answered(StatusCode::OK, None, body, source, entry.etag().cloned());
+    let mut resp = json_answer(body, source);
+    if let Some(tag) = entry
+        .etag()
+        .and_then(|t| HeaderValue::from_maybe_shared(t.clone()).ok())
+    {
+        resp.headers_mut().insert(header::ETAG, tag);
+    }
+    Ok(resp)
+}
+
+/// BatchGetSecretValue's answer: each found secret's cached body in `SecretValues` (a GetSecretValue body is a
+/// `SecretValueEntry` with one member more, which SDKs ignore), each failure in `Errors`.
+async fn batch_of_secrets<U: Upstream, W: WallClock>(
+    app: &App<U, W>,
+    keys: &[Key],
+) -> Response<Full<Bytes>> {
+    let results = app.cache.get_many(keys).await;
+    let mut out = Vec::with_capacity(256 + results.len() * 512);
+    out.extend_from_slice(b"{\"SecretValues\":[");
+    let mut errors = Vec::new();
+    let mut first = true;
+    for (key, result) in keys.iter().zip(&results) {
+        match result {
+            Ok((entry, _)) => {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(&with_epoch_date(&entry.body().bytes(), "CreatedDate"));
+            }
+            Err(e) => errors.push(BatchError {
+                secret_id: match key {
+                    Key::Secret(k) => &k.secret_id,
+                    Key::Parameter(k) => &k.name,
+                },
+                error_code: e.code(),
+                message: e.to_string(),
+            }),
+        }
+    }
+    out.extend_from_slice(b"],\"Errors\":");
+    // Ids and messages only: serializing them cannot fail.
+    out.extend_from_slice(&serde_json::to_vec(&errors).unwrap_or_else(|_| b"[]".to_vec()));
+    out.push(b'}');
+    json_answer(Bytes::from(out), super::handlers::worst_source(&results))
+}
+
+/// GetParameters' answer: each found parameter's cached `Parameter` in `Parameters`, the names that do not exist in
+/// `InvalidParameters`; any other failure (denied, throttled, unreachable) fails the call, as the service's would.
+async fn batch_of_parameters<U: Upstream, W: WallClock>(
+    app: &App<U, W>,
+    keys: &[Key],
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let results = app.cache.get_many(keys).await;
+    let mut found = Vec::new();
+    let mut invalid = Vec::new();
+    for (key, result) in keys.iter().zip(&results) {
+        match result {
+            Ok((entry, _)) => {
+                found.push(with_epoch_date(&entry.body().bytes(), "LastModifiedDate"))
+            }
+            Err(crate::error::UpstreamError::NotFound { .. }) => {
+                if let Key::Parameter(k) = key {
+                    invalid.push(k.name.as_str());
+                }
+            }
+            Err(e) => return Err(ApiError::Upstream(e.clone())),
+        }
+    }
+    let mut out = Vec::with_capacity(256 + found.iter().map(Bytes::len).sum::<usize>());
+    out.extend_from_slice(b"{\"Parameters\":[");
+    for (i, body) in found.iter().enumerate() {
+        let cached: CachedParameter<'_> = serde_json::from_slice(body).map_err(|_| {
+            ApiError::Upstream(crate::error::UpstreamError::Internal(
+                "a cached parameter body has no Parameter member".into(),
+            ))
+        })?;
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(cached.parameter.get().as_bytes());
+    }
+    out.extend_from_slice(b"],\"InvalidParameters\":");
+    out.extend_from_slice(&serde_json::to_vec(&invalid).unwrap_or_else(|_| b"[]".to_vec()));
+    out.push(b'}');
+    Ok(json_answer(
+        Bytes::from(out),
+        super::handlers::worst_source(&results),
+    ))
+}
+
+fn json_answer(body: Bytes, source: crate::cache::Source) -> Response<Full<Bytes>> {
+    let mut resp = answered(StatusCode::OK, None, body, source, None);
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-amz-json-1.1"),
     );
-    Ok(resp)
+    resp
 }
 
 fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
