@@ -151,6 +151,12 @@ pub enum SdkRequestError {
          the service's own endpoint for it"
     )]
     UnknownOperation(String),
+    /// An operation to pass on to the service, authenticated by the token alone.
+    #[error(
+        "operations that secretcache passes on to the service must be signed with this environment's credentials \
+         (as an AWS SDK signs them); the token header alone is not enough"
+    )]
+    ForwardNeedsSignature,
     /// A body that is not the operation's JSON.
     #[error("the request body cannot be read: {0}")]
     Serialization(&'static str),
@@ -238,6 +244,9 @@ impl ApiError {
                     (StatusCode::BAD_REQUEST, "SerializationException")
                 }
                 SdkRequestError::Invalid(_) => (StatusCode::BAD_REQUEST, "ValidationException"),
+                SdkRequestError::ForwardNeedsSignature => {
+                    (StatusCode::FORBIDDEN, "MissingAuthenticationTokenException")
+                }
             },
             Self::Signature(e) => (
                 match e {

@@ -81,6 +81,19 @@ use crate::server::App;
 use crate::token::Tokens;
 use crate::upstream::AwsUpstream;
 
+/// The longest an SDK operation passed on to the service may take (writes such as RotateSecret included).
+const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// An endpoint override's URL, where one is configured.
+fn endpoint_url(endpoint: &config::Endpoint) -> Option<String> {
+    match endpoint {
+        config::Endpoint::Url { url, .. } => Some(url.clone()),
+        // An invalid override fails the forwarded call as it fails reads, never goes to AWS instead.
+        config::Endpoint::Invalid(_) => Some(String::new()),
+        config::Endpoint::Default => None,
+    }
+}
+
 /// Runs the extension on already-bound listeners ([`server::bind`]) until shutdown.
 ///
 /// The listeners are bound by the caller *before* this registers with the Extensions API, so the function's init code
@@ -111,6 +124,12 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), Life
     );
     app.roles.max = config.max_roles;
     app.signing_keys = config.signing_keys.clone();
+    app.passthrough = Some(Arc::new(server::Passthrough {
+        forwarder: upstream::Forwarder::new(&config.proxy),
+        secrets_url: endpoint_url(&config.secrets_endpoint),
+        ssm_url: endpoint_url(&config.ssm_endpoint),
+        timeout: FORWARD_TIMEOUT,
+    }));
     let app = Arc::new(app);
     let shutdown = CancellationToken::new();
     // A token from a file is re-read when the file changes (a rotated token in a sidecar's shared volume).

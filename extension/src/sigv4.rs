@@ -329,6 +329,59 @@ impl Keys {
     }
 }
 
+/// The region and service of a signed request's credential scope, once its signature verified.
+pub fn scope(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let auth = Authorization::parse(value).ok()?;
+    Some((auth.region.to_owned(), auth.service.to_owned()))
+}
+
+impl Keys {
+    /// Signs a request the extension sends on, now, for the credential scope `(region, service)`: the headers to add to it (`Authorization`, `X-Amz-Date`, and
+    /// `X-Amz-Security-Token` with a session token), over `headers` (which must hold `host`) and `body`.
+    pub fn sign(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        (region, service): (&str, &str),
+    ) -> Result<Vec<(String, String)>, SignatureError> {
+        use SignatureError::Incomplete;
+        let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let request = SignableRequest::new(
+            method.as_str(),
+            target,
+            headers.iter().copied(),
+            SignableBody::Bytes(body),
+        )
+        .map_err(|_| Incomplete("the request cannot be signed"))?;
+        let identity = Credentials::new(
+            &self.access_key_id,
+            &self.secret_access_key,
+            self.session_token.clone(),
+            None,
+            "secretcache",
+        )
+        .into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(region)
+            .name(service)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|_| Incomplete("the credential scope cannot be signed"))?;
+        let (instructions, _) = sign(request, &params.into())
+            .map_err(|_| Incomplete("the request cannot be signed"))?
+            .into_parts();
+        Ok(instructions
+            .headers()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect())
+    }
+}
+
 /// The one value of header `name`, if present; twice is refused (a signature covers one value).
 fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, SignatureError> {
     let mut values = headers.get_all(name).iter();

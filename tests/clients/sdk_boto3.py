@@ -46,10 +46,15 @@ def main():
         "missing": attempt(lambda: secrets.get_secret_value(SecretId=name + "-missing")),
         "parameter": ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"],
         "parameter_missing": attempt(lambda: ssm.get_parameter(Name=parameter + "-missing")),
-        "describe": attempt(lambda: secrets.describe_secret(SecretId=name)),
+        "describe": attempt(lambda: secrets.describe_secret(SecretId=name)["Name"]),
         "batch": batch(secrets, [name, name + "-missing"]),
         "parameters": parameters(ssm, [parameter, parameter + "-missing"]),
     }
+    # Writes go through, and the same environment reads what it wrote.
+    secrets.put_secret_value(SecretId=name, SecretString='{"password":"three"}')
+    seen["after_put"] = secrets.get_secret_value(SecretId=name)["SecretString"]
+    ssm.put_parameter(Name=parameter, Value="postgres://db2", Type="SecureString", Overwrite=True)
+    seen["after_put_parameter"] = ssm.get_parameter(Name=parameter, WithDecryption=True)["Parameter"]["Value"]
     print(json.dumps(seen))
 
 

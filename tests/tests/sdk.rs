@@ -89,8 +89,9 @@ async fn sdk_boto3_reads_through_the_cache_with_only_the_endpoint_variables() {
         "{seen}"
     );
     assert_eq!(
-        seen["describe"]["error"], "UnknownOperationException",
-        "{seen}"
+        seen["describe"]["ok"],
+        name.as_str(),
+        "DescribeSecret is passed on: {seen}"
     );
     assert_eq!(
         seen["batch"]["values"],
@@ -110,12 +111,20 @@ async fn sdk_boto3_reads_through_the_cache_with_only_the_endpoint_variables() {
         seen["parameters"]["invalid"],
         serde_json::json!([format!("{parameter}-missing")])
     );
+    // The writes went through, and the next reads saw them.
+    assert_eq!(seen["after_put"], "{\"password\":\"three\"}", "{seen}");
+    assert_eq!(seen["after_put_parameter"], "postgres://db2", "{seen}");
+    assert_eq!(proxy.count("PutSecretValue"), 1);
+    assert_eq!(proxy.count("PutParameter"), 1);
+    assert_eq!(proxy.count("DescribeSecret"), 1);
     // Six reads of the current version were one call; AWSPREVIOUS and the missing secret one each; the batch was
-    // answered from those entries (the missing one from the memory of its refusal). The parameter, its missing name
-    // undecrypted, then decrypted (another key): three.
-    assert_eq!(proxy.count("GetSecretValue"), 3, "{:?}", proxy.calls());
+    // answered from those entries (the missing one from the memory of its refusal); one more after the write. The
+    // parameter, its missing name undecrypted, then decrypted (another key), then after its write: four.
+    assert_eq!(proxy.count("GetSecretValue"), 4, "{:?}", proxy.calls());
     assert_eq!(proxy.count("BatchGetSecretValue"), 0, "{:?}", proxy.calls());
-    assert_eq!(proxy.count("GetParameter"), 3, "{:?}", proxy.calls());
+    assert_eq!(proxy.count("GetParameter"), 4, "{:?}", proxy.calls());
+    // Passed on with the extension's own key, which is the caller's.
+    assert!(proxy.calls().iter().all(|c| c.access_key == "testing"));
     assert!(!ext.logs().contains("password"), "no value in the logs");
 }
 
@@ -212,6 +221,23 @@ async fn sdk_rust_reads_through_the_cache_and_a_wrong_key_is_refused() {
         calls,
         "a refused call never reaches the upstream"
     );
+    let refused_write = wrong
+        .put_secret_value()
+        .secret_id(&name)
+        .secret_string("{\"password\":\"mine\"}")
+        .send()
+        .await
+        .expect_err("a write signed with another key is not passed on");
+    let code = refused_write.as_service_error().and_then(|e| {
+        use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+        e.code().map(str::to_owned)
+    });
+    assert_eq!(
+        code.as_deref(),
+        Some("InvalidSignatureException"),
+        "{refused_write:?}"
+    );
+    assert_eq!(proxy.count("PutSecretValue"), 0, "never passed on");
 }
 
 /// The AWS SDK for JavaScript v3 (Node 20), unchanged, with the two endpoint variables it reads itself: reads, its

@@ -455,6 +455,44 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
         self.refreshed.lock().clear();
     }
 
+    /// Forgets what is cached for the secret or parameter `id` (a name, an ARN, or a secret's partial ARN, as a write
+    /// named it), every version and spelling of it, and every remembered refusal: after a write through the
+    /// extension, the same environment reads what it wrote.
+    pub async fn invalidate_named(&self, id: &str) {
+        let mut stale = Vec::new();
+        for (key, entry) in self.store.iter() {
+            let meta = entry.meta();
+            let named = match &*key {
+                Key::Secret(k) => {
+                    k.secret_id == id
+                        || meta.name.as_deref() == Some(id)
+                        || meta.arn.as_deref().is_some_and(|arn| {
+                            arn == id
+                                || (arn.len() == id.len() + 7
+                                    && arn.starts_with(id)
+                                    && arn.as_bytes()[id.len()] == b'-')
+                        })
+                }
+                Key::Parameter(k) => {
+                    let bare = k.name.split_once(':').map_or(k.name.as_str(), |(n, _)| n);
+                    k.name == id
+                        || bare == id
+                        || meta.name.as_deref() == Some(id)
+                        || meta.arn.as_deref() == Some(id)
+                }
+            };
+            if named {
+                stale.push(key);
+            }
+        }
+        for key in stale {
+            self.store.invalidate(&*key).await;
+        }
+        self.negative.lock().clear();
+        self.refreshed.lock().clear();
+        self.publish_size();
+    }
+
     /// Number of cached entries and their bytes.
     pub fn size(&self) -> (u64, u64) {
         (

@@ -36,6 +36,7 @@ mod sdk;
 
 use handlers::{batch, one};
 pub use listen::{bind, serve, BindError};
+pub use sdk::Passthrough;
 
 // The header that carries the execution environment's session token; how a value was served (`hit`, `miss`,
 // `refresh` or `stale`); and `true` when the value is past its TTL and served because the upstream failed.
@@ -69,6 +70,8 @@ pub struct App<U, W = SystemWallClock> {
     pub roles: RoleCaches<U, W>,
     /// The keys a SigV4-signed request must verify with, if the extension holds any.
     pub signing_keys: Option<crate::sigv4::Keys>,
+    /// How the SDK protocol's operations not served from the cache go on to the service (none: they are refused).
+    pub passthrough: Option<Arc<sdk::Passthrough>>,
 }
 
 impl<U, W> App<U, W> {
@@ -98,6 +101,7 @@ impl<U, W> App<U, W> {
             metrics,
             roles: RoleCaches::new(DEFAULT_MAX_ROLES),
             signing_keys: None,
+            passthrough: None,
         }
     }
 }

@@ -43,7 +43,10 @@ use self::proxy::ProxyConnector;
 use super::HttpResponse;
 use crate::config::ProxyConfig;
 
+mod forward;
 mod proxy;
+
+pub use forward::{ForwardError, Forwarder};
 
 /// The most bytes read of any response body but a secrets batch's (see the module's comment for the arithmetic).
 pub const RESPONSE_LIMIT: usize = 1024 * 1024;

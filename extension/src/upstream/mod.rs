@@ -51,6 +51,7 @@ use batch::{match_parameter_batch, match_secret_batch};
 use body::{parameter_fetched, secret_fetched};
 pub use classify::classify;
 use clients::{lambda_sdk, timeouts, usable};
+pub use http::{ForwardError, Forwarder};
 
 /// Secrets Manager and SSM clients, built once and shared by every fetch. Clones share them.
 #[derive(Debug, Clone)]
