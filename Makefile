@@ -241,7 +241,7 @@ bench-aws-agent: $(AWS_AGENT)
 	BENCH_PEER_CMD='$(CURDIR)/tests/bench/peers/aws-secretsmanager-agent.sh $(CURDIR)/$(AWS_AGENT)' \
 	  BENCH_PEER_BIN='$(CURDIR)/$(AWS_AGENT)' $(MAKE) --no-print-directory bench
 
-# Fuzzes the query and config parsers for FUZZ_SECONDS each (nightly + cargo-fuzz); crashes become regression inputs.
+# Fuzzes every parser a caller or operator feeds (extension/fuzz/run.sh lists them) for FUZZ_SECONDS each (nightly + cargo-fuzz); crashes become regression inputs.
 FUZZ_SECONDS ?= 60
 fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
 status=0
-for pair in query_parser:query config_parser:config; do
+for pair in query_parser:query config_parser:config agent_toml:agent_toml reference:reference path_route:path_route \
+  sigv4:sigv4; do
   target=${pair%%:*}; dir=${pair##*:}
   mkdir -p "fuzz/corpus/$target"
   echo "== fuzzing $target for ${secs}s"

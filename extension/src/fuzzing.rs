@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::config::agent::AgentFile;
 use crate::config::Config;
 use crate::request::{ParameterRequest, SecretRequest, VersionSelector};
 
@@ -71,4 +72,114 @@ pub fn check_config(data: &[u8]) {
             .any(|e| e.name == crate::config::AWS_SESSION_TOKEN),
         "a missing token must be reported, and only then"
     );
+}
+
+/// Parses `data` as an Agent or Workload Credentials Provider TOML file; panics only if parsing panics or what it
+/// maps onto is not one of our variables.
+pub fn check_agent_toml(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let file = AgentFile::from_text(text);
+    for variable in file.defaults.keys() {
+        assert!(
+            crate::config::KNOWN_VARIABLES.contains(variable)
+                || *variable == crate::config::AWS_REGION,
+            "{variable} is not a variable of ours"
+        );
+    }
+    if let Some(prefix) = &file.path_prefix {
+        assert!(
+            prefix.starts_with('/') && prefix.ends_with('/') && prefix.len() > 1,
+            "a path prefix {prefix:?} was accepted"
+        );
+    }
+}
+
+/// Parses `data` as an exec-wrapper reference: a parsed reference prints back to text that parses to the same
+/// reference.
+pub fn check_reference(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Some(Ok(reference)) = crate::reference::parse(text) {
+        let printed = reference.to_string();
+        match crate::reference::parse(&printed) {
+            Some(Ok(again)) => assert_eq!(again, reference, "{text:?} printed as {printed:?}"),
+            other => panic!("{text:?} printed as {printed:?}, which reads back as {other:?}"),
+        }
+    }
+}
+
+/// Parses `data` as a path route (`/secretsmanager/<id>`, `/systemsmanager/parameters/<name>`), the first line the
+/// path's rest and the second its query; a parsed id is never empty and holds no control character.
+pub fn check_path_route(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (path, query) = text.split_once('\n').unwrap_or((text, ""));
+    if let Ok(r) = SecretRequest::parse_path(path, query) {
+        assert!(
+            !r.key.secret_id.is_empty(),
+            "an empty secretId was accepted"
+        );
+        assert!(
+            !r.key.secret_id.chars().any(char::is_control),
+            "a control character was accepted"
+        );
+    }
+    if let Ok(r) = ParameterRequest::parse_path(path, query) {
+        assert!(!r.key.name.is_empty(), "an empty name was accepted");
+        assert!(
+            !r.key.name.chars().any(char::is_control),
+            "a control character was accepted"
+        );
+    }
+}
+
+/// Verifies a request built from `data` (its lines: the `Authorization` header, `X-Amz-Date`, the request target,
+/// `X-Amz-Security-Token`, then the body) against fixed keys: whatever the bytes, it never panics and never verifies,
+/// since the input cannot know the secret key.
+pub fn check_sigv4(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.splitn(5, '\n');
+    let (auth, date, target, token, body) = (
+        lines.next().unwrap_or(""),
+        lines.next().unwrap_or(""),
+        lines.next().unwrap_or("/"),
+        lines.next().unwrap_or(""),
+        lines.next().unwrap_or(""),
+    );
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in [
+        ("authorization", auth),
+        ("x-amz-date", date),
+        ("x-amz-security-token", token),
+        ("host", "localhost:2773"),
+    ] {
+        if let Ok(v) = http::HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    }
+    let Ok(uri) = target.parse::<http::Uri>() else {
+        return;
+    };
+    let keys = crate::sigv4::Keys::new(
+        "AKIDFUZZ".into(),
+        "a secret the input cannot know".into(),
+        Some("token".into()),
+    );
+    for method in [http::Method::GET, http::Method::POST] {
+        let verdict = keys.verify(
+            &method,
+            &uri,
+            &headers,
+            body.as_bytes(),
+            std::time::SystemTime::now(),
+        );
+        assert!(
+            verdict.is_err(),
+            "a request signed without the key verified"
+        );
+    }
 }

@@ -26,3 +26,23 @@ fn saved_query_inputs_do_not_break_the_parser() {
 fn saved_config_inputs_do_not_break_the_parser() {
     assert!(replay("config", secretcache::fuzzing::check_config) > 0);
 }
+
+#[test]
+fn saved_agent_toml_inputs_do_not_break_the_parser() {
+    assert!(replay("agent_toml", secretcache::fuzzing::check_agent_toml) > 0);
+}
+
+#[test]
+fn saved_reference_inputs_print_back_to_themselves() {
+    assert!(replay("reference", secretcache::fuzzing::check_reference) > 0);
+}
+
+#[test]
+fn saved_path_route_inputs_do_not_break_the_parser() {
+    assert!(replay("path_route", secretcache::fuzzing::check_path_route) > 0);
+}
+
+#[test]
+fn saved_sigv4_inputs_never_verify() {
+    assert!(replay("sigv4", secretcache::fuzzing::check_sigv4) > 0);
+}

@@ -111,6 +111,21 @@ impl AgentFile {
         file
     }
 
+    /// Reads the text of a configuration file, as [`AgentFile::read`] reads the file (for the fuzz target).
+    pub fn from_text(text: &str) -> Self {
+        let mut file = Self::default();
+        match text.parse::<toml::Table>() {
+            Ok(table) => file.apply(&table),
+            Err(e) => file.errors.push(ConfigError {
+                name: "--config",
+                value: e.message().to_owned(),
+                expected: "a TOML file with the AWS Secrets Manager Agent's keys",
+                used: "the environment and the defaults".to_owned(),
+            }),
+        }
+        file
+    }
+
     fn apply(&mut self, table: &toml::Table) {
         let table = flatten(table);
         let mut ignored = Vec::new();
