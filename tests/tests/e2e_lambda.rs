@@ -118,7 +118,10 @@ impl Stack {
             // Under qemu-user (and the unoptimized zips of make test) building the SDK clients alone can take a
             // quarter of the default 1 s prefetch budget; a prefetch that misses it lands after the freeze, where
             // these checks cannot see it. Lambda's arm64 is native.
-            options = options.var("PARAMETERS_SECRETS_EXTENSION_PREFETCH_TIMEOUT_MILLIS", "9000");
+            options = options.var(
+                "PARAMETERS_SECRETS_EXTENSION_PREFETCH_TIMEOUT_MILLIS",
+                "9000",
+            );
         }
         for (k, v) in extra {
             options = options.var(k, v);
