@@ -115,6 +115,31 @@ impl<W: WallClock> Clock<W> {
     }
 }
 
+/// A UTC time written in fixed-position digits: `at` holds the byte ranges of its year, month, day, hour, minute and
+/// second in `s` (`X-Amz-Date`'s `20261204T050000Z`, the AWS extension's `2026-12-04T05:00:00.000Z`). `None` unless
+/// each range is all ASCII digits and that date and time exist; the separators are the caller's to check.
+pub fn utc_from_fixed_digits(
+    s: &str,
+    at: [std::ops::Range<usize>; 6],
+) -> Option<time::OffsetDateTime> {
+    let [year, month, day, hour, minute, second] = at.map(|r| {
+        let part = s.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse::<u16>().ok())?
+    });
+    let month = time::Month::try_from(u8::try_from(month?).ok()?).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::from(year?), month, u8::try_from(day?).ok()?).ok()?;
+    let clock = time::Time::from_hms(
+        u8::try_from(hour?).ok()?,
+        u8::try_from(minute?).ok()?,
+        u8::try_from(second?).ok()?,
+    )
+    .ok()?;
+    Some(time::PrimitiveDateTime::new(date, clock).assume_utc())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -13,14 +13,7 @@ pub fn check_query(data: &[u8]) {
         return;
     };
     if let Ok(r) = SecretRequest::parse(query) {
-        assert!(
-            !r.key.secret_id.is_empty(),
-            "an empty secretId was accepted"
-        );
-        assert!(
-            !r.key.secret_id.chars().any(char::is_control),
-            "a control character was accepted"
-        );
+        assert_id(&r.key.secret_id);
         match &r.key.selector {
             VersionSelector::Current => {}
             VersionSelector::Id(v) | VersionSelector::Stage(v) => {
@@ -35,12 +28,17 @@ pub fn check_query(data: &[u8]) {
         }
     }
     if let Ok(r) = ParameterRequest::parse(query) {
-        assert!(!r.key.name.is_empty(), "an empty name was accepted");
-        assert!(
-            !r.key.name.chars().any(char::is_control),
-            "a control character was accepted"
-        );
+        assert_id(&r.key.name);
     }
+}
+
+/// What every parsed secret id or parameter name upholds: not empty, no control character.
+fn assert_id(id: &str) {
+    assert!(!id.is_empty(), "an empty id was accepted");
+    assert!(
+        !id.chars().any(char::is_control),
+        "a control character was accepted"
+    );
 }
 
 /// Reads `data` as `NAME=value` lines into an environment and parses it; panics only if parsing panics or a value
@@ -119,21 +117,10 @@ pub fn check_path_route(data: &[u8]) {
     };
     let (path, query) = text.split_once('\n').unwrap_or((text, ""));
     if let Ok(r) = SecretRequest::parse_path(path, query) {
-        assert!(
-            !r.key.secret_id.is_empty(),
-            "an empty secretId was accepted"
-        );
-        assert!(
-            !r.key.secret_id.chars().any(char::is_control),
-            "a control character was accepted"
-        );
+        assert_id(&r.key.secret_id);
     }
     if let Ok(r) = ParameterRequest::parse_path(path, query) {
-        assert!(!r.key.name.is_empty(), "an empty name was accepted");
-        assert!(
-            !r.key.name.chars().any(char::is_control),
-            "a control character was accepted"
-        );
+        assert_id(&r.key.name);
     }
 }
 

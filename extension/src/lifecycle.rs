@@ -25,7 +25,7 @@ use crate::clock::WallClock;
 use crate::config::{Events, InitType, Prefetch, TagPrefetch};
 use crate::extensions_api::{self, Event};
 use crate::metrics::Metrics;
-use crate::request::{Key, ParameterKey, SecretKey, VersionSelector};
+use crate::request::{Key, ParameterKey};
 
 /// Grace period for draining connections outside Lambda (Lambda's SHUTDOWN carries its own deadline).
 const STANDALONE_GRACE: Duration = Duration::from_secs(2);
@@ -290,10 +290,7 @@ async fn prefetch_bounded<U: Upstream, W: WallClock>(
     let mut paths = Vec::new();
     for item in items {
         match item {
-            Prefetch::Secret(secret_id) => keys.push(Key::Secret(SecretKey {
-                secret_id,
-                selector: VersionSelector::Current,
-            })),
+            Prefetch::Secret(secret_id) => keys.push(Key::current_secret(secret_id)),
             // Decrypted: SecureStrings are what their readers ask for.
             Prefetch::Parameter(name) => keys.push(Key::Parameter(ParameterKey {
                 name,

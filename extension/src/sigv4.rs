@@ -181,30 +181,8 @@ fn parse_amz_date(s: &str) -> Option<SystemTime> {
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;
     }
-    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
-        let part = s.get(r)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    let month = time::Month::try_from(u8::try_from(digits(4..6)?).ok()?).ok()?;
-    let date = time::Date::from_calendar_date(
-        i32::try_from(digits(0..4)?).ok()?,
-        month,
-        u8::try_from(digits(6..8)?).ok()?,
-    )
-    .ok()?;
-    let clock = time::Time::from_hms(
-        u8::try_from(digits(9..11)?).ok()?,
-        u8::try_from(digits(11..13)?).ok()?,
-        u8::try_from(digits(13..15)?).ok()?,
-    )
-    .ok()?;
-    Some(
-        time::PrimitiveDateTime::new(date, clock)
-            .assume_utc()
-            .into(),
-    )
+    crate::clock::utc_from_fixed_digits(s, [0..4, 4..6, 6..8, 9..11, 11..13, 13..15])
+        .map(Into::into)
 }
 
 impl Keys {
@@ -278,37 +256,18 @@ impl Keys {
                 signed.push((*name, value));
             }
         }
-        let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let request = SignableRequest::new(
-            method.as_str(),
-            target,
-            signed.into_iter(),
-            SignableBody::Bytes(body),
-        )
-        .map_err(|_| Incomplete("the request target cannot be signed"))?;
-        let identity = Credentials::new(
-            &self.access_key_id,
-            &self.secret_access_key,
-            self.session_token.clone(),
-            None,
-            "secretcache",
-        )
-        .into();
         let mut settings = SigningSettings::default();
         // Sign exactly the headers the caller named.
         settings.excluded_headers = None;
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(auth.region)
-            .name(auth.service)
-            .time(signed_at)
-            .settings(settings)
-            .build()
-            .map_err(|_| Incomplete("the credential scope cannot be signed"))?;
-        let ours = sign(request, &params.into())
-            .map_err(|_| Incomplete("the request cannot be signed"))?
-            .signature()
-            .to_owned();
+        let (_, ours) = self.signed(
+            method,
+            uri,
+            &signed,
+            body,
+            (auth.region, auth.service),
+            signed_at,
+            settings,
+        )?;
         let same_headers = {
             let mut named = auth.signed_headers.clone();
             named.sort_unstable();
@@ -337,16 +296,42 @@ pub fn scope(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 impl Keys {
-    /// Signs a request the extension sends on, now, for the credential scope `(region, service)`: the headers to add to it (`Authorization`, `X-Amz-Date`, and
-    /// `X-Amz-Security-Token` with a session token), over `headers` (which must hold `host`) and `body`.
+    /// Signs a request the extension sends on, now, for the credential scope `(region, service)`: the headers to add
+    /// to it (`Authorization`, `X-Amz-Date`, and `X-Amz-Security-Token` with a session token), over `headers` (which
+    /// must hold `host`) and `body`.
     pub fn sign(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &[(&str, &str)],
         body: &[u8],
-        (region, service): (&str, &str),
+        scope: (&str, &str),
     ) -> Result<Vec<(String, String)>, SignatureError> {
+        let (added, _) = self.signed(
+            method,
+            uri,
+            headers,
+            body,
+            scope,
+            SystemTime::now(),
+            SigningSettings::default(),
+        )?;
+        Ok(added)
+    }
+
+    /// The kept signer over `method uri`, `headers` and `body` for `(region, service)` at `time`: the headers it adds
+    /// and the signature.
+    #[allow(clippy::too_many_arguments)]
+    fn signed(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        (region, service): (&str, &str),
+        time: SystemTime,
+        settings: SigningSettings,
+    ) -> Result<(Vec<(String, String)>, String), SignatureError> {
         use SignatureError::Incomplete;
         let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let request = SignableRequest::new(
@@ -355,7 +340,7 @@ impl Keys {
             headers.iter().copied(),
             SignableBody::Bytes(body),
         )
-        .map_err(|_| Incomplete("the request cannot be signed"))?;
+        .map_err(|_| Incomplete("the request target cannot be signed"))?;
         let identity = Credentials::new(
             &self.access_key_id,
             &self.secret_access_key,
@@ -368,17 +353,18 @@ impl Keys {
             .identity(&identity)
             .region(region)
             .name(service)
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
+            .time(time)
+            .settings(settings)
             .build()
             .map_err(|_| Incomplete("the credential scope cannot be signed"))?;
-        let (instructions, _) = sign(request, &params.into())
+        let (instructions, signature) = sign(request, &params.into())
             .map_err(|_| Incomplete("the request cannot be signed"))?
             .into_parts();
-        Ok(instructions
+        let added = instructions
             .headers()
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .collect())
+            .collect();
+        Ok((added, signature))
     }
 }
 

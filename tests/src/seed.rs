@@ -30,17 +30,7 @@ pub struct Created {
 
 /// Creates the string secret `name` holding `value`.
 pub async fn secret(sm: &aws_sdk_secretsmanager::Client, name: &str, value: &str) -> Created {
-    let out = sm
-        .create_secret()
-        .name(name)
-        .secret_string(value)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("CreateSecret {name}: {e:?}"));
-    Created {
-        arn: out.arn.expect("CreateSecret answers an ARN"),
-        version_id: out.version_id.expect("CreateSecret answers a version id"),
-    }
+    tagged_secret(sm, name, value, &[]).await
 }
 
 /// Creates the string secret `name` holding `value`, with the tags `tags` (key, value).

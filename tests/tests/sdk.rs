@@ -41,21 +41,24 @@ async fn seeded(moto: &Moto) -> (String, String) {
     (name, parameter)
 }
 
-/// boto3, unchanged, with the two endpoint variables: five reads are one upstream call, the previous version and the
-/// parameter read through, and a missing secret or parameter raises the usual exception.
-#[tokio::test]
-async fn sdk_boto3_reads_through_the_cache_with_only_the_endpoint_variables() {
-    let moto = Moto::shared().await;
-    let (name, parameter) = seeded(moto).await;
-    let proxy = FaultInjectingProxy::start(moto).await;
-    let ext = Standalone::spawn(&proxy, &[]).await;
-    let root = secretcache_tests::workspace_root();
-    let out = tokio::process::Command::new(root.join(".venv/bin/python"))
-        .arg(root.join("tests/clients/sdk_boto3.py"))
-        .env_clear()
-        .env("SECRET_NAME", &name)
-        .env("PARAMETER_NAME", &parameter)
-        // As Lambda sets them.
+/// Runs an SDK client script (`command`, its program and arguments set) with `extra` and the environment Lambda would give a
+/// function whose SDK reads through `ext` (credentials, region, the two endpoint variables and nothing else of this
+/// process's), reading `name` and `parameter`; what it printed.
+async fn run_sdk_client(
+    mut command: tokio::process::Command,
+    extra: &[(&str, String)],
+    ext: &Standalone,
+    name: &str,
+    parameter: &str,
+) -> serde_json::Value {
+    command.env_clear();
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let out = command
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SECRET_NAME", name)
+        .env("PARAMETER_NAME", parameter)
         .env("AWS_REGION", REGION)
         .env("AWS_DEFAULT_REGION", REGION)
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -65,14 +68,28 @@ async fn sdk_boto3_reads_through_the_cache_with_only_the_endpoint_variables() {
         .env("AWS_ENDPOINT_URL_SSM", ext.url())
         .output()
         .await
-        .expect("run boto3");
+        .expect("run the SDK client");
     assert!(
         out.status.success(),
         "{}\n{}",
         String::from_utf8_lossy(&out.stderr),
         ext.logs()
     );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    serde_json::from_slice(&out.stdout).expect("the client prints JSON")
+}
+
+/// boto3, unchanged, with the two endpoint variables: five reads are one upstream call, the previous version and the
+/// parameter read through, and a missing secret or parameter raises the usual exception.
+#[tokio::test]
+async fn sdk_boto3_reads_through_the_cache_with_only_the_endpoint_variables() {
+    let moto = Moto::shared().await;
+    let (name, parameter) = seeded(moto).await;
+    let proxy = FaultInjectingProxy::start(moto).await;
+    let ext = Standalone::spawn(&proxy, &[]).await;
+    let root = secretcache_tests::workspace_root();
+    let mut command = tokio::process::Command::new(root.join(".venv/bin/python"));
+    command.arg(root.join("tests/clients/sdk_boto3.py"));
+    let seen = run_sdk_client(command, &[], &ext, &name, &parameter).await;
     for read in seen["reads"].as_array().expect("reads") {
         assert_eq!(read, "{\"password\":\"two\"}", "{seen}");
     }
@@ -257,29 +274,10 @@ async fn sdk_javascript_v3_reads_through_the_cache_with_only_the_endpoint_variab
     let (name, parameter) = seeded(moto).await;
     let proxy = FaultInjectingProxy::start(moto).await;
     let ext = Standalone::spawn(&proxy, &[]).await;
-    let out = tokio::process::Command::new("node")
-        .arg(root.join("tests/clients/sdk_js.cjs"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("NODE_SDK_DIR", &sdk_dir)
-        .env("SECRET_NAME", &name)
-        .env("PARAMETER_NAME", &parameter)
-        .env("AWS_REGION", REGION)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_SESSION_TOKEN", ext.token())
-        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", ext.url())
-        .env("AWS_ENDPOINT_URL_SSM", ext.url())
-        .output()
-        .await
-        .expect("run node");
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        ext.logs()
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let mut command = tokio::process::Command::new("node");
+    command.arg(root.join("tests/clients/sdk_js.cjs"));
+    let extra = [("NODE_SDK_DIR", sdk_dir.display().to_string())];
+    let seen = run_sdk_client(command, &extra, &ext, &name, &parameter).await;
     for read in seen["reads"].as_array().expect("reads") {
         assert_eq!(read, "{\"password\":\"two\"}", "{seen}");
     }

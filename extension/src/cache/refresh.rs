@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::clock::WallClock;
 use crate::error::UpstreamError;
-use crate::request::{Key, SecretKey, VersionSelector};
+use crate::request::Key;
 
 use super::flight::no_result;
 use super::{primary, Cache, Lookup, RefreshReport, Source, Upstream};
@@ -176,15 +176,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
         match result {
             Ok(names) => {
                 tracing::info!(tags = ?keys, secrets = names.len(), limit, "found secrets to prefetch by tag");
-                let keys = names
-                    .into_iter()
-                    .map(|secret_id| {
-                        Key::Secret(SecretKey {
-                            secret_id,
-                            selector: VersionSelector::Current,
-                        })
-                    })
-                    .collect();
+                let keys = names.into_iter().map(Key::current_secret).collect();
                 self.prefetch(keys).await;
             }
             Err(e) => {

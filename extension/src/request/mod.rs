@@ -30,6 +30,14 @@ pub enum Key {
 }
 
 impl Key {
+    /// The current version (`AWSCURRENT`) of the secret `secret_id`.
+    pub fn current_secret(secret_id: String) -> Self {
+        Self::Secret(SecretKey {
+            secret_id,
+            selector: VersionSelector::Current,
+        })
+    }
+
     /// Approximate heap size, for the cache's byte budget.
     pub fn len(&self) -> usize {
         match self {

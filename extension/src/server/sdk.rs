@@ -152,15 +152,7 @@ async fn answer<U: Upstream, W: WallClock>(
             for id in &ids {
                 bounded("SecretId", id)?;
             }
-            let keys: Vec<Key> = ids
-                .into_iter()
-                .map(|secret_id| {
-                    Key::Secret(SecretKey {
-                        secret_id,
-                        selector: VersionSelector::Current,
-                    })
-                })
-                .collect();
+            let keys: Vec<Key> = ids.into_iter().map(Key::current_secret).collect();
             return Ok(batch_of_secrets(app, &keys).await);
         }
         "AmazonSSM.GetParameters" => {
@@ -573,29 +565,12 @@ fn epoch_seconds(s: &str) -> Option<String> {
     {
         return None;
     }
-    let n = |r: std::ops::Range<usize>| -> Option<u32> {
-        let part = s.get(r)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    let month = time::Month::try_from(u8::try_from(n(5..7)?).ok()?).ok()?;
-    let date = time::Date::from_calendar_date(
-        i32::try_from(n(0..4)?).ok()?,
-        month,
-        u8::try_from(n(8..10)?).ok()?,
-    )
-    .ok()?;
-    let clock = time::Time::from_hms(
-        u8::try_from(n(11..13)?).ok()?,
-        u8::try_from(n(14..16)?).ok()?,
-        u8::try_from(n(17..19)?).ok()?,
-    )
-    .ok()?;
-    let secs = time::PrimitiveDateTime::new(date, clock)
-        .assume_utc()
+    let secs = crate::clock::utc_from_fixed_digits(s, [0..4, 5..7, 8..10, 11..13, 14..16, 17..19])?
         .unix_timestamp();
-    Some(format!("{secs}.{:03}", n(20..23)?))
+    let millis = s
+        .get(20..23)
+        .filter(|m| m.bytes().all(|c| c.is_ascii_digit()))?;
+    Some(format!("{secs}.{millis}"))
 }
 
 #[cfg(test)]
