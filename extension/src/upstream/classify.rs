@@ -68,19 +68,26 @@ fn credentials_failure(
     failure: &aws_smithy_runtime_api::client::result::DispatchFailure,
 ) -> Option<String> {
     use aws_credential_types::provider::error::CredentialsError;
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = failure
-        .as_connector_error()
-        .map(|c| c as &(dyn std::error::Error + 'static));
-    while let Some(e) = cause {
-        if let Some(credentials) = e.downcast_ref::<CredentialsError>() {
-            return Some(format!(
+    causes(failure)
+        .find_map(|e| e.downcast_ref::<CredentialsError>())
+        .map(|credentials| {
+            format!(
                 "no credentials to sign with: {}",
                 aws_smithy_types::error::display::DisplayErrorContext(credentials)
-            ));
-        }
-        cause = e.source();
-    }
-    None
+            )
+        })
+}
+
+/// A dispatch failure's connector error and its chain of sources.
+fn causes(
+    failure: &aws_smithy_runtime_api::client::result::DispatchFailure,
+) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(
+        failure
+            .as_connector_error()
+            .map(|c| c as &(dyn std::error::Error + 'static)),
+        |e| e.source(),
+    )
 }
 
 /// What STS said when the role's credentials could not be had, found in the dispatch failure's chain of causes: a
@@ -89,29 +96,22 @@ pub(super) fn assume_role_failure(
     failure: &aws_smithy_runtime_api::client::result::DispatchFailure,
 ) -> Option<UpstreamError> {
     use aws_sdk_sts::operation::assume_role::AssumeRoleError;
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = failure
-        .as_connector_error()
-        .map(|c| c as &(dyn std::error::Error + 'static));
-    while let Some(e) = cause {
-        if let Some(sts) = e.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>() {
-            return Some(match sts {
-                SdkError::ServiceError(se) => {
-                    let err = se.err();
-                    match classify_service(err.code(), err.message(), se.raw().status().as_u16()) {
-                        UpstreamError::InvalidRequest { code, message } => {
-                            UpstreamError::AccessDenied { code, message }
-                        }
-                        other => other,
-                    }
+    let sts = causes(failure)
+        .find_map(|e| e.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>())?;
+    Some(match sts {
+        SdkError::ServiceError(se) => {
+            let err = se.err();
+            match classify_service(err.code(), err.message(), se.raw().status().as_u16()) {
+                UpstreamError::InvalidRequest { code, message } => {
+                    UpstreamError::AccessDenied { code, message }
                 }
-                _ => UpstreamError::Unreachable {
-                    detail: "could not reach STS for the role's credentials".into(),
-                },
-            });
+                other => other,
+            }
         }
-        cause = e.source();
-    }
-    None
+        _ => UpstreamError::Unreachable {
+            detail: "could not reach STS for the role's credentials".into(),
+        },
+    })
 }
 
 /// Classifies an AWS error response by its code, falling back to its HTTP status.

@@ -2,11 +2,14 @@
 //! (`init/error`).
 
 use std::ffi::{OsStr, OsString};
-use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use secretcache_client::{ExposeSecret, SecretString};
 
 use crate::config::AWS_LAMBDA_RUNTIME_API;
@@ -61,31 +64,29 @@ pub(super) fn report_init_error(failures: &[Failure]) {
     }
 }
 
-pub(super) fn post_init_error(api: &str, body: &str) -> std::io::Result<()> {
-    use std::net::{TcpStream, ToSocketAddrs};
+/// `POST /2018-06-01/runtime/init/error` through hyper, on a runtime of its own (the wrapper's is gone by now), within
+/// one second: the Runtime API is local, and init is failing anyway.
+pub(super) fn post_init_error(api: &str, body: &str) -> Result<(), String> {
     const TIMEOUT: Duration = Duration::from_secs(1);
-    let addr = api
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other("AWS_LAMBDA_RUNTIME_API names no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    write!(
-        stream,
-        "POST /2018-06-01/runtime/init/error HTTP/1.1\r\nHost: {api}\r\n\
-         Lambda-Runtime-Function-Error-Type: {INIT_ERROR_TYPE}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head)?;
-    if head.starts_with(b"HTTP/1.1 2") {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(format!(
-            "the Runtime API answered {}",
-            String::from_utf8_lossy(&head[9..])
-        )))
-    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("no runtime to report with: {e}"))?;
+    let request = http::Request::post(format!("http://{api}/2018-06-01/runtime/init/error"))
+        .header("Lambda-Runtime-Function-Error-Type", INIT_ERROR_TYPE)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .map_err(|e| format!("AWS_LAMBDA_RUNTIME_API={api:?} makes no request: {e}"))?;
+    runtime.block_on(async {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let response = tokio::time::timeout(TIMEOUT, client.request(request))
+            .await
+            .map_err(|_| "the Runtime API did not answer within 1 s".to_owned())?
+            .map_err(|e| format!("the Runtime API cannot be reached: {e}"))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("the Runtime API answered {}", response.status()))
+        }
+    })
 }
