@@ -33,6 +33,30 @@ async fn node_function_reads_a_secret_and_a_secure_parameter_through_the_layer_a
     reads_through_the_layer(Runtime::Node).await;
 }
 
+/// Starts `options` as the function `name` in `runtime`.
+async fn start(
+    mut options: lambda_env::Options,
+    name: &str,
+    runtime: Runtime,
+) -> std::sync::Arc<LambdaEnv> {
+    options.function_name = name.to_owned();
+    options.handler = runtime.handler().to_owned();
+    // Each invoke makes a few HTTP calls from an interpreter: far below this, and far above Lambda's 3 s default
+    // when other builds share the machine.
+    options.timeout = Duration::from_secs(15);
+    LambdaEnv::start(options)
+        .await
+        .expect("the environment starts")
+}
+
+/// The environment's log lines, for a failure's message.
+fn dump(env: &LambdaEnv) -> String {
+    env.logs()
+        .iter()
+        .map(|l| format!("[{}] {} | {}\n", l.phase, l.source, l.text))
+        .collect()
+}
+
 async fn reads_through_the_layer(runtime: Runtime) {
     let name = runtime.name();
     let moto = Moto::shared().await;
@@ -59,25 +83,13 @@ async fn reads_through_the_layer(runtime: Runtime) {
 
     let function = runtime.function_zip();
     let (var, provided) = runtime.provided_by_the_managed_runtime();
-    let mut options = with_layer(&function.zip, Arch::host(), &proxy.endpoint())
+    let options = with_layer(&function.zip, Arch::host(), &proxy.endpoint())
         .var(var, &provided)
         .var("SECRET_ID", &secret_id)
         .var("PARAMETER_NAME", &parameter_name)
         .var("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "debug");
-    options.function_name = format!("{name}-reader");
-    options.handler = runtime.handler().to_owned();
-    // Each invoke makes two HTTP calls from an interpreter: far below this, and far above Lambda's 3 s default
-    // when other builds share the machine.
-    options.timeout = Duration::from_secs(15);
-    let env = LambdaEnv::start(options)
-        .await
-        .expect("the environment starts");
-    let logs = || -> String {
-        env.logs()
-            .iter()
-            .map(|l| format!("[{}] {} | {}\n", l.phase, l.source, l.text))
-            .collect()
-    };
+    let env = start(options, &format!("{name}-reader"), runtime).await;
+    let logs = || dump(&env);
     let init = env
         .init_result()
         .expect("init ran")
@@ -214,7 +226,7 @@ async fn sdk_python_function_reads_with_unchanged_boto3_code_and_one_variable() 
     let function = runtime.function_zip();
     let (var, provided) = runtime.provided_by_the_managed_runtime();
     let port = secretcache_tests::free_port().to_string();
-    let mut options = with_layer(&function.zip, Arch::host(), &proxy.endpoint())
+    let options = with_layer(&function.zip, Arch::host(), &proxy.endpoint())
         .var(var, &provided)
         .var("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", &port)
         .var("DB_SECRET_ARN", &arn)
@@ -223,18 +235,8 @@ async fn sdk_python_function_reads_with_unchanged_boto3_code_and_one_variable() 
             "AWS_ENDPOINT_URL_SECRETS_MANAGER",
             &format!("http://127.0.0.1:{port}"),
         );
-    options.function_name = "seed-items".to_owned();
-    options.handler = runtime.handler().to_owned();
-    options.timeout = Duration::from_secs(15);
-    let env = LambdaEnv::start(options)
-        .await
-        .expect("the environment starts");
-    let logs = || -> String {
-        env.logs()
-            .iter()
-            .map(|l| format!("[{}] {} | {}\n", l.phase, l.source, l.text))
-            .collect()
-    };
+    let env = start(options, "seed-items", runtime).await;
+    let logs = || dump(&env);
     env.init_result()
         .expect("init ran")
         .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
