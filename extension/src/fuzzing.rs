@@ -170,3 +170,65 @@ pub fn check_sigv4(data: &[u8]) {
         );
     }
 }
+
+/// Reads `data` as the body of each SDK operation: every body maps to exactly one answer or to a 4xx in the service's
+/// error shape, and what maps to the cache names bounded, non-empty ids within the service's list limits.
+pub fn check_sdk_body(data: &[u8]) {
+    use crate::server::sdk::{read_of, Read};
+    for target in [
+        "secretsmanager.GetSecretValue",
+        "secretsmanager.BatchGetSecretValue",
+        "AmazonSSM.GetParameter",
+        "AmazonSSM.GetParameters",
+        "secretsmanager.PutSecretValue",
+    ] {
+        match read_of(target, data) {
+            Ok(Read::One(key)) => assert_bounded(&key),
+            Ok(Read::Secrets(keys)) => {
+                assert!(
+                    (1..=20).contains(&keys.len()),
+                    "{target}: {} secrets",
+                    keys.len()
+                );
+                keys.iter().for_each(assert_bounded);
+            }
+            Ok(Read::Parameters(keys)) => {
+                assert!(
+                    (1..=10).contains(&keys.len()),
+                    "{target}: {} parameters",
+                    keys.len()
+                );
+                keys.iter().for_each(assert_bounded);
+            }
+            Ok(Read::PassOn) => assert!(
+                target == "secretsmanager.PutSecretValue"
+                    || target.ends_with("BatchGetSecretValue"),
+                "{target} was passed on"
+            ),
+            Err(e) => {
+                let response = e.into_response();
+                assert!(
+                    response.status().is_client_error(),
+                    "{target}: {}",
+                    response.status()
+                );
+                assert!(
+                    response.headers().contains_key("x-amzn-errortype"),
+                    "{target}: no error type"
+                );
+            }
+        }
+    }
+}
+
+fn assert_bounded(key: &crate::request::Key) {
+    let id = match key {
+        crate::request::Key::Secret(k) => &k.secret_id,
+        crate::request::Key::Parameter(k) => &k.name,
+    };
+    assert!(
+        !id.is_empty() && id.len() <= 2048,
+        "an id of {} bytes was accepted",
+        id.len()
+    );
+}

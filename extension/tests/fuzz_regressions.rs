@@ -46,3 +46,8 @@ fn saved_path_route_inputs_do_not_break_the_parser() {
 fn saved_sigv4_inputs_never_verify() {
     assert!(replay("sigv4", secretcache::fuzzing::check_sigv4) > 0);
 }
+
+#[test]
+fn saved_sdk_bodies_map_to_one_answer_or_a_client_error() {
+    assert!(replay("sdk_body", secretcache::fuzzing::check_sdk_body) > 0);
+}

@@ -32,7 +32,7 @@ use crate::token::Tokens;
 
 mod handlers;
 mod listen;
-mod sdk;
+pub(crate) mod sdk;
 
 use handlers::{batch, one};
 pub use listen::{bind, serve, BindError};

@@ -125,7 +125,45 @@ async fn answer<U: Upstream, W: WallClock>(
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .ok_or(ApiError::Sdk(SdkRequestError::MissingTarget))?;
-    let key = match target {
+    let key = match read_of(target, body)? {
+        Read::One(key) => key,
+        Read::Secrets(keys) => return Ok(batch_of_secrets(app, &keys).await),
+        Read::Parameters(keys) => return batch_of_parameters(app, &keys).await,
+        Read::PassOn => return forward::forward(app, req, body, target).await,
+    };
+    let (entry, source) = app.cache.get(&key, false).await?;
+    let date_field = match key {
+        Key::Secret(_) => "CreatedDate",
+        Key::Parameter(_) => "LastModifiedDate",
+    };
+    let body = with_epoch_date(&entry.body().bytes(), date_field);
+    let mut resp = json_answer(body, source);
+    if let Some(tag) = entry
+        .etag()
+        .and_then(|t| HeaderValue::from_maybe_shared(t.clone()).ok())
+    {
+        resp.headers_mut().insert(header::ETAG, tag);
+    }
+    Ok(resp)
+}
+
+/// What an SDK request asks for, read from its `X-Amz-Target` and its body alone.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// One secret or parameter, answered from the cache.
+    One(Key),
+    /// BatchGetSecretValue's secrets (1 to 20, current versions).
+    Secrets(Vec<Key>),
+    /// GetParameters' parameters (1 to 10).
+    Parameters(Vec<Key>),
+    /// Any other operation: passed on to the service.
+    PassOn,
+}
+
+/// Reads an SDK request: exactly one of [`Read`]'s answers, or the service's error for a body that is not the
+/// operation's (ids empty or past 2048 characters, a list past the service's bound, an ARN of no AWS region).
+pub(crate) fn read_of(target: &str, body: &[u8]) -> Result<Read, ApiError> {
+    let read = match target {
         "secretsmanager.GetSecretValue" => {
             let r: GetSecretValue = parse(body)?;
             bounded("SecretId", &r.secret_id)?;
@@ -135,17 +173,16 @@ async fn answer<U: Upstream, W: WallClock>(
                 (None, Some(stage)) if stage != "AWSCURRENT" => VersionSelector::Stage(stage),
                 (None, _) => VersionSelector::Current,
             };
-            Key::Secret(SecretKey {
+            Read::One(Key::Secret(SecretKey {
                 secret_id: r.secret_id,
                 selector,
-            })
+            }))
         }
         "secretsmanager.BatchGetSecretValue" => {
             let r: BatchGetSecretValue = parse(body)?;
+            // The Filters form lists secrets by what they are, not by id: the service answers it.
             if r.filters.is_some() {
-                return Err(ApiError::Sdk(SdkRequestError::UnknownOperation(
-                    "secretsmanager.BatchGetSecretValue with Filters".into(),
-                )));
+                return Ok(Read::PassOn);
             }
             let ids = r.secret_id_list.unwrap_or_default();
             if ids.is_empty() || ids.len() > 20 {
@@ -157,7 +194,7 @@ async fn answer<U: Upstream, W: WallClock>(
                 bounded("SecretId", id)?;
             }
             let keys: Vec<Key> = ids.into_iter().map(Key::current_secret).collect();
-            return Ok(batch_of_secrets(app, &keys).await);
+            Read::Secrets(keys)
         }
         "AmazonSSM.GetParameters" => {
             let r: GetParameters = parse(body)?;
@@ -179,39 +216,34 @@ async fn answer<U: Upstream, W: WallClock>(
                     })
                 })
                 .collect();
-            return batch_of_parameters(app, &keys).await;
+            Read::Parameters(keys)
         }
         "AmazonSSM.GetParameter" => {
             let r: GetParameter = parse(body)?;
             bounded("Name", &r.name)?;
-            Key::Parameter(ParameterKey {
+            Read::One(Key::Parameter(ParameterKey {
                 name: r.name,
                 with_decryption: r.with_decryption,
-            })
+            }))
         }
-        other => return forward::forward(app, req, body, other).await,
+        _ => Read::PassOn,
     };
-    if let Some(region) = key.region() {
-        if !crate::request::is_region(region) {
-            return Err(ApiError::Sdk(SdkRequestError::Invalid(
-                "the ARN's region is not an AWS region",
-            )));
+
+    let keys: &[Key] = match &read {
+        Read::One(key) => std::slice::from_ref(key),
+        Read::Secrets(keys) | Read::Parameters(keys) => keys,
+        Read::PassOn => &[],
+    };
+    for key in keys {
+        if let Some(region) = key.region() {
+            if !crate::request::is_region(region) {
+                return Err(ApiError::Sdk(SdkRequestError::Invalid(
+                    "the ARN's region is not an AWS region",
+                )));
+            }
         }
     }
-    let (entry, source) = app.cache.get(&key, false).await?;
-    let date_field = match key {
-        Key::Secret(_) => "CreatedDate",
-        Key::Parameter(_) => "LastModifiedDate",
-    };
-    let body = with_epoch_date(&entry.body().bytes(), date_field);
-    let mut resp = json_answer(body, source);
-    if let Some(tag) = entry
-        .etag()
-        .and_then(|t| HeaderValue::from_maybe_shared(t.clone()).ok())
-    {
-        resp.headers_mut().insert(header::ETAG, tag);
-    }
-    Ok(resp)
+    Ok(read)
 }
 
 /// BatchGetSecretValue's answer: each found secret's cached body in `SecretValues` (a GetSecretValue body is a
