@@ -138,7 +138,7 @@ clippy:
 
 # The test files that run in-process (they spawn nothing: no binary, no moto, no PostgreSQL, no zip). A new test file
 # of that kind belongs here; every other test file is a whole-system one and runs in `make test` only.
-IN_PROCESS_TESTS := fuzz_regressions gate against_a_stub items_sqlite deploy_template
+IN_PROCESS_TESTS := fuzz_regressions gate wrapper_resolve against_a_stub items_sqlite deploy_template
 
 # The unit tests of every crate (`--lib --bins`), the doc tests, and the in-process test files.
 unit:

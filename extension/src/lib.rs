@@ -62,10 +62,16 @@ pub mod embed {
     pub use crate::config::{Config, AWS_SESSION_TOKEN};
     pub use crate::error::UpstreamError;
     pub use crate::metrics::Metrics;
-    pub use crate::request::Key;
+    pub use crate::request::{Key, VersionSelector};
     pub use crate::secret::SecretBody;
-    pub use crate::server::{handle, App};
-    pub use crate::token::Tokens;
+    pub use crate::server::{bind, handle, serve, App};
+    pub use crate::token::{TokenSource, Tokens};
+
+    /// The exec wrapper's resolution, as `extension/tests/wrapper_resolve.rs` drives it against a served cache.
+    pub mod wrapper {
+        pub use crate::reference::{parse as parse_reference, Reference};
+        pub use crate::wrapper::{resolve, Reason, BUDGET, STARTUP_WAIT};
+    }
 }
 
 use std::sync::Arc;

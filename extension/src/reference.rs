@@ -153,7 +153,7 @@ pub enum ReferenceError {
     EmptyField,
 }
 
-/// The reference in `value`: `None` when the value is not one (it does not start with [`PREFIX`]), and an error when
+/// The reference in `value`: `None` when the value is not one (it does not start with `secretcache:`), and an error when
 /// it starts with the prefix but does not follow the grammar.
 pub fn parse(value: &str) -> Option<Result<Reference, ReferenceError>> {
     let rest = value.strip_prefix(PREFIX)?;
