@@ -23,7 +23,9 @@ AWSLAMBDARIC_VERSION := 4.2.2
 # installed Node (20 works, with jsii's end-of-life notice; 22 or 24 are what jsii supports).
 AWS_CDK_LIB_VERSION := 2.275.0
 CONSTRUCTS_VERSION := 10.8.1
-VENV_STAMP := $(VENV)/.installed-$(MOTO_VERSION)-$(CFN_LINT_VERSION)-$(CARGO_ZIGBUILD_VERSION)-$(ZIGLANG_VERSION)-$(KUBERNETES_VALIDATE_VERSION)-$(AWSLAMBDARIC_VERSION)-$(AWS_CDK_LIB_VERSION)-$(CONSTRUCTS_VERSION)
+# The AWS CLI v1, a client of the SDK protocol in tests/tests/sdk.rs (`--endpoint-url`); its botocore is moto's boto3's.
+AWSCLI_VERSION := 1.46.3
+VENV_STAMP := $(VENV)/.installed-$(MOTO_VERSION)-$(CFN_LINT_VERSION)-$(CARGO_ZIGBUILD_VERSION)-$(ZIGLANG_VERSION)-$(KUBERNETES_VALIDATE_VERSION)-$(AWSLAMBDARIC_VERSION)-$(AWS_CDK_LIB_VERSION)-$(CONSTRUCTS_VERSION)-$(AWSCLI_VERSION)
 # The zips' architecture: x86_64 or arm64 (cross-built on either machine).
 ARCH ?= x86_64
 CARGO ?= cargo
@@ -40,7 +42,7 @@ $(VENV_STAMP):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)' 'cfn-lint==$(CFN_LINT_VERSION)' \
 	  'cargo-zigbuild==$(CARGO_ZIGBUILD_VERSION)' 'ziglang==$(ZIGLANG_VERSION)' \
 	  'kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)' 'awslambdaric==$(AWSLAMBDARIC_VERSION)' \
-	  'aws-cdk-lib==$(AWS_CDK_LIB_VERSION)' 'constructs==$(CONSTRUCTS_VERSION)'
+	  'aws-cdk-lib==$(AWS_CDK_LIB_VERSION)' 'constructs==$(CONSTRUCTS_VERSION)' 'awscli==$(AWSCLI_VERSION)'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

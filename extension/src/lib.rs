@@ -135,6 +135,7 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), Life
         secrets_url: endpoint_url(&config.secrets_endpoint),
         ssm_url: endpoint_url(&config.ssm_endpoint),
         timeout: FORWARD_TIMEOUT,
+        listings: server::Listings::new(config.secrets.ttl, config.ssm.ttl),
     }));
     let app = Arc::new(app);
     let shutdown = CancellationToken::new();

@@ -41,6 +41,22 @@ async fn seeded(moto: &Moto) -> (String, String) {
     (name, parameter)
 }
 
+/// A path with three parameters under it, one a level down: two pages of two.
+async fn seeded_path(moto: &Moto) -> String {
+    let ssm = moto.ssm_client().await;
+    let path = unique("/sdk-path");
+    for (leaf, value) in [("a", "1"), ("b", "2"), ("c/d", "3")] {
+        seed::parameter(
+            &ssm,
+            &format!("{path}/{leaf}"),
+            ParameterType::String,
+            value,
+        )
+        .await;
+    }
+    path
+}
+
 /// Runs an SDK client script (`command`, its program and arguments set) with `extra` and the environment Lambda would give a
 /// function whose SDK reads through `ext` (credentials, region, the two endpoint variables and nothing else of this
 /// process's), reading `name` and `parameter`; what it printed.
@@ -87,9 +103,11 @@ async fn sdk_boto3_reads_through_the_cache_with_only_the_endpoint_variables() {
     let proxy = FaultInjectingProxy::start(moto).await;
     let ext = Standalone::spawn(&proxy, &[]).await;
     let root = secretcache_tests::workspace_root();
+    let path = seeded_path(moto).await;
     let mut command = tokio::process::Command::new(root.join(".venv/bin/python"));
     command.arg(root.join("tests/clients/sdk_boto3.py"));
-    let seen = run_sdk_client(command, &[], &ext, &name, &parameter).await;
+    let extra = [("PARAMETER_PATH", path.clone())];
+    let seen = run_sdk_client(command, &extra, &ext, &name, &parameter).await;
     for read in seen["reads"].as_array().expect("reads") {
         assert_eq!(read, "{\"password\":\"two\"}", "{seen}");
     }
@@ -128,17 +146,45 @@ async fn sdk_boto3_reads_through_the_cache_with_only_the_endpoint_variables() {
         seen["parameters"]["invalid"],
         serde_json::json!([format!("{parameter}-missing")])
     );
+    // The paginator's two walks of the path: the same three parameters, the second walk from the kept pages; after a
+    // write, a walk that sees it.
+    let listed = |names: &[&str]| {
+        serde_json::json!(names
+            .iter()
+            .map(|n| format!("{path}/{n}"))
+            .collect::<Vec<_>>())
+    };
+    assert_eq!(seen["by_path"], listed(&["a=1", "b=2", "c/d=3"]), "{seen}");
+    assert_eq!(seen["by_path_again"], seen["by_path"]);
+    assert_eq!(
+        seen["by_path_after_put"],
+        listed(&["a=1", "b=2", "c/d=3", "x=4", "y=5"]),
+        "{seen}"
+    );
+    assert_eq!(
+        proxy.count("GetParametersByPath"),
+        5,
+        "two pages for the first walk, none for the second, three after the writes: {:?}",
+        proxy.calls()
+    );
+    assert_eq!(seen["filtered"], serde_json::json!([name]), "{seen}");
+    assert_eq!(seen["filtered_again"], seen["filtered"]);
     // The writes went through, and the next reads saw them.
     assert_eq!(seen["after_put"], "{\"password\":\"three\"}", "{seen}");
     assert_eq!(seen["after_put_parameter"], "postgres://db2", "{seen}");
     assert_eq!(proxy.count("PutSecretValue"), 1);
-    assert_eq!(proxy.count("PutParameter"), 1);
+    assert_eq!(
+        proxy.count("PutParameter"),
+        3,
+        "one write of the parameter, two under the path"
+    );
     assert_eq!(proxy.count("DescribeSecret"), 1);
     // Six reads of the current version were one call; AWSPREVIOUS and the missing secret one each; the batch was
     // answered from those entries (the missing one from the memory of its refusal); one more after the write. The
     // parameter, its missing name undecrypted, then decrypted (another key), then after its write: four.
     assert_eq!(proxy.count("GetSecretValue"), 4, "{:?}", proxy.calls());
-    assert_eq!(proxy.count("BatchGetSecretValue"), 0, "{:?}", proxy.calls());
+    // The batch by ids from the cache's entries; the one by filters once, then from its kept answer.
+    assert_eq!(proxy.count("BatchGetSecretValue"), 1, "{:?}", proxy.calls());
     assert_eq!(proxy.count("GetParameter"), 4, "{:?}", proxy.calls());
     // Passed on with the extension's own key, which is the caller's.
     assert!(proxy.calls().iter().all(|c| c.access_key == "testing"));
@@ -286,4 +332,223 @@ async fn sdk_javascript_v3_reads_through_the_cache_with_only_the_endpoint_variab
     assert_eq!(seen["parameter"], "postgres://db");
     assert_eq!(seen["parameterMissing"], "ParameterNotFound", "{seen}");
     assert_eq!(proxy.count("GetSecretValue"), 2, "{:?}", proxy.calls());
+}
+
+/// Runs the AWS CLI v1 with `--endpoint-url` pointed at `ext`, signing with `secret_key`: its exit status, what it
+/// printed (JSON) and its error text.
+async fn aws_cli(
+    ext: &Standalone,
+    secret_key: &str,
+    args: &[&str],
+) -> (bool, serde_json::Value, String) {
+    let root = secretcache_tests::workspace_root();
+    let out = tokio::process::Command::new(root.join(".venv/bin/aws"))
+        .args(args)
+        .args(["--endpoint-url", &ext.url(), "--output", "json"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_DEFAULT_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", secret_key)
+        .env("AWS_SESSION_TOKEN", ext.token())
+        .output()
+        .await
+        .expect("run the AWS CLI (make venv installs it)");
+    let printed = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (
+        out.status.success(),
+        printed,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The AWS CLI v1 with `--endpoint-url`: every read, their errors by the service's code, the path walked in pages
+/// (twice, one upstream walk), a wrong key refused, and a write read back.
+#[tokio::test]
+async fn sdk_aws_cli_reads_through_the_cache_with_endpoint_url() {
+    let moto = Moto::shared().await;
+    let (name, parameter) = seeded(moto).await;
+    let path = seeded_path(moto).await;
+    let proxy = FaultInjectingProxy::start(moto).await;
+    let ext = Standalone::spawn(&proxy, &[]).await;
+    let ok = |(ok, printed, err): (bool, serde_json::Value, String)| {
+        assert!(ok, "{err}\n{}", ext.logs());
+        printed
+    };
+    for _ in 0..3 {
+        let got = ok(aws_cli(
+            &ext,
+            "testing",
+            &["secretsmanager", "get-secret-value", "--secret-id", &name],
+        )
+        .await);
+        assert_eq!(got["SecretString"], "{\"password\":\"two\"}");
+        assert_eq!(got["Name"], name.as_str());
+    }
+    assert_eq!(
+        proxy.count("GetSecretValue"),
+        1,
+        "three CLI reads, one upstream call"
+    );
+    let previous = ok(aws_cli(
+        &ext,
+        "testing",
+        &[
+            "secretsmanager",
+            "get-secret-value",
+            "--secret-id",
+            &name,
+            "--version-stage",
+            "AWSPREVIOUS",
+        ],
+    )
+    .await);
+    assert_eq!(previous["SecretString"], "{\"password\":\"one\"}");
+    let (found, _, err) = aws_cli(
+        &ext,
+        "testing",
+        &[
+            "secretsmanager",
+            "get-secret-value",
+            "--secret-id",
+            &format!("{name}-missing"),
+        ],
+    )
+    .await;
+    assert!(
+        !found && err.contains("(ResourceNotFoundException)"),
+        "{err}"
+    );
+    let batch = ok(aws_cli(
+        &ext,
+        "testing",
+        &[
+            "secretsmanager",
+            "batch-get-secret-value",
+            "--secret-id-list",
+            &name,
+        ],
+    )
+    .await);
+    assert_eq!(
+        batch["SecretValues"][0]["SecretString"],
+        "{\"password\":\"two\"}"
+    );
+
+    let p = ok(aws_cli(
+        &ext,
+        "testing",
+        &[
+            "ssm",
+            "get-parameter",
+            "--name",
+            &parameter,
+            "--with-decryption",
+        ],
+    )
+    .await);
+    assert_eq!(p["Parameter"]["Value"], "postgres://db");
+    let (found, _, err) = aws_cli(
+        &ext,
+        "testing",
+        &[
+            "ssm",
+            "get-parameter",
+            "--name",
+            &format!("{parameter}-missing"),
+        ],
+    )
+    .await;
+    assert!(!found && err.contains("(ParameterNotFound)"), "{err}");
+    let ps = ok(aws_cli(
+        &ext,
+        "testing",
+        &[
+            "ssm",
+            "get-parameters",
+            "--names",
+            &parameter,
+            &format!("{parameter}-missing"),
+            "--with-decryption",
+        ],
+    )
+    .await);
+    assert_eq!(ps["Parameters"][0]["Value"], "postgres://db");
+    assert_eq!(
+        ps["InvalidParameters"],
+        serde_json::json!([format!("{parameter}-missing")])
+    );
+
+    // The CLI walks every page itself (--page-size 2: two calls for three parameters).
+    let walk_args = [
+        "ssm",
+        "get-parameters-by-path",
+        "--path",
+        path.as_str(),
+        "--recursive",
+        "--page-size",
+        "2",
+    ];
+    let walk = || aws_cli(&ext, "testing", &walk_args);
+    let first = ok(walk().await);
+    let mut names: Vec<&str> = first["Parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter_map(|p| p["Name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            format!("{path}/a"),
+            format!("{path}/b"),
+            format!("{path}/c/d")
+        ]
+    );
+    assert_eq!(ok(walk().await)["Parameters"], first["Parameters"]);
+    assert_eq!(proxy.count("GetParametersByPath"), 2, "{:?}", proxy.calls());
+
+    let calls = proxy.calls().len();
+    let (accepted, _, err) = aws_cli(
+        &ext,
+        "not-the-key",
+        &["secretsmanager", "get-secret-value", "--secret-id", &name],
+    )
+    .await;
+    assert!(
+        !accepted && err.contains("(InvalidSignatureException)"),
+        "{err}"
+    );
+    assert_eq!(proxy.calls().len(), calls, "refused before the upstream");
+
+    ok(aws_cli(
+        &ext,
+        "testing",
+        &[
+            "ssm",
+            "put-parameter",
+            "--name",
+            &format!("{path}/a"),
+            "--value",
+            "11",
+            "--type",
+            "String",
+            "--overwrite",
+        ],
+    )
+    .await);
+    let after = ok(walk().await);
+    assert!(
+        after["Parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .any(|p| p["Name"] == format!("{path}/a").as_str() && p["Value"] == "11"),
+        "the walk after the write sees it: {after}"
+    );
+    assert_eq!(proxy.count("PutParameter"), 1);
+    assert!(!ext.logs().contains("password"), "no value in the logs");
 }

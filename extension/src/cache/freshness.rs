@@ -122,7 +122,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
     }
 
     /// The clock's time; a pause it detects is logged, and under SnapStart drops every cached value first.
-    pub(super) fn now(&self) -> Instant {
+    pub(crate) fn now(&self) -> Instant {
         let reading = self.clock.read();
         if let Some(pause) = reading.pause {
             self.metrics.pause_detected();

@@ -36,7 +36,7 @@ pub(crate) mod sdk;
 
 use handlers::{batch, one};
 pub use listen::{bind, serve, BindError};
-pub use sdk::Passthrough;
+pub use sdk::{Listings, Passthrough};
 
 // The header that carries the execution environment's session token; how a value was served (`hit`, `miss`,
 // `refresh` or `stale`); and `true` when the value is past its TTL and served because the upstream failed.

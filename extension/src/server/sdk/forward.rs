@@ -1,14 +1,16 @@
-//! The SDK protocol's operations that are not served from the cache (writes, `DescribeSecret`, lists): passed on to
-//! the service as they are, signed again with the extension's credentials once the caller's own signature verified
-//! with them; a successful write makes the cache forget what it names.
+//! The SDK protocol's operations that are not served from the cache's entries (writes, `DescribeSecret`, lists):
+//! passed on to the service as they are, signed again with the extension's credentials once the caller's own signature
+//! verified with them; a successful write makes the cache forget what it names. The two listing reads
+//! (`GetParametersByPath`, `BatchGetSecretValue` with `Filters`) are answered from a kept answer to the same request
+//! while it is fresh ([`super::listings`]).
 
 use bytes::Bytes;
-use http::{header, Request, Response};
+use http::{header, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde::Deserialize;
 
-use super::super::App;
-use crate::cache::Upstream;
+use super::super::{handlers::answered, App};
+use crate::cache::{Source, Upstream};
 use crate::clock::WallClock;
 use crate::error::{ApiError, SdkRequestError};
 
@@ -23,6 +25,8 @@ pub struct Passthrough {
     pub ssm_url: Option<String>,
     /// The longest a forwarded call may take.
     pub timeout: std::time::Duration,
+    /// The kept answers of the listing reads.
+    pub listings: super::listings::Listings,
 }
 
 /// An operation of the two services that is not served from the cache (a write, `DescribeSecret`, a list), passed on
@@ -69,6 +73,19 @@ pub(super) async fn forward<U: Upstream, W: WallClock>(
         return Err(ApiError::Sdk(SdkRequestError::Invalid(
             "the signature's region is not an AWS region",
         )));
+    }
+    // A listing read is answered from a kept answer to the same request, while it is fresh.
+    let listing = super::listings::lists(target, body)
+        .then(|| super::listings::key_of(&region, target, body))
+        .flatten();
+    if let Some(key) = &listing {
+        if let Some(kept) = pass.listings.get(service, key, app.cache.now()).await {
+            let mut resp = answered(StatusCode::OK, None, kept.body.clone(), Source::Hit, None);
+            if let Some(ct) = &kept.content_type {
+                resp.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+            }
+            return Ok(resp);
+        }
     }
     let base = match service {
         "secretsmanager" => pass.secrets_url.clone(),
@@ -125,6 +142,7 @@ pub(super) async fn forward<U: Upstream, W: WallClock>(
             "the forwarded request cannot be built".into(),
         ))
     })?;
+    let fetched_at = app.cache.now();
     let answer = pass
         .forwarder
         .send(outgoing, pass.timeout)
@@ -145,6 +163,7 @@ pub(super) async fn forward<U: Upstream, W: WallClock>(
         for id in named_ids(body) {
             app.cache.invalidate_named(&id).await;
         }
+        pass.listings.forget(service);
         tracing::info!(
             operation = target,
             "forwarded a write; the cache forgot what it names"
@@ -157,6 +176,12 @@ pub(super) async fn forward<U: Upstream, W: WallClock>(
         );
     }
     let (head, bytes) = answer.into_parts();
+    if let (Some(key), true) = (listing, head.status.is_success()) {
+        let content_type = head.headers.get(header::CONTENT_TYPE).cloned();
+        pass.listings
+            .put(service, key, bytes.clone(), content_type, fetched_at)
+            .await;
+    }
     let mut resp = Response::new(Full::new(bytes));
     *resp.status_mut() = head.status;
     for name in ["content-type", "x-amzn-requestid", "x-amzn-errortype"] {

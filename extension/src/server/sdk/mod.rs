@@ -12,8 +12,10 @@
 //! service's own JSON, with its date in the protocol's form (epoch seconds, where the HTTP routes keep the AWS
 //! extension's RFC 3339 string). Errors are the service's shapes (`__type`, `message`, `X-Amzn-Errortype`), so each
 //! SDK raises its usual exception. A request is authenticated by its SigV4 signature (the SDK signs every call),
-//! verified over the body with the extension's own credentials, or by the token header. Any other operation is
-//! answered 400 `UnknownOperationException`, naming what is served: writes are not forwarded yet.
+//! verified over the body with the extension's own credentials, or by the token header. Any other operation of the
+//! two services (writes, `DescribeSecret`, lists) is passed on to the service ([`forward`]) once the caller's signature
+//! verified; the two listing reads (`GetParametersByPath`, `BatchGetSecretValue` with `Filters`) keep their answers
+//! for the TTL ([`listings`]).
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -27,8 +29,10 @@ use crate::error::{ApiError, SdkRequestError};
 use crate::request::{Key, ParameterKey, SecretKey, VersionSelector};
 
 mod forward;
+mod listings;
 
 pub use forward::Passthrough;
+pub use listings::Listings;
 
 /// The largest request body read: a GetSecretValue or GetParameter request is a few hundred bytes.
 const MAX_BODY: usize = 64 * 1024;
