@@ -115,7 +115,7 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), Life
         async move { upstream.warm_up().await }
     }));
     let cache = Cache::new(
-        upstream,
+        upstream.clone(),
         SystemWallClock,
         Policy::from(&config),
         Arc::clone(&metrics),
@@ -129,7 +129,18 @@ pub async fn run(config: Config, listeners: Vec<TcpListener>) -> Result<(), Life
         Arc::clone(&metrics),
     );
     app.roles.max = config.max_roles;
-    app.signing_keys = config.signing_keys.clone();
+    // A signature verifies with the environment's keys (Lambda) or, where there are none (a sidecar), with what the
+    // credentials provider gives, which is what it gives the caller too.
+    app.signing_keys = Some(match config.signing_keys.clone() {
+        Some(keys) => sigv4::HeldKeys::Fixed(keys),
+        None => {
+            let upstream = upstream.clone();
+            sigv4::HeldKeys::Provided(sigv4::Provided::new(Arc::new(move || {
+                let upstream = upstream.clone();
+                Box::pin(async move { upstream.own_credentials().await })
+            })))
+        }
+    });
     app.passthrough = Some(Arc::new(server::Passthrough {
         forwarder: upstream::Forwarder::new(&config.proxy),
         secrets_url: endpoint_url(&config.secrets_endpoint),

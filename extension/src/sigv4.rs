@@ -29,6 +29,10 @@ const MAX_AUTHORIZATION: usize = 2048;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
+mod held;
+
+pub use held::{HeldKeys, Provided};
+
 /// The credentials a signature must verify with: the extension's own, read once at start.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Keys {
@@ -58,14 +62,15 @@ pub enum SignatureError {
     Incomplete(&'static str),
     /// Signed with a key that is not the extension's.
     #[error(
-        "the request is signed with an access key id that is not the one this extension holds; sign with the \
-         function's own credentials (AWS_ACCESS_KEY_ID), or send the token header instead"
+        "the request is signed with an access key id that is not one this extension holds; sign with the \
+         credentials its environment gives (a function's AWS_ACCESS_KEY_ID; in a sidecar, the task role's current \
+         or previous credentials from the container credentials endpoint), or send the token header instead"
     )]
     UnknownKey,
     /// The extension holds no key to verify with.
     #[error(
-        "this extension holds no credentials in its environment to verify a signature with; send the token header \
-         instead"
+        "this extension holds no credentials to verify a signature with (none in its environment, and its \
+         credentials provider gave none); send the token header instead"
     )]
     NoKeys,
     /// The signature's date is more than 5 minutes from the extension's clock.
@@ -390,7 +395,7 @@ mod tests {
 
     const AKID: &str = "ASIAEXAMPLEKEY";
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-    const TOKEN: &str = "session-token";
+    pub(super) const TOKEN: &str = "session-token";
 
     fn keys() -> Keys {
         Keys::new(AKID.into(), SECRET.into(), Some(TOKEN.into()))
@@ -398,7 +403,17 @@ mod tests {
 
     /// A GET signed as an SDK signs it (the kept signer, the client's way): its headers, ready for `verify`.
     fn signed_get(target: &str, secret: &str, at: SystemTime) -> HeaderMap {
-        let identity = Credentials::new(AKID, secret, Some(TOKEN.into()), None, "test").into();
+        signed_get_as(AKID, secret, target, at)
+    }
+
+    /// [`signed_get`] with the access key id `akid` (and the session token every test key has).
+    pub(super) fn signed_get_as(
+        akid: &str,
+        secret: &str,
+        target: &str,
+        at: SystemTime,
+    ) -> HeaderMap {
+        let identity = Credentials::new(akid, secret, Some(TOKEN.into()), None, "test").into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region("us-east-1")

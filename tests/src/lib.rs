@@ -19,6 +19,7 @@
 //!   it and `make bench` print.
 
 pub mod cfn;
+pub mod credentials_endpoint;
 pub mod extension;
 pub mod http;
 pub mod items;

@@ -6,7 +6,7 @@
 use aws_sdk_secretsmanager::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_ssm::types::ParameterType;
 use secretcache_tests::extension::Standalone;
-use secretcache_tests::moto::{sdk_config, Moto, REGION};
+use secretcache_tests::moto::{sdk_config, Endpoint, Moto, REGION};
 use secretcache_tests::proxy::FaultInjectingProxy;
 use secretcache_tests::seed::{self, unique};
 
@@ -341,6 +341,20 @@ async fn aws_cli(
     secret_key: &str,
     args: &[&str],
 ) -> (bool, serde_json::Value, String) {
+    let credentials = [
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", secret_key.to_owned()),
+        ("AWS_SESSION_TOKEN", ext.token()),
+    ];
+    aws_cli_with(ext, &credentials, args).await
+}
+
+/// [`aws_cli`] with the credentials' variables `credentials` (keys, or a container credentials endpoint).
+async fn aws_cli_with(
+    ext: &Standalone,
+    credentials: &[(&str, String)],
+    args: &[&str],
+) -> (bool, serde_json::Value, String) {
     let root = secretcache_tests::workspace_root();
     let out = tokio::process::Command::new(root.join(".venv/bin/aws"))
         .args(args)
@@ -350,9 +364,7 @@ async fn aws_cli(
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("AWS_DEFAULT_REGION", REGION)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", secret_key)
-        .env("AWS_SESSION_TOKEN", ext.token())
+        .envs(credentials.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .await
         .expect("run the AWS CLI (make venv installs it)");
@@ -551,4 +563,112 @@ async fn sdk_aws_cli_reads_through_the_cache_with_endpoint_url() {
     );
     assert_eq!(proxy.count("PutParameter"), 1);
     assert!(!ext.logs().contains("password"), "no value in the logs");
+}
+
+/// A sidecar holds no keys in its environment: its credentials, and its callers', come from the task's container
+/// credentials endpoint. A caller's signature verifies with what the endpoint gave, before and after the endpoint
+/// rotates them (the previous credentials stay accepted), a write is passed on signed with them, and a key the endpoint
+/// never gave is refused with an error that says so.
+#[tokio::test]
+async fn sdk_sidecar_verifies_with_the_task_role_credentials_current_and_previous() {
+    use secretcache_tests::credentials_endpoint::{handed, CredentialsEndpoint};
+    let moto = Moto::shared().await;
+    let (name, _) = seeded(moto).await;
+    let proxy = FaultInjectingProxy::start(moto).await;
+    let endpoint = CredentialsEndpoint::start("task-auth", handed("ASIATASKONE")).await;
+    let port = secretcache_tests::free_port();
+    let mut env = secretcache_tests::extension::base_env(&proxy.endpoint(), port, "unused");
+    env.retain(|(k, _)| {
+        !k.starts_with("AWS_ACCESS_KEY_ID")
+            && !k.starts_with("AWS_SECRET")
+            && k != "AWS_SESSION_TOKEN"
+    });
+    let task = [
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", endpoint.url.clone()),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "task-auth".to_owned()),
+    ];
+    env.extend(task.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    env.push(("AWS_TOKEN".into(), "sidecar-token".into()));
+    let ext = Standalone::spawn_with_env(env, &[], port, "sidecar-token".into());
+    ext.wait_ready(std::time::Duration::from_secs(20)).await;
+
+    // The application container's CLI takes its credentials from the same endpoint.
+    let args = [
+        "secretsmanager",
+        "get-secret-value",
+        "--secret-id",
+        name.as_str(),
+    ];
+    let read = || aws_cli_with(&ext, &task, &args);
+    let (ok, got, err) = read().await;
+    assert!(ok, "{err}\n{}", ext.logs());
+    assert_eq!(got["SecretString"], "{\"password\":\"two\"}");
+    let (ok, _, err) = aws_cli_with(
+        &ext,
+        &task,
+        &[
+            "secretsmanager",
+            "put-secret-value",
+            "--secret-id",
+            &name,
+            "--secret-string",
+            "{\"password\":\"three\"}",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}\n{}", ext.logs());
+    let put = proxy
+        .calls()
+        .into_iter()
+        .find(|c| c.operation.ends_with("PutSecretValue"))
+        .expect("the write was passed on");
+    assert_eq!(
+        put.access_key, "ASIATASKONE",
+        "signed with the task's credentials"
+    );
+
+    // The endpoint rotates: a caller that fetched after it is accepted, and so is one that fetched before.
+    endpoint.rotate(handed("ASIATASKTWO"));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (ok, got, err) = read().await;
+    assert!(ok, "the rotated credentials verify: {err}\n{}", ext.logs());
+    assert_eq!(
+        got["SecretString"], "{\"password\":\"three\"}",
+        "the write was read back"
+    );
+    let signing_with = |id: &str| {
+        let (id, secret, token) = handed(id);
+        [
+            ("AWS_ACCESS_KEY_ID", id),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+            ("AWS_SESSION_TOKEN", token),
+        ]
+    };
+    let previous = signing_with("ASIATASKONE");
+    let args = [
+        "secretsmanager",
+        "get-secret-value",
+        "--secret-id",
+        name.as_str(),
+    ];
+    let (ok, _, err) = aws_cli_with(&ext, &previous, &args).await;
+    assert!(
+        ok,
+        "the previous credentials still verify: {err}\n{}",
+        ext.logs()
+    );
+    let stranger = signing_with("ASIASTRANGER");
+    let (ok, _, err) = aws_cli_with(&ext, &stranger, &args).await;
+    assert!(
+        !ok && err.contains("(UnrecognizedClientException)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("not one this extension holds"),
+        "the error says why: {err}"
+    );
+    assert!(
+        endpoint.served() >= 3,
+        "asked at start, after the rotation and for the stranger"
+    );
 }

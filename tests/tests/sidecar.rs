@@ -3,14 +3,9 @@
 //! TOML configuration file, credentials from a container credentials endpoint, and `secretcache ping` as the
 //! container's health check. The built binary, standalone (no `AWS_LAMBDA_RUNTIME_API`), against the real moto.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use secretcache_tests::credentials_endpoint::CredentialsEndpoint;
 use secretcache_tests::extension::{base_env, Standalone};
 use secretcache_tests::http;
 use secretcache_tests::moto::{Endpoint, Moto};
@@ -252,63 +247,19 @@ async fn sidecar_reads_the_agents_toml_file_and_the_environment_still_wins() {
     );
 }
 
-/// A stand-in for the ECS / EKS Pod Identity container credentials endpoint: it hands out fixed credentials when the
-/// request carries the authorization token, and counts the requests.
-async fn credentials_endpoint(authorization: &'static str) -> (String, Arc<Mutex<u32>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!(
-        "http://{}/v2/credentials/test",
-        listener.local_addr().expect("addr")
-    );
-    let served = Arc::new(Mutex::new(0u32));
-    let count = Arc::clone(&served);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let count = Arc::clone(&count);
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: ::http::Request<hyper::body::Incoming>| {
-                    let count = Arc::clone(&count);
-                    async move {
-                        let authorized = req
-                            .headers()
-                            .get("authorization")
-                            .is_some_and(|v| v == authorization);
-                        let (status, body) = if authorized {
-                            *count.lock().expect("lock") += 1;
-                            (
-                                200,
-                                serde_json::json!({
-                                    "AccessKeyId": "ASIAFROMTHEENDPOINT",
-                                    "SecretAccessKey": "endpoint-secret-key",
-                                    "Token": "endpoint-session-token",
-                                    "Expiration": "2099-01-01T00:00:00Z",
-                                })
-                                .to_string(),
-                            )
-                        } else {
-                            (403, "{}".to_owned())
-                        };
-                        let mut resp = ::http::Response::new(Full::new(Bytes::from(body)));
-                        *resp.status_mut() = ::http::StatusCode::from_u16(status).expect("status");
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    (url, served)
-}
-
 #[tokio::test]
 async fn sidecar_uses_the_credentials_a_container_credentials_endpoint_gives() {
     let (moto, creds, _) = moto_with("side/creds", "creds-canary").await;
     let proxy = FaultInjectingProxy::start(moto).await;
-    let (endpoint, served) = credentials_endpoint("pod-identity-auth").await;
+    let endpoint = CredentialsEndpoint::start(
+        "pod-identity-auth",
+        (
+            "ASIAFROMTHEENDPOINT".into(),
+            "endpoint-secret-key".into(),
+            "endpoint-session-token".into(),
+        ),
+    )
+    .await;
     let port = secretcache_tests::free_port();
     let mut env = base_env(&proxy.endpoint(), port, "unused");
     // No static keys: the SDK's default chain must find the container endpoint, as in ECS and EKS.
@@ -316,7 +267,10 @@ async fn sidecar_uses_the_credentials_a_container_credentials_endpoint_gives() {
         !k.starts_with("AWS_ACCESS_KEY_ID") && !k.starts_with("AWS_SECRET_ACCESS_KEY")
     });
     env.retain(|(k, _)| k != "AWS_SESSION_TOKEN");
-    env.push(("AWS_CONTAINER_CREDENTIALS_FULL_URI".into(), endpoint));
+    env.push((
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+        endpoint.url.clone(),
+    ));
     env.push((
         "AWS_CONTAINER_AUTHORIZATION_TOKEN".into(),
         "pod-identity-auth".into(),
@@ -327,7 +281,7 @@ async fn sidecar_uses_the_credentials_a_container_credentials_endpoint_gives() {
     let r = ext.get_secret(&format!("secretId={creds}")).await;
     assert_eq!(r.status, 200, "{}\n{}", r.text(), ext.logs());
     assert_eq!(r.json()["SecretString"], "creds-canary");
-    assert!(*served.lock().expect("lock") >= 1, "the endpoint was asked");
+    assert!(endpoint.served() >= 1, "the endpoint was asked");
     let call = proxy
         .calls()
         .into_iter()

@@ -69,7 +69,7 @@ pub struct App<U, W = SystemWallClock> {
     /// A cache per role named in a read's `roleArn`, each over the upstream acting as that role.
     pub roles: RoleCaches<U, W>,
     /// The keys a SigV4-signed request must verify with, if the extension holds any.
-    pub signing_keys: Option<crate::sigv4::Keys>,
+    pub signing_keys: Option<crate::sigv4::HeldKeys>,
     /// How the SDK protocol's operations not served from the cache go on to the service (none: they are refused).
     pub passthrough: Option<Arc<sdk::Passthrough>>,
 }
@@ -285,6 +285,8 @@ async fn check_token<U, W, B>(
                 body,
                 std::time::SystemTime::now(),
             )
+            .await
+            .map(drop)
             .map_err(ApiError::Signature);
     }
     Err(ApiError::MissingToken)

@@ -74,6 +74,9 @@ struct Inner {
     config: Config,
     /// The AWS configuration every client is built from (the role's credentials when one is configured).
     sdk: OnceCell<SdkConfig>,
+    /// The extension's own credentials, before any role is assumed: what a caller in the same task or function
+    /// holds too (set with `sdk`).
+    own: std::sync::OnceLock<Option<SharedCredentialsProvider>>,
     /// The home region's clients.
     home: OnceCell<Arc<Clients>>,
     /// Other regions' clients, built the first time an ARN of theirs is asked for; bounded, least recently used out.
@@ -128,6 +131,7 @@ impl AwsUpstream {
                 config: config.clone(),
                 sdk_source: config.sdk_source,
                 sdk: OnceCell::new(),
+                own: std::sync::OnceLock::new(),
                 home: OnceCell::new(),
                 regions,
                 metrics,
@@ -204,6 +208,7 @@ impl AwsUpstream {
                     }
                     None => base,
                 };
+                let _ = inner.own.set(base.credentials_provider());
                 let Some(role) = &inner.role else {
                     return base;
                 };
@@ -220,6 +225,24 @@ impl AwsUpstream {
                     .build()
             })
             .await
+    }
+
+    /// The extension's own current credentials (its environment's or its provider's, not an assumed role's), asked
+    /// of the provider now; for verifying a caller's signature where no keys are in the environment (a sidecar).
+    pub async fn own_credentials(&self) -> Result<aws_credential_types::Credentials, String> {
+        use aws_credential_types::provider::ProvideCredentials;
+        self.sdk().await;
+        let provider = self
+            .inner
+            .own
+            .get()
+            .cloned()
+            .flatten()
+            .ok_or("no credentials provider is configured")?;
+        provider
+            .provide_credentials()
+            .await
+            .map_err(|e| aws_smithy_types::error::display::DisplayErrorContext(e).to_string())
     }
 
     /// The clients for `region` (an ARN's); `None`, or the home region, is the home clients.

@@ -58,14 +58,16 @@ pub(super) async fn forward<U: Upstream, W: WallClock>(
     if !crate::sigv4::Keys::is_signed(req.headers()) {
         return Err(ApiError::Sdk(SdkRequestError::ForwardNeedsSignature));
     }
-    keys.verify(
-        req.method(),
-        req.uri(),
-        req.headers(),
-        body,
-        std::time::SystemTime::now(),
-    )
-    .map_err(ApiError::Signature)?;
+    let keys = keys
+        .verify(
+            req.method(),
+            req.uri(),
+            req.headers(),
+            body,
+            std::time::SystemTime::now(),
+        )
+        .await
+        .map_err(ApiError::Signature)?;
     let (region, _) = crate::sigv4::scope(req.headers()).ok_or(ApiError::Sdk(
         SdkRequestError::Invalid("the signature's credential scope cannot be read"),
     ))?;
