@@ -29,6 +29,10 @@ pub const SECONDS_VAR: &str = "BENCH_SECONDS";
 pub const WARMUP_VAR: &str = "BENCH_WARMUP_SECONDS";
 /// Environment variable: repeats of every measurement.
 pub const REPEATS_VAR: &str = "BENCH_REPEATS";
+/// Environment variable: the scenarios to run, comma-separated (all when unset).
+pub const ONLY_VAR: &str = "BENCH_ONLY";
+/// The scenarios, by the names `BENCH_ONLY` takes.
+pub const SCENARIOS: [&str; 7] = ["hit", "cold", "memory", "size", "function", "batch", "sdk"];
 
 /// How long and how often to measure.
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +51,8 @@ pub struct Settings {
     pub memory_secrets: Vec<usize>,
     /// Bytes of each secret used for the memory figures.
     pub memory_secret_bytes: usize,
+    /// The scenarios run ([`SCENARIOS`] by default).
+    pub only: Vec<String>,
 }
 
 /// A setting that could not be read from the environment.
@@ -78,7 +84,13 @@ impl Settings {
             burst: 1000,
             memory_secrets: vec![100, 1000],
             memory_secret_bytes: 4096,
+            only: SCENARIOS.iter().map(|s| (*s).to_owned()).collect(),
         }
+    }
+
+    /// Whether scenario `name` runs.
+    pub fn runs(&self, name: &str) -> bool {
+        self.only.iter().any(|s| s == name)
     }
 
     /// Defaults overridden by `BENCH_SECONDS`, `BENCH_WARMUP_SECONDS` and `BENCH_REPEATS`.
@@ -117,6 +129,21 @@ impl Settings {
                     })
                 }
             };
+        }
+        if let Some(v) = get(ONLY_VAR) {
+            let names: Vec<String> = v
+                .split(',')
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect();
+            if names.is_empty() || names.iter().any(|n| !SCENARIOS.contains(&n.as_str())) {
+                return Err(SettingError {
+                    var: ONLY_VAR,
+                    value: v,
+                    accepted: "scenario names from hit, cold, memory, size, function, batch, sdk, comma-separated",
+                });
+            }
+            s.only = names;
         }
         Ok(s)
     }
@@ -159,5 +186,15 @@ mod tests {
         assert!(e.to_string().contains(REPEATS_VAR), "{e}");
         let e = Settings::from_env(env(&[(SECONDS_VAR, "ten")])).expect_err("not a number");
         assert!(e.to_string().contains(SECONDS_VAR), "{e}");
+        let e = Settings::from_env(env(&[(ONLY_VAR, "sdk,hits")])).expect_err("no such scenario");
+        assert!(e.to_string().contains(ONLY_VAR), "{e}");
+    }
+
+    #[test]
+    fn only_names_the_scenarios_run() {
+        let s = Settings::from_env(env(&[])).expect("defaults");
+        assert!(SCENARIOS.iter().all(|n| s.runs(n)));
+        let s = Settings::from_env(env(&[(ONLY_VAR, "sdk, batch")])).expect("two");
+        assert!(s.runs("sdk") && s.runs("batch") && !s.runs("hit"));
     }
 }

@@ -61,7 +61,11 @@ async fn run(settings: Settings) -> Result<Report, String> {
     let _ = std::fs::remove_file(&peer_log);
     eprintln!("bench: {}", machine.describe());
 
-    let max_secrets = settings.memory_secrets.iter().copied().max().unwrap_or(0);
+    // The memory rows' secrets are created only when they run.
+    let max_secrets = match settings.runs("memory") {
+        true => settings.memory_secrets.iter().copied().max().unwrap_or(0),
+        false => 0,
+    };
     let fx = Fixture::prepare(max_secrets, settings.memory_secret_bytes).await?;
     eprintln!(
         "bench: moto ready with {} secrets in {:.1} s",
@@ -69,28 +73,53 @@ async fn run(settings: Settings) -> Result<Report, String> {
         fx.setup.as_secs_f64()
     );
 
+    let skipped = || (Vec::new(), serde_json::Value::Null);
     let t = Instant::now();
-    let (cold_rows, cold_raw) =
-        scenarios::cold::run(&fx, &settings, peer.as_ref(), &peer_log).await?;
+    let (cold_rows, cold_raw) = if settings.runs("cold") {
+        scenarios::cold::run(&fx, &settings, peer.as_ref(), &peer_log).await?
+    } else {
+        skipped()
+    };
     eprintln!(
         "bench: cold path done in {:.1} s",
         t.elapsed().as_secs_f64()
     );
     let t = Instant::now();
-    let (mem_rows, mem_raw) =
-        scenarios::memory::run(&fx, &settings, peer.as_ref(), &peer_log).await?;
+    let (mem_rows, mem_raw) = if settings.runs("memory") {
+        scenarios::memory::run(&fx, &settings, peer.as_ref(), &peer_log).await?
+    } else {
+        skipped()
+    };
     eprintln!("bench: memory done in {:.1} s", t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    let (function_rows, function_raw) = scenarios::function::run(&fx, &settings).await;
+    let (function_rows, function_raw) = if settings.runs("function") {
+        scenarios::function::run(&fx, &settings).await
+    } else {
+        skipped()
+    };
     eprintln!(
         "bench: /items overhead done in {:.1} s",
         t.elapsed().as_secs_f64()
     );
     let t = Instant::now();
-    let (batch_rows, batch_raw) = scenarios::batch::run(&fx, &settings).await?;
+    let (batch_rows, batch_raw) = if settings.runs("batch") {
+        scenarios::batch::run(&fx, &settings).await?
+    } else {
+        skipped()
+    };
     eprintln!(
         "bench: batch reads done in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let (sdk_rows, sdk_raw) = if settings.runs("sdk") {
+        scenarios::sdk::run(&fx, &settings).await?
+    } else {
+        skipped()
+    };
+    eprintln!(
+        "bench: SDK protocol done in {:.1} s",
         t.elapsed().as_secs_f64()
     );
 
@@ -98,16 +127,24 @@ async fn run(settings: Settings) -> Result<Report, String> {
         secretcache_bench::host::pin(std::process::id(), p.client_cpu)?;
     }
     let t = Instant::now();
-    let hit =
-        scenarios::hit::run(&fx, &settings, machine.pinning, peer.as_ref(), &peer_log).await?;
+    let (hit_rows, hit_raw, body_len) = if settings.runs("hit") {
+        let hit =
+            scenarios::hit::run(&fx, &settings, machine.pinning, peer.as_ref(), &peer_log).await?;
+        (hit.rows, hit.raw, hit.body_len)
+    } else {
+        (Vec::new(), serde_json::Value::Null, 0)
+    };
     eprintln!("bench: hit load done in {:.1} s", t.elapsed().as_secs_f64());
 
-    let mut rows = hit.rows;
+    let mut rows = hit_rows;
     rows.extend(cold_rows);
     rows.extend(mem_rows);
-    rows.extend(scenarios::size::run(&out_dir)?);
+    if settings.runs("size") {
+        rows.extend(scenarios::size::run(&out_dir)?);
+    }
     rows.extend(function_rows);
     rows.extend(batch_rows);
+    rows.extend(sdk_rows);
 
     let window = format!(
         "{} s measured after {} s warm-up per load point, {} repeats",
@@ -125,7 +162,7 @@ async fn run(settings: Settings) -> Result<Report, String> {
             "Hit body: {} bytes (a database-credentials secret in the AWS extension's GetSecretValue shape). \
              Baseline: a minimal hyper HTTP/1.1 server (tokio, 2 workers) answering a fixed body of that size, run \
              alongside (ours, pinned to one CPU, runs one worker).",
-            hit.body_len
+            body_len
         ),
         "Each cell: median (min–max) of the repeats. × baseline: ours ÷ baseline per paired repeat, median \
          (min–max): below 1 is less time, CPU, memory or size; for throughput, above 1 is faster."
@@ -146,7 +183,7 @@ async fn run(settings: Settings) -> Result<Report, String> {
     };
     let json = serde_json::json!({
         "report": report,
-        "raw": { "hit": hit.raw, "cold": cold_raw, "memory": mem_raw, "function": function_raw, "batch": batch_raw },
+        "raw": { "hit": hit_raw, "cold": cold_raw, "memory": mem_raw, "function": function_raw, "batch": batch_raw, "sdk": sdk_raw },
     });
     let text = serde_json::to_string_pretty(&json).map_err(|e| format!("JSON: {e}"))?;
     for name in [

@@ -14,6 +14,7 @@ pub mod cold;
 pub mod function;
 pub mod hit;
 pub mod memory;
+pub mod sdk;
 pub mod size;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
