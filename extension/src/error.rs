@@ -144,13 +144,15 @@ pub enum SdkRequestError {
     /// No `X-Amz-Target`.
     #[error("the X-Amz-Target header is missing; an AWS SDK sends it with every call")]
     MissingTarget,
-    /// An operation that is not served here.
+    /// An operation that is neither served here nor passed on.
     #[error(
-        "{0} is not served by secretcache, which serves secretsmanager.GetSecretValue, \
-         secretsmanager.BatchGetSecretValue (SecretIdList), AmazonSSM.GetParameter and AmazonSSM.GetParameters; call \
-         the service's own endpoint for it"
+        "{0} is not an operation of Secrets Manager (secretsmanager.*) or SSM (AmazonSSM.*), the two services \
+         secretcache serves and passes on; call that service's own endpoint for it"
     )]
     UnknownOperation(String),
+    /// A request in a form no AWS SDK sends these two services (a compressed body, Smithy RPC v2 CBOR).
+    #[error("{0}")]
+    UnsupportedForm(&'static str),
     /// An operation to pass on to the service, authenticated by the token alone.
     #[error(
         "operations that secretcache passes on to the service must be signed with this environment's credentials \
@@ -244,6 +246,10 @@ impl ApiError {
                     (StatusCode::BAD_REQUEST, "SerializationException")
                 }
                 SdkRequestError::Invalid(_) => (StatusCode::BAD_REQUEST, "ValidationException"),
+                SdkRequestError::UnsupportedForm(_) => (
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "UnsupportedMediaTypeException",
+                ),
                 SdkRequestError::ForwardNeedsSignature => {
                     (StatusCode::FORBIDDEN, "MissingAuthenticationTokenException")
                 }

@@ -672,3 +672,60 @@ async fn sdk_sidecar_verifies_with_the_task_role_credentials_current_and_previou
         "asked at start, after the rotation and for the stranger"
     );
 }
+
+/// The request forms around the protocol: `Expect: 100-continue` is answered and the read served; a compressed body
+/// and Smithy RPC v2 CBOR (no current SDK sends either to these services) get a plain 415 that says so, never a
+/// misleading serialization error.
+#[tokio::test]
+async fn sdk_expect_continue_is_served_and_compression_or_cbor_are_refused_plainly() {
+    let moto = Moto::shared().await;
+    let (name, _) = seeded(moto).await;
+    let ext = Standalone::spawn(moto, &[]).await;
+    let body = format!("{{\"SecretId\":\"{name}\"}}");
+    let request = |extra: &str| {
+        format!(
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: secretsmanager.GetSecretValue\r\n\
+             X-Aws-Parameters-Secrets-Token: {}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            ext.token(),
+            body.len()
+        )
+    };
+    let port = ext.port();
+    let exchange = |req: String| async move {
+        secretcache_tests::raw::exchange(port, req.as_bytes(), std::time::Duration::from_secs(2))
+            .await
+            .expect("exchange")
+    };
+    let answers = exchange(request(
+        "Content-Type: application/x-amz-json-1.1\r\nExpect: 100-continue\r\n",
+    ))
+    .await;
+    let last = answers.last().expect("an answer");
+    assert_eq!(last.status, 200, "{answers:?}");
+    let value: serde_json::Value = serde_json::from_slice(&last.body).expect("JSON");
+    assert_eq!(value["SecretString"], "{\"password\":\"two\"}");
+
+    for (extra, says) in [
+        (
+            "Content-Type: application/x-amz-json-1.1\r\nContent-Encoding: gzip\r\n",
+            "Content-Encoding",
+        ),
+        (
+            "Content-Type: application/cbor\r\nsmithy-protocol: rpc-v2-cbor\r\n",
+            "RPC v2 CBOR",
+        ),
+    ] {
+        let answers = exchange(request(extra)).await;
+        let last = answers.last().expect("an answer");
+        assert_eq!(last.status, 415, "{extra}: {answers:?}");
+        assert!(last.text().contains(says), "{}", last.text());
+        assert!(
+            last.headers
+                .iter()
+                .any(|(k, v)| k == "x-amzn-errortype"
+                    && v.starts_with("UnsupportedMediaTypeException")),
+            "{:?}",
+            last.headers
+        );
+    }
+}

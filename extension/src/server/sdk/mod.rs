@@ -124,6 +124,7 @@ async fn answer<U: Upstream, W: WallClock>(
         return Err(ApiError::MethodNotAllowed);
     }
     check_token(app, req, body).await?;
+    in_json_form(req.headers())?;
     let target = req
         .headers()
         .get("x-amz-target")
@@ -149,6 +150,36 @@ async fn answer<U: Upstream, W: WallClock>(
         resp.headers_mut().insert(header::ETAG, tag);
     }
     Ok(resp)
+}
+
+/// Refuses, plainly, the request forms no current AWS SDK sends Secrets Manager or SSM, rather than failing to read
+/// them as JSON: a compressed body (`Content-Encoding`; the SDKs compress only operations marked for it, none of
+/// these) and Smithy RPC v2 CBOR (`smithy-protocol: rpc-v2-cbor`; both services speak AWS JSON 1.1). `Expect:
+/// 100-continue` needs nothing here: the server answers it when the body is read.
+fn in_json_form(headers: &http::HeaderMap) -> Result<(), ApiError> {
+    let unsupported = |why| Err(ApiError::Sdk(SdkRequestError::UnsupportedForm(why)));
+    if headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return unsupported(
+            "a compressed request body (Content-Encoding) is not read: send the JSON as it is, as the AWS SDKs do \
+             for Secrets Manager and SSM",
+        );
+    }
+    let cbor = headers
+        .get("smithy-protocol")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"rpc-v2-cbor"))
+        || headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/cbor"));
+    if cbor {
+        return unsupported(
+            "Smithy RPC v2 CBOR is not served: secretcache speaks AWS JSON 1.1 (application/x-amz-json-1.1), the \
+             protocol of Secrets Manager and SSM",
+        );
+    }
+    Ok(())
 }
 
 /// What an SDK request asks for, read from its `X-Amz-Target` and its body alone.
