@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 status=0
 for pair in query_parser:query config_parser:config agent_toml:agent_toml reference:reference path_route:path_route \
-  sigv4:sigv4 sdk_body:sdk_body; do
+  sigv4:sigv4 sdk_body:sdk_body token_file:token_file projection:projection epoch_date:epoch_date \
+  listing_key:listing_key; do
   target=${pair%%:*}; dir=${pair##*:}
   mkdir -p "fuzz/corpus/$target"
   echo "== fuzzing $target for ${secs}s"

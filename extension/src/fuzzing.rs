@@ -232,3 +232,158 @@ fn assert_bounded(key: &crate::request::Key) {
         id.len()
     );
 }
+
+/// Reads `data` as a token file's content: a token is the trimmed text, never empty, never longer than the file
+/// limit; anything else is refused with its reason.
+pub fn check_token_file(data: &[u8]) {
+    use crate::token::{token_of, FileError, MAX_FILE_BYTES};
+    match token_of(data.to_vec()) {
+        Ok(token) => {
+            let text = std::str::from_utf8(data).expect("a token came from text that is not UTF-8");
+            assert_eq!(token, text.trim(), "the token is not the trimmed text");
+            assert!(!token.is_empty(), "an empty token was accepted");
+            assert!(
+                data.len() as u64 <= MAX_FILE_BYTES,
+                "a file over the limit was read"
+            );
+        }
+        Err(FileError::TooLarge) => assert!(data.len() as u64 > MAX_FILE_BYTES),
+        Err(FileError::NotText) => assert!(std::str::from_utf8(data).is_err()),
+        Err(FileError::Empty) => assert!(String::from_utf8_lossy(data).trim().is_empty()),
+        Err(e) => panic!("content alone cannot be refused as {e}"),
+    }
+}
+
+/// Projects a field (the first line of `data`) out of a secret whose `SecretString` is the rest, and out of a parameter
+/// whose `Value` is: what comes back is exactly that field's value (a string as its text, anything else as its JSON),
+/// never bytes of another field.
+pub fn check_projection(data: &[u8]) {
+    use crate::respond::{project, Kind};
+    use crate::secret::SecretBody;
+    let text = String::from_utf8_lossy(data);
+    let (field, inner) = text.split_once('\n').unwrap_or((&text, ""));
+    let expected = serde_json::from_str::<serde_json::Value>(inner)
+        .ok()
+        .and_then(|v| v.as_object().and_then(|o| o.get(field).cloned()));
+    let bodies = [
+        (
+            Kind::Secret,
+            serde_json::json!({ "Name": "n", "SecretString": inner }),
+        ),
+        (
+            Kind::Parameter,
+            serde_json::json!({ "Parameter": { "Name": "n", "Value": inner } }),
+        ),
+    ];
+    for (kind, doc) in bodies {
+        let body = SecretBody::new(serde_json::to_vec(&doc).expect("serialize"));
+        let Ok(out) = project(&body, kind, field) else {
+            continue;
+        };
+        let out = out.bytes();
+        // Where the whole object parses, the answer is that field's value; a document serde_json's Value refuses
+        // (a number past f64, say) is checked by the answer alone: it is one JSON value or the text of one.
+        match (&expected, std::str::from_utf8(&out)) {
+            (Some(serde_json::Value::String(s)), Ok(got)) => {
+                assert_eq!(got, s, "another field's bytes")
+            }
+            (Some(value), Ok(got)) => assert_eq!(
+                serde_json::from_str::<serde_json::Value>(got).ok().as_ref(),
+                Some(value),
+                "another field's bytes"
+            ),
+            (Some(_), Err(_)) => panic!("a projection that is not UTF-8"),
+            (None, _) => {}
+        }
+    }
+}
+
+/// Rewrites the date member of `data` taken as a cached body (the SDK protocol's epoch-seconds form): the answer is
+/// the input, or the input with that one member's text turned into a number; no other member, and so no secret text,
+/// ever changes.
+pub fn check_epoch_date(data: &[u8]) {
+    use crate::server::sdk::with_epoch_date;
+    let body = bytes::Bytes::copy_from_slice(data);
+    for member in ["CreatedDate", "LastModifiedDate"] {
+        let out = with_epoch_date(&body, member);
+        if out == body {
+            continue;
+        }
+        let pattern = format!("\"{member}\":");
+        let at = out
+            .windows(pattern.len())
+            .position(|w| w == pattern.as_bytes())
+            .expect("a rewrite without the member");
+        assert_eq!(out[..at], body[..at], "bytes before the member changed");
+        let rest_out = &out[at + pattern.len()..];
+        let number_len = rest_out
+            .iter()
+            .position(|b| !(b.is_ascii_digit() || *b == b'.' || *b == b'-'))
+            .unwrap_or(rest_out.len());
+        assert!(number_len > 0, "the member's new value is not a number");
+        let rest_in = &body[at + pattern.len()..];
+        assert_eq!(
+            rest_in.first(),
+            Some(&b'"'),
+            "a member that was not a string was rewritten"
+        );
+        let close = rest_in[1..]
+            .iter()
+            .position(|&b| b == b'"')
+            .expect("an unterminated date was rewritten");
+        assert_eq!(
+            &rest_out[number_len..],
+            &rest_in[close + 2..],
+            "bytes after the member changed"
+        );
+    }
+}
+
+/// Builds the key of a listing request from `data` taken as its body: the same request with its members in another
+/// order (and its whitespace changed) has the same key, and another region, operation or value has another.
+pub fn check_listing_key(data: &[u8]) {
+    use crate::server::sdk::listings::key_of;
+    let target = "AmazonSSM.GetParametersByPath";
+    let Some(key) = key_of("us-east-1", target, data) else {
+        return;
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(data).expect("a key from a body that is not JSON");
+    let object = value
+        .as_object()
+        .expect("a key from a body that is not an object");
+    // The members in reverse order, pretty-printed.
+    let reversed: Vec<(&String, &serde_json::Value)> = object.iter().rev().collect();
+    let mut text = String::from("{\n");
+    for (i, (k, v)) in reversed.iter().enumerate() {
+        if i > 0 {
+            text.push_str(",\n");
+        }
+        text.push_str(&serde_json::to_string(k).expect("key"));
+        text.push_str(" : ");
+        text.push_str(&serde_json::to_string_pretty(v).expect("value"));
+    }
+    text.push_str("\n}");
+    assert_eq!(
+        key_of("us-east-1", target, text.as_bytes()),
+        Some(key.clone()),
+        "{text}"
+    );
+    assert_ne!(
+        key_of("us-east-2", target, data),
+        Some(key.clone()),
+        "another region, the same key"
+    );
+    let mut other = object.clone();
+    let absent = (0..)
+        .map(|i| format!("Other{i}"))
+        .find(|n| !object.contains_key(n))
+        .expect("a member name not used");
+    other.insert(absent, serde_json::json!(true));
+    let other = serde_json::to_vec(&other).expect("serialize");
+    assert_ne!(
+        key_of("us-east-1", target, &other),
+        Some(key),
+        "another request, the same key"
+    );
+}

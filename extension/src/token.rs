@@ -139,6 +139,11 @@ pub fn read_file(path: &Path) -> Result<String, FileError> {
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(io)?;
+    token_of(bytes)
+}
+
+/// The token a file's content holds: UTF-8 text of at most [`MAX_FILE_BYTES`], trimmed, not empty.
+pub fn token_of(bytes: Vec<u8>) -> Result<String, FileError> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(FileError::TooLarge);
     }

@@ -51,3 +51,23 @@ fn saved_sigv4_inputs_never_verify() {
 fn saved_sdk_bodies_map_to_one_answer_or_a_client_error() {
     assert!(replay("sdk_body", secretcache::fuzzing::check_sdk_body) > 0);
 }
+
+#[test]
+fn saved_token_file_contents_are_a_trimmed_token_or_a_reason() {
+    assert!(replay("token_file", secretcache::fuzzing::check_token_file) > 0);
+}
+
+#[test]
+fn saved_projections_return_only_the_named_field() {
+    assert!(replay("projection", secretcache::fuzzing::check_projection) > 0);
+}
+
+#[test]
+fn saved_cached_bodies_change_only_their_date_member() {
+    assert!(replay("epoch_date", secretcache::fuzzing::check_epoch_date) > 0);
+}
+
+#[test]
+fn saved_listing_requests_key_the_same_request_alike() {
+    assert!(replay("listing_key", secretcache::fuzzing::check_listing_key) > 0);
+}

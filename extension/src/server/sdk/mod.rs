@@ -29,7 +29,7 @@ use crate::error::{ApiError, SdkRequestError};
 use crate::request::{Key, ParameterKey, SecretKey, VersionSelector};
 
 mod forward;
-mod listings;
+pub(crate) mod listings;
 
 pub use forward::Passthrough;
 pub use listings::Listings;
@@ -402,7 +402,7 @@ fn bounded(member: &'static str, v: &str) -> Result<(), ApiError> {
 /// Rust one) insist on. The member is found only before any value member: the body is our own serialization, whose
 /// first members are the ARN and the date (for a parameter, inside `"Parameter":{` after `ARN` and `DataType`), and
 /// neither can hold a quote, so no secret text is ever searched or rewritten. A body without it is returned as is.
-fn with_epoch_date(body: &Bytes, member: &str) -> Bytes {
+pub(crate) fn with_epoch_date(body: &Bytes, member: &str) -> Bytes {
     let pattern = format!("\"{member}\":\"");
     let Some(at) = find(body, pattern.as_bytes()) else {
         return body.clone();

@@ -1,0 +1,10 @@
+//! Fuzzes `secretcache::fuzzing::check_epoch_date`: any input must be handled without a panic, and the invariants that
+//! function asserts must hold.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use secretcache::fuzzing::check_epoch_date;
+
+fuzz_target!(|data: &[u8]| {
+    check_epoch_date(data);
+});
