@@ -27,6 +27,7 @@ pub mod load;
 pub mod managed_instances;
 pub mod refresh_ahead;
 pub mod rotation_under_load;
+pub mod sdk_soak;
 pub mod upstream_faults;
 
 pub(crate) const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
@@ -50,6 +51,8 @@ pub struct Scale {
     pub invoke_outage: Duration,
     /// How long the refresh-ahead scenario reads (11).
     pub refresh_ahead_run: Duration,
+    /// How long the SDK protocol soak runs (12).
+    pub sdk_soak: Duration,
 }
 
 impl Scale {
@@ -67,6 +70,7 @@ impl Scale {
             // the upstream would show. The minute is `make reliability`'s.
             invoke_outage: Duration::from_secs(10),
             refresh_ahead_run: Duration::from_secs(7),
+            sdk_soak: Duration::from_secs(6),
         }
     }
     /// `make reliability`.
@@ -80,6 +84,7 @@ impl Scale {
             rotation_rate: 50,
             invoke_outage: Duration::from_secs(60),
             refresh_ahead_run: Duration::from_secs(30),
+            sdk_soak: Duration::from_secs(180),
         }
     }
 }

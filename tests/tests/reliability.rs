@@ -67,3 +67,8 @@ async fn invokes_during_an_upstream_outage_never_wait_on_the_upstream() {
 async fn managed_instances_concurrent_readers_through_an_upstream_outage_never_fail() {
     check(&[reliability::managed_instances::run(Scale::fast()).await]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_protocol_soak_reads_its_own_writes_with_flat_memory() {
+    check(&[reliability::sdk_soak::run(Scale::fast()).await]);
+}

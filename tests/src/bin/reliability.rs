@@ -7,36 +7,41 @@ use secretcache_tests::reliability::{self, Scale};
 async fn main() -> std::process::ExitCode {
     let scale = Scale::full();
     let mut rows = Vec::new();
-    eprintln!("1/9 load ({} requests)", scale.load_requests);
+    eprintln!("1/10 load ({} requests)", scale.load_requests);
     rows.push(reliability::load::run(scale).await);
-    eprintln!("2/9 upstream faults (outage {} s)", scale.outage.as_secs());
+    eprintln!("2/10 upstream faults (outage {} s)", scale.outage.as_secs());
     rows.extend(reliability::upstream_faults::run(scale).await);
     eprintln!(
-        "3/9 rotation under load ({} s of /items through the zips)",
+        "3/10 rotation under load ({} s of /items through the zips)",
         scale.rotation_run.as_secs()
     );
     rows.push(reliability::rotation_under_load::run(scale).await);
-    eprintln!("4/9 hostile input");
+    eprintln!("4/10 hostile input");
     rows.push(reliability::hostile_input::run().await);
-    eprintln!("5/9 connection exhaustion");
+    eprintln!("5/10 connection exhaustion");
     rows.push(reliability::connection_exhaustion::run(scale).await);
-    eprintln!("6/9 lifecycle faults");
+    eprintln!("6/10 lifecycle faults");
     rows.extend(reliability::lifecycle_faults::run().await);
     eprintln!(
-        "7/9 INVOKEs through a {} s outage in the local Lambda environment",
+        "7/10 INVOKEs through a {} s outage in the local Lambda environment",
         scale.invoke_outage.as_secs()
     );
     rows.push(reliability::invoke_outage::run(scale).await);
     eprintln!(
-        "8/9 Managed Instances: concurrent readers through a {} s outage",
+        "8/10 Managed Instances: concurrent readers through a {} s outage",
         scale.outage.as_secs()
     );
     rows.push(reliability::managed_instances::run(scale).await);
     eprintln!(
-        "9/9 refresh-ahead: {} s of reads while every upstream call takes 500 ms",
+        "9/10 refresh-ahead: {} s of reads while every upstream call takes 500 ms",
         scale.refresh_ahead_run.as_secs()
     );
     rows.push(reliability::refresh_ahead::run(scale).await);
+    eprintln!(
+        "10/10 the SDK protocol: {} s of signed reads and writes from several clients, TTL 1 s",
+        scale.sdk_soak.as_secs()
+    );
+    rows.push(reliability::sdk_soak::run(scale).await);
     let (scanned, leaks) = rows
         .iter()
         .fold((0, 0), |(s, l), r| (s + r.scanned, l + r.leaks));
