@@ -222,17 +222,7 @@ impl Keys {
         now: SystemTime,
     ) -> Result<(), SignatureError> {
         use SignatureError::{Expired, Incomplete, Mismatch, UnknownKey};
-        let mut auth_values = headers.get_all(http::header::AUTHORIZATION).iter();
-        let value = auth_values
-            .next()
-            .ok_or(Incomplete("the Authorization header is missing"))?;
-        if auth_values.next().is_some() {
-            return Err(Incomplete("the Authorization header is given twice"));
-        }
-        let value = value
-            .to_str()
-            .map_err(|_| Incomplete("the Authorization header is not ASCII"))?;
-        let auth = Authorization::parse(value)?;
+        let auth = authorization(headers)?;
         let amz_date = single(headers, "x-amz-date")?.ok_or(Incomplete("X-Amz-Date is missing"))?;
         let signed_at =
             parse_amz_date(amz_date).ok_or(Incomplete("X-Amz-Date must be YYYYMMDDTHHMMSSZ"))?;
@@ -291,6 +281,22 @@ impl Keys {
             Err(Mismatch)
         }
     }
+}
+
+/// The request's one `Authorization` header, parsed.
+fn authorization(headers: &HeaderMap) -> Result<Authorization<'_>, SignatureError> {
+    use SignatureError::Incomplete;
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let value = values
+        .next()
+        .ok_or(Incomplete("the Authorization header is missing"))?;
+    if values.next().is_some() {
+        return Err(Incomplete("the Authorization header is given twice"));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| Incomplete("the Authorization header is not ASCII"))?;
+    Authorization::parse(value)
 }
 
 /// The region and service of a signed request's credential scope, once its signature verified.

@@ -39,6 +39,24 @@ pub fn base_env(endpoint: &str, port: u16, token: &str) -> Vec<(String, String)>
 }
 
 impl Standalone {
+    /// An AWS SDK configuration whose endpoint is this extension (as `AWS_ENDPOINT_URL_SECRETS_MANAGER` points an
+    /// application's), signing with access key `testing`, `secret_key` and this extension's token as the session
+    /// token: the function's own credentials when `secret_key` is `testing`.
+    pub async fn sdk_config(&self, secret_key: &str) -> aws_config::SdkConfig {
+        use aws_sdk_secretsmanager::config::{Credentials, SharedCredentialsProvider};
+        crate::moto::sdk_config(&self.url())
+            .await
+            .into_builder()
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "testing",
+                secret_key,
+                Some(self.token()),
+                None,
+                "tests",
+            )))
+            .build()
+    }
+
     /// Spawns the extension standalone against `upstream` (moto or a proxy) and waits until `/ping` answers.
     pub async fn spawn(upstream: &impl Endpoint, overrides: &[(&str, &str)]) -> Standalone {
         let port = crate::free_port();

@@ -3,27 +3,11 @@
 //! itself) and aws-sdk-rust (an endpoint override), against the built extension and moto through the counting
 //! proxy: their reads, their usual exceptions, a wrong key refused, and one upstream call for many SDK reads.
 
-use aws_sdk_secretsmanager::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_ssm::types::ParameterType;
 use secretcache_tests::extension::Standalone;
-use secretcache_tests::moto::{sdk_config, Endpoint, Moto, REGION};
+use secretcache_tests::moto::{Endpoint, Moto, REGION};
 use secretcache_tests::proxy::FaultInjectingProxy;
 use secretcache_tests::seed::{self, unique};
-
-/// An SDK configuration pointed at the extension, signing with `secret_key` and the extension's session token.
-async fn through(ext: &Standalone, secret_key: &str) -> aws_config::SdkConfig {
-    sdk_config(&ext.url())
-        .await
-        .into_builder()
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "testing",
-            secret_key,
-            Some(ext.token()),
-            None,
-            "tests",
-        )))
-        .build()
-}
 
 async fn seeded(moto: &Moto) -> (String, String) {
     let sm = moto.sm_client().await;
@@ -199,7 +183,7 @@ async fn sdk_rust_reads_through_the_cache_and_a_wrong_key_is_refused() {
     let (name, parameter) = seeded(moto).await;
     let proxy = FaultInjectingProxy::start(moto).await;
     let ext = Standalone::spawn(&proxy, &[]).await;
-    let config = through(&ext, "testing").await;
+    let config = ext.sdk_config("testing").await;
     let sm = aws_sdk_secretsmanager::Client::new(&config);
     for _ in 0..3 {
         let out = sm
@@ -263,7 +247,7 @@ async fn sdk_rust_reads_through_the_cache_and_a_wrong_key_is_refused() {
     assert_eq!(proxy.calls().len(), before, "both answered from the cache");
 
     let calls = proxy.calls().len();
-    let wrong = aws_sdk_secretsmanager::Client::new(&through(&ext, "not-the-key").await);
+    let wrong = aws_sdk_secretsmanager::Client::new(&ext.sdk_config("not-the-key").await);
     let refused = wrong
         .get_secret_value()
         .secret_id(&name)

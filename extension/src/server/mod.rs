@@ -278,13 +278,7 @@ async fn check_token<U, W, B>(
             .as_ref()
             .ok_or(ApiError::Signature(SignatureError::NoKeys))?;
         return keys
-            .verify(
-                req.method(),
-                req.uri(),
-                req.headers(),
-                body,
-                std::time::SystemTime::now(),
-            )
+            .verify(req, body)
             .await
             .map(drop)
             .map_err(ApiError::Signature);

@@ -18,10 +18,9 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, Method, Uri};
 use tokio::time::Instant;
 
-use super::{Authorization, Keys, SignatureError};
+use super::{Keys, SignatureError};
 
 /// How long the provider's answer is used before it is asked again.
 pub const REREAD: Duration = Duration::from_secs(300);
@@ -150,16 +149,15 @@ impl Held {
 }
 
 impl HeldKeys {
-    /// Verifies a request's signature, over its `body`, with the held keys its access key id names, at `now`; the
-    /// keys a forwarded call is signed with.
-    pub async fn verify(
+    /// Verifies `req`'s signature, over its `body`, now, with the held keys its access key id names; the keys a
+    /// forwarded call is signed with.
+    pub async fn verify<B>(
         &self,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
+        req: &http::Request<B>,
         body: &[u8],
-        now: SystemTime,
     ) -> Result<Keys, SignatureError> {
+        let (method, uri, headers) = (req.method(), req.uri(), req.headers());
+        let now = SystemTime::now();
         let provided = match self {
             Self::Fixed(keys) => {
                 keys.verify(method, uri, headers, body, now)?;
@@ -167,7 +165,7 @@ impl HeldKeys {
             }
             Self::Provided(p) => p,
         };
-        let id = claimed_key(headers)?;
+        let id = super::authorization(headers)?.access_key_id.to_owned();
         let mut held = provided.held.lock().await;
         let mono = Instant::now();
         if held.due(mono, now) {
@@ -194,18 +192,6 @@ impl HeldKeys {
         keys.verify(method, uri, headers, body, now)?;
         Ok(current)
     }
-}
-
-/// The access key id a signed request names (bounded by the header's own bound), or why the header is malformed.
-fn claimed_key(headers: &HeaderMap) -> Result<String, SignatureError> {
-    let value = headers
-        .get(http::header::AUTHORIZATION)
-        .ok_or(SignatureError::Incomplete(
-            "the Authorization header is missing",
-        ))?
-        .to_str()
-        .map_err(|_| SignatureError::Incomplete("the Authorization header is not ASCII"))?;
-    Ok(Authorization::parse(value)?.access_key_id.to_owned())
 }
 
 #[cfg(test)]
@@ -235,7 +221,7 @@ mod tests {
         (fetch, state)
     }
 
-    fn signed_by(id: &str) -> HeaderMap {
+    fn signed_by(id: &str) -> http::HeaderMap {
         super::super::tests::signed_get_as(
             id,
             &format!("secret-of-{id}"),
@@ -245,11 +231,11 @@ mod tests {
     }
 
     async fn check(held: &HeldKeys, id: &str) -> Result<Keys, SignatureError> {
-        let uri: Uri = "http://127.0.0.1:2773/secretsmanager/get?secretId=a"
-            .parse()
-            .expect("uri");
-        held.verify(&Method::GET, &uri, &signed_by(id), b"", SystemTime::now())
-            .await
+        let mut req = http::Request::get("http://127.0.0.1:2773/secretsmanager/get?secretId=a")
+            .body(())
+            .expect("request");
+        *req.headers_mut() = signed_by(id);
+        held.verify(&req, b"").await
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,12 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_secretsmanager::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_ssm::types::ParameterType;
 
 use super::{leaks_in, Outcome, Scale};
 use crate::extension::Standalone;
-use crate::moto::{sdk_config, Moto};
+use crate::moto::Moto;
 use crate::seed::{self, unique};
 use crate::stats::percentile_ms;
 
@@ -95,17 +94,7 @@ pub async fn run(scale: Scale) -> Outcome {
         ],
     )
     .await;
-    let config = sdk_config(&ext.url())
-        .await
-        .into_builder()
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "testing",
-            "testing",
-            Some(ext.token()),
-            None,
-            "soak",
-        )))
-        .build();
+    let config = ext.sdk_config("testing").await;
 
     // RSS in thirds of the run.
     let run_for = scale.sdk_soak;

@@ -58,16 +58,7 @@ pub(super) async fn forward<U: Upstream, W: WallClock>(
     if !crate::sigv4::Keys::is_signed(req.headers()) {
         return Err(ApiError::Sdk(SdkRequestError::ForwardNeedsSignature));
     }
-    let keys = keys
-        .verify(
-            req.method(),
-            req.uri(),
-            req.headers(),
-            body,
-            std::time::SystemTime::now(),
-        )
-        .await
-        .map_err(ApiError::Signature)?;
+    let keys = keys.verify(req, body).await.map_err(ApiError::Signature)?;
     let (region, _) = crate::sigv4::scope(req.headers()).ok_or(ApiError::Sdk(
         SdkRequestError::Invalid("the signature's credential scope cannot be read"),
     ))?;

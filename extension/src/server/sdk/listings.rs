@@ -231,28 +231,20 @@ mod tests {
         assert!(!lists("secretsmanager.ListSecrets", b"{}"));
     }
 
+    /// Keeps an empty answer under `key` for `service`, fetched now.
+    async fn keep(listings: &Listings, service: &str, key: &Bytes) {
+        let body = Bytes::from_static(b"{}");
+        listings
+            .put(service, key.clone(), body, None, Instant::now())
+            .await;
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_listing_lives_for_the_ttl_and_a_write_forgets_the_service_s_listings() {
         let listings = Listings::new(Duration::from_secs(60), Duration::from_secs(30));
         let key = Bytes::from_static(b"k");
-        listings
-            .put(
-                "ssm",
-                key.clone(),
-                Bytes::from_static(b"{}"),
-                None,
-                Instant::now(),
-            )
-            .await;
-        listings
-            .put(
-                "secretsmanager",
-                key.clone(),
-                Bytes::from_static(b"{}"),
-                None,
-                Instant::now(),
-            )
-            .await;
+        keep(&listings, "ssm", &key).await;
+        keep(&listings, "secretsmanager", &key).await;
         tokio::time::advance(Duration::from_secs(29)).await;
         assert!(listings.get("ssm", &key, Instant::now()).await.is_some());
         tokio::time::advance(Duration::from_secs(1)).await;
@@ -267,15 +259,7 @@ mod tests {
         // A pause the monotonic clock missed reaches the check through the clock's reading.
         let later = Instant::now() + Duration::from_secs(31);
         assert!(listings.get("secretsmanager", &key, later).await.is_none());
-        listings
-            .put(
-                "secretsmanager",
-                key.clone(),
-                Bytes::from_static(b"{}"),
-                None,
-                Instant::now(),
-            )
-            .await;
+        keep(&listings, "secretsmanager", &key).await;
         listings.forget("secretsmanager");
         assert!(listings
             .get("secretsmanager", &key, Instant::now())

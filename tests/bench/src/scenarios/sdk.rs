@@ -7,7 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_secretsmanager::config::{Credentials, SharedCredentialsProvider};
 use secretcache_tests::extension::Standalone;
 use secretcache_tests::moto::{sdk_config, Endpoint};
 use secretcache_tests::stats::percentile;
@@ -90,19 +89,7 @@ pub async fn run(
 ) -> Result<(Vec<Row>, serde_json::Value), String> {
     let ext = Standalone::spawn(&fx.moto, &[LOG_LEVEL]).await;
     let pid = ext.pid();
-    let through = aws_sdk_secretsmanager::Client::new(
-        &sdk_config(&ext.url())
-            .await
-            .into_builder()
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "testing",
-                "testing",
-                Some(ext.token()),
-                None,
-                "bench",
-            )))
-            .build(),
-    );
+    let through = aws_sdk_secretsmanager::Client::new(&ext.sdk_config("testing").await);
     let direct = aws_sdk_secretsmanager::Client::new(&sdk_config(&fx.moto.endpoint()).await);
     // The HTTP route through the load generator's keep-alive connection, as the SDK keeps its own.
     let (status, body_len, _) = super::get_secret(ext.port(), &ext.token(), HIT_SECRET).await?;
