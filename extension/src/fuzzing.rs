@@ -14,6 +14,7 @@ pub fn check_query(data: &[u8]) {
     };
     if let Ok(r) = SecretRequest::parse(query) {
         assert_id(&r.key.secret_id);
+        assert_role(r.role.as_deref());
         match &r.key.selector {
             VersionSelector::Current => {}
             VersionSelector::Id(v) | VersionSelector::Stage(v) => {
@@ -29,6 +30,17 @@ pub fn check_query(data: &[u8]) {
     }
     if let Ok(r) = ParameterRequest::parse(query) {
         assert_id(&r.key.name);
+    }
+}
+
+/// What every accepted `roleArn` upholds: an IAM role's ARN, bounded, no control character.
+fn assert_role(role: Option<&str>) {
+    if let Some(arn) = role {
+        assert!(
+            crate::request::is_role_arn(arn),
+            "a roleArn that is not a role's ARN was accepted"
+        );
+        assert!(arn.len() <= 2048 && !arn.chars().any(char::is_control));
     }
 }
 
@@ -118,6 +130,7 @@ pub fn check_path_route(data: &[u8]) {
     let (path, query) = text.split_once('\n').unwrap_or((text, ""));
     if let Ok(r) = SecretRequest::parse_path(path, query) {
         assert_id(&r.key.secret_id);
+        assert_role(r.role.as_deref());
     }
     if let Ok(r) = ParameterRequest::parse_path(path, query) {
         assert_id(&r.key.name);

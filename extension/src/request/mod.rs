@@ -18,7 +18,7 @@ pub use batch::BatchRequest;
 use form::path_id;
 pub use form::{Query, QueryError};
 use names::check_region;
-pub use names::{arn_region, is_region};
+pub use names::{arn_region, is_region, is_role_arn};
 
 /// What the cache stores values under: a secret or a parameter, with its version selector.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
