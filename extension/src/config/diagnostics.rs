@@ -72,14 +72,21 @@ pub(super) fn suggestion(name: &str) -> Option<&'static str> {
         .replacen("PARAMETERS_AND_SECRETS_", "PARAMETERS_SECRETS_", 1)
         .replacen("PARAMETER_SECRETS_", "PARAMETERS_SECRETS_", 1)
         .replacen("SECRET_MANAGER_", "SECRETS_MANAGER_", 1);
+    // The edit distance is at least the difference in length, so a name that differs from a known one in length by
+    // more than any distance accepted below is not compared at all: the quadratic comparison runs only for names of
+    // about the same length (a function's environment holds dozens of variables; a fuzzer's names are kilobytes).
+    let close_in_length =
+        |a: &str, known: &str| a.len().abs_diff(known.len()) <= 3.max(known.len() / 4);
     KNOWN_VARIABLES
         .iter()
         .copied()
-        .map(|known| {
-            (
-                known,
-                strsim::levenshtein(&respelled, known).min(strsim::levenshtein(&upper, known)),
-            )
+        .filter_map(|known| {
+            [&respelled, &upper]
+                .into_iter()
+                .filter(|n| close_in_length(n, known))
+                .map(|n| strsim::levenshtein(n, known))
+                .min()
+                .map(|d| (known, d))
         })
         .filter(|(known, d)| *d <= 3 || (*d < known.len() / 4 && respelled != upper))
         .min_by_key(|(_, d)| *d)
