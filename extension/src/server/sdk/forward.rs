@@ -73,7 +73,7 @@ pub(super) async fn forward<U: Upstream, W: WallClock>(
         .flatten();
     if let Some(key) = &listing {
         if let Some(kept) = pass.listings.get(service, key, app.cache.now()).await {
-            let mut resp = answered(StatusCode::OK, None, kept.body.clone(), Source::Hit, None);
+            let mut resp = answered(StatusCode::OK, None, kept.body.bytes(), Source::Hit, None);
             if let Some(ct) = &kept.content_type {
                 resp.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
             }

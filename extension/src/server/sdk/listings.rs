@@ -38,8 +38,8 @@ struct Kept {
 /// One kept answer.
 #[derive(Debug)]
 pub struct Listed {
-    /// The service's body, as it was.
-    pub body: Bytes,
+    /// The service's body, as it was: decrypted values among it, so it is wiped when dropped and never in `Debug`.
+    pub body: crate::secret::SecretBody,
     /// Its content type.
     pub content_type: Option<HeaderValue>,
     fetched_at: Instant,
@@ -137,7 +137,7 @@ impl Listings {
             return;
         }
         let listed = Listed {
-            body,
+            body: crate::secret::SecretBody::new(body.to_vec()),
             content_type,
             fetched_at,
         };
@@ -237,6 +237,24 @@ mod tests {
         listings
             .put(service, key.clone(), body, None, Instant::now())
             .await;
+    }
+
+    #[tokio::test]
+    async fn a_kept_answer_never_shows_in_debug_output() {
+        let listings = Listings::new(Duration::from_secs(60), Duration::from_secs(60));
+        let key = Bytes::from_static(b"us-east-1\nAmazonSSM.GetParametersByPath\n{}");
+        let body = Bytes::from_static(br#"{"Parameters":[{"Name":"/a","Value":"hunter2"}]}"#);
+        listings
+            .put("ssm", key.clone(), body, None, Instant::now())
+            .await;
+        let kept = listings
+            .get("ssm", &key, Instant::now())
+            .await
+            .expect("kept");
+        assert!(!format!("{kept:?} {listings:?}").contains("hunter2"));
+        assert!(std::str::from_utf8(&kept.body.bytes())
+            .expect("utf-8")
+            .contains("hunter2"));
     }
 
     #[tokio::test(start_paused = true)]
