@@ -329,11 +329,21 @@ pub fn check_epoch_date(data: &[u8]) {
             .expect("a rewrite without the member");
         assert_eq!(out[..at], body[..at], "bytes before the member changed");
         let rest_out = &out[at + pattern.len()..];
-        let number_len = rest_out
+        // The new value: epoch seconds with milliseconds, `-?[0-9]+\.[0-9]{3}` (a date before 1970 is negative).
+        let sign = usize::from(rest_out.first() == Some(&b'-'));
+        let digits = rest_out[sign..]
             .iter()
-            .position(|b| !(b.is_ascii_digit() || *b == b'.' || *b == b'-'))
-            .unwrap_or(rest_out.len());
-        assert!(number_len > 0, "the member's new value is not a number");
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        assert!(digits > 0, "the member's new value is not a number");
+        let number_len = sign + digits + 4;
+        assert!(
+            rest_out.get(sign + digits) == Some(&b'.')
+                && rest_out
+                    .get(sign + digits + 1..number_len)
+                    .is_some_and(|m| m.iter().all(u8::is_ascii_digit)),
+            "the member's new value is not seconds with milliseconds"
+        );
         let rest_in = &body[at + pattern.len()..];
         assert_eq!(
             rest_in.first(),
