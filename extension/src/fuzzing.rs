@@ -322,13 +322,19 @@ pub fn check_epoch_date(data: &[u8]) {
         if out == body {
             continue;
         }
+        // Everything up to the first byte that differs is kept, and that byte is the opening quote of the member's
+        // string value (an earlier member of the same name that is not a string is not the one rewritten).
+        let start = out
+            .iter()
+            .zip(body.iter())
+            .take_while(|(a, b)| a == b)
+            .count();
         let pattern = format!("\"{member}\":");
-        let at = out
-            .windows(pattern.len())
-            .position(|w| w == pattern.as_bytes())
-            .expect("a rewrite without the member");
-        assert_eq!(out[..at], body[..at], "bytes before the member changed");
-        let rest_out = &out[at + pattern.len()..];
+        assert!(
+            body[..start].ends_with(pattern.as_bytes()),
+            "a change that does not start at the member's value"
+        );
+        let rest_out = &out[start..];
         // The new value: epoch seconds with milliseconds, `-?[0-9]+\.[0-9]{3}` (a date before 1970 is negative).
         let sign = usize::from(rest_out.first() == Some(&b'-'));
         let digits = rest_out[sign..]
@@ -344,7 +350,7 @@ pub fn check_epoch_date(data: &[u8]) {
                     .is_some_and(|m| m.iter().all(u8::is_ascii_digit)),
             "the member's new value is not seconds with milliseconds"
         );
-        let rest_in = &body[at + pattern.len()..];
+        let rest_in = &body[start..];
         assert_eq!(
             rest_in.first(),
             Some(&b'"'),
