@@ -68,7 +68,7 @@ pub(super) async fn forward<U: Upstream, W: WallClock>(
         )));
     }
     // A listing read is answered from a kept answer to the same request, while it is fresh.
-    let listing = super::listings::lists(target, body)
+    let listing = super::listings::lists(target)
         .then(|| super::listings::key_of(&region, target, body))
         .flatten();
     if let Some(key) = &listing {

@@ -45,18 +45,13 @@ pub struct Listed {
     fetched_at: Instant,
 }
 
-/// Which operations list: the two whose answers are kept.
-pub fn lists(target: &str, body: &[u8]) -> bool {
-    match target {
-        "AmazonSSM.GetParametersByPath" => true,
-        "secretsmanager.BatchGetSecretValue" => has_member(body, "Filters"),
-        _ => false,
-    }
-}
-
-fn has_member(body: &[u8], member: &str) -> bool {
-    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
-        .is_ok_and(|m| m.contains_key(member))
+/// Which operations list: the two whose answers are kept. `BatchGetSecretValue` is passed on (and so reaches this)
+/// only in its `Filters` form: `read_of` answers the `SecretIdList` form from the cache entries.
+pub fn lists(target: &str) -> bool {
+    matches!(
+        target,
+        "AmazonSSM.GetParametersByPath" | "secretsmanager.BatchGetSecretValue"
+    )
 }
 
 /// The key of a listing request: region, operation and the body's canonical form (every object's members sorted, no
@@ -215,20 +210,21 @@ mod tests {
 
     #[test]
     fn only_the_listing_reads_are_kept() {
-        assert!(lists("AmazonSSM.GetParametersByPath", br#"{"Path":"/a"}"#));
-        assert!(lists(
-            "secretsmanager.BatchGetSecretValue",
-            br#"{"Filters":[{"Key":"name","Values":["a"]}]}"#
+        assert!(lists("AmazonSSM.GetParametersByPath"));
+        assert!(lists("secretsmanager.BatchGetSecretValue"));
+        assert!(!lists("secretsmanager.DescribeSecret"));
+        assert!(!lists("secretsmanager.ListSecrets"));
+        // The batch reaches the passthrough only in its Filters form.
+        let ids = br#"{"SecretIdList":["a"]}"#;
+        assert!(!matches!(
+            super::super::read_of("secretsmanager.BatchGetSecretValue", ids),
+            Ok(super::super::Read::PassOn)
         ));
-        assert!(!lists(
-            "secretsmanager.BatchGetSecretValue",
-            br#"{"SecretIdList":["a"]}"#
+        let filters = br#"{"Filters":[{"Key":"name","Values":["a"]}]}"#;
+        assert!(matches!(
+            super::super::read_of("secretsmanager.BatchGetSecretValue", filters),
+            Ok(super::super::Read::PassOn)
         ));
-        assert!(!lists(
-            "secretsmanager.DescribeSecret",
-            br#"{"SecretId":"a"}"#
-        ));
-        assert!(!lists("secretsmanager.ListSecrets", b"{}"));
     }
 
     /// Keeps an empty answer under `key` for `service`, fetched now.
