@@ -127,6 +127,10 @@ async fn accept_loop<U: Upstream, W: WallClock>(
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
+                // Without it, hyper reads the socket once more while every request is in flight (to see a client
+                // leave early), and that read has to allocate a new 8 KiB buffer: the request being answered still
+                // holds the old one. A client that leaves is seen when its answer is written.
+                .half_close(true)
                 .keep_alive(!over_limit)
                 .max_buf_size(MAX_BUF)
                 .serve_connection(TokioIo::new(stream), service);
