@@ -9,8 +9,9 @@
 //! - **Storage** is a moka cache bounded by entry count *and* bytes. moka has one capacity, so each entry weighs
 //!   `max(its bytes, byte_budget / max_entries)`: the total weight limit then bounds both.
 //! - **One entry per secret version** ([`alias`]): an answer is stored under every spelling the upstream's own answer
-//!   says it has (name, full ARN, partial ARN, and the version id of `AWSCURRENT`), all pointing to one entry, so a
-//!   hit is one lookup whatever the spelling and a second spelling costs no second upstream call. The first key is
+//!   says it has (name, full ARN, partial ARN), all pointing to one entry, so a hit is one lookup whatever the
+//!   spelling and a second spelling costs no second upstream call; the version id of `AWSCURRENT` finds the same
+//!   entry through its spelling's current key. The first key is
 //!   the canonical one (the full ARN): refreshes and single-flight use it.
 //! - **Freshness** is judged by our own per-entry timestamp from a [`Clock`] that is tokio's monotonic clock plus every
 //!   pause it did not see (a paused or restored micro-VM), not by moka's TTL (which cannot be paused in tests). moka's
@@ -51,7 +52,7 @@ use tokio::time::Instant;
 use crate::clock::{Clock, SystemWallClock, WallClock};
 use crate::error::UpstreamError;
 use crate::metrics::Metrics;
-use crate::request::Key;
+use crate::request::{Key, SecretKey, VersionSelector};
 use crate::secret::SecretBody;
 use alias::Home;
 pub use alias::Meta;
@@ -330,7 +331,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
     pub async fn get(self: &Arc<Self>, key: &Key, refresh_now: bool) -> Lookup {
         let now = self.now();
         let cached = if self.caching(key) {
-            self.store.get(key).await
+            self.cached(key).await
         } else {
             None
         };
@@ -363,6 +364,31 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
         }
     }
 
+    /// The entry `key` finds: its own; or, for a version id with none, the entry of the same spelling's current
+    /// version when that is the version asked for (a version's content never changes, so it answers by id for as long
+    /// as it lives). The version id is not stored as more keys of every entry: that doubled the keys, and moka's
+    /// bookkeeping for each, for a spelling few callers use (BENCHMARKS.md, item 5).
+    async fn cached(&self, key: &Key) -> Option<Arc<Entry>> {
+        if let Some(entry) = self.store.get(key).await {
+            return Some(entry);
+        }
+        let Key::Secret(SecretKey {
+            secret_id,
+            selector: VersionSelector::Id(version),
+        }) = key
+        else {
+            return None;
+        };
+        let current = Key::Secret(SecretKey {
+            secret_id: secret_id.clone(),
+            selector: VersionSelector::Current,
+        });
+        self.store
+            .get(&current)
+            .await
+            .filter(|entry| entry.meta.version.as_deref() == Some(version.as_str()))
+    }
+
     /// Several keys at once: fresh hits from the cache, and every key that needs the upstream in one batch call
     /// (single-flight per key still holds: a key already being fetched is joined, not fetched again). Results are in
     /// the order of `keys`.
@@ -372,7 +398,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
         let mut wanted: Vec<Wanted> = Vec::new();
         for (i, key) in keys.iter().enumerate() {
             let cached = if self.caching(key) {
-                self.store.get(key).await
+                self.cached(key).await
             } else {
                 None
             };
