@@ -47,6 +47,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use moka::notification::RemovalCause;
+use moka::ops::compute::Op;
 use tokio::time::Instant;
 
 use crate::clock::{Clock, SystemWallClock, WallClock};
@@ -225,9 +227,6 @@ impl Entry {
     }
 }
 
-/// What an alias key weighs in the byte budget: its own size plus moka's bookkeeping, not the shared body again.
-const ALIAS_WEIGHT: u64 = 96;
-
 /// What a lookup answers: the entry and how it was found, or why there is none.
 pub type Lookup = Result<(Arc<Entry>, Source), UpstreamError>;
 
@@ -279,15 +278,18 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
             let store = moka::future::Cache::builder()
                 .max_capacity(policy.max_bytes)
                 .weigher(move |key: &Key, e: &Arc<Entry>| {
+                    // Only a secret's own entry weighs: CACHE_SIZE counts secrets, as the AWS extension's does, so
+                    // its other spellings (at most two) must not take the room of other secrets. They live no
+                    // longer than it does (the listener below).
                     let bytes = if primary(key, e) {
                         ((e.body.len() + key.len()) as u64).max(per_entry_floor)
                     } else {
-                        key.len() as u64 + ALIAS_WEIGHT
+                        0
                     };
                     u32::try_from(bytes).unwrap_or(u32::MAX)
                 })
                 .time_to_live(backstop)
-                .eviction_listener(move |key: Arc<Key>, e: Arc<Entry>, _cause| {
+                .eviction_listener(move |key: Arc<Key>, e: Arc<Entry>, cause: RemovalCause| {
                     // Called for every removal, replacements included, so it mirrors every insert of a primary.
                     if let (Some(cache), true) = (weak.upgrade(), primary(&key, &e)) {
                         cache.entries.fetch_sub(1, Ordering::Relaxed);
@@ -295,6 +297,9 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
                             .bytes
                             .fetch_sub((e.body.len() + key.len()) as u64, Ordering::Relaxed);
                         cache.publish_size();
+                        if cause.was_evicted() {
+                            cache.forget_spellings(e);
+                        }
                     }
                 })
                 .build();
@@ -387,6 +392,34 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
             .get(&current)
             .await
             .filter(|entry| entry.meta.version.as_deref() == Some(version.as_str()))
+    }
+
+    /// After a secret's own entry was evicted (for room, or past the TTL backstop): its other spellings, which weigh
+    /// nothing, go too, unless one already points at a newer entry. Run as a task: moka calls the listener from
+    /// inside its own maintenance.
+    fn forget_spellings(self: &Arc<Self>, evicted: Arc<Entry>) {
+        let (Some(rest), Ok(runtime)) = (
+            evicted.keys.get(1..).filter(|r| !r.is_empty()),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            return;
+        };
+        let rest = rest.to_vec();
+        let cache = Arc::clone(self);
+        runtime.spawn(async move {
+            for key in rest {
+                cache
+                    .store
+                    .entry(key)
+                    .and_compute_with(|existing| {
+                        std::future::ready(match existing {
+                            Some(e) if Arc::ptr_eq(e.value(), &evicted) => Op::Remove,
+                            _ => Op::Nop,
+                        })
+                    })
+                    .await;
+            }
+        });
     }
 
     /// Several keys at once: fresh hits from the cache, and every key that needs the upstream in one batch call
@@ -1116,6 +1149,61 @@ mod tests {
         assert!(answers.iter().all(Result::is_ok));
         assert!(single.await.expect("join").is_ok());
         assert_eq!(calls(&up), 2, "one for a, one batch for b and c");
+    }
+
+    /// Answers every read as secret `i` of the account, so each is cached under its ARN and its name.
+    fn answer_as(up: &Scripted, i: usize) -> String {
+        let name = format!("app/s{i}");
+        *up.meta.lock().expect("lock") = Meta {
+            arn: Some(format!(
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf"
+            )),
+            name: Some(name.clone()),
+            version: Some(format!("v{i}")),
+        };
+        name
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_cache_size_counts_secrets_not_their_spellings() {
+        let (up, _w, cache) = setup(Policy {
+            max_entries: 10,
+            max_bytes: 10 * 1024,
+            ..policy()
+        });
+        for i in 0..10 {
+            let name = answer_as(&up, i);
+            assert_eq!(text(&cache, &name, false).await.1, Source::Miss);
+        }
+        cache.sync().await;
+        for i in 0..10 {
+            let name = answer_as(&up, i);
+            assert_eq!(text(&cache, &name, false).await.1, Source::Hit, "{name}");
+        }
+        assert_eq!(
+            calls(&up),
+            10,
+            "ten secrets, each under two spellings, fit a cache of ten"
+        );
+        assert_eq!(cache.size().0, 10);
+        // Ten others, read over and over so they win their place: whichever secrets are evicted take their names
+        // with them, so the store never holds more than two keys per cached secret.
+        for _ in 0..3 {
+            for i in 10..20 {
+                let name = answer_as(&up, i);
+                text(&cache, &name, false).await;
+            }
+            cache.sync().await;
+            settle().await;
+        }
+        cache.sync().await;
+        let (entries, _) = cache.size();
+        assert!(entries <= 10, "{entries} entries");
+        assert!(
+            cache.store.entry_count() <= 2 * entries,
+            "{} keys for {entries} secrets",
+            cache.store.entry_count()
+        );
     }
 
     #[tokio::test(start_paused = true)]
