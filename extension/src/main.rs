@@ -13,6 +13,12 @@ use std::process::ExitCode;
 
 use secretcache::{Config, ProcessEnv};
 
+// The static layer binaries (musl) allocate with mimalloc: musl's own allocator kept freed pages resident and grew
+// under churn (Cargo.toml; BENCHMARKS.md, "The allocator"). Builds for glibc keep the C library's.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str =
     "usage: secretcache [sm start] [--config <agent.toml>] | secretcache ping [--config <agent.toml>] \
      | secretcache exec -- <command...>";
