@@ -5,7 +5,7 @@
 //! - [`host`]: CPUs, pinning with `taskset`, CPU time and RSS from `/proc`;
 //! - [`targets`]: the processes under test (baseline, ours, peer);
 //! - [`load`]: the keep-alive, closed-loop load generator (hyper client);
-//! - [`scenarios`]: items 1–7 of the issue, each returning table rows;
+//! - [`scenarios`]: items 1–11 of the issues, each returning table rows;
 //! - [`report`]: the Markdown table and the JSON; percentiles, medians of repeats and paired ratios come from
 //!   [`secretcache_tests::stats`], which the reliability suite uses too.
 //!
@@ -31,8 +31,12 @@ pub const WARMUP_VAR: &str = "BENCH_WARMUP_SECONDS";
 pub const REPEATS_VAR: &str = "BENCH_REPEATS";
 /// Environment variable: the scenarios to run, comma-separated (all when unset).
 pub const ONLY_VAR: &str = "BENCH_ONLY";
+/// Environment variable: how many secrets the scale rows cache (item 10).
+pub const SCALE_VAR: &str = "BENCH_SCALE_SECRETS";
 /// The scenarios, by the names `BENCH_ONLY` takes.
-pub const SCENARIOS: [&str; 7] = ["hit", "cold", "memory", "size", "function", "batch", "sdk"];
+pub const SCENARIOS: [&str; 9] = [
+    "hit", "cold", "memory", "scale", "size", "function", "batch", "sdk", "mi",
+];
 
 /// How long and how often to measure.
 #[derive(Debug, Clone, Serialize)]
@@ -49,8 +53,10 @@ pub struct Settings {
     pub burst: usize,
     /// Secrets cached for the memory figures, and their size.
     pub memory_secrets: Vec<usize>,
-    /// Bytes of each secret used for the memory figures.
+    /// Bytes of each secret used for the memory figures (and the scale rows).
     pub memory_secret_bytes: usize,
+    /// Secrets cached for the scale rows (item 10), of [`Settings::memory_secret_bytes`] each.
+    pub scale_secrets: usize,
     /// The scenarios run ([`SCENARIOS`] by default).
     pub only: Vec<String>,
 }
@@ -84,6 +90,7 @@ impl Settings {
             burst: 1000,
             memory_secrets: vec![100, 1000],
             memory_secret_bytes: 4096,
+            scale_secrets: 10_000,
             only: SCENARIOS.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
@@ -93,7 +100,22 @@ impl Settings {
         self.only.iter().any(|s| s == name)
     }
 
-    /// Defaults overridden by `BENCH_SECONDS`, `BENCH_WARMUP_SECONDS` and `BENCH_REPEATS`.
+    /// How many secrets of [`Settings::memory_secret_bytes`] the scenarios run need in moto: the most the memory
+    /// rows fill, or the scale rows' count, whichever runs and is larger (none when neither runs).
+    pub fn bulk_secrets(&self) -> usize {
+        let memory = match self.runs("memory") {
+            true => self.memory_secrets.iter().copied().max().unwrap_or(0),
+            false => 0,
+        };
+        let scale = match self.runs("scale") {
+            true => self.scale_secrets,
+            false => 0,
+        };
+        memory.max(scale)
+    }
+
+    /// Defaults overridden by `BENCH_SECONDS`, `BENCH_WARMUP_SECONDS`, `BENCH_REPEATS`, `BENCH_ONLY` and
+    /// `BENCH_SCALE_SECRETS`.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingError> {
         let mut s = Settings::defaults();
         let seconds = |var: &'static str, lo: f64, hi: f64| -> Result<Option<f64>, SettingError> {
@@ -130,6 +152,18 @@ impl Settings {
                 }
             };
         }
+        if let Some(v) = get(SCALE_VAR) {
+            s.scale_secrets = match v.trim().parse::<usize>() {
+                Ok(n) if (1..=100_000).contains(&n) => n,
+                _ => {
+                    return Err(SettingError {
+                        var: SCALE_VAR,
+                        value: v,
+                        accepted: "an integer from 1 to 100000",
+                    })
+                }
+            };
+        }
         if let Some(v) = get(ONLY_VAR) {
             let names: Vec<String> = v
                 .split(',')
@@ -140,7 +174,8 @@ impl Settings {
                 return Err(SettingError {
                     var: ONLY_VAR,
                     value: v,
-                    accepted: "scenario names from hit, cold, memory, size, function, batch, sdk, comma-separated",
+                    accepted: "scenario names from hit, cold, memory, scale, size, function, batch, sdk, mi, \
+                               comma-separated",
                 });
             }
             s.only = names;
@@ -188,6 +223,26 @@ mod tests {
         assert!(e.to_string().contains(SECONDS_VAR), "{e}");
         let e = Settings::from_env(env(&[(ONLY_VAR, "sdk,hits")])).expect_err("no such scenario");
         assert!(e.to_string().contains(ONLY_VAR), "{e}");
+        let e = Settings::from_env(env(&[(SCALE_VAR, "100001")])).expect_err("too many");
+        assert!(e.to_string().contains(SCALE_VAR), "{e}");
+        let e = Settings::from_env(env(&[(SCALE_VAR, "0")])).expect_err("none");
+        assert!(e.to_string().contains(SCALE_VAR), "{e}");
+    }
+
+    #[test]
+    fn bulk_secrets_follow_the_scenarios_run() {
+        let s = Settings::from_env(env(&[])).expect("defaults");
+        assert_eq!(s.bulk_secrets(), 10_000);
+        let s = Settings::from_env(env(&[(ONLY_VAR, "memory")])).expect("memory");
+        assert_eq!(s.bulk_secrets(), 1000);
+        let s = Settings::from_env(env(&[(ONLY_VAR, "memory,scale"), (SCALE_VAR, "500")]))
+            .expect("both");
+        assert_eq!(s.bulk_secrets(), 1000);
+        let s =
+            Settings::from_env(env(&[(ONLY_VAR, "scale"), (SCALE_VAR, "20000")])).expect("scale");
+        assert_eq!(s.bulk_secrets(), 20_000);
+        let s = Settings::from_env(env(&[(ONLY_VAR, "hit,mi")])).expect("neither");
+        assert_eq!(s.bulk_secrets(), 0);
     }
 
     #[test]

@@ -5,8 +5,12 @@
 //! all of them and the differences are the servers'. While the window runs, the server's CPU time is sampled from
 //! `/proc`, which gives its CPU cost per request: unlike throughput, that figure does not flatten out when the
 //! generator (one CPU) is the bottleneck rather than the server.
+//!
+//! A load point reads one path, or several in turn ([`LoadSpec::requests`]): each connection cycles through the list
+//! from its own starting point, so many connections over many keys read different keys at any moment.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,13 +20,33 @@ use serde::Serialize;
 
 use secretcache_tests::stats::percentile;
 
+/// One request of a load point, and the answer it must get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    /// Path and query.
+    pub path_and_query: String,
+    /// The body length the answer must have; anything else (or a non-200) counts as an error.
+    pub expect_body_len: usize,
+}
+
+impl Ask {
+    /// `path_and_query`, answered with `expect_body_len` bytes.
+    pub fn new(path_and_query: impl Into<String>, expect_body_len: usize) -> Ask {
+        Ask {
+            path_and_query: path_and_query.into(),
+            expect_body_len,
+        }
+    }
+}
+
 /// One load point against one server.
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
     /// The server's address.
     pub addr: SocketAddr,
-    /// Path and query of every request.
-    pub path_and_query: String,
+    /// The requests, sent in turn (round robin) on every connection, the `i`th connection starting at the `i`th (so
+    /// at any moment the connections read different keys). Usually one: the same path every time.
+    pub requests: Vec<Ask>,
     /// Extra headers of every request (the token).
     pub headers: Vec<(String, String)>,
     /// Concurrent keep-alive connections.
@@ -31,8 +55,6 @@ pub struct LoadSpec {
     pub warmup: Duration,
     /// The measured window.
     pub duration: Duration,
-    /// The body length every answer must have; anything else (or a non-200) counts as an error.
-    pub expect_body_len: usize,
     /// The server process, for its CPU time; `None` skips that figure.
     pub server_pid: Option<u32>,
 }
@@ -61,8 +83,12 @@ struct ConnOutcome {
     errors: u64,
 }
 
-/// Runs one load point. Fails if no connection can be opened.
+/// Runs one load point. Fails if no connection can be opened, or if there is no request to send.
 pub async fn run(spec: &LoadSpec) -> Result<LoadResult, String> {
+    if spec.requests.is_empty() {
+        return Err(format!("load on {}: no request to send", spec.addr));
+    }
+    let asks: Arc<[Ask]> = spec.requests.clone().into();
     let host = spec.addr.to_string();
     let mut senders = Vec::with_capacity(spec.connections);
     for _ in 0..spec.connections {
@@ -73,22 +99,17 @@ pub async fn run(spec: &LoadSpec) -> Result<LoadResult, String> {
     let end = measure_from + spec.duration;
     let tasks: Vec<_> = senders
         .into_iter()
-        .map(|sender| {
-            let (pq, host, headers, expect) = (
-                spec.path_and_query.clone(),
-                host.clone(),
-                spec.headers.clone(),
-                spec.expect_body_len,
-            );
+        .enumerate()
+        .map(|(i, sender)| {
+            let (asks, host, headers) = (Arc::clone(&asks), host.clone(), spec.headers.clone());
             let addr = spec.addr;
             tokio::spawn(async move {
                 connection_loop(
                     sender,
                     addr,
-                    &pq,
+                    (&asks, i % asks.len()),
                     &host,
                     &headers,
-                    expect,
                     measure_from,
                     end,
                 )
@@ -148,14 +169,14 @@ async fn connect(addr: SocketAddr) -> Result<Sender, String> {
     Ok(sender)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Sends `asks` in turn from index `first` on one connection until `end`; times those sent from `measure_from` on.
+/// With a single ask this is the same request every time: the turn costs an increment and a compare per request.
 async fn connection_loop(
     mut sender: Sender,
     addr: SocketAddr,
-    pq: &str,
+    (asks, first): (&[Ask], usize),
     host: &str,
     headers: &[(String, String)],
-    expect_body_len: usize,
     measure_from: Instant,
     end: Instant,
 ) -> ConnOutcome {
@@ -163,12 +184,21 @@ async fn connection_loop(
         latencies_ns: Vec::with_capacity(1 << 16),
         errors: 0,
     };
+    let mut next = first;
     loop {
         let t = Instant::now();
         if t >= end {
             return out;
         }
-        let mut req = http::Request::get(pq).header(http::header::HOST, host);
+        let Some(ask) = asks.get(next) else {
+            return out;
+        };
+        next += 1;
+        if next == asks.len() {
+            next = 0;
+        }
+        let mut req =
+            http::Request::get(ask.path_and_query.as_str()).header(http::header::HOST, host);
         for (k, v) in headers {
             req = req.header(k.as_str(), v.as_str());
         }
@@ -180,7 +210,7 @@ async fn connection_loop(
             Ok(resp) => {
                 let status = resp.status();
                 match resp.into_body().collect().await {
-                    Ok(body) => status == 200 && body.to_bytes().len() == expect_body_len,
+                    Ok(body) => status == 200 && body.to_bytes().len() == ask.expect_body_len,
                     Err(_) => false,
                 }
             }

@@ -1,9 +1,11 @@
-//! `secretcache-bench` (run by `make bench` after a release build): measures items 1–7 of issue 6 in one run,
+//! `secretcache-bench` (run by `make bench` after a release build): measures items 1–9 of issue 6 and items 10–11 of
+//! issue 31 in one run,
 //! prints a Markdown table on stdout, and writes the raw numbers to `target/bench/`. Progress goes to stderr.
 //!
-//! Order of the phases: everything that starts fresh processes (cold path, memory, the `/items` environments) runs
-//! first, unpinned, as a cold start would; then this process pins itself to the client CPU and the hit load runs
-//! against servers pinned to the other one.
+//! Order of the phases: everything that starts fresh processes (cold path, memory, scale, the `/items` environments)
+//! runs first, unpinned, as a cold start would, and so does the Managed Instances load (its servers must see every
+//! CPU); then this process pins itself to the client CPU and the hit load runs against servers pinned to the other
+//! one.
 
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -61,15 +63,12 @@ async fn run(settings: Settings) -> Result<Report, String> {
     let _ = std::fs::remove_file(&peer_log);
     eprintln!("bench: {}", machine.describe());
 
-    // The memory rows' secrets are created only when they run.
-    let max_secrets = match settings.runs("memory") {
-        true => settings.memory_secrets.iter().copied().max().unwrap_or(0),
-        false => 0,
-    };
+    // The memory and scale rows' secrets are created only when they run, once for both.
+    let max_secrets = settings.bulk_secrets();
     let fx = Fixture::prepare(max_secrets, settings.memory_secret_bytes).await?;
     eprintln!(
         "bench: moto ready with {} secrets in {:.1} s",
-        max_secrets + 3 + scenarios::BATCH_IDS,
+        max_secrets + 3 + scenarios::BATCH_IDS + scenarios::MI_IDS,
         fx.setup.as_secs_f64()
     );
 
@@ -91,6 +90,13 @@ async fn run(settings: Settings) -> Result<Report, String> {
         skipped()
     };
     eprintln!("bench: memory done in {:.1} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let (scale_rows, scale_raw) = if settings.runs("scale") {
+        scenarios::scale::run(&fx, &settings, peer.as_ref()).await?
+    } else {
+        skipped()
+    };
+    eprintln!("bench: scale done in {:.1} s", t.elapsed().as_secs_f64());
 
     let t = Instant::now();
     let (function_rows, function_raw) = if settings.runs("function") {
@@ -122,6 +128,16 @@ async fn run(settings: Settings) -> Result<Report, String> {
         "bench: SDK protocol done in {:.1} s",
         t.elapsed().as_secs_f64()
     );
+    let t = Instant::now();
+    let (mi_rows, mi_raw) = if settings.runs("mi") {
+        scenarios::mi::run(&fx, &settings, peer.as_ref(), &peer_log).await?
+    } else {
+        skipped()
+    };
+    eprintln!(
+        "bench: Managed Instances load done in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 
     if let Some(p) = machine.pinning {
         secretcache_bench::host::pin(std::process::id(), p.client_cpu)?;
@@ -145,6 +161,8 @@ async fn run(settings: Settings) -> Result<Report, String> {
     rows.extend(function_rows);
     rows.extend(batch_rows);
     rows.extend(sdk_rows);
+    rows.extend(scale_rows);
+    rows.extend(mi_rows);
 
     let window = format!(
         "{} s measured after {} s warm-up per load point, {} repeats",
@@ -183,7 +201,7 @@ async fn run(settings: Settings) -> Result<Report, String> {
     };
     let json = serde_json::json!({
         "report": report,
-        "raw": { "hit": hit_raw, "cold": cold_raw, "memory": mem_raw, "function": function_raw, "batch": batch_raw, "sdk": sdk_raw },
+        "raw": { "hit": hit_raw, "cold": cold_raw, "memory": mem_raw, "function": function_raw, "batch": batch_raw, "sdk": sdk_raw, "scale": scale_raw, "mi": mi_raw },
     });
     let text = serde_json::to_string_pretty(&json).map_err(|e| format!("JSON: {e}"))?;
     for name in [

@@ -99,7 +99,19 @@ pub async fn spawn_ours(
     upstream: &impl Endpoint,
     pinning: Option<Pinning>,
 ) -> Result<Standalone, String> {
-    let ext = Standalone::spawn(upstream, &[LOG_LEVEL]).await;
+    spawn_ours_with(upstream, &[], pinning).await
+}
+
+/// [`spawn_ours`] with `extra` environment variables (after [`LOG_LEVEL`], which they may override).
+pub async fn spawn_ours_with(
+    upstream: &impl Endpoint,
+    extra: &[(&str, &str)],
+    pinning: Option<Pinning>,
+) -> Result<Standalone, String> {
+    let mut env = vec![LOG_LEVEL];
+    env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
+    env.extend_from_slice(extra);
+    let ext = Standalone::spawn(upstream, &env).await;
     if let (Some(p), Some(pid)) = (pinning, ext.pid()) {
         crate::host::pin(pid, p.server_cpu)?;
     }

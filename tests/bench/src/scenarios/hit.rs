@@ -11,7 +11,7 @@ use secretcache_tests::extension::Standalone;
 
 use super::{get_secret, Fixture, HIT_SECRET, TOKEN_HEADER};
 use crate::host::Pinning;
-use crate::load::{LoadResult, LoadSpec};
+use crate::load::{Ask, LoadResult, LoadSpec};
 use crate::report::{Cell, Row};
 use crate::targets::{spawn_baseline, spawn_ours, PeerCmd, Process};
 use crate::Settings;
@@ -59,7 +59,7 @@ impl Target<'_> {
         LoadSpec {
             addr,
             // The baseline ignores the path and headers, but gets the same bytes so the client does the same work.
-            path_and_query: format!("{path}?secretId={HIT_SECRET}"),
+            requests: vec![Ask::new(format!("{path}?secretId={HIT_SECRET}"), body_len)],
             headers: vec![(
                 TOKEN_HEADER.to_owned(),
                 token.unwrap_or_else(|| "baseline-ignores-it".to_owned()),
@@ -67,7 +67,6 @@ impl Target<'_> {
             connections,
             warmup: settings.warmup(),
             duration: settings.window(),
-            expect_body_len: body_len,
             server_pid: pid,
         }
     }

@@ -18,7 +18,7 @@ use crate::Settings;
 use secretcache_tests::{rss_anon_kib, rss_kib};
 
 /// Time for allocator and cache maintenance to settle before RSS is read.
-const SETTLE: Duration = Duration::from_millis(300);
+pub(super) const SETTLE: Duration = Duration::from_millis(300);
 
 /// Reads `ids` through the server, eight at a time; returns how many were not 200.
 async fn read_all(port: u16, token: &str, ids: &[String]) -> Result<u64, String> {
@@ -46,13 +46,13 @@ async fn read_all(port: u16, token: &str, ids: &[String]) -> Result<u64, String>
     Ok(failed)
 }
 
-fn rss_mib(pid: Option<u32>) -> Result<f64, String> {
+pub(super) fn rss_mib(pid: Option<u32>) -> Result<f64, String> {
     pid.and_then(rss_kib)
         .map(|k| k as f64 / 1024.0)
         .ok_or_else(|| "could not read VmRSS".to_owned())
 }
 
-fn anon_mib(pid: Option<u32>) -> Result<f64, String> {
+pub(super) fn anon_mib(pid: Option<u32>) -> Result<f64, String> {
     pid.and_then(rss_anon_kib)
         .map(|k| k as f64 / 1024.0)
         .ok_or_else(|| "could not read RssAnon".to_owned())

@@ -1,4 +1,4 @@
-//! The measurements of issue 6, items 1–7, each a function returning table rows.
+//! The measurements of issue 6 (items 1–9) and issue 31 (items 10 and 11), each a function returning table rows.
 //!
 //! Parts:
 //! - [`Fixture`]: moto with the secrets every scenario reads, created once per run;
@@ -7,13 +7,18 @@
 //! - [`memory`]: item 5, RSS idle and with cached secrets;
 //! - [`size`]: item 6, the stripped binary and the layer zip;
 //! - [`function`]: item 7, the `/items` function's overhead through the local Lambda environment;
-//! - [`batch`]: item 8, ten uncached secrets in one batch request beside ten single reads.
+//! - [`batch`]: item 8, ten uncached secrets in one batch request beside ten single reads;
+//! - [`sdk`]: item 9, the AWS SDKs' own protocol through the cache;
+//! - [`scale`]: item 10, memory and hit latency with 10,000 secrets cached;
+//! - [`mi`]: item 11, hits under Lambda Managed Instances' concurrency (256 connections over 64 secrets).
 
 pub mod batch;
 pub mod cold;
 pub mod function;
 pub mod hit;
 pub mod memory;
+pub mod mi;
+pub mod scale;
 pub mod sdk;
 pub mod size;
 
@@ -31,10 +36,25 @@ pub const COLD_FIRST_SECRET: &str = "bench/cold/first";
 pub const COLD_BURST_SECRET: &str = "bench/cold/burst";
 /// How many secrets the batch row reads.
 pub const BATCH_IDS: usize = 10;
+/// How many secrets the Managed Instances row spreads its reads over.
+pub const MI_IDS: usize = 64;
 
 /// The id of the `i`th secret the batch row reads.
 pub fn batch_id(i: usize) -> String {
     format!("bench/batch/{i:02}")
+}
+
+/// The id of the `i`th secret the Managed Instances row reads: database credentials like [`HIT_SECRET`]'s.
+pub fn mi_id(i: usize) -> String {
+    format!("bench/mi/{i:02}")
+}
+
+/// A database-credentials secret, as the `/items` function keeps them; `seed` picks the password.
+fn db_credentials(seed: u64) -> String {
+    format!(
+        r#"{{"engine":"postgres","host":"items-db.cluster-c1a2b3c4d5e6.us-east-1.rds.amazonaws.com","port":5432,"dbname":"items","username":"items_app","password":"{}"}}"#,
+        filler(32, seed)
+    )
 }
 
 /// The header carrying the token.
@@ -45,7 +65,9 @@ pub const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
 pub struct Fixture {
     /// The emulator (stopped on drop).
     pub moto: Moto,
-    /// Ids of the secrets cached for the memory figures.
+    /// Ids of the secrets cached for the memory figures and the scale rows, [`Settings::bulk_secrets`] of them.
+    ///
+    /// [`Settings::bulk_secrets`]: crate::Settings::bulk_secrets
     pub memory_ids: Vec<String>,
     /// How long creating them took (reported, so a slow start is explained).
     pub setup: Duration,
@@ -68,21 +90,19 @@ pub fn filler(len: usize, seed: u64) -> String {
 }
 
 impl Fixture {
-    /// Starts moto and creates the secrets: one for hits, two for the cold path, and `count` of `bytes` each.
+    /// Starts moto and creates the secrets: one for hits, two for the cold path, the batch row's and the Managed
+    /// Instances row's, and `count` of `bytes` each (the most the memory and scale rows read).
     pub async fn prepare(count: usize, bytes: usize) -> Result<Fixture, String> {
         let start = Instant::now();
         let moto = Moto::start().await;
         let sm = moto.sm_client().await;
-        let hit = format!(
-            r#"{{"engine":"postgres","host":"items-db.cluster-c1a2b3c4d5e6.us-east-1.rds.amazonaws.com","port":5432,"dbname":"items","username":"items_app","password":"{}"}}"#,
-            filler(32, 1)
-        );
         let mut named = vec![
-            (HIT_SECRET.to_owned(), hit),
+            (HIT_SECRET.to_owned(), db_credentials(1)),
             (COLD_FIRST_SECRET.to_owned(), filler(64, 2)),
             (COLD_BURST_SECRET.to_owned(), filler(64, 3)),
         ];
         named.extend((0..BATCH_IDS).map(|i| (batch_id(i), filler(64, 10 + i as u64))));
+        named.extend((0..MI_IDS).map(|i| (mi_id(i), db_credentials(30 + i as u64))));
         let memory_ids: Vec<String> = (0..count).map(|i| format!("bench/mem/{i:04}")).collect();
         named.extend(
             memory_ids

@@ -98,12 +98,14 @@ pub async fn run(
     }
     let route_spec = crate::load::LoadSpec {
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], ext.port())),
-        path_and_query: format!("/secretsmanager/get?secretId={HIT_SECRET}"),
+        requests: vec![crate::load::Ask::new(
+            format!("/secretsmanager/get?secretId={HIT_SECRET}"),
+            body_len,
+        )],
         headers: vec![(TOKEN_HEADER.to_owned(), ext.token())],
         connections: 1,
         warmup: settings.warmup(),
         duration: settings.window(),
-        expect_body_len: body_len,
         server_pid: pid,
     };
     let (warmup, window) = (settings.warmup(), settings.window());
