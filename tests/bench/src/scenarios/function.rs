@@ -21,7 +21,7 @@ use crate::Settings;
 use secretcache_tests::stats::percentile;
 
 /// Warm requests per environment and repeat; each repeat reports their median.
-const REQUESTS: usize = 40;
+const REQUESTS: usize = 70;
 /// Requests before measuring: the first creates the pool and runs the migrations.
 const WARMUP: usize = 5;
 /// The request measured.
@@ -172,7 +172,7 @@ async fn measured(
             .var("AWS_SECRET_ACCESS_KEY", "testing")
             .var("AWS_ENDPOINT_URL", &fx.moto.endpoint())
     };
-    let with_extension = common(Options::new(&function, vec![layer]))
+    let with_extension = common(Options::new(&function, vec![layer.clone()]))
         .var("DB_SECRET_ARN", &arn)
         .var("PARAMETERS_SECRETS_EXTENSION_PREFETCH", &arn)
         .var(
@@ -181,8 +181,18 @@ async fn measured(
         )
         .var("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "info");
     let in_process = common(Options::new(&function, Vec::new())).var("DATABASE_URL", &db.url());
+    // The layer beside a function that does not read through it: what the extension's presence alone costs an
+    // invoke (its INVOKE event, its threads woken and frozen), apart from where the credentials come from.
+    let beside = common(Options::new(&function, vec![layer]))
+        .var("DATABASE_URL", &db.url())
+        .var(
+            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+            &secretcache_tests::free_port().to_string(),
+        )
+        .var("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "info");
     let ours = start(with_extension).await?;
     let base = start(in_process).await?;
+    let present = start(beside).await?;
 
     // A few rows to list, then the warm-up of both (pool, migrations, first queries).
     for i in 0..5 {
@@ -202,9 +212,11 @@ async fn measured(
     }
     measure(&ours, WARMUP).await?;
     measure(&base, WARMUP).await?;
+    measure(&present, WARMUP).await?;
 
     let (mut b_client, mut b_dur) = (Vec::new(), Vec::new());
     let (mut o_client, mut o_dur, mut o_post) = (Vec::new(), Vec::new(), Vec::new());
+    let mut p_dur = Vec::new();
     for _ in 0..settings.repeats {
         let (c, d, _) = measure(&base, REQUESTS).await?;
         b_client.push(c);
@@ -213,6 +225,7 @@ async fn measured(
         o_client.push(c);
         o_dur.push(d);
         o_post.push(p);
+        p_dur.push(measure(&present, REQUESTS).await?.1);
     }
     let init = |r: &Running| match r.env.init_result() {
         Some(Ok(i)) => Some(ms(i.duration)),
@@ -221,6 +234,7 @@ async fn measured(
     let (ours_init, base_init) = (init(&ours), init(&base));
     ours.env.shutdown().await;
     base.env.shutdown().await;
+    present.env.shutdown().await;
     drop(pg);
 
     let note = format!(
@@ -249,6 +263,15 @@ async fn measured(
         .note("event delivered until runtime and every extension are back on next"),
         Row::new(
             7,
+            "/items warm invoke: REPORT Duration, layer present, DATABASE_URL",
+            "ms",
+            Cell::of(&b_dur),
+            Cell::of(&p_dur),
+            Cell::Absent,
+        )
+        .note("the layer's extension beside a function that takes its credentials from DATABASE_URL: what the extension's presence alone costs an invoke"),
+        Row::new(
+            7,
             "/items warm invoke: post-runtime extensions duration",
             "ms",
             // Without the layer there is no extension, so nothing to divide by: the figure stands alone.
@@ -261,6 +284,7 @@ async fn measured(
     let raw = serde_json::json!({
         "requests_per_repeat": REQUESTS,
         "baseline": {"client_p50_ms": b_client, "duration_p50_ms": b_dur, "init_ms": base_init},
+        "layer_present_database_url": {"duration_p50_ms": p_dur},
         "secretcache": {"client_p50_ms": o_client, "duration_p50_ms": o_dur, "post_runtime_p50_ms": o_post, "init_ms": ours_init},
     });
     Ok((rows, raw))
