@@ -217,10 +217,11 @@ reliability: venv pg package
 # The identity property test's cases in `make reliability` (`make test` runs 6 per test).
 IDENTITY_CASES ?= 300
 
-# The benchmarks (BENCHMARKS.md): hit throughput and latency, cold path, memory, size and the /items overhead,
-# each beside a minimal hyper server measured in the same run, on release builds and the packaged zips. Prints a
-# Markdown table; raw numbers go to target/bench/. BENCH_PEER_CMD adds a peer column; BENCH_SECONDS and
-# BENCH_REPEATS change the run length. No timing is asserted anywhere: this measures, it does not test.
+# The benchmarks (BENCHMARKS.md): hit throughput and latency, cold path, memory (1,000 and 10,000 secrets), size,
+# the /items overhead, batches, the SDK protocol and Managed Instances' concurrency, each beside a minimal hyper
+# server measured in the same run, on release builds and the packaged zips. Prints a Markdown table; raw numbers go
+# to target/bench/. BENCH_PEER_CMD adds a peer column; BENCH_SECONDS and BENCH_REPEATS change the run length. No
+# timing is asserted anywhere: this measures, it does not test.
 .PHONY: bench
 # Ours is the binary that ships, the layer's (`make package` for this machine's architecture): SECRETCACHE_BIN points
 # the bench there.
