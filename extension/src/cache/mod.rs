@@ -7,12 +7,13 @@
 //!
 //! Parts and the reasons for them:
 //! - **Storage** is a moka cache bounded by entry count *and* bytes. moka has one capacity, so each entry weighs
-//!   `max(its bytes, byte_budget / max_entries)`: the total weight limit then bounds both.
+//!   `max(its bytes, byte_budget / max_entries)`: the total weight limit then bounds both. A secret's other spellings
+//!   weigh nothing (the count is of secrets, as the AWS extension's) and are removed when it is evicted.
 //! - **One entry per secret version** ([`alias`]): an answer is stored under every spelling the upstream's own answer
 //!   says it has (name, full ARN, partial ARN), all pointing to one entry, so a hit is one lookup whatever the
 //!   spelling and a second spelling costs no second upstream call; the version id of `AWSCURRENT` finds the same
-//!   entry through its spelling's current key. The first key is
-//!   the canonical one (the full ARN): refreshes and single-flight use it.
+//!   entry through its spelling's current key. The first key is the canonical one (the full ARN): refreshes and
+//!   single-flight use it.
 //! - **Freshness** is judged by our own per-entry timestamp from a [`Clock`] that is tokio's monotonic clock plus every
 //!   pause it did not see (a paused or restored micro-VM), not by moka's TTL (which cannot be paused in tests). moka's
 //!   TTL is only the eviction backstop, at TTL + the stale window. Under SnapStart a detected pause (a restore) drops
