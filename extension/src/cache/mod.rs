@@ -40,6 +40,7 @@ mod flight;
 mod freshness;
 mod memory;
 mod refresh;
+mod spellings;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -49,13 +50,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use moka::notification::RemovalCause;
-use moka::ops::compute::Op;
 use tokio::time::Instant;
 
 use crate::clock::{Clock, SystemWallClock, WallClock};
 use crate::error::UpstreamError;
 use crate::metrics::Metrics;
-use crate::request::{Key, SecretKey, VersionSelector};
+use crate::request::Key;
 use crate::secret::SecretBody;
 use alias::Home;
 pub use alias::Meta;
@@ -370,59 +370,6 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
         }
     }
 
-    /// The entry `key` finds: its own; or, for a version id with none, the entry of the same spelling's current
-    /// version when that is the version asked for (a version's content never changes, so it answers by id for as long
-    /// as it lives). The version id is not stored as more keys of every entry: that doubled the keys, and moka's
-    /// bookkeeping for each, for a spelling few callers use (BENCHMARKS.md, item 5).
-    async fn cached(&self, key: &Key) -> Option<Arc<Entry>> {
-        if let Some(entry) = self.store.get(key).await {
-            return Some(entry);
-        }
-        let Key::Secret(SecretKey {
-            secret_id,
-            selector: VersionSelector::Id(version),
-        }) = key
-        else {
-            return None;
-        };
-        let current = Key::Secret(SecretKey {
-            secret_id: secret_id.clone(),
-            selector: VersionSelector::Current,
-        });
-        self.store
-            .get(&current)
-            .await
-            .filter(|entry| entry.meta.version.as_deref() == Some(version.as_str()))
-    }
-
-    /// After a secret's own entry was evicted (for room, or past the TTL backstop): its other spellings, which weigh
-    /// nothing, go too, unless one already points at a newer entry. Run as a task: moka calls the listener from
-    /// inside its own maintenance.
-    fn forget_spellings(self: &Arc<Self>, evicted: Arc<Entry>) {
-        let (Some(rest), Ok(runtime)) = (
-            evicted.keys.get(1..).filter(|r| !r.is_empty()),
-            tokio::runtime::Handle::try_current(),
-        ) else {
-            return;
-        };
-        let rest = rest.to_vec();
-        let cache = Arc::clone(self);
-        runtime.spawn(async move {
-            for key in rest {
-                cache
-                    .store
-                    .entry(key)
-                    .and_compute_with(|existing| {
-                        std::future::ready(match existing {
-                            Some(e) if Arc::ptr_eq(e.value(), &evicted) => Op::Remove,
-                            _ => Op::Nop,
-                        })
-                    })
-                    .await;
-            }
-        });
-    }
-
     /// Several keys at once: fresh hits from the cache, and every key that needs the upstream in one batch call
     /// (single-flight per key still holds: a key already being fetched is joined, not fetched again). Results are in
     /// the order of `keys`.
@@ -515,44 +462,6 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
         self.refreshed.lock().clear();
     }
 
-    /// Forgets what is cached for the secret or parameter `id` (a name, an ARN, or a secret's partial ARN, as a write
-    /// named it), every version and spelling of it, and every remembered refusal: after a write through the
-    /// extension, the same environment reads what it wrote.
-    pub async fn invalidate_named(&self, id: &str) {
-        let mut stale = Vec::new();
-        for (key, entry) in self.store.iter() {
-            let meta = entry.meta();
-            let named = match &*key {
-                Key::Secret(k) => {
-                    k.secret_id == id
-                        || meta.name.as_deref() == Some(id)
-                        || meta.arn.as_deref().is_some_and(|arn| {
-                            arn == id
-                                || (arn.len() == id.len() + 7
-                                    && arn.starts_with(id)
-                                    && arn.as_bytes()[id.len()] == b'-')
-                        })
-                }
-                Key::Parameter(k) => {
-                    let bare = k.name.split_once(':').map_or(k.name.as_str(), |(n, _)| n);
-                    k.name == id
-                        || bare == id
-                        || meta.name.as_deref() == Some(id)
-                        || meta.arn.as_deref() == Some(id)
-                }
-            };
-            if named {
-                stale.push(key);
-            }
-        }
-        for key in stale {
-            self.store.invalidate(&*key).await;
-        }
-        self.negative.lock().clear();
-        self.refreshed.lock().clear();
-        self.publish_size();
-    }
-
     /// Number of cached entries and their bytes.
     pub fn size(&self) -> (u64, u64) {
         (
@@ -561,7 +470,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
         )
     }
 
-    fn publish_size(&self) {
+    pub(super) fn publish_size(&self) {
         let (entries, bytes) = self.size();
         self.metrics.set_cache_size(entries, bytes);
     }
