@@ -7,11 +7,9 @@
 //! it is now served from the cache (ours says so in `x-secretcache-cache`).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::{get_secret, Fixture};
+use super::{get_secret, read_each, Fixture};
 use crate::report::{Cell, Row};
 use crate::targets::{spawn_baseline, spawn_ours, PeerCmd};
 use crate::Settings;
@@ -19,32 +17,6 @@ use secretcache_tests::{rss_anon_kib, rss_kib};
 
 /// Time for allocator and cache maintenance to settle before RSS is read.
 pub(super) const SETTLE: Duration = Duration::from_millis(300);
-
-/// Reads `ids` through the server, eight at a time; returns how many were not 200.
-async fn read_all(port: u16, token: &str, ids: &[String]) -> Result<u64, String> {
-    let ids = Arc::new(ids.to_vec());
-    let next = Arc::new(AtomicUsize::new(0));
-    let workers: Vec<_> = (0..8)
-        .map(|_| {
-            let (ids, next, token) = (Arc::clone(&ids), Arc::clone(&next), token.to_owned());
-            tokio::spawn(async move {
-                let mut failed = 0u64;
-                while let Some(id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    match get_secret(port, &token, id).await {
-                        Ok((200, _, _)) => {}
-                        _ => failed += 1,
-                    }
-                }
-                failed
-            })
-        })
-        .collect();
-    let mut failed = 0;
-    for w in workers {
-        failed += w.await.map_err(|e| format!("reader task: {e}"))?;
-    }
-    Ok(failed)
-}
 
 pub(super) fn rss_mib(pid: Option<u32>) -> Result<f64, String> {
     pid.and_then(rss_kib)
@@ -214,7 +186,11 @@ async fn measure(
     let mut done = 0;
     for (i, &n) in steps.iter().enumerate() {
         let n = n.min(fx.memory_ids.len());
-        into.failed_reads += read_all(port, token, &fx.memory_ids[done..n]).await?;
+        into.failed_reads += read_each(port, token, &fx.memory_ids[done..n])
+            .await?
+            .iter()
+            .filter(|r| r.status != 200)
+            .count() as u64;
         done = n;
         tokio::time::sleep(SETTLE).await;
         into.filled_mib[i].push(rss_mib(pid)?);

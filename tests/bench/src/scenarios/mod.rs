@@ -162,3 +162,50 @@ pub async fn get_secret(
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+/// Concurrent reads while filling and checking the cache (ours fetches at most three at a time from upstream).
+const READERS: usize = 8;
+
+/// One read of one secret: its status (0 when the request failed), body length and whether it was a hit.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Read {
+    pub(super) status: u16,
+    pub(super) len: usize,
+    pub(super) hit: bool,
+}
+
+/// Reads every one of `ids` once through the server, [`READERS`] at a time; the reads in the order of `ids`.
+pub(super) async fn read_each(port: u16, token: &str, ids: &[String]) -> Result<Vec<Read>, String> {
+    let ids = Arc::new(ids.to_vec());
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..READERS)
+        .map(|_| {
+            let (ids, next, token) = (Arc::clone(&ids), Arc::clone(&next), token.to_owned());
+            tokio::spawn(async move {
+                let mut done = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(id) = ids.get(i) else {
+                        return done;
+                    };
+                    let read = match get_secret(port, &token, id).await {
+                        Ok((status, len, source)) => Read {
+                            status,
+                            len,
+                            hit: source.as_deref() == Some("hit"),
+                        },
+                        Err(_) => Read::default(),
+                    };
+                    done.push((i, read));
+                }
+            })
+        })
+        .collect();
+    let mut reads = vec![Read::default(); ids.len()];
+    for w in workers {
+        for (i, read) in w.await.map_err(|e| format!("reader task: {e}"))? {
+            reads[i] = read;
+        }
+    }
+    Ok(reads)
+}

@@ -10,12 +10,10 @@
 //! AWS Secrets Manager Agent caches at most 1,000 secrets, so it would evict, and its figures would not be those of
 //! 10,000 cached secrets.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::memory::{anon_mib, rss_mib, SETTLE};
-use super::{get_secret, Fixture, TOKEN_HEADER};
+use super::{read_each, Fixture, TOKEN_HEADER};
 use crate::load::{Ask, LoadResult, LoadSpec};
 use crate::report::{Cell, Row};
 use crate::targets::{spawn_baseline, spawn_ours_with, PeerCmd};
@@ -23,8 +21,6 @@ use crate::Settings;
 
 /// Keep-alive connections of the latency load: a lone reader, as row 1's first load point (there pinned).
 const CONNECTIONS: usize = 1;
-/// Concurrent reads while filling and checking the cache (ours fetches at most three at a time from upstream).
-const READERS: usize = 8;
 /// Fresh processes filled per run: one fill reads every secret from moto, whose lookups scan all its secrets (about
 /// 4 ms a read at 10,000: 40 s a fill), so one is what a run can afford; memory after it varies little between
 /// processes (item 5's repeats are within 1%).
@@ -33,50 +29,6 @@ const FILLS: usize = 1;
 /// least budget ÷ entry count (how it bounds both with one capacity), here 10 KiB, more than the ~4.4 KB answer of a
 /// 4 KiB secret, so the count is the limit.
 const BYTES_PER_SECRET: usize = 10 << 10;
-
-/// One read of one secret: its status (0 when the request failed), body length and whether it was a hit.
-#[derive(Debug, Clone, Copy, Default)]
-struct Read {
-    status: u16,
-    len: usize,
-    hit: bool,
-}
-
-/// Reads every one of `ids` once through the server, [`READERS`] at a time; the reads in the order of `ids`.
-async fn read_each(port: u16, token: &str, ids: &[String]) -> Result<Vec<Read>, String> {
-    let ids = Arc::new(ids.to_vec());
-    let next = Arc::new(AtomicUsize::new(0));
-    let workers: Vec<_> = (0..READERS)
-        .map(|_| {
-            let (ids, next, token) = (Arc::clone(&ids), Arc::clone(&next), token.to_owned());
-            tokio::spawn(async move {
-                let mut done = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(id) = ids.get(i) else {
-                        return done;
-                    };
-                    let read = match get_secret(port, &token, id).await {
-                        Ok((status, len, source)) => Read {
-                            status,
-                            len,
-                            hit: source.as_deref() == Some("hit"),
-                        },
-                        Err(_) => Read::default(),
-                    };
-                    done.push((i, read));
-                }
-            })
-        })
-        .collect();
-    let mut reads = vec![Read::default(); ids.len()];
-    for w in workers {
-        for (i, read) in w.await.map_err(|e| format!("reader task: {e}"))? {
-            reads[i] = read;
-        }
-    }
-    Ok(reads)
-}
 
 /// `secretcache_cache_entries` from ours' `/metrics`, when it answers.
 async fn cached_entries(port: u16, token: &str) -> Option<f64> {
