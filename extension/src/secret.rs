@@ -48,6 +48,16 @@ impl SecretBody {
         self.0.clone()
     }
 
+    /// The bytes, borrowed.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// A part of these bytes, sharing their allocation (and its wiping).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Self {
+        Self(self.0.slice(range))
+    }
+
     /// Size in bytes (for the cache's byte budget).
     pub fn len(&self) -> usize {
         self.0.len()

@@ -1,10 +1,9 @@
 //! Single-flight: one upstream call per key however many readers miss at once, batches of misses in one call, and
 //! storing answers (with their aliases and ETags) once they land.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use moka::ops::compute::{CompResult, Op};
 use tokio::time::Instant;
@@ -19,12 +18,12 @@ use super::{Cache, Entry, Fetched, Upstream};
 
 /// The ETag of an answer: its version, quoted, and for a parameter read without decryption a distinct tag (its value
 /// may be the ciphertext of the same version), so that `If-None-Match` from one never answers 304 for the other.
-pub(super) fn entity_tag(key: &Key, meta: &Meta) -> Option<Bytes> {
+pub(super) fn entity_tag(key: &Key, meta: &Meta) -> Option<String> {
     let version = meta.version.as_deref()?;
-    Some(Bytes::from(match key {
+    Some(match key {
         Key::Parameter(p) if !p.with_decryption => format!("\"{version}-encrypted\""),
         _ => format!("\"{version}\""),
-    }))
+    })
 }
 
 /// A key a batch call had no answer for: our bug, never the client's.
@@ -200,14 +199,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
         let Fetched { body, meta } = result?;
         let keys = self.home.aliases(key, &meta);
         let etag = entity_tag(key, &meta);
-        let entry = Arc::new(Entry {
-            body,
-            fetched_at: self.now(),
-            meta,
-            etag,
-            keys,
-            read: AtomicBool::new(false),
-        });
+        let entry = Arc::new(Entry::new(body, meta, etag, keys, self.now()));
         if !self.caching(key) {
             return Ok(entry);
         }
@@ -218,7 +210,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
                 .entry(k.clone())
                 .and_compute_with(|existing| {
                     let op = match existing {
-                        Some(e) if e.value().meta.arn != ours.meta.arn => Op::Remove,
+                        Some(e) if e.value().arn() != ours.arn() => Op::Remove,
                         _ => Op::Put(ours),
                     };
                     std::future::ready(op)
@@ -229,8 +221,8 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
                     self.metrics.alias_conflict();
                     tracing::warn!(
                         key = %k,
-                        arn = entry.meta.arn.as_deref().unwrap_or("-"),
-                        other_arn = other.value().meta.arn.as_deref().unwrap_or("-"),
+                        arn = entry.arn().unwrap_or("-"),
+                        other_arn = other.value().arn().unwrap_or("-"),
                         "two secrets answered to one spelling; it is no longer cached for either"
                     );
                     if i == 0 {
@@ -241,7 +233,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
                     // The eviction listener mirrors this when the primary key goes (replacements included).
                     self.entries.fetch_add(1, Ordering::Relaxed);
                     self.bytes.fetch_add(
-                        (entry.body.len() + entry.canonical().len()) as u64,
+                        (entry.body().len() + entry.canonical().len()) as u64,
                         Ordering::Relaxed,
                     );
                 }
@@ -261,7 +253,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
         key: &Key,
         fresh: Arc<Entry>,
     ) -> Result<Arc<Entry>, UpstreamError> {
-        if alias::answers(key, &fresh.meta) {
+        if alias::answers(key, &fresh.meta()) {
             return Ok(fresh);
         }
         tracing::debug!(key = %key, "the refreshed answer is not an answer to this spelling; fetching it as asked");

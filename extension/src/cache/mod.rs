@@ -36,6 +36,7 @@
 
 pub mod alias;
 mod backoff;
+mod entry;
 mod flight;
 mod freshness;
 mod memory;
@@ -44,11 +45,10 @@ mod spellings;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use moka::notification::RemovalCause;
 use tokio::time::Instant;
 
@@ -60,6 +60,7 @@ use crate::secret::SecretBody;
 use alias::Home;
 pub use alias::Meta;
 use backoff::Backoff;
+pub use entry::Entry;
 use flight::{no_result, Flight, Wanted};
 use freshness::Freshness;
 use memory::Memory;
@@ -194,40 +195,6 @@ pub struct RefreshReport {
     pub finished: usize,
 }
 
-/// One cached value: the body served, what the upstream said about it, and every key it is stored under.
-#[derive(Debug)]
-pub struct Entry {
-    body: SecretBody,
-    fetched_at: Instant,
-    meta: Meta,
-    /// `"<version>"`, built once so that a hit's ETag costs no formatting.
-    etag: Option<Bytes>,
-    /// The canonical key first, then its aliases.
-    keys: Vec<Key>,
-    /// Whether a lookup was answered from this entry. A refresh stores a new entry (unread), so this means "read
-    /// since the last fetch": the timer-driven refresh ([`Cache::refresh_read`]) keeps only such entries fresh, and
-    /// one nobody reads for a TTL is left to age out as it would on demand.
-    read: AtomicBool,
-}
-
-impl Entry {
-    /// The response body.
-    pub fn body(&self) -> &SecretBody {
-        &self.body
-    }
-    /// The ETag (quoted), when the upstream gave a version.
-    pub fn etag(&self) -> Option<&Bytes> {
-        self.etag.as_ref()
-    }
-    /// What the upstream said about the value.
-    pub fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn canonical(&self) -> &Key {
-        &self.keys[0]
-    }
-}
-
 /// What a lookup answers: the entry and how it was found, or why there is none.
 pub type Lookup = Result<(Arc<Entry>, Source), UpstreamError>;
 
@@ -283,7 +250,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
                     // its other spellings (at most two) must not take the room of other secrets. They live no
                     // longer than it does (the listener below).
                     let bytes = if primary(key, e) {
-                        ((e.body.len() + key.len()) as u64).max(per_entry_floor)
+                        ((e.body().len() + key.len()) as u64).max(per_entry_floor)
                     } else {
                         0
                     };
@@ -296,7 +263,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
                         cache.entries.fetch_sub(1, Ordering::Relaxed);
                         cache
                             .bytes
-                            .fetch_sub((e.body.len() + key.len()) as u64, Ordering::Relaxed);
+                            .fetch_sub((e.body().len() + key.len()) as u64, Ordering::Relaxed);
                         cache.publish_size();
                         if cause.was_evicted() {
                             cache.forget_spellings(e);
@@ -991,7 +958,7 @@ mod tests {
         });
         let (entry, source) = cache.get(&by_version, false).await.expect("value");
         assert_eq!(source, Source::Hit);
-        assert_eq!(entry.etag().map(|t| &t[..]), Some(&b"\"v-1\""[..]));
+        assert_eq!(entry.etag().as_deref(), Some(&b"\"v-1\""[..]));
         assert_eq!(calls(&up), 2);
         assert_eq!(cache.size().0, 1, "one entry, however many names");
         // A refresh of any spelling refreshes the secret once, and every spelling sees it.

@@ -33,7 +33,7 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
         self.store
             .get(&current)
             .await
-            .filter(|entry| entry.meta.version.as_deref() == Some(version.as_str()))
+            .filter(|entry| entry.version() == Some(version.as_str()))
     }
 
     /// After a secret's own entry was evicted (for room, or past the TTL backstop): its other spellings, which weigh
@@ -70,12 +70,11 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
     pub async fn invalidate_named(&self, id: &str) {
         let mut stale = Vec::new();
         for (key, entry) in self.store.iter() {
-            let meta = entry.meta();
             let named = match &*key {
                 Key::Secret(k) => {
                     k.secret_id == id
-                        || meta.name.as_deref() == Some(id)
-                        || meta.arn.as_deref().is_some_and(|arn| {
+                        || entry.name() == Some(id)
+                        || entry.arn().is_some_and(|arn| {
                             arn == id
                                 || (arn.len() == id.len() + 7
                                     && arn.starts_with(id)
@@ -86,8 +85,8 @@ impl<U: Upstream, W: WallClock> Cache<U, W> {
                     let bare = k.name.split_once(':').map_or(k.name.as_str(), |(n, _)| n);
                     k.name == id
                         || bare == id
-                        || meta.name.as_deref() == Some(id)
-                        || meta.arn.as_deref() == Some(id)
+                        || entry.name() == Some(id)
+                        || entry.arn() == Some(id)
                 }
             };
             if named {

@@ -34,8 +34,8 @@ pub(super) async fn one<U: Upstream, W: WallClock, B>(
     }
     // A projection is another representation of the version: its own tag, so a 304 never answers one for another.
     let etag = match &field {
-        None => entry.etag().cloned(),
-        Some(f) => entry.etag().map(|t| projection_tag(t, f)),
+        None => entry.etag(),
+        Some(f) => entry.etag().map(|t| projection_tag(&t, f)),
     };
     if let Some(tag) = &etag {
         if not_modified(req, tag) {
@@ -93,9 +93,9 @@ pub(super) async fn batch<U: Upstream, W: WallClock, B>(
             (Ok((entry, _)), None) => Item::Value(entry.body()),
             (Ok((entry, _)), Some(Ok(value))) => Item::Field {
                 value,
-                arn: entry.meta().arn.as_deref(),
-                name: entry.meta().name.as_deref(),
-                version: entry.meta().version.as_deref(),
+                arn: entry.arn(),
+                name: entry.name(),
+                version: entry.version(),
             },
             (Ok(_), Some(Err(e))) => Item::Error {
                 code: match e {
