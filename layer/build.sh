@@ -92,38 +92,40 @@ for arch in "${archs[@]}"; do
 done
 
 profile="${PROFILE:-release}"
-# The functions the extension runs, first and side by side in the shipped x86_64 binary (layer/hot-text/): what a
-# process keeps resident of its code is the blocks of the file it touched, not the functions. Only the release
-# profile: the list names the release build's functions.
-hot_text=""
-if [ "$profile" = release ]; then
+# The functions the extension runs, first and side by side in the shipped binaries (layer/hot-text/): what a process
+# keeps resident of its code is the blocks of the file it touched, not the functions. Only the release profile: the
+# lists name the release build's functions.
+hot_text() {
+  [ "$profile" = release ] || return 0
   # Passed under a name made of its content: cargo does not watch a linker script, and a new list must relink.
-  ld="$root/target/hot-text-$(sha256sum "$root/layer/hot-text/x86_64.ld" | cut -c1-16).ld"
+  local ld
+  ld="$root/target/hot-text-$1-$(sha256sum "$root/layer/hot-text/$1.ld" | cut -c1-16).ld"
   mkdir -p "$root/target"
-  cp "$root/layer/hot-text/x86_64.ld" "$ld"
-  hot_text=" -C link-arg=-Wl,-T,$ld"
-fi
+  cp "$root/layer/hot-text/$1.ld" "$ld"
+  echo " -C link-arg=-Wl,-T,$ld"
+}
 for arch in "${archs[@]}"; do
   case "$arch" in
-    x86_64) export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-cpu=haswell$hot_text" ;;
-    arm64) export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-cpu=neoverse-n1" ;;
+    x86_64) export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-cpu=haswell$(hot_text x86_64)" ;;
+    arm64) export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-cpu=neoverse-n1$(hot_text arm64)" ;;
   esac
 done
 start=$(date +%s)
 cargo zigbuild --profile "$profile" "${targets[@]}" -p secretcache -p items-function --bins
 echo "layer/build.sh: compiled for ${archs[*]} (profile $profile) in $(($(date +%s) - start)) s"
-if [ -n "$hot_text" ] && [[ " ${archs[*]} " == *" x86_64 "* ]]; then
+for arch in "${archs[@]}"; do
+  [ "$profile" = release ] || break
   # A list that no longer names the build's functions (a new toolchain or dependency renames them) would silently
-  # give back the resident memory it saves: 1.8 MB of functions matched when it was written.
-  hot_hex="$(readelf -SW "$root/target/x86_64-unknown-linux-musl/release/secretcache" |
+  # give back the resident memory it saves: 2.5 MB of functions matched when it was written.
+  hot_hex="$(readelf -SW "$root/target/$(triple_of "$arch")/release/secretcache" |
     sed -nE 's/.* \.text\.hot +PROGBITS +[0-9a-f]+ +[0-9a-f]+ +([0-9a-f]+) .*/\1/p')"
   hot_bytes=$((16#${hot_hex:-0}))
-  echo "layer/build.sh: layer/hot-text/x86_64.ld placed $((hot_bytes / 1024)) KiB of functions first"
+  echo "layer/build.sh: layer/hot-text/$arch.ld placed $((hot_bytes / 1024)) KiB of functions first"
   if [ "$hot_bytes" -lt $((1024 * 1024)) ]; then
-    echo "layer/build.sh: the hot-text list matches few of this build's functions; run layer/hot-text/collect.sh" >&2
+    echo "layer/build.sh: layer/hot-text/$arch.ld matches few of this build's functions; run layer/hot-text/collect.sh" >&2
     exit 1
   fi
-fi
+done
 
 dist="$root/layer/dist"
 mkdir -p "$dist"
