@@ -58,6 +58,11 @@ impl SecretBody {
         Self(self.0.slice(range))
     }
 
+    /// A part of these bytes, for writing to a response without a copy.
+    pub fn bytes_of(&self, range: std::ops::Range<usize>) -> Bytes {
+        self.0.slice(range)
+    }
+
     /// Size in bytes (for the cache's byte budget).
     pub fn len(&self) -> usize {
         self.0.len()

@@ -98,8 +98,7 @@ impl Entry {
     pub fn etag(&self) -> Option<Bytes> {
         (self.given & (1 << ETAG) != 0).then(|| {
             self.packed
-                .slice(self.ends[ETAG] as usize..self.ends[ETAG + 1] as usize)
-                .bytes()
+                .bytes_of(self.ends[ETAG] as usize..self.ends[ETAG + 1] as usize)
         })
     }
 
