@@ -2,11 +2,13 @@
 //!
 //! Lambda mode, in order:
 //! 1. the caller has already bound the listener and started serving, so the function's init code can call us;
-//! 2. register with the Extensions API for INVOKE and SHUTDOWN ([`crate::extensions_api`]), or for SHUTDOWN only on
-//!    Lambda Managed Instances (which refuse INVOKE there) or when the API refused the first registration; without
-//!    INVOKE, values in use are refreshed on a timer instead ([`crate::refresh_timer`]);
+//! 2. register with the Extensions API ([`crate::extensions_api`]) for SHUTDOWN, and for INVOKE too under SnapStart or
+//!    when `PARAMETERS_SECRETS_EXTENSION_INVOKE_WAIT_MILLIS` is set ([`InitType::events`]: never on Lambda Managed
+//!    Instances, which refuse it, nor when the API refused the first registration); without INVOKE, values in use are
+//!    refreshed on a timer ([`crate::refresh_timer`]) and by the reads near their expiry, and the metrics line is
+//!    printed on a timer too;
 //! 3. prefetch the configured secrets, bounded in time (failures are logged, never fatal);
-//! 4. loop on `event/next`: the first call tells Lambda we are ready. On INVOKE we start refreshing what is near or past
+//! 4. loop on `event/next`: the first call tells Lambda we are ready. On INVOKE (when registered) we start refreshing what is near or past
 //!    expiry (the environment is frozen between invokes, so this is when background work can run), and wait for it
 //!    only within a small budget that never reaches the event's deadline: every millisecond before we are back on
 //!    `event/next` is billed to the function and delays its next event. On SHUTDOWN we stop accepting, drain within
@@ -22,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::{Cache, Upstream};
 use crate::clock::WallClock;
-use crate::config::{Events, InitType, Prefetch, TagPrefetch};
+use crate::config::{Events, InitType, Prefetch, TagPrefetch, DEFAULT_INVOKE_WAIT};
 use crate::extensions_api::{self, Event};
 use crate::metrics::Metrics;
 use crate::request::{Key, ParameterKey};
@@ -53,8 +55,9 @@ pub struct Lifecycle<U, W> {
     pub prefetch_tags: TagPrefetch,
     /// Budget of that prefetch.
     pub prefetch_timeout: Duration,
-    /// How long an INVOKE waits for the refreshes it starts.
-    pub invoke_budget: Duration,
+    /// `INVOKE_WAIT_MILLIS` when set: how long an INVOKE waits for the refreshes it starts, and on demand whether
+    /// INVOKE is registered for at all ([`InitType::events`]).
+    pub invoke_budget: Option<Duration>,
     /// How Lambda started the environment. SnapStart: no prefetch before the snapshot, and everything cached is
     /// expired after restore. Managed Instances: SHUTDOWN only, refresh on a timer.
     pub init_type: InitType,
@@ -144,11 +147,12 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
             warm_up,
         } = self;
         let snap_start = init_type == InitType::SnapStart;
+        let invoke_wait = invoke_budget.unwrap_or(DEFAULT_INVOKE_WAIT);
         let server = tokio::sync::Mutex::new(Some(server));
         let (api, registration, events) = extensions_api::register_or_shutdown_only(
             runtime_api,
             &extension_name(),
-            init_type.events(),
+            init_type.events(invoke_budget.is_some()),
         )
         .await
         .map_err(|e| LifecycleError(e.to_string()))?;
@@ -167,11 +171,20 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
                  beyond the limit are refused with 503 while it is reached"
             );
         }
-        if let (Events::ShutdownOnly, Some(tick)) = (events, refresh_tick) {
-            // Cancelled by the one shutdown token, like the server.
-            tokio::spawn(crate::refresh_timer::run(
-                Arc::clone(&cache),
-                tick,
+        let function_name = registration.function_name;
+        if events == Events::ShutdownOnly {
+            // Cancelled by the one shutdown token, like the server. In a frozen environment they run once thawed.
+            if let Some(tick) = refresh_tick {
+                tokio::spawn(crate::refresh_timer::run(
+                    Arc::clone(&cache),
+                    tick,
+                    shutdown.clone(),
+                ));
+            }
+            tokio::spawn(emf_every(
+                EMF_INTERVAL,
+                Arc::clone(&metrics),
+                function_name.clone(),
                 shutdown.clone(),
             ));
         }
@@ -182,7 +195,6 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
         } else {
             prefetch_bounded(&cache, prefetch, prefetch_tags, prefetch_timeout).await;
         }
-        let function_name = registration.function_name;
         let mut first = true;
         let mut last_emf = Instant::now();
         let mut warm_up = Some(warm_up);
@@ -209,7 +221,7 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
                             cache.invalidate_all();
                         }
                         let left = Duration::from_millis(deadline_ms.saturating_sub(now_millis()));
-                        let budget = invoke_budget.min(left.saturating_sub(INVOKE_MARGIN));
+                        let budget = invoke_wait.min(left.saturating_sub(INVOKE_MARGIN));
                         let r = cache.refresh_due(budget).await;
                         tracing::debug!(
                             request_id = %request_id,
@@ -347,6 +359,22 @@ async fn drain(
 
 /// The name Lambda knows the extension by: the executable's file name, as the Extensions API asks (Lambda starts
 /// `/opt/extensions/<name>`).
+/// Prints the metrics line every `interval` until `shutdown`: where no INVOKE comes to print it on.
+async fn emf_every(
+    interval: Duration,
+    metrics: Arc<Metrics>,
+    function_name: String,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        println!("{}", metrics.emf(now_millis(), &function_name));
+    }
+}
+
 fn extension_name() -> String {
     std::env::current_exe()
         .ok()

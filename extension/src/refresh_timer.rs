@@ -1,9 +1,11 @@
-//! Refresh driven by time, for an execution environment that gets no INVOKE: Lambda Managed Instances (where an
-//! extension registers for SHUTDOWN only), or any mode whose API refused our INVOKE registration.
+//! Refresh driven by time, for an execution environment that gets no INVOKE: on demand and with provisioned
+//! concurrency unless `PARAMETERS_SECRETS_EXTENSION_INVOKE_WAIT_MILLIS` is set (an invocation then never wakes the
+//! extension, `InitType::events`), Lambda Managed Instances (where an extension registers for SHUTDOWN only), or any
+//! mode whose API refused our INVOKE registration.
 //!
-//! On demand, refresh rides on INVOKE because the environment is frozen between invocations and runs nothing in the
-//! background. Managed Instances are never frozen and may live for hours, but send no INVOKE, so a task wakes every
-//! [`tick`] and asks the cache to refresh what readers are using ([`Cache::refresh_read`]): every entry read since its
+//! Managed Instances are never frozen and may live for hours; an on-demand environment is frozen between
+//! invocations, so there the timer fires once the environment is thawed (an invocation, or a read during one). Either
+//! way a task wakes every [`tick`] and asks the cache to refresh what readers are using ([`Cache::refresh_read`]): every entry read since its
 //! last fetch that will expire within two ticks. The cache's own single-flight, backoff and stale-on-error rules
 //! apply, as they do to a refresh started by a hit or an INVOKE. Entries nobody reads are not refreshed, so a secret
 //! the function stopped using ages out and is evicted as on demand, instead of costing an upstream call per TTL for

@@ -475,6 +475,59 @@ async fn snap_start_prefetches_nothing_and_expires_everything_after_restore() {
     assert_eq!(proxy.count("GetSecretValue"), 2);
 }
 
+/// Times the extension's threads were scheduled (the third field of each `/proc/<pid>/task/*/schedstat`).
+fn times_scheduled(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the extension's threads")
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .sum()
+}
+
+/// On demand an invocation does not wake the extension (it registers for SHUTDOWN only), unless the INVOKE wait is
+/// set, which brings back the INVOKE registration: counted by the kernel, not by the extension's own word.
+#[tokio::test]
+async fn an_invocation_wakes_the_extension_only_when_its_invoke_wait_is_set() {
+    const INVOKES: u64 = 30;
+    let moto = Moto::shared().await;
+    let cached = unique("wake");
+    seed::secret(&moto.sm_client().await, &cached, "w").await;
+    for (wait, registered) in [
+        (None, &["SHUTDOWN"][..]),
+        (Some("0"), &["INVOKE", "SHUTDOWN"][..]),
+    ] {
+        let mut vars = vec![("PARAMETERS_SECRETS_EXTENSION_PREFETCH", cached.as_str())];
+        vars.extend(wait.map(|w| ("PARAMETERS_SECRETS_EXTENSION_INVOKE_WAIT_MILLIS", w)));
+        let (env, _ext, _dir) = in_lambda(moto, &vars).await;
+        assert_eq!(env.registrations()[0].events, registered);
+        let pid = env
+            .processes()
+            .await
+            .into_iter()
+            .find(|(name, _)| name.contains("secretcache"))
+            .map(|(_, pid)| pid)
+            .expect("the extension's process");
+        // Settle: the warm-up and prefetch run after the first `next`.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = times_scheduled(pid);
+        for _ in 0..INVOKES {
+            let invoked = env.invoke("{}".into()).await.expect("the invoke runs");
+            assert_eq!(invoked.report.status, InvokeStatus::Success);
+        }
+        let woken = times_scheduled(pid) - before;
+        match wait {
+            // Stray wake-ups (a timer of the runtime's, a blocking thread ending) are a handful, never one per invoke.
+            None => assert!(
+                woken < INVOKES / 3,
+                "woken {woken} times by {INVOKES} invokes"
+            ),
+            Some(_) => assert!(woken >= INVOKES, "woken {woken} times by {INVOKES} invokes"),
+        }
+        env.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn invoke_refreshes_what_expired_while_frozen() {
     let moto = Moto::shared().await;
@@ -487,9 +540,12 @@ async fn invoke_refreshes_what_expired_while_frozen() {
         &[
             ("SECRETS_MANAGER_TTL", "1"),
             ("PARAMETERS_SECRETS_EXTENSION_PREFETCH", &fz),
+            // Set: INVOKE is registered for, and each waits this long for the refreshes it starts.
+            ("PARAMETERS_SECRETS_EXTENSION_INVOKE_WAIT_MILLIS", "100"),
         ],
     )
     .await;
+    assert_eq!(env.registrations()[0].events, ["INVOKE", "SHUTDOWN"]);
     seed::new_value(&sm, &fz, "after").await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     // The INVOKE event refreshes the expired entry before the extension is back on next.

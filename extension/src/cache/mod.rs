@@ -22,11 +22,12 @@
 //!   upstream call, and a batch's misses share one upstream batch call. The call runs in its own task, so a client
 //!   that hangs up does not cancel it for the others.
 //! - **Refresh-ahead**: a hit within the refresh-ahead window of expiry starts a background refresh and still answers
-//!   at once; [`Cache::refresh_due`] does the same for every entry on a Lambda INVOKE (a frozen environment runs no
-//!   background work), skipping keys in backoff and waiting only within a small budget: an INVOKE must never hold
-//!   the function, and a refresh that outlives the budget lands when it lands. Where no INVOKE comes (Lambda
-//!   Managed Instances), [`Cache::refresh_read`] does it on a timer instead, for the entries read since their last
-//!   fetch only, so that what nobody reads still ages out.
+//!   at once; [`Cache::refresh_read`] does it on a timer for the entries read since their last fetch only, so that
+//!   what nobody reads still ages out (on demand, where the extension registers for SHUTDOWN only by default, the
+//!   timer runs whenever the environment is thawed; under Managed Instances, always). Where INVOKE is registered for
+//!   (SnapStart, or `INVOKE_WAIT_MILLIS` set), [`Cache::refresh_due`] does the same for every entry on each INVOKE,
+//!   skipping keys in backoff and waiting only within a small budget: an INVOKE must never hold the function, and a
+//!   refresh that outlives the budget lands when it lands.
 //! - **Stale-on-error**: when a refresh of an expired entry fails transiently (timeout, unreachable, 5xx, throttle),
 //!   the last good value is served, marked stale, for up to `max_stale` past expiry. Never for not-found or denied,
 //!   and never for `refreshNow`. A key whose upstream failed is in backoff: reads get the stale value at once.

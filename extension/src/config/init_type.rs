@@ -1,15 +1,26 @@
 //! How Lambda started this execution environment (`AWS_LAMBDA_INITIALIZATION_TYPE`), and the few choices that depend
 //! on it: which events to register for, and how many worker threads to run.
 //!
-//! - `on-demand` and `provisioned-concurrency`: one invocation at a time, the environment frozen between them, so
-//!   refresh rides on INVOKE.
+//! - `on-demand` and `provisioned-concurrency`: one invocation at a time, the environment frozen between them. The
+//!   extension registers for SHUTDOWN only, so an invocation never wakes it: a registered extension is scheduled on
+//!   every INVOKE, and that wake-up took 12-15% of a warm `/items` invoke on 2 CPUs (BENCHMARKS.md, row 7), where the
+//!   refresh it drives gains little: a read of a value near expiry is answered at once and refreshes it behind, a read
+//!   of an expired one waits for the fetch either way, and the timer ([`crate::refresh_timer`]) runs whenever the
+//!   environment is thawed. `PARAMETERS_SECRETS_EXTENSION_INVOKE_WAIT_MILLIS`, when set, brings back the INVOKE
+//!   registration and its bounded wait for refreshes.
 //! - `snap-start`: the same, and the environment may be restored from a snapshot (nothing prefetched before it, and
-//!   everything cached dropped after it).
+//!   everything cached dropped after it): it registers for INVOKE always, so that the first INVOKE after a restore
+//!   drops what was cached before it, whatever the clocks say.
 //! - `lambda-managed-instances`: never frozen, many invocations at once (up to `AWS_LAMBDA_MAX_CONCURRENCY`), and an
-//!   extension may register for SHUTDOWN only, so refresh is driven by time ([`crate::refresh_timer`]).
+//!   extension may register for SHUTDOWN only, so refresh is driven by time.
+
+use std::time::Duration;
 
 /// The value of `AWS_LAMBDA_INITIALIZATION_TYPE` under Lambda Managed Instances.
 pub const MANAGED_INSTANCES: &str = "lambda-managed-instances";
+
+/// How long an INVOKE waits for the refreshes it starts when it is registered for and the wait is not set.
+pub const DEFAULT_INVOKE_WAIT: Duration = Duration::from_millis(100);
 
 /// Most worker threads under Managed Instances. A hit is a few microseconds of CPU, so four workers keep up with
 /// hundreds of concurrent readers; more would only take CPU from the function's own handlers, which share the
@@ -72,11 +83,17 @@ impl InitType {
         }
     }
 
-    /// What to register for: Managed Instances refuse an INVOKE registration (an init error), so SHUTDOWN only there.
-    pub fn events(self) -> Events {
+    /// What to register for, given whether the INVOKE wait was set (`invoke_wait_set`): Managed Instances refuse an
+    /// INVOKE registration (an init error), so SHUTDOWN only there, always; SnapStart needs INVOKE to drop what was
+    /// cached before a restore; on demand and with provisioned concurrency, INVOKE only when the wait was set.
+    pub fn events(self, invoke_wait_set: bool) -> Events {
         match self {
             Self::ManagedInstances => Events::ShutdownOnly,
-            _ => Events::InvokeAndShutdown,
+            Self::SnapStart => Events::InvokeAndShutdown,
+            Self::OnDemand | Self::ProvisionedConcurrency if invoke_wait_set => {
+                Events::InvokeAndShutdown
+            }
+            Self::OnDemand | Self::ProvisionedConcurrency => Events::ShutdownOnly,
         }
     }
 
@@ -121,14 +138,18 @@ mod tests {
     }
 
     #[test]
-    fn only_managed_instances_register_for_shutdown_alone() {
-        assert_eq!(InitType::ManagedInstances.events().names(), ["SHUTDOWN"]);
-        for mode in [
-            InitType::OnDemand,
-            InitType::ProvisionedConcurrency,
-            InitType::SnapStart,
-        ] {
-            assert_eq!(mode.events().names(), ["INVOKE", "SHUTDOWN"]);
+    fn invoke_is_registered_for_under_snap_start_or_when_its_wait_is_set_and_never_under_managed_instances(
+    ) {
+        for set in [false, true] {
+            assert_eq!(InitType::ManagedInstances.events(set).names(), ["SHUTDOWN"]);
+            assert_eq!(
+                InitType::SnapStart.events(set).names(),
+                ["INVOKE", "SHUTDOWN"]
+            );
+        }
+        for mode in [InitType::OnDemand, InitType::ProvisionedConcurrency] {
+            assert_eq!(mode.events(false).names(), ["SHUTDOWN"]);
+            assert_eq!(mode.events(true).names(), ["INVOKE", "SHUTDOWN"]);
         }
     }
 

@@ -27,7 +27,7 @@ use std::time::Duration;
 pub use crate::token::TokenSource;
 mod role;
 use agent::AgentFile;
-pub use init_type::{Events, InitType};
+pub use init_type::{Events, InitType, DEFAULT_INVOKE_WAIT};
 pub use proxy::ProxyConfig;
 pub use role::AssumeRole;
 
@@ -166,8 +166,10 @@ pub struct Config {
     pub init_type: InitType,
     /// `AWS_LAMBDA_MAX_CONCURRENCY`, when Lambda sets it (Managed Instances): how many readers may come at once.
     pub max_concurrency: Option<u32>,
-    /// How long an INVOKE waits for the refreshes it starts.
-    pub invoke_budget: Duration,
+    /// `INVOKE_WAIT_MILLIS` when set: register for INVOKE (on demand and with provisioned concurrency) and wait this
+    /// long for the refreshes each one starts. Unset: no INVOKE there, so an invocation never wakes the extension
+    /// (`InitType::events`).
+    pub invoke_budget: Option<Duration>,
     /// How long a not-found or access-denied answer is remembered.
     pub negative_ttl: Duration,
     /// Shortest interval between two upstream calls for `refreshNow` of one key.
@@ -334,13 +336,16 @@ impl Config {
             Above::Clamp,
             "a whole number from 0 (roleArn refused) to 1000",
         ) as usize;
-        let invoke_budget = Duration::from_millis(r.number(
-            INVOKE_WAIT_MILLIS,
-            100,
-            0..=10_000,
-            Above::Clamp,
-            "milliseconds from 0 (start refreshes, never wait) to 10000",
-        ));
+        // Set at all (a bad value included: the default then) means the INVOKE refresh was asked for.
+        let invoke_budget = r.raw(INVOKE_WAIT_MILLIS).is_some().then(|| {
+            Duration::from_millis(r.number(
+                INVOKE_WAIT_MILLIS,
+                DEFAULT_INVOKE_WAIT.as_millis() as u64,
+                0..=10_000,
+                Above::Clamp,
+                "milliseconds from 0 (start refreshes, never wait) to 10000",
+            ))
+        });
         let negative_ttl = Duration::from_millis(r.number(
             NEGATIVE_CACHE_MILLIS,
             5_000,
@@ -508,7 +513,7 @@ mod tests {
         assert!(c.runtime_api.is_none());
         assert!(c.prefetch.is_empty());
         assert_eq!(c.prefetch_timeout, Duration::from_secs(1));
-        assert_eq!(c.invoke_budget, Duration::from_millis(100));
+        assert_eq!(c.invoke_budget, None);
         assert_eq!(c.negative_ttl, Duration::from_secs(5));
         assert_eq!(c.refresh_now_interval, Duration::from_secs(1));
         assert_eq!(c.diagnostics, Diagnostics::default());

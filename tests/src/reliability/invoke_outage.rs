@@ -5,7 +5,9 @@
 //! emptying the cache. So this runs the **real layer zip** in the local Lambda environment (freezing on, the default
 //! 3 s function timeout) with a probe function that reads a secret through the extension on every invoke, four
 //! cached secrets with a 2 s TTL (so every INVOKE finds refreshes due), and the upstream black-holed by the
-//! fault-injecting proxy for the outage. Each invoke's post-runtime extension duration is read from lambda-env's
+//! fault-injecting proxy for the outage. On demand the extension registers for INVOKE only when
+//! `PARAMETERS_SECRETS_EXTENSION_INVOKE_WAIT_MILLIS` is set (SnapStart always does), so the scenario sets it: without
+//! it no INVOKE reaches the extension and its post-runtime duration is 0 by construction. Each invoke's post-runtime extension duration is read from lambda-env's
 //! REPORT, as Lambda reports it.
 
 use std::time::{Duration, Instant};
@@ -77,6 +79,7 @@ pub async fn run(scale: Scale) -> Outcome {
     let options = crate::items_with_layer(probe, crate::Arch::host(), &proxy.endpoint(), &arns[0])
         .var("PARAMETERS_SECRETS_EXTENSION_PREFETCH", &arns.join(","))
         .var("SECRETS_MANAGER_TTL", "2")
+        .var("PARAMETERS_SECRETS_EXTENSION_INVOKE_WAIT_MILLIS", "100")
         .var("PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL", "info");
     let env = LambdaEnv::start(options)
         .await
