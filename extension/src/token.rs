@@ -8,7 +8,9 @@
 //! working within a second.
 //!
 //! Tokens are compared as SHA-256 digests in constant time: equal-length inputs make the comparison's time say
-//! nothing about the token's length or content.
+//! nothing about the token's length or content. A connection remembers the token it presented once that was accepted
+//! ([`Accepted`]), so its next requests compare bytes instead of hashing again: a Lambda session token is over a
+//! kilobyte, 18 SHA-256 blocks on every hit otherwise.
 //!
 //! A token file is read on tokio's blocking pool, never on an async worker, one read at a time, and waited for at most
 //! [`READ_TIMEOUT`]: a slow or hung file system delays only requests whose token does not match, never `/ping`. Only
@@ -20,13 +22,14 @@ use std::fmt;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
 
 /// How often a token file is checked for a change.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -172,10 +175,38 @@ struct FileState {
     problems: Vec<Option<FileError>>,
 }
 
+/// The token one connection presented and had accepted, and the [`Tokens`] generation it was accepted in. Comparing
+/// a request's token with it in variable time says nothing its client does not know: it is what that client itself
+/// sent on this connection. Wiped when the connection ends.
+#[derive(Default)]
+pub struct Accepted(Mutex<Option<(u64, Zeroizing<Vec<u8>>)>>);
+
+impl fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Accepted(..)")
+    }
+}
+
+impl Accepted {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(u64, Zeroizing<Vec<u8>>)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn matches(&self, generation: u64, given: &[u8]) -> bool {
+        matches!(&*self.lock(), Some((g, token)) if *g == generation && token.as_slice() == given)
+    }
+
+    fn remember(&self, generation: u64, given: &[u8]) {
+        *self.lock() = Some((generation, Zeroizing::new(given.to_vec())));
+    }
+}
+
 /// The accepted tokens, as digests, kept current with their sources.
 pub struct Tokens {
     sources: Vec<TokenSource>,
     digests: RwLock<Vec<[u8; 32]>>,
+    /// Bumped after every change of `digests`: what a connection's [`Accepted`] was accepted against.
+    generation: AtomicU64,
     files: Mutex<FileState>,
     /// Whether a read of the files is under way (on the blocking pool): at most one at a time, so a hung file system
     /// holds one blocking thread, not one per request.
@@ -210,6 +241,7 @@ impl Tokens {
             }),
             sources,
             digests: RwLock::new(digests),
+            generation: AtomicU64::new(0),
             reading: AtomicBool::new(false),
             read_done: tokio::sync::Notify::new(),
         })
@@ -239,6 +271,22 @@ impl Tokens {
             }
         }
         false
+    }
+
+    /// [`Tokens::accepts`] for a request on the connection whose accepted token `seen` remembers: the same token
+    /// as the one accepted there, while the accepted tokens have not changed since, is accepted without hashing it
+    /// again; a token accepted otherwise is remembered.
+    pub async fn accepts_on(self: &Arc<Self>, seen: &Accepted, given: &[u8]) -> bool {
+        // Read before the check: a change during it leaves `seen` one generation behind, so checked again next time.
+        let generation = self.generation.load(Ordering::Acquire);
+        if seen.matches(generation, given) {
+            return true;
+        }
+        let accepted = self.accepts(given).await;
+        if accepted {
+            seen.remember(generation, given);
+        }
+        accepted
     }
 
     /// Why a token file gives no token right now, if one does not: the reason a refused request is told.
@@ -385,6 +433,10 @@ impl Tokens {
         let mut current = self.digests.write().unwrap_or_else(|p| p.into_inner());
         let changed = *current != digests;
         *current = digests;
+        if changed {
+            // After the digests: a connection that sees the new generation is checked against the new set.
+            self.generation.fetch_add(1, Ordering::Release);
+        }
         changed
     }
 
@@ -472,6 +524,41 @@ mod tests {
         // At once: the file's size changed, so the mismatch re-reads it.
         assert!(tokens.accepts(b"newer").await);
         assert!(!tokens.accepts(b"old").await, "the old token stops working");
+    }
+
+    #[tokio::test]
+    async fn a_connection_s_accepted_token_is_remembered_until_the_accepted_tokens_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, "old").expect("write");
+        let tokens = Tokens::load(vec![TokenSource::File {
+            variable: "AWS_TOKEN".into(),
+            path: file.clone(),
+        }])
+        .await;
+        let seen = Accepted::default();
+        let generation = tokens.generation.load(Ordering::Acquire);
+        assert!(tokens.accepts_on(&seen, b"old").await);
+        assert!(
+            seen.matches(generation, b"old"),
+            "remembered, in the current generation"
+        );
+        assert!(!tokens.accepts_on(&seen, b"olc").await);
+        assert!(!tokens.accepts_on(&seen, b"ol").await);
+        assert!(!tokens.accepts_on(&seen, b"").await);
+        assert!(tokens.accepts_on(&seen, b"old").await);
+        assert!(
+            !format!("{seen:?}").contains("old"),
+            "never shown: {seen:?}"
+        );
+        // Rotated, and picked up by the watcher (not by this connection): the connection's old token is refused.
+        std::fs::write(&file, "newer").expect("rotate");
+        assert!(tokens.refresh(true).await, "the accepted set changed");
+        assert!(!tokens.accepts_on(&seen, b"old").await);
+        assert!(tokens.accepts_on(&seen, b"newer").await);
+        assert!(seen.matches(generation + 1, b"newer"));
+        // Another connection knows nothing of this one's token.
+        assert!(!Accepted::default().matches(generation + 1, b"newer"));
     }
 
     #[tokio::test]

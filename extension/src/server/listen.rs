@@ -16,7 +16,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{handle, App, HEADER_READ_TIMEOUT, MAX_BUF};
+use super::{handle_on, App, HEADER_READ_TIMEOUT, MAX_BUF};
+use crate::token::Accepted;
 
 /// The port cannot be served on: the one failure that stops the extension, with what to change.
 #[derive(Debug, thiserror::Error)]
@@ -111,15 +112,17 @@ async fn accept_loop<U: Upstream, W: WallClock>(
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
             let over_limit = permit.is_none();
+            // The token this connection presented and had accepted: its next requests compare bytes, not digests.
+            let seen = Arc::new(Accepted::default());
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let app = Arc::clone(&app);
+                let (app, seen) = (Arc::clone(&app), Arc::clone(&seen));
                 async move {
                     let resp = if over_limit {
                         ApiError::Overloaded.into_response()
                     } else if req.method() == http::Method::POST {
-                        super::sdk::serve(&app, req).await
+                        super::sdk::serve(&app, req, &seen).await
                     } else {
-                        handle(&app, req).await
+                        handle_on(&app, req, &seen).await
                     };
                     Ok::<_, Infallible>(resp)
                 }

@@ -28,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::request::{BatchRequest, Key, ParameterRequest, SecretRequest};
 use crate::respond::Kind;
 use crate::roles::{RoleCaches, DEFAULT_MAX_ROLES};
-use crate::token::Tokens;
+use crate::token::{Accepted, Tokens};
 
 mod handlers;
 mod listen;
@@ -132,7 +132,16 @@ pub async fn handle<U: Upstream, W: WallClock, B>(
     app: &App<U, W>,
     req: Request<B>,
 ) -> Response<Full<Bytes>> {
-    match route(app, &req).await {
+    handle_on(app, req, &Accepted::default()).await
+}
+
+/// [`handle`] for a request on a connection whose accepted token `seen` remembers (`token::Accepted`).
+pub(super) async fn handle_on<U: Upstream, W: WallClock, B>(
+    app: &App<U, W>,
+    req: Request<B>,
+    seen: &Accepted,
+) -> Response<Full<Bytes>> {
+    match route(app, &req, seen).await {
         Ok(resp) => resp,
         Err(e) => {
             if matches!(e, ApiError::WrongToken | ApiError::Forwarded) {
@@ -148,6 +157,7 @@ pub async fn handle<U: Upstream, W: WallClock, B>(
 async fn route<U: Upstream, W: WallClock, B>(
     app: &App<U, W>,
     req: &Request<B>,
+    seen: &Accepted,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     if req.headers().contains_key(&FORWARDED_FOR) || req.headers().contains_key(&FORWARDED) {
         return Err(ApiError::Forwarded);
@@ -184,11 +194,11 @@ async fn route<U: Upstream, W: WallClock, B>(
             Route::ParameterByPath
         }
         _ => {
-            check_token(app, req, &[]).await?;
+            check_token(app, req, &[], seen).await?;
             return Err(ApiError::UnknownPath);
         }
     };
-    check_token(app, req, &[]).await?;
+    check_token(app, req, &[], seen).await?;
     let query = req.uri().query().unwrap_or("");
     match route {
         Route::Secret | Route::SecretByPath(_) => {
@@ -254,6 +264,7 @@ async fn check_token<U, W, B>(
     app: &App<U, W>,
     req: &Request<B>,
     body: &[u8],
+    seen: &Accepted,
 ) -> Result<(), ApiError> {
     for name in &app.token_headers {
         let mut values = req.headers().get_all(name).iter();
@@ -263,7 +274,7 @@ async fn check_token<U, W, B>(
         if values.next().is_some() {
             return Err(ApiError::DuplicateToken);
         }
-        return if app.tokens.accepts(given.as_bytes()).await {
+        return if app.tokens.accepts_on(seen, given.as_bytes()).await {
             Ok(())
         } else if let Some(reason) = app.tokens.file_problem() {
             Err(ApiError::TokenFileUnusable(reason))

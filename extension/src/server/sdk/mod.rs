@@ -27,6 +27,7 @@ use crate::cache::Upstream;
 use crate::clock::WallClock;
 use crate::error::{ApiError, SdkRequestError};
 use crate::request::{Key, ParameterKey, SecretKey, VersionSelector};
+use crate::token::Accepted;
 
 mod forward;
 pub(crate) mod listings;
@@ -96,6 +97,7 @@ struct GetParameter {
 pub(super) async fn serve<U: Upstream, W: WallClock>(
     app: &App<U, W>,
     req: Request<hyper::body::Incoming>,
+    seen: &Accepted,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY).collect().await {
@@ -103,7 +105,7 @@ pub(super) async fn serve<U: Upstream, W: WallClock>(
         Err(_) => return ApiError::Sdk(SdkRequestError::BodyTooLarge(MAX_BODY)).into_response(),
     };
     let req = Request::from_parts(parts, ());
-    match answer(app, &req, &body).await {
+    match answer(app, &req, &body, seen).await {
         Ok(resp) => resp,
         Err(e) => {
             tracing::debug!(target = ?req.headers().get("x-amz-target"), error = %e, "SDK request failed");
@@ -116,6 +118,7 @@ async fn answer<U: Upstream, W: WallClock>(
     app: &App<U, W>,
     req: &Request<()>,
     body: &Bytes,
+    seen: &Accepted,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     if req.headers().contains_key(&FORWARDED_FOR) || req.headers().contains_key(&FORWARDED) {
         return Err(ApiError::Forwarded);
@@ -123,7 +126,7 @@ async fn answer<U: Upstream, W: WallClock>(
     if !is_sdk_path(req.uri().path()) {
         return Err(ApiError::MethodNotAllowed);
     }
-    check_token(app, req, body).await?;
+    check_token(app, req, body, seen).await?;
     in_json_form(req.headers())?;
     let target = req
         .headers()
