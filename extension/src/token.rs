@@ -175,9 +175,10 @@ struct FileState {
     problems: Vec<Option<FileError>>,
 }
 
-/// The token one connection presented and had accepted, and the [`Tokens`] generation it was accepted in. Comparing
-/// a request's token with it in variable time says nothing its client does not know: it is what that client itself
-/// sent on this connection. Wiped when the connection ends.
+/// The token one connection presented and had accepted, and the [`Tokens`] generation it was accepted in. A request's
+/// token is compared with it in constant time when their lengths are equal (a keep-alive connection may be shared by
+/// a client pool; the most its timing tells is the length of a token sent on that connection). Wiped when the
+/// connection ends.
 #[derive(Default)]
 pub struct Accepted(Mutex<Option<(u64, Zeroizing<Vec<u8>>)>>);
 
@@ -193,7 +194,10 @@ impl Accepted {
     }
 
     fn matches(&self, generation: u64, given: &[u8]) -> bool {
-        matches!(&*self.lock(), Some((g, token)) if *g == generation && token.as_slice() == given)
+        matches!(
+            &*self.lock(),
+            Some((g, token)) if *g == generation && token.len() == given.len() && bool::from(token.as_slice().ct_eq(given))
+        )
     }
 
     fn remember(&self, generation: u64, given: &[u8]) {
