@@ -513,16 +513,22 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_rotated_file_is_picked_up_on_the_next_request_that_needs_it() {
+    /// Tokens read from a file in a new directory (kept alive by the returned handle) holding `token`.
+    async fn token_file(token: &str) -> (tempfile::TempDir, PathBuf, Arc<Tokens>) {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("token");
-        std::fs::write(&file, "old").expect("write");
+        std::fs::write(&file, token).expect("write");
         let tokens = Tokens::load(vec![TokenSource::File {
             variable: "AWS_TOKEN".into(),
             path: file.clone(),
         }])
         .await;
+        (dir, file, tokens)
+    }
+
+    #[tokio::test]
+    async fn a_rotated_file_is_picked_up_on_the_next_request_that_needs_it() {
+        let (_dir, file, tokens) = token_file("old").await;
         assert!(tokens.accepts(b"old").await);
         std::fs::write(&file, "newer").expect("rotate");
         // At once: the file's size changed, so the mismatch re-reads it.
@@ -532,14 +538,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_s_accepted_token_is_remembered_until_the_accepted_tokens_change() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let file = dir.path().join("token");
-        std::fs::write(&file, "old").expect("write");
-        let tokens = Tokens::load(vec![TokenSource::File {
-            variable: "AWS_TOKEN".into(),
-            path: file.clone(),
-        }])
-        .await;
+        let (_dir, file, tokens) = token_file("old").await;
         let seen = Accepted::default();
         let generation = tokens.generation.load(Ordering::Acquire);
         assert!(tokens.accepts_on(&seen, b"old").await);
