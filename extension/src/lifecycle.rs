@@ -8,10 +8,10 @@
 //!    refreshed on a timer ([`crate::refresh_timer`]) and by the reads near their expiry, and the metrics line is
 //!    printed on a timer too;
 //! 3. prefetch the configured secrets, bounded in time (failures are logged, never fatal);
-//! 4. loop on `event/next`: the first call tells Lambda we are ready. On INVOKE (when registered) we start refreshing what is near or past
-//!    expiry (the environment is frozen between invokes, so this is when background work can run), and wait for it
-//!    only within a small budget that never reaches the event's deadline: every millisecond before we are back on
-//!    `event/next` is billed to the function and delays its next event. On SHUTDOWN we stop accepting, drain within
+//! 4. loop on `event/next`: the first call tells Lambda we are ready. On INVOKE (when registered) we start refreshing
+//!    what is near or past expiry, and wait for it only within a small budget that never reaches the event's
+//!    deadline: every millisecond before we are back on `event/next` is billed to the function and delays its next
+//!    event. On SHUTDOWN we stop accepting, drain within
 //!    the event's deadline, and exit the process.
 //!
 //! Standalone mode (no `AWS_LAMBDA_RUNTIME_API`): prefetch, then serve until SIGTERM or SIGINT, then drain.
