@@ -194,10 +194,12 @@ impl Accepted {
     }
 
     fn matches(&self, generation: u64, given: &[u8]) -> bool {
-        matches!(
-            &*self.lock(),
-            Some((g, token)) if *g == generation && token.len() == given.len() && bool::from(token.as_slice().ct_eq(given))
-        )
+        match &*self.lock() {
+            Some((g, token)) if *g == generation && token.len() == given.len() => {
+                bool::from(token.as_slice().ct_eq(given))
+            }
+            _ => false,
+        }
     }
 
     fn remember(&self, generation: u64, given: &[u8]) {
