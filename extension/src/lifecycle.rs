@@ -234,7 +234,7 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
                         );
                         if last_emf.elapsed() >= EMF_INTERVAL {
                             last_emf = Instant::now();
-                            println!("{}", metrics.emf(now_millis(), &function_name));
+                            print_emf(&metrics, &function_name);
                         }
                     }
                     Event::Shutdown {
@@ -243,7 +243,7 @@ impl<U: Upstream, W: WallClock> Lifecycle<U, W> {
                     } => {
                         tracing::info!(reason = %reason, "shutdown");
                         drain(&shutdown, &server, deadline_from_epoch_millis(deadline_ms)).await;
-                        println!("{}", metrics.emf(now_millis(), &function_name));
+                        print_emf(&metrics, &function_name);
                         std::process::exit(0);
                     }
                 }
@@ -359,6 +359,11 @@ async fn drain(
 
 /// The name Lambda knows the extension by: the executable's file name, as the Extensions API asks (Lambda starts
 /// `/opt/extensions/<name>`).
+/// Prints the metrics line (CloudWatch's embedded metric format) to stdout, which Lambda sends to the function's logs.
+fn print_emf(metrics: &Metrics, function_name: &str) {
+    println!("{}", metrics.emf(now_millis(), function_name));
+}
+
 /// Prints the metrics line every `interval` until `shutdown`: where no INVOKE comes to print it on.
 async fn emf_every(
     interval: Duration,
@@ -371,7 +376,7 @@ async fn emf_every(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        println!("{}", metrics.emf(now_millis(), &function_name));
+        print_emf(&metrics, &function_name);
     }
 }
 

@@ -6,8 +6,8 @@
 //! Managed Instances are never frozen and may live for hours; an on-demand environment is frozen between
 //! invocations, so there the timer fires once the environment is thawed (an invocation, or a read during one). Either
 //! way a task wakes every [`tick`] and asks the cache to refresh what readers are using ([`Cache::refresh_read`]):
-//! every entry read since its last fetch that will expire within two ticks. The cache's own single-flight, backoff and stale-on-error rules
-//! apply, as they do to a refresh started by a hit or an INVOKE. Entries nobody reads are not refreshed, so a secret
+//! every entry read since its last fetch that will expire within two ticks. The cache's own single-flight, backoff
+//! and stale-on-error rules apply, as they do to a refresh started by a hit or an INVOKE. Entries nobody reads are not refreshed, so a secret
 //! the function stopped using ages out and is evicted as on demand, instead of costing an upstream call per TTL for
 //! the life of the environment.
 //!

@@ -7,8 +7,8 @@
 //! cached secrets with a 2 s TTL (so every INVOKE finds refreshes due), and the upstream black-holed by the
 //! fault-injecting proxy for the outage. On demand the extension registers for INVOKE only when
 //! `PARAMETERS_SECRETS_EXTENSION_INVOKE_WAIT_MILLIS` is set (SnapStart always does), so the scenario sets it: without
-//! it no INVOKE reaches the extension and its post-runtime duration is 0 by construction. Each invoke's post-runtime extension duration is read from lambda-env's
-//! REPORT, as Lambda reports it.
+//! it no INVOKE reaches the extension and its post-runtime duration is 0 by construction. Each invoke's post-runtime
+//! extension duration is read from lambda-env's REPORT, as Lambda reports it.
 
 use std::time::{Duration, Instant};
 
